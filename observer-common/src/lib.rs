@@ -1,0 +1,289 @@
+//! Types shared by the observer's kernel programs (`observer-ebpf`) and its userspace daemon.
+//!
+//! Every type is `#[repr(C)]` with explicit padding fields, so the kernel and userspace agree
+//! on the layout byte for byte and no uninitialised padding ever reaches a map key. With the
+//! `user` feature the types implement `aya::Pod` so userspace can read them from maps and the
+//! ring buffer.
+#![no_std]
+
+/// Name of the per-CPU hash map of flow counters, keyed by [`FlowKey`].
+pub const FLOWS_MAP: &str = "FLOWS";
+/// Name of the ring buffer that carries [`FlowEvent`]s.
+pub const FLOW_EVENTS_MAP: &str = "FLOW_EVENTS";
+/// Name of the per-CPU array of datapath counters, indexed by [`Counter`].
+pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Name of the TC program attached at the ingress hook (traffic leaving a pod).
+pub const INGRESS_PROGRAM: &str = "flow_ingress";
+/// Name of the TC program attached at the egress hook (traffic entering a pod).
+pub const EGRESS_PROGRAM: &str = "flow_egress";
+/// Name of a classifier that does nothing: the cost floor benchmarks compare against.
+pub const EMPTY_PROGRAM: &str = "empty_tc";
+
+/// Default capacity of the flow map (entries; each entry holds one value per CPU).
+pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;
+/// Default size of the flow-event ring buffer in bytes (a power of two, multiple of the page).
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 1 << 20;
+
+/// Address family of a [`FlowKey`].
+pub mod family {
+    /// IPv4: the address occupies the first 4 bytes of the 16-byte field, the rest is zero.
+    pub const IPV4: u8 = 4;
+    /// IPv6.
+    pub const IPV6: u8 = 6;
+}
+
+/// Hook at which a packet was seen, relative to the host-side interface.
+pub mod direction {
+    /// TC ingress of the host-side interface: the packet comes from the pod.
+    pub const INGRESS: u8 = 0;
+    /// TC egress of the host-side interface: the packet goes to the pod.
+    pub const EGRESS: u8 = 1;
+}
+
+/// Bits of [`FlowKey::flags`].
+pub mod key_flags {
+    /// The key counts non-first IP fragments: they carry no transport header, so the ports
+    /// are zero. Keeping them under a flagged key means they are never added to a real
+    /// 5-tuple's counters.
+    pub const NON_FIRST_FRAGMENT: u8 = 1;
+}
+
+/// Bits of [`FlowStats::flags`].
+pub mod stats_flags {
+    /// A TCP segment with SYN set and ACK clear was seen: this side opened the connection.
+    pub const SYN_WITHOUT_ACK: u16 = 1;
+}
+
+/// The TCP flag bits as they appear in the header's 9 flag bits.
+pub mod tcp_flags {
+    /// FIN
+    pub const FIN: u16 = 0x001;
+    /// SYN
+    pub const SYN: u16 = 0x002;
+    /// RST
+    pub const RST: u16 = 0x004;
+    /// PSH
+    pub const PSH: u16 = 0x008;
+    /// ACK
+    pub const ACK: u16 = 0x010;
+    /// URG
+    pub const URG: u16 = 0x020;
+    /// ECE
+    pub const ECE: u16 = 0x040;
+    /// CWR
+    pub const CWR: u16 = 0x080;
+    /// NS (ECN nonce, RFC 3540, historic)
+    pub const NS: u16 = 0x100;
+}
+
+/// IANA protocol numbers the datapath understands.
+pub mod ip_proto {
+    /// ICMP
+    pub const ICMP: u8 = 1;
+    /// TCP
+    pub const TCP: u8 = 6;
+    /// UDP
+    pub const UDP: u8 = 17;
+    /// ICMPv6
+    pub const ICMPV6: u8 = 58;
+    /// SCTP
+    pub const SCTP: u8 = 132;
+}
+
+/// One observation point of one unidirectional flow: the map key.
+///
+/// The same packet crossing two pod interfaces on one node produces two keys (different
+/// `ifindex` and `direction`); userspace merges them into one connection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Source address, network byte order (IPv4 in the first 4 bytes).
+    pub src_addr: [u8; 16],
+    /// Destination address, network byte order (IPv4 in the first 4 bytes).
+    pub dst_addr: [u8; 16],
+    /// Source port, host byte order. For ICMP echo request/reply: the echo identifier.
+    pub src_port: u16,
+    /// Destination port, host byte order. For ICMP echo request/reply: the echo identifier.
+    pub dst_port: u16,
+    /// Interface index where the packet was seen.
+    pub ifindex: u32,
+    /// IP protocol number (see [`ip_proto`]).
+    pub protocol: u8,
+    /// [`family::IPV4`] or [`family::IPV6`].
+    pub family: u8,
+    /// [`direction::INGRESS`] or [`direction::EGRESS`].
+    pub direction: u8,
+    /// See [`key_flags`].
+    pub flags: u8,
+    /// ICMP/ICMPv6 type, else 0.
+    pub icmp_type: u8,
+    /// ICMP/ICMPv6 code, else 0.
+    pub icmp_code: u8,
+    /// Explicit padding, always zero.
+    pub pad: [u8; 2],
+}
+
+/// Counters of one [`FlowKey`] on one CPU: the map value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowStats {
+    /// Wire packets: `gso_segs` for GSO packets, else 1.
+    pub packets: u64,
+    /// Bytes: the skb length seen at the hook (L2 header included; for GSO, the whole
+    /// super-packet's length, i.e. the segments' payload and one set of headers).
+    pub bytes: u64,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the first packet on this CPU.
+    pub first_seen_ns: u64,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the latest packet on this CPU.
+    pub last_seen_ns: u64,
+    /// Union of the TCP flags seen (see [`tcp_flags`]).
+    pub tcp_flags: u16,
+    /// See [`stats_flags`].
+    pub flags: u16,
+    /// Explicit padding, always zero.
+    pub pad: [u8; 4],
+}
+
+/// What a [`FlowEvent`] reports.
+pub mod event_kind {
+    /// The first packet of a key on a CPU (the map entry was created or its per-CPU slot was
+    /// empty). `stats` holds that packet.
+    pub const NEW_FLOW: u8 = 1;
+    /// A TCP segment with FIN or RST. `stats` holds that packet.
+    pub const END: u8 = 2;
+    /// The flow map was full: the packet could not be counted in the map, so it travels
+    /// here instead and userspace adds `stats` itself.
+    pub const OVERFLOW: u8 = 3;
+}
+
+/// A record written to the ring buffer on flow events only, never for every packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowEvent {
+    /// The flow the event belongs to.
+    pub key: FlowKey,
+    /// The packet that caused the event (see [`event_kind`]).
+    pub stats: FlowStats,
+    /// One of [`event_kind`].
+    pub kind: u8,
+    /// Explicit padding, always zero.
+    pub pad: [u8; 7],
+}
+
+/// Indices of the per-CPU counter array. Userspace sums them over CPUs.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Every packet the programs ran on.
+    PacketsSeen = 0,
+    /// Packets that are not IPv4/IPv6 (ARP, LLDP, ...): not flows, not errors.
+    NonIp,
+    /// Frame shorter than an Ethernet header.
+    ErrEthernetTruncated,
+    /// 802.1Q tag announced but cut short.
+    ErrVlanTruncated,
+    /// IPv4 header cut short.
+    ErrIpv4Truncated,
+    /// IPv4 header with IHL < 5 or a version that is not 4.
+    ErrIpv4BadHeader,
+    /// IPv6 fixed header cut short, or a version that is not 6.
+    ErrIpv6Truncated,
+    /// An IPv6 extension header cut short.
+    ErrIpv6ExtensionTruncated,
+    /// More IPv6 extension headers than the bounded walk follows.
+    ErrIpv6TooManyExtensions,
+    /// TCP/UDP/SCTP/ICMP header cut short.
+    ErrTransportTruncated,
+    /// Non-first IP fragments (counted under a flagged key without ports).
+    NonFirstFragments,
+    /// Packets whose flow could not get a map entry (map full); sent as overflow events.
+    FlowMapFull,
+    /// New-flow events lost because the ring buffer was full.
+    RingBufNewFlowFailed,
+    /// End (FIN/RST) events lost because the ring buffer was full.
+    RingBufEndFailed,
+    /// Packets lost entirely: the map was full and so was the ring buffer.
+    RingBufOverflowFailed,
+    /// `bpf_skb_pull_data` failed, so the headers could not be read.
+    ErrPullData,
+}
+
+impl Counter {
+    /// Number of counters (the array's size).
+    pub const COUNT: u32 = 16;
+
+    /// All counters in index order.
+    pub const ALL: [Counter; Self::COUNT as usize] = [
+        Counter::PacketsSeen,
+        Counter::NonIp,
+        Counter::ErrEthernetTruncated,
+        Counter::ErrVlanTruncated,
+        Counter::ErrIpv4Truncated,
+        Counter::ErrIpv4BadHeader,
+        Counter::ErrIpv6Truncated,
+        Counter::ErrIpv6ExtensionTruncated,
+        Counter::ErrIpv6TooManyExtensions,
+        Counter::ErrTransportTruncated,
+        Counter::NonFirstFragments,
+        Counter::FlowMapFull,
+        Counter::RingBufNewFlowFailed,
+        Counter::RingBufEndFailed,
+        Counter::RingBufOverflowFailed,
+        Counter::ErrPullData,
+    ];
+
+    /// Stable snake_case name used in stats output and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::PacketsSeen => "packets_seen",
+            Counter::NonIp => "non_ip",
+            Counter::ErrEthernetTruncated => "parse_error_ethernet_truncated",
+            Counter::ErrVlanTruncated => "parse_error_vlan_truncated",
+            Counter::ErrIpv4Truncated => "parse_error_ipv4_truncated",
+            Counter::ErrIpv4BadHeader => "parse_error_ipv4_bad_header",
+            Counter::ErrIpv6Truncated => "parse_error_ipv6_truncated",
+            Counter::ErrIpv6ExtensionTruncated => "parse_error_ipv6_extension_truncated",
+            Counter::ErrIpv6TooManyExtensions => "parse_error_ipv6_too_many_extensions",
+            Counter::ErrTransportTruncated => "parse_error_transport_truncated",
+            Counter::NonFirstFragments => "non_first_fragments",
+            Counter::FlowMapFull => "flow_map_full",
+            Counter::RingBufNewFlowFailed => "ringbuf_new_flow_failed",
+            Counter::RingBufEndFailed => "ringbuf_end_failed",
+            Counter::RingBufOverflowFailed => "ringbuf_overflow_failed",
+            Counter::ErrPullData => "parse_error_pull_data",
+        }
+    }
+
+    /// True for the counters that mean a packet could not be parsed.
+    pub const fn is_parse_error(self) -> bool {
+        matches!(
+            self,
+            Counter::ErrEthernetTruncated
+                | Counter::ErrVlanTruncated
+                | Counter::ErrIpv4Truncated
+                | Counter::ErrIpv4BadHeader
+                | Counter::ErrIpv6Truncated
+                | Counter::ErrIpv6ExtensionTruncated
+                | Counter::ErrIpv6TooManyExtensions
+                | Counter::ErrTransportTruncated
+                | Counter::ErrPullData
+        )
+    }
+}
+
+// Layouts are part of the kernel/userspace contract: no implicit padding anywhere.
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 96);
+const _: () = assert!(Counter::ALL.len() == Counter::COUNT as usize);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `repr(C)` integers and byte arrays with explicit padding fields: every
+    // bit pattern is valid and there are no implicit padding bytes.
+    unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowEvent {}
+}

@@ -1,0 +1,256 @@
+//! Header parsing with direct packet access (no helper call per header).
+//!
+//! Ethernet (+ one 802.1Q/802.1ad tag), IPv4 (IHL honoured, options skipped), IPv6 (a bounded
+//! walk over hop-by-hop, routing, fragment, destination-options and AH headers), then the
+//! TCP/UDP/SCTP ports or the ICMP/ICMPv6 type and code. A header that is cut short is an error
+//! with its own counter; the packet is then not attributed to any flow.
+
+use aya_ebpf::programs::TcContext;
+use observer_common::{Counter, FlowKey, family, ip_proto, key_flags, stats_flags, tcp_flags};
+
+const ETH_HEADER: usize = 14;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AUTH: u8 = 51;
+const IPV6_DEST_OPTS: u8 = 60;
+/// How many IPv6 extension headers the walk follows before giving up (verifier bound).
+const MAX_IPV6_EXTENSIONS: usize = 6;
+/// Bytes of headers that must be in the linear part of the skb for direct access.
+const HEADER_WINDOW: usize = 256;
+
+/// A packet that belongs to a flow.
+pub struct ParsedPacket {
+    /// The key without `ifindex` and `direction` (the caller fills those in).
+    pub key: FlowKey,
+    /// TCP flags of this segment, else 0.
+    pub tcp_flags: u16,
+    /// `stats_flags` bits this packet sets.
+    pub stats_flags: u16,
+}
+
+/// Outcome of a successful parse.
+pub enum Parsed {
+    /// An IPv4/IPv6 packet.
+    Flow(ParsedPacket),
+    /// Not IP (ARP, LLDP, ...).
+    NonIp,
+}
+
+/// `N` readable bytes at `offset` in the packet, or `None` when the packet is shorter.
+/// Fields are read through the view rather than copied out: the BPF stack is 512 bytes.
+#[inline(always)]
+fn bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<Header<N>> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + N > end {
+        return None;
+    }
+    Some(Header((start + offset) as *const u8))
+}
+
+/// A bounds-checked view of `N` bytes of packet data.
+#[derive(Clone, Copy)]
+struct Header<const N: usize>(*const u8);
+
+impl<const N: usize> core::ops::Index<usize> for Header<N> {
+    type Output = u8;
+    #[inline(always)]
+    fn index(&self, i: usize) -> &u8 {
+        // SAFETY: `bytes` checked that N bytes are readable; callers index below N.
+        unsafe { &*self.0.add(i) }
+    }
+}
+
+impl<const N: usize> Header<N> {
+    /// 16 bytes starting at `i` (an IPv6 address).
+    #[inline(always)]
+    fn addr16(&self, i: usize) -> [u8; 16] {
+        // SAFETY: as for indexing; i + 16 <= N at every call site.
+        unsafe { core::ptr::read_unaligned(self.0.add(i) as *const [u8; 16]) }
+    }
+
+    /// 4 bytes starting at `i` (an IPv4 address).
+    #[inline(always)]
+    fn addr4(&self, i: usize) -> [u8; 4] {
+        // SAFETY: as for indexing; i + 4 <= N at every call site.
+        unsafe { core::ptr::read_unaligned(self.0.add(i) as *const [u8; 4]) }
+    }
+}
+
+#[inline(always)]
+fn be16(hi: u8, lo: u8) -> u16 {
+    ((hi as u16) << 8) | lo as u16
+}
+
+/// Parses one frame. Errors name the counter to bump.
+#[inline(always)]
+pub fn parse(ctx: &TcContext) -> Result<Parsed, Counter> {
+    // Headers of GSO or paged skbs may sit outside the linear area: pull them in once.
+    let linear = ctx.data_end() - ctx.data();
+    let len = ctx.len() as usize;
+    if linear < HEADER_WINDOW && len > linear {
+        let want = if len < HEADER_WINDOW { len } else { HEADER_WINDOW };
+        if ctx.pull_data(want as u32).is_err() {
+            return Err(Counter::ErrPullData);
+        }
+    }
+
+    let eth = bytes::<ETH_HEADER>(ctx, 0).ok_or(Counter::ErrEthernetTruncated)?;
+    let mut ethertype = be16(eth[12], eth[13]);
+    let mut l3 = ETH_HEADER;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        let tag = bytes::<4>(ctx, ETH_HEADER).ok_or(Counter::ErrVlanTruncated)?;
+        ethertype = be16(tag[2], tag[3]);
+        l3 = ETH_HEADER + 4;
+    }
+    match ethertype {
+        ETH_P_IPV4 => ipv4(ctx, l3).map(Parsed::Flow),
+        ETH_P_IPV6 => ipv6(ctx, l3).map(Parsed::Flow),
+        _ => Ok(Parsed::NonIp),
+    }
+}
+
+#[inline(always)]
+fn ipv4(ctx: &TcContext, l3: usize) -> Result<ParsedPacket, Counter> {
+    let h = bytes::<20>(ctx, l3).ok_or(Counter::ErrIpv4Truncated)?;
+    if h[0] >> 4 != 4 {
+        return Err(Counter::ErrIpv4BadHeader);
+    }
+    let header_len = ((h[0] & 0x0f) as usize) * 4;
+    if header_len < 20 {
+        return Err(Counter::ErrIpv4BadHeader);
+    }
+    // Options must be present in full, even though their content is not needed.
+    if header_len > 20 && bytes::<1>(ctx, l3 + header_len - 1).is_none() {
+        return Err(Counter::ErrIpv4Truncated);
+    }
+    let mut key = FlowKey {
+        family: family::IPV4,
+        protocol: h[9],
+        ..FlowKey::default()
+    };
+    let (src, dst) = (h.addr4(12), h.addr4(16));
+    key.src_addr[..4].copy_from_slice(&src);
+    key.dst_addr[..4].copy_from_slice(&dst);
+    let fragment_offset = be16(h[6], h[7]) & 0x1fff;
+    if fragment_offset != 0 {
+        key.flags = key_flags::NON_FIRST_FRAGMENT;
+        return Ok(no_transport(key));
+    }
+    transport(ctx, l3 + header_len, key)
+}
+
+#[inline(always)]
+fn ipv6(ctx: &TcContext, l3: usize) -> Result<ParsedPacket, Counter> {
+    let h = bytes::<40>(ctx, l3).ok_or(Counter::ErrIpv6Truncated)?;
+    if h[0] >> 4 != 6 {
+        return Err(Counter::ErrIpv6Truncated);
+    }
+    let mut key = FlowKey {
+        family: family::IPV6,
+        ..FlowKey::default()
+    };
+    key.src_addr = h.addr16(8);
+    key.dst_addr = h.addr16(24);
+
+    let mut next = h[6];
+    let mut offset = l3 + 40;
+    let mut done = false;
+    for _ in 0..MAX_IPV6_EXTENSIONS {
+        match next {
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
+                let e = bytes::<2>(ctx, offset).ok_or(Counter::ErrIpv6ExtensionTruncated)?;
+                next = e[0];
+                offset += (e[1] as usize + 1) * 8;
+            }
+            IPV6_AUTH => {
+                let e = bytes::<2>(ctx, offset).ok_or(Counter::ErrIpv6ExtensionTruncated)?;
+                next = e[0];
+                offset += (e[1] as usize + 2) * 4;
+            }
+            IPV6_FRAGMENT => {
+                let e = bytes::<8>(ctx, offset).ok_or(Counter::ErrIpv6ExtensionTruncated)?;
+                next = e[0];
+                offset += 8;
+                if be16(e[2], e[3]) >> 3 != 0 {
+                    key.protocol = next;
+                    key.flags = key_flags::NON_FIRST_FRAGMENT;
+                    return Ok(no_transport(key));
+                }
+            }
+            _ => {
+                done = true;
+                break;
+            }
+        }
+    }
+    if !done {
+        return Err(Counter::ErrIpv6TooManyExtensions);
+    }
+    key.protocol = next;
+    transport(ctx, offset, key)
+}
+
+#[inline(always)]
+fn no_transport(key: FlowKey) -> ParsedPacket {
+    ParsedPacket {
+        key,
+        tcp_flags: 0,
+        stats_flags: 0,
+    }
+}
+
+#[inline(always)]
+fn transport(ctx: &TcContext, l4: usize, mut key: FlowKey) -> Result<ParsedPacket, Counter> {
+    let mut flags = 0u16;
+    let mut stats = 0u16;
+    match key.protocol {
+        ip_proto::TCP => {
+            let t = bytes::<20>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
+            key.src_port = be16(t[0], t[1]);
+            key.dst_port = be16(t[2], t[3]);
+            flags = be16(t[12] & 0x01, t[13]);
+            if flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0 {
+                stats = stats_flags::SYN_WITHOUT_ACK;
+            }
+        }
+        ip_proto::UDP => {
+            let u = bytes::<8>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
+            key.src_port = be16(u[0], u[1]);
+            key.dst_port = be16(u[2], u[3]);
+        }
+        ip_proto::SCTP => {
+            let s = bytes::<12>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
+            key.src_port = be16(s[0], s[1]);
+            key.dst_port = be16(s[2], s[3]);
+        }
+        ip_proto::ICMP | ip_proto::ICMPV6 => {
+            let i = bytes::<8>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
+            key.icmp_type = i[0];
+            key.icmp_code = i[1];
+            // Echo request/reply: the identifier tells concurrent pings apart.
+            let echo = if key.protocol == ip_proto::ICMP {
+                matches!(i[0], 0 | 8)
+            } else {
+                matches!(i[0], 128 | 129)
+            };
+            if echo {
+                let id = be16(i[4], i[5]);
+                key.src_port = id;
+                key.dst_port = id;
+            }
+        }
+        _ => {}
+    }
+    Ok(ParsedPacket {
+        key,
+        tcp_flags: flags,
+        stats_flags: stats,
+    })
+}

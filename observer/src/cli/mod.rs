@@ -1,0 +1,46 @@
+//! Command-line interface: one file per subcommand, parsing and wiring only.
+
+mod duration;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use duration::parse_duration;
+
+/// eBPF traffic observer for Kubernetes: who talks to whom.
+#[derive(Debug, Parser)]
+#[command(name = "observer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Capture pod traffic on this node and write connection records.
+    Run(run::RunArgs),
+}
+
+/// Entry point of the `observer` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("observer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `observer run`: capture on this node.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use observer_common::{DEFAULT_FLOW_MAP_ENTRIES, DEFAULT_RING_BUFFER_BYTES};
+
+use super::parse_duration;
+use crate::daemon::{self, RunConfig};
+use crate::datapath::{DEFAULT_INTERFACE_PATTERN, DatapathConfig, InterfacePattern};
+use crate::export::FlowLogTarget;
+use crate::flow::TableConfig;
+
+/// Arguments of `observer run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Host-side pod interfaces to attach to: comma-separated globs.
+    #[arg(long, default_value = DEFAULT_INTERFACE_PATTERN)]
+    interfaces: String,
+    /// Where to write connection records (JSON Lines); `-` is stdout.
+    #[arg(long, default_value = "-")]
+    flow_log: String,
+    /// Write counters (kernel, userspace, losses) as JSON here on every poll and at exit.
+    #[arg(long)]
+    stats_file: Option<PathBuf>,
+    /// Capacity of the kernel flow map, in keys.
+    #[arg(long, default_value_t = DEFAULT_FLOW_MAP_ENTRIES)]
+    flow_map_entries: u32,
+    /// Size of the kernel event ring buffer in bytes (power of two, at least 4096).
+    #[arg(long, default_value_t = DEFAULT_RING_BUFFER_BYTES)]
+    ringbuf_bytes: u32,
+    /// How often the flow map is read.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    poll_interval: Duration,
+    /// A connection without packets for this long is written as expired.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// A closed TCP connection is written once quiet for this long.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    close_grace: Duration,
+    /// Long-lived connections with new traffic are reported this often (0s: never).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    report_interval: Duration,
+    /// Benchmarking aid: also attach an empty classifier, the cost floor.
+    #[arg(long, hide = true)]
+    attach_empty_program: bool,
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub fn run(args: RunArgs) -> Result<()> {
+    let config = RunConfig {
+        interfaces: InterfacePattern::parse(&args.interfaces).map_err(anyhow::Error::msg)?,
+        flow_log: FlowLogTarget::parse(&args.flow_log),
+        stats_file: args.stats_file,
+        datapath: DatapathConfig {
+            flow_map_entries: args.flow_map_entries,
+            ring_buffer_bytes: args.ringbuf_bytes,
+        },
+        table: TableConfig {
+            idle_timeout_ns: args.idle_timeout.as_nanos() as u64,
+            close_grace_ns: args.close_grace.as_nanos() as u64,
+            report_interval_ns: args.report_interval.as_nanos() as u64,
+        },
+        poll_interval: args.poll_interval.max(Duration::from_millis(10)),
+        attach_empty_program: args.attach_empty_program,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(daemon::run(config))
+}

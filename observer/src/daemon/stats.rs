@@ -1,0 +1,96 @@
+//! The run's counters: what the kernel counted, what userspace counted, and what was lost.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
+use observer_common::Counter;
+use serde::Serialize;
+use tracing::warn;
+
+use crate::datapath::{Attachments, CounterReader, DatapathCounters, EventReaderStats};
+use crate::export::FlowLog;
+use crate::flow::ConnectionTable;
+
+/// Snapshot of every counter, written as JSON to `--stats-file` and logged at exit.
+#[derive(Debug, Default, Serialize)]
+pub struct RunStats {
+    /// Kernel counters summed over CPUs (see `observer_common::Counter`).
+    pub datapath: DatapathCounters,
+    /// Ring-buffer events read.
+    pub events_received: u64,
+    /// Ring-buffer items of the wrong size.
+    pub events_malformed: u64,
+    /// Overflow events (packets the full map could not hold, counted in userspace).
+    pub overflow_events: u64,
+    /// Events of an unknown kind.
+    pub unknown_events: u64,
+    /// Flow map entries that could not be read during a poll.
+    pub map_read_errors: u64,
+    /// Interfaces that matched the pattern but could not be attached.
+    pub attach_failures: u64,
+    /// Flow log writes that failed.
+    pub log_write_errors: u64,
+    /// Connections in the table now.
+    pub connections_live: usize,
+    /// Records written to the flow log.
+    pub records_written: u64,
+    /// Interfaces attached now, sorted.
+    pub interfaces: Vec<String>,
+    #[serde(skip)]
+    losses_reported: u64,
+}
+
+impl RunStats {
+    /// Refreshes the snapshot.
+    pub(super) fn update(
+        &mut self,
+        counters: &CounterReader,
+        reader: &EventReaderStats,
+        table: &ConnectionTable,
+        attachments: &Attachments,
+        log: &FlowLog,
+    ) {
+        match counters.read() {
+            Ok(values) => self.datapath = values,
+            Err(e) => warn!(error = %e, "reading datapath counters"),
+        }
+        self.events_received = reader.received.load(Ordering::Relaxed);
+        self.events_malformed = reader.malformed.load(Ordering::Relaxed);
+        self.connections_live = table.len();
+        self.records_written = log.written();
+        let mut names: Vec<String> = attachments.attached().map(|(_, n)| n.to_string()).collect();
+        names.sort();
+        self.interfaces = names;
+    }
+
+    /// Events or packets lost for good: ring-buffer reservations that failed.
+    pub fn losses(&self) -> u64 {
+        self.datapath.get(Counter::RingBufNewFlowFailed)
+            + self.datapath.get(Counter::RingBufEndFailed)
+            + self.datapath.get(Counter::RingBufOverflowFailed)
+            + self.events_malformed
+    }
+
+    /// Logs a warning when losses grew since the last call.
+    pub(super) fn warn_on_new_losses(&mut self) {
+        let losses = self.losses();
+        if losses > self.losses_reported {
+            warn!(
+                ringbuf_new_flow_failed = self.datapath.get(Counter::RingBufNewFlowFailed),
+                ringbuf_end_failed = self.datapath.get(Counter::RingBufEndFailed),
+                ringbuf_overflow_failed = self.datapath.get(Counter::RingBufOverflowFailed),
+                "flow events lost: the ring buffer was full (raise --ringbuf-bytes)"
+            );
+            self.losses_reported = losses;
+        }
+    }
+
+    /// Writes the snapshot as JSON, atomically (temporary file, then rename).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("tmp");
+        let json = serde_json::to_vec_pretty(self)?;
+        std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    }
+}

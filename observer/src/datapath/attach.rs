@@ -1,0 +1,132 @@
+//! Attaching the classifiers to interfaces, and detaching them when interfaces vanish.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use aya::{
+    Ebpf,
+    programs::{
+        SchedClassifier, TcAttachType,
+        tc::{self, SchedClassifierLinkId},
+    },
+    util::KernelVersion,
+};
+use observer_common::{EGRESS_PROGRAM, EMPTY_PROGRAM, INGRESS_PROGRAM};
+
+/// One attached program: which, where.
+struct Link {
+    program: &'static str,
+    id: SchedClassifierLinkId,
+}
+
+/// The loaded programs and the interfaces they are attached to.
+pub struct Attachments {
+    ebpf: Ebpf,
+    /// Kernels before 6.6 have no TCX: programs go through a clsact qdisc and netlink.
+    legacy_tc: bool,
+    with_empty_program: bool,
+    attached: HashMap<u32, (String, Vec<Link>)>,
+}
+
+impl Attachments {
+    pub(super) fn new(mut ebpf: Ebpf, with_empty_program: bool) -> Result<Self> {
+        let mut names = vec![INGRESS_PROGRAM, EGRESS_PROGRAM];
+        if with_empty_program {
+            names.push(EMPTY_PROGRAM);
+        }
+        for name in names {
+            program(&mut ebpf, name)?
+                .load()
+                .with_context(|| format!("the kernel verifier rejected program {name}"))?;
+        }
+        let legacy_tc = !KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        Ok(Self {
+            ebpf,
+            legacy_tc,
+            with_empty_program,
+            attached: HashMap::new(),
+        })
+    }
+
+    /// Names of the interfaces currently attached, by index.
+    pub fn attached(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.attached
+            .iter()
+            .map(|(index, (name, _))| (*index, name.as_str()))
+    }
+
+    /// True when the interface is attached.
+    pub fn is_attached(&self, index: u32) -> bool {
+        self.attached.contains_key(&index)
+    }
+
+    /// Attaches the flow programs at ingress and egress of `name` (interface `index`).
+    pub fn attach(&mut self, index: u32, name: &str) -> Result<()> {
+        if self.attached.get(&index).is_some_and(|(n, _)| n == name) {
+            return Ok(());
+        }
+        // A reused index with a new name is a new interface: drop what was there.
+        self.detach(index);
+        if self.legacy_tc {
+            // Already present is fine; any other failure shows up in attach below.
+            let _ = tc::qdisc_add_clsact(name);
+        }
+        let mut plan = vec![
+            (INGRESS_PROGRAM, TcAttachType::Ingress),
+            (EGRESS_PROGRAM, TcAttachType::Egress),
+        ];
+        if self.with_empty_program {
+            plan.push((EMPTY_PROGRAM, TcAttachType::Ingress));
+            plan.push((EMPTY_PROGRAM, TcAttachType::Egress));
+        }
+        let mut links = Vec::new();
+        for (program_name, hook) in plan {
+            let attached = program(&mut self.ebpf, program_name)
+                .and_then(|p| Ok(p.attach(name, hook)?))
+                .with_context(|| {
+                    let how = if self.legacy_tc {
+                        "netlink clsact"
+                    } else {
+                        "TCX"
+                    };
+                    format!("attaching {program_name} to {name} {hook:?} via {how}")
+                });
+            match attached {
+                Ok(id) => links.push(Link {
+                    program: program_name,
+                    id,
+                }),
+                Err(e) => {
+                    self.release(links);
+                    return Err(e);
+                }
+            }
+        }
+        self.attached.insert(index, (name.to_string(), links));
+        Ok(())
+    }
+
+    /// Detaches from interface `index` if attached (also after the interface vanished:
+    /// closing the links frees them).
+    pub fn detach(&mut self, index: u32) -> Option<String> {
+        let (name, links) = self.attached.remove(&index)?;
+        self.release(links);
+        Some(name)
+    }
+
+    fn release(&mut self, links: Vec<Link>) {
+        for link in links {
+            if let Ok(p) = program(&mut self.ebpf, link.program) {
+                // The interface may be gone already; the link is released either way.
+                let _ = p.detach(link.id);
+            }
+        }
+    }
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    let program = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the eBPF object"))?;
+    Ok(program.try_into()?)
+}

@@ -1,0 +1,86 @@
+//! Everything that touches aya and netlink: loading the kernel programs, attaching them to
+//! pod interfaces as they come and go, reading the ring buffer, polling the flow map and the
+//! counters. Nothing outside this module imports aya.
+
+mod attach;
+mod counters;
+mod events;
+mod flow_map;
+mod interfaces;
+mod links;
+
+use anyhow::{Context, Result};
+use aya::{Ebpf, EbpfLoader};
+use observer_common::{COUNTERS_MAP, FLOW_EVENTS_MAP, FLOWS_MAP};
+
+pub use attach::Attachments;
+pub use counters::{CounterReader, DatapathCounters};
+pub use events::{EventReader, EventReaderStats};
+pub use flow_map::FlowMapReader;
+pub use interfaces::{DEFAULT_INTERFACE_PATTERN, InterfacePattern};
+pub use links::{LinkEvent, watch_links};
+
+/// The compiled kernel programs, embedded at build time by `build.rs`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
+
+/// Sizes chosen at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct DatapathConfig {
+    /// Capacity of the flow map in keys.
+    pub flow_map_entries: u32,
+    /// Size of the event ring buffer in bytes (power of two, multiple of the page size).
+    pub ring_buffer_bytes: u32,
+}
+
+/// The loaded programs and the maps userspace reads.
+pub struct Datapath {
+    ebpf: Ebpf,
+}
+
+/// The maps, taken out of the loaded object so separate tasks can own them.
+pub struct DatapathMaps {
+    /// Flow map reader.
+    pub flows: FlowMapReader,
+    /// Ring buffer reader.
+    pub events: EventReader,
+    /// Counter reader.
+    pub counters: CounterReader,
+}
+
+impl Datapath {
+    /// Loads the programs into the kernel (verifier included) with the given map sizes.
+    pub fn load(config: DatapathConfig) -> Result<Self> {
+        if !config.ring_buffer_bytes.is_power_of_two() || config.ring_buffer_bytes < 4096 {
+            anyhow::bail!(
+                "ring buffer size {} is not a power of two of at least 4096 bytes",
+                config.ring_buffer_bytes
+            );
+        }
+        let ebpf = EbpfLoader::new()
+            .map_max_entries(FLOWS_MAP, config.flow_map_entries)
+            .map_max_entries(FLOW_EVENTS_MAP, config.ring_buffer_bytes)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object (are we root, with CAP_BPF and CAP_NET_ADMIN?)")?;
+        Ok(Self { ebpf })
+    }
+
+    /// Loads every program and returns the attachment manager plus the maps.
+    pub fn start(mut self, with_empty_program: bool) -> Result<(Attachments, DatapathMaps)> {
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} missing from the eBPF object"))
+        };
+        let flows = FlowMapReader::new(take(&mut self.ebpf, FLOWS_MAP)?)?;
+        let events = EventReader::new(take(&mut self.ebpf, FLOW_EVENTS_MAP)?)?;
+        let counters = CounterReader::new(take(&mut self.ebpf, COUNTERS_MAP)?)?;
+        let attachments = Attachments::new(self.ebpf, with_empty_program)?;
+        Ok((
+            attachments,
+            DatapathMaps {
+                flows,
+                events,
+                counters,
+            },
+        ))
+    }
+}

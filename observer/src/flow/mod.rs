@@ -1,0 +1,12 @@
+//! Flows: the connection table that turns per-hook counters into connections, and the flow
+//! record that leaves the daemon. Pure logic: no I/O, no async.
+
+mod clock;
+mod key;
+mod record;
+mod table;
+
+pub use clock::WallClock;
+pub use key::{ConnectionKey, Endpoint};
+pub use record::{Counts, FlowRecord, FlowState, RecordEndpoint, protocol_name, tcp_flag_names};
+pub use table::{ConnectionTable, Sweep, TableConfig};

@@ -1,0 +1,115 @@
+//! The flow record: the one definition of the JSON written by `observer run --flow-log`.
+//!
+//! Later stages add fields (identity, verdict); existing fields are never renamed.
+
+use std::net::IpAddr;
+
+use observer_common::{ip_proto, tcp_flags};
+use serde::{Deserialize, Serialize};
+
+/// One connection, as written to the flow log (one JSON object per line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// The initiator: the side that sent a TCP SYN without ACK, else the side whose packet
+    /// was seen first.
+    pub src: RecordEndpoint,
+    /// The responder.
+    pub dst: RecordEndpoint,
+    /// "TCP", "UDP", "SCTP", "ICMP", "ICMPv6", or the protocol number for others.
+    pub protocol: String,
+    /// ICMP type and code of the initiator's first message kind, for ICMP and ICMPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpInfo>,
+    /// Initiator to responder.
+    pub fwd: Counts,
+    /// Responder to initiator.
+    pub rev: Counts,
+    /// Union of the TCP flags seen in both directions, by name.
+    #[serde(default)]
+    pub tcp_flags: Vec<String>,
+    /// Wall-clock time of the first packet (RFC 3339).
+    pub first_seen: String,
+    /// Wall-clock time of the latest packet (RFC 3339).
+    pub last_seen: String,
+    /// Why the record was written.
+    pub state: FlowState,
+    /// Host-side interfaces where the connection was seen (one per pod on this node).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// The record counts non-first IP fragments, which carry no ports.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub non_first_fragments: bool,
+}
+
+/// An address and port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordEndpoint {
+    /// IP address.
+    pub ip: IpAddr,
+    /// Transport port; for ICMP echo, the echo identifier; else 0.
+    pub port: u16,
+}
+
+/// ICMP message type and code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IcmpInfo {
+    /// ICMP type.
+    #[serde(rename = "type")]
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub code: u8,
+}
+
+/// Packet and byte counts of one direction. Packets are wire packets (GSO segments counted
+/// one by one); bytes are the frame lengths seen at the hook, Ethernet header included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// Why a record was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowState {
+    /// Still open: a periodic report, or the daemon is stopping.
+    Active,
+    /// TCP closed (FIN both ways, or RST) and quiet since.
+    Closed,
+    /// Idle for longer than the idle timeout.
+    Expired,
+}
+
+/// The record's name for an IP protocol number.
+pub fn protocol_name(protocol: u8) -> String {
+    match protocol {
+        ip_proto::TCP => "TCP".into(),
+        ip_proto::UDP => "UDP".into(),
+        ip_proto::SCTP => "SCTP".into(),
+        ip_proto::ICMP => "ICMP".into(),
+        ip_proto::ICMPV6 => "ICMPv6".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Names of the TCP flags set in `flags`, in header order.
+pub fn tcp_flag_names(flags: u16) -> Vec<String> {
+    const NAMES: [(u16, &str); 9] = [
+        (tcp_flags::FIN, "FIN"),
+        (tcp_flags::SYN, "SYN"),
+        (tcp_flags::RST, "RST"),
+        (tcp_flags::PSH, "PSH"),
+        (tcp_flags::ACK, "ACK"),
+        (tcp_flags::URG, "URG"),
+        (tcp_flags::ECE, "ECE"),
+        (tcp_flags::CWR, "CWR"),
+        (tcp_flags::NS, "NS"),
+    ];
+    NAMES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, name)| (*name).to_string())
+        .collect()
+}

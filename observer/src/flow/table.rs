@@ -1,0 +1,345 @@
+//! The connection table: merges the kernel's per-hook, per-direction counters into
+//! connections and decides when a connection's record is written.
+//!
+//! Inputs are absolute counters read from the flow map (summed over CPUs), and the ring
+//! buffer's events. A connection is written when it closes (TCP FIN both ways or RST, then
+//! quiet for `close_grace`), when it has been idle for `idle_timeout`, periodically while
+//! active (`report_interval`), and when the daemon stops. Pure logic: the caller passes the
+//! time and applies the returned list of kernel keys to release.
+
+use std::collections::HashMap;
+
+use observer_common::{FlowKey, FlowStats, ip_proto, stats_flags, tcp_flags};
+
+use super::{
+    ConnectionKey, Counts, Endpoint, FlowRecord, FlowState, RecordEndpoint, WallClock,
+    protocol_name, record::IcmpInfo, tcp_flag_names,
+};
+
+/// Timing policy of the table, in nanoseconds of CLOCK_MONOTONIC.
+#[derive(Clone, Copy, Debug)]
+pub struct TableConfig {
+    /// A connection with no packet for this long is written as `expired` and forgotten.
+    pub idle_timeout_ns: u64,
+    /// A closed TCP connection is written once it has been quiet this long, so the last
+    /// ACK after the FINs still belongs to it.
+    pub close_grace_ns: u64,
+    /// An active connection with new traffic is reported this often (0: never).
+    pub report_interval_ns: u64,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_ns: 30_000_000_000,
+            close_grace_ns: 2_000_000_000,
+            report_interval_ns: 10_000_000_000,
+        }
+    }
+}
+
+/// What a sweep produced: records to write and kernel map keys to delete.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Records to write, in no particular order.
+    pub records: Vec<FlowRecord>,
+    /// Keys of connections that were written and forgotten: delete them from the map.
+    pub release: Vec<FlowKey>,
+}
+
+/// Counters of one kernel flow key (one hook, one direction).
+#[derive(Debug)]
+struct Observation {
+    key: FlowKey,
+    /// Host-side interface name.
+    interface: String,
+    /// Latest absolute value read from the flow map (or the first packet's, until then).
+    kernel: FlowStats,
+    /// Packets that reached us as overflow events because the map was full.
+    overflow: FlowStats,
+}
+
+impl Observation {
+    fn total(&self) -> FlowStats {
+        merge(&self.kernel, &self.overflow)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Connection {
+    observations: Vec<Observation>,
+    /// Flags of FIN/RST events, which may arrive before the next map poll.
+    end_flags: u16,
+    /// `last_seen` when the connection was last reported (0: never).
+    reported_last_seen: u64,
+    /// When it was last reported (0: never).
+    reported_at: u64,
+}
+
+/// All live connections, keyed by their direction-free identity.
+#[derive(Debug)]
+pub struct ConnectionTable {
+    config: TableConfig,
+    clock: WallClock,
+    connections: HashMap<ConnectionKey, Connection>,
+}
+
+impl ConnectionTable {
+    /// An empty table.
+    pub fn new(config: TableConfig, clock: WallClock) -> Self {
+        Self {
+            config,
+            clock,
+            connections: HashMap::new(),
+        }
+    }
+
+    /// Number of live connections.
+    pub fn len(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// True when no connection is live.
+    pub fn is_empty(&self) -> bool {
+        self.connections.is_empty()
+    }
+
+    /// A value read from the flow map (summed over CPUs): replaces the key's map counters.
+    pub fn record_poll(&mut self, key: &FlowKey, stats: FlowStats, interface: &str) {
+        self.observation(key, interface).kernel = stats;
+    }
+
+    /// A new-flow event: the first packet of a key on a CPU.
+    pub fn record_new_flow(&mut self, key: &FlowKey, packet: &FlowStats, interface: &str) {
+        let observation = self.observation(key, interface);
+        if observation.kernel.packets == 0 {
+            observation.kernel = *packet;
+        }
+    }
+
+    /// A TCP FIN or RST event.
+    pub fn record_end(&mut self, key: &FlowKey, packet: &FlowStats, interface: &str) {
+        self.record_new_flow(key, packet, interface);
+        let (connection_key, _) = ConnectionKey::of(key);
+        if let Some(connection) = self.connections.get_mut(&connection_key) {
+            connection.end_flags |= packet.tcp_flags;
+        }
+    }
+
+    /// A packet the kernel could not store in the full map: counted here instead.
+    pub fn record_overflow(&mut self, key: &FlowKey, packet: &FlowStats, interface: &str) {
+        let observation = self.observation(key, interface);
+        observation.overflow = merge(&observation.overflow, packet);
+    }
+
+    fn observation(&mut self, key: &FlowKey, interface: &str) -> &mut Observation {
+        let (connection_key, _) = ConnectionKey::of(key);
+        let connection = self.connections.entry(connection_key).or_default();
+        let index = match connection.observations.iter().position(|o| o.key == *key) {
+            Some(index) => index,
+            None => {
+                connection.observations.push(Observation {
+                    key: *key,
+                    interface: interface.to_string(),
+                    kernel: FlowStats::default(),
+                    overflow: FlowStats::default(),
+                });
+                connection.observations.len() - 1
+            }
+        };
+        &mut connection.observations[index]
+    }
+
+    /// Writes the connections that closed, expired or are due for a periodic report.
+    pub fn sweep(&mut self, now_ns: u64) -> Sweep {
+        let mut sweep = Sweep::default();
+        let config = self.config;
+        let clock = self.clock;
+        self.connections.retain(|key, connection| {
+            let summary = summarize(key, connection);
+            let quiet = now_ns.saturating_sub(summary.last_seen);
+            let state = if summary.closed && quiet >= config.close_grace_ns {
+                Some(FlowState::Closed)
+            } else if quiet >= config.idle_timeout_ns {
+                Some(FlowState::Expired)
+            } else {
+                None
+            };
+            if let Some(state) = state {
+                sweep.records.push(summary.record(key, state, &clock));
+                sweep
+                    .release
+                    .extend(connection.observations.iter().map(|o| o.key));
+                return false;
+            }
+            let due = config.report_interval_ns > 0
+                && summary.last_seen > connection.reported_last_seen
+                && now_ns.saturating_sub(connection.reported_at.max(summary.first_seen))
+                    >= config.report_interval_ns;
+            if due {
+                sweep
+                    .records
+                    .push(summary.record(key, FlowState::Active, &clock));
+                connection.reported_last_seen = summary.last_seen;
+                connection.reported_at = now_ns;
+            }
+            true
+        });
+        sweep
+    }
+
+    /// Writes every connection (the daemon is stopping): closed ones as `closed`, the rest
+    /// as `active`.
+    pub fn drain(&mut self) -> Sweep {
+        let mut sweep = Sweep::default();
+        for (key, connection) in self.connections.drain() {
+            let summary = summarize(&key, &connection);
+            let state = if summary.closed {
+                FlowState::Closed
+            } else {
+                FlowState::Active
+            };
+            sweep.records.push(summary.record(&key, state, &self.clock));
+            sweep
+                .release
+                .extend(connection.observations.iter().map(|o| o.key));
+        }
+        sweep
+    }
+}
+
+/// Sum of two counter sets of one key.
+fn merge(a: &FlowStats, b: &FlowStats) -> FlowStats {
+    let first = match (a.first_seen_ns, b.first_seen_ns) {
+        (0, x) | (x, 0) => x,
+        (x, y) => x.min(y),
+    };
+    FlowStats {
+        packets: a.packets + b.packets,
+        bytes: a.bytes + b.bytes,
+        first_seen_ns: first,
+        last_seen_ns: a.last_seen_ns.max(b.last_seen_ns),
+        tcp_flags: a.tcp_flags | b.tcp_flags,
+        flags: a.flags | b.flags,
+        pad: [0; 4],
+    }
+}
+
+/// A connection's merged view.
+struct Summary {
+    initiator: Endpoint,
+    responder: Endpoint,
+    fwd: Counts,
+    rev: Counts,
+    tcp_flags: u16,
+    first_seen: u64,
+    last_seen: u64,
+    closed: bool,
+    icmp: Option<IcmpInfo>,
+    interfaces: Vec<String>,
+}
+
+fn summarize(key: &ConnectionKey, connection: &Connection) -> Summary {
+    let totals: Vec<(Endpoint, FlowStats)> = connection
+        .observations
+        .iter()
+        .map(|o| (super::key::endpoints(&o.key).0, o.total()))
+        .collect();
+    // The initiator sent a SYN without ACK; failing that, it sent the first packet seen.
+    let opener = totals
+        .iter()
+        .filter(|(_, s)| s.flags & stats_flags::SYN_WITHOUT_ACK != 0)
+        .min_by_key(|(_, s)| s.first_seen_ns);
+    let first = totals
+        .iter()
+        .filter(|(_, s)| s.packets > 0)
+        .min_by_key(|(_, s)| s.first_seen_ns);
+    let initiator = opener
+        .or(first)
+        .map(|(src, _)| *src)
+        .unwrap_or(key.low);
+    let responder = key.peer_of(initiator);
+
+    // Both hooks of one node (source pod's and destination pod's interface) count the same
+    // packets: a direction's count is the largest any hook saw, never their sum.
+    let (mut fwd, mut rev) = (Counts::default(), Counts::default());
+    let (mut fwd_flags, mut rev_flags) = (0u16, 0u16);
+    let (mut first_seen, mut last_seen) = (u64::MAX, 0u64);
+    for (src, stats) in &totals {
+        let (counts, flags) = if *src == initiator {
+            (&mut fwd, &mut fwd_flags)
+        } else {
+            (&mut rev, &mut rev_flags)
+        };
+        counts.packets = counts.packets.max(stats.packets);
+        counts.bytes = counts.bytes.max(stats.bytes);
+        *flags |= stats.tcp_flags;
+        if stats.packets > 0 {
+            first_seen = first_seen.min(stats.first_seen_ns);
+        }
+        last_seen = last_seen.max(stats.last_seen_ns);
+    }
+    if first_seen == u64::MAX {
+        first_seen = last_seen;
+    }
+    let all_flags = fwd_flags | rev_flags | connection.end_flags;
+    let closed = key.protocol == ip_proto::TCP
+        && (all_flags & tcp_flags::RST != 0
+            || (fwd_flags & tcp_flags::FIN != 0 && rev_flags & tcp_flags::FIN != 0));
+    let icmp = connection
+        .observations
+        .iter()
+        .filter(|o| matches!(o.key.protocol, ip_proto::ICMP | ip_proto::ICMPV6))
+        .min_by_key(|o| (super::key::endpoints(&o.key).0 != initiator, o.kernel.first_seen_ns))
+        .map(|o| IcmpInfo {
+            icmp_type: o.key.icmp_type,
+            code: o.key.icmp_code,
+        });
+    let mut interfaces: Vec<String> = connection
+        .observations
+        .iter()
+        .map(|o| o.interface.clone())
+        .collect();
+    interfaces.sort();
+    interfaces.dedup();
+    Summary {
+        initiator,
+        responder,
+        fwd,
+        rev,
+        tcp_flags: all_flags,
+        first_seen,
+        last_seen,
+        closed,
+        icmp,
+        interfaces,
+    }
+}
+
+impl Summary {
+    fn record(&self, key: &ConnectionKey, state: FlowState, clock: &WallClock) -> FlowRecord {
+        FlowRecord {
+            src: RecordEndpoint {
+                ip: self.initiator.ip,
+                port: self.initiator.port,
+            },
+            dst: RecordEndpoint {
+                ip: self.responder.ip,
+                port: self.responder.port,
+            },
+            protocol: protocol_name(key.protocol),
+            icmp: self.icmp,
+            fwd: self.fwd,
+            rev: self.rev,
+            tcp_flags: tcp_flag_names(self.tcp_flags),
+            first_seen: clock.rfc3339(self.first_seen),
+            last_seen: clock.rfc3339(self.last_seen),
+            state,
+            interfaces: self.interfaces.clone(),
+            non_first_fragments: key.non_first_fragment,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+use observer_common::{FlowKey, FlowStats, direction, family, ip_proto, stats_flags, tcp_flags};
+
+use super::{ConnectionTable, TableConfig};
+use crate::flow::{FlowState, WallClock};
+
+const SECOND: u64 = 1_000_000_000;
+
+fn key(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, ifindex: u32, dir: u8) -> FlowKey {
+    let mut key = FlowKey {
+        src_port: sport,
+        dst_port: dport,
+        ifindex,
+        protocol: ip_proto::TCP,
+        family: family::IPV4,
+        direction: dir,
+        ..FlowKey::default()
+    };
+    key.src_addr[..4].copy_from_slice(&src);
+    key.dst_addr[..4].copy_from_slice(&dst);
+    key
+}
+
+fn stats(packets: u64, bytes: u64, first: u64, last: u64, flags: u16) -> FlowStats {
+    FlowStats {
+        packets,
+        bytes,
+        first_seen_ns: first,
+        last_seen_ns: last,
+        tcp_flags: flags,
+        flags: if flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0 {
+            stats_flags::SYN_WITHOUT_ACK
+        } else {
+            0
+        },
+        pad: [0; 4],
+    }
+}
+
+fn table() -> ConnectionTable {
+    ConnectionTable::new(
+        TableConfig {
+            idle_timeout_ns: 10 * SECOND,
+            close_grace_ns: 2 * SECOND,
+            report_interval_ns: 0,
+        },
+        WallClock::with_offset(0),
+    )
+}
+
+const A: [u8; 4] = [10, 244, 0, 2];
+const B: [u8; 4] = [10, 244, 0, 3];
+
+#[test]
+fn initiator_is_the_syn_sender_even_when_the_reply_was_polled_first() {
+    let mut t = table();
+    // Responder's key has the earlier first_seen (clock skew between CPUs), but only the
+    // initiator sent SYN without ACK.
+    t.record_poll(
+        &key(B, 80, A, 40000, 1, direction::EGRESS),
+        stats(3, 300, SECOND, 2 * SECOND, tcp_flags::SYN | tcp_flags::ACK),
+        "veth-a",
+    );
+    t.record_poll(
+        &key(A, 40000, B, 80, 1, direction::INGRESS),
+        stats(4, 400, SECOND + 1, 2 * SECOND, tcp_flags::SYN | tcp_flags::ACK),
+        "veth-a",
+    );
+    let sweep = t.drain();
+    assert_eq!(sweep.records.len(), 1);
+    let r = &sweep.records[0];
+    assert_eq!(r.src.port, 40000);
+    assert_eq!(r.dst.port, 80);
+    assert_eq!((r.fwd.packets, r.fwd.bytes), (4, 400));
+    assert_eq!((r.rev.packets, r.rev.bytes), (3, 300));
+    assert_eq!(r.state, FlowState::Active);
+    assert_eq!(sweep.release.len(), 2);
+}
+
+#[test]
+fn two_hooks_on_one_node_merge_without_double_counting() {
+    let mut t = table();
+    let s = stats(10, 1000, SECOND, 2 * SECOND, tcp_flags::ACK);
+    t.record_poll(&key(A, 5000, B, 80, 1, direction::INGRESS), s, "veth-a");
+    t.record_poll(&key(A, 5000, B, 80, 2, direction::EGRESS), s, "veth-b");
+    let r = t.drain().records.remove(0);
+    assert_eq!(r.fwd.packets, 10);
+    assert_eq!(r.rev.packets, 0);
+    assert_eq!(r.interfaces, vec!["veth-a".to_string(), "veth-b".to_string()]);
+}
+
+#[test]
+fn fin_both_ways_closes_after_the_grace_period() {
+    let mut t = table();
+    let fin = tcp_flags::FIN | tcp_flags::ACK;
+    t.record_poll(
+        &key(A, 5000, B, 80, 1, direction::INGRESS),
+        stats(5, 500, SECOND, 3 * SECOND, tcp_flags::SYN | fin),
+        "veth-a",
+    );
+    t.record_poll(
+        &key(B, 80, A, 5000, 1, direction::EGRESS),
+        stats(4, 400, SECOND, 3 * SECOND, fin),
+        "veth-a",
+    );
+    assert!(t.sweep(4 * SECOND).records.is_empty(), "still in grace");
+    let sweep = t.sweep(5 * SECOND);
+    assert_eq!(sweep.records.len(), 1);
+    assert_eq!(sweep.records[0].state, FlowState::Closed);
+    assert_eq!(sweep.release.len(), 2);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn rst_event_closes_before_any_poll() {
+    let mut t = table();
+    let k = key(A, 5000, B, 80, 1, direction::INGRESS);
+    t.record_end(&k, &stats(1, 60, SECOND, SECOND, tcp_flags::RST), "veth-a");
+    let sweep = t.sweep(4 * SECOND);
+    assert_eq!(sweep.records[0].state, FlowState::Closed);
+    assert_eq!(sweep.records[0].fwd.packets, 1);
+}
+
+#[test]
+fn idle_connections_expire_and_release_their_keys() {
+    let mut t = table();
+    let k = key(A, 5000, B, 53, 1, direction::INGRESS);
+    t.record_poll(&k, stats(2, 200, SECOND, 2 * SECOND, 0), "veth-a");
+    assert!(t.sweep(11 * SECOND).records.is_empty());
+    let sweep = t.sweep(12 * SECOND);
+    assert_eq!(sweep.records[0].state, FlowState::Expired);
+    assert_eq!(sweep.release, vec![k]);
+}
+
+#[test]
+fn overflow_packets_add_to_the_map_counters() {
+    let mut t = table();
+    let k = key(A, 5000, B, 53, 1, direction::INGRESS);
+    t.record_poll(&k, stats(2, 200, SECOND, 2 * SECOND, 0), "veth-a");
+    t.record_overflow(&k, &stats(1, 100, 3 * SECOND, 3 * SECOND, 0), "veth-a");
+    t.record_overflow(&k, &stats(1, 100, 4 * SECOND, 4 * SECOND, 0), "veth-a");
+    let r = t.drain().records.remove(0);
+    assert_eq!((r.fwd.packets, r.fwd.bytes), (4, 400));
+}
+
+#[test]
+fn active_connections_are_reported_periodically_only_with_new_traffic() {
+    let mut t = ConnectionTable::new(
+        TableConfig {
+            idle_timeout_ns: 100 * SECOND,
+            close_grace_ns: 2 * SECOND,
+            report_interval_ns: 5 * SECOND,
+        },
+        WallClock::with_offset(0),
+    );
+    let k = key(A, 5000, B, 80, 1, direction::INGRESS);
+    t.record_poll(&k, stats(2, 200, SECOND, 2 * SECOND, tcp_flags::ACK), "veth-a");
+    assert!(t.sweep(3 * SECOND).records.is_empty());
+    let first = t.sweep(6 * SECOND);
+    assert_eq!(first.records.len(), 1);
+    assert_eq!(first.records[0].state, FlowState::Active);
+    assert!(first.release.is_empty());
+    assert!(t.sweep(12 * SECOND).records.is_empty(), "no new traffic");
+    t.record_poll(&k, stats(3, 300, SECOND, 13 * SECOND, tcp_flags::ACK), "veth-a");
+    assert_eq!(t.sweep(17 * SECOND).records.len(), 1);
+}

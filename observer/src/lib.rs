@@ -1,0 +1,15 @@
+//! The observer: eBPF flow capture for Kubernetes pods, turned into connection records.
+//!
+//! One module per stage of a packet's facts (see `docs/architecture.md`):
+//! - [`datapath`]: everything that touches aya and netlink (load, attach, ring buffer, map
+//!   polling, counters). Nothing else imports aya.
+//! - [`flow`]: the connection table and the flow record (pure logic, no I/O).
+//! - [`daemon`]: the running observer, wiring the stages with bounded channels.
+//! - [`export`]: where records go (the JSON Lines flow log).
+//! - [`cli`]: one file per subcommand, argument parsing and wiring only.
+
+pub mod cli;
+pub mod daemon;
+pub mod datapath;
+pub mod export;
+pub mod flow;

@@ -1,0 +1,5 @@
+//! `observer` binary: see `observer --help`.
+
+fn main() -> std::process::ExitCode {
+    observer::cli::main()
+}

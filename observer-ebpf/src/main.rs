@@ -89,7 +89,11 @@ fn account(ctx: &TcContext, dir: u8, packet: ParsedPacket) {
         bump(Counter::NonFirstFragments);
     }
     // A GSO super-packet stands for `gso_segs` wire segments.
-    let segments = if raw.gso_segs > 1 { raw.gso_segs as u64 } else { 1 };
+    let segments = if raw.gso_segs > 1 {
+        raw.gso_segs as u64
+    } else {
+        1
+    };
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let this = FlowStats {

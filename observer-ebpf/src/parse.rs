@@ -95,7 +95,11 @@ pub fn parse(ctx: &TcContext) -> Result<Parsed, Counter> {
     let linear = ctx.data_end() - ctx.data();
     let len = ctx.len() as usize;
     if linear < HEADER_WINDOW && len > linear {
-        let want = if len < HEADER_WINDOW { len } else { HEADER_WINDOW };
+        let want = if len < HEADER_WINDOW {
+            len
+        } else {
+            HEADER_WINDOW
+        };
         if ctx.pull_data(want as u32).is_err() {
             return Err(Counter::ErrPullData);
         }
@@ -188,6 +192,10 @@ fn ipv6(ctx: &TcContext, l3: usize) -> Result<ParsedPacket, Counter> {
                 done = true;
                 break;
             }
+        }
+        // The whole extension header must be present, not just its first bytes.
+        if bytes::<1>(ctx, offset - 1).is_none() {
+            return Err(Counter::ErrIpv6ExtensionTruncated);
         }
     }
     if !done {

@@ -17,7 +17,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => value.saturating_mul(1_000),
         "m" => value.saturating_mul(60_000),
         "h" => value.saturating_mul(3_600_000),
-        other => return Err(format!("unknown unit {other:?} in {text:?}: use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use ms, s, m or h"
+            ));
+        }
     };
     Ok(Duration::from_millis(ms))
 }

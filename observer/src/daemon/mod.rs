@@ -86,7 +86,13 @@ pub async fn run(config: RunConfig) -> Result<()> {
     node.poll_map();
     let sweep = node.table.drain();
     node.write(sweep);
-    node.stats.update(&counters, &reader_stats, &node.table, &node.attachments, &node.log);
+    node.stats.update(
+        &counters,
+        &reader_stats,
+        &node.table,
+        &node.attachments,
+        &node.log,
+    );
     if let Some(path) = &config.stats_file {
         node.stats.write(path)?;
     }

@@ -34,7 +34,11 @@ impl EventReader {
     /// Forwards every event to `out` until the receiver goes away. When `out` is full the
     /// reader waits, the ring buffer fills, and the kernel counts what it cannot reserve:
     /// a slow consumer shows up in the counters, never as a silent gap.
-    pub async fn run(self, out: mpsc::Sender<FlowEvent>, stats: Arc<EventReaderStats>) -> Result<()> {
+    pub async fn run(
+        self,
+        out: mpsc::Sender<FlowEvent>,
+        stats: Arc<EventReaderStats>,
+    ) -> Result<()> {
         // SAFETY: the ring buffer owns its file descriptor and keeps it open, unchanged,
         // for as long as the AsyncFd owns the ring buffer.
         let mut fd = unsafe { AsyncFd::register_with_interest(self.ring, Interest::READABLE) }
@@ -46,7 +50,9 @@ impl EventReader {
             while let Some(item) = ring.next() {
                 if item.len() == size_of::<FlowEvent>() {
                     // SAFETY: the length matches and FlowEvent is plain old data.
-                    batch.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) });
+                    batch.push(unsafe {
+                        std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>())
+                    });
                 } else {
                     stats.malformed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -58,7 +64,9 @@ impl EventReader {
                 guard.clear_ready();
             }
             drop(guard);
-            stats.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            stats
+                .received
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             for event in batch.drain(..) {
                 if out.send(event).await.is_err() {
                     return Ok(());

@@ -64,7 +64,15 @@ mod tests {
     #[test]
     fn default_pattern_covers_common_cnis_and_not_the_uplink() {
         let p = InterfacePattern::parse(DEFAULT_INTERFACE_PATTERN).unwrap();
-        for name in ["veth1a2b", "cali12345", "lxc9f", "eni0a", "gke3", "azv1", "abc_h"] {
+        for name in [
+            "veth1a2b",
+            "cali12345",
+            "lxc9f",
+            "eni0a",
+            "gke3",
+            "azv1",
+            "abc_h",
+        ] {
             assert!(p.matches(name), "{name}");
         }
         for name in ["eth0", "lo", "uplink0", "docker0", "cilium_host", "ve"] {

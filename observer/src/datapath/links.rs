@@ -70,11 +70,13 @@ pub async fn watch_links(out: mpsc::Sender<LinkEvent>) -> Result<()> {
 }
 
 fn present(link: &LinkMessage) -> Option<LinkEvent> {
-    link.attributes.iter().find_map(|attribute| match attribute {
-        LinkAttribute::IfName(name) => Some(LinkEvent::Present {
-            index: link.header.index,
-            name: name.clone(),
-        }),
-        _ => None,
-    })
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::IfName(name) => Some(LinkEvent::Present {
+                index: link.header.index,
+                name: name.clone(),
+            }),
+            _ => None,
+        })
 }

@@ -60,7 +60,11 @@ impl ConnectionKey {
 
     /// The other end, seen from `side`.
     pub fn peer_of(&self, side: Endpoint) -> Endpoint {
-        if side == self.low { self.high } else { self.low }
+        if side == self.low {
+            self.high
+        } else {
+            self.low
+        }
     }
 }
 

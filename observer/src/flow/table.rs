@@ -254,10 +254,7 @@ fn summarize(key: &ConnectionKey, connection: &Connection) -> Summary {
         .iter()
         .filter(|(_, s)| s.packets > 0)
         .min_by_key(|(_, s)| s.first_seen_ns);
-    let initiator = opener
-        .or(first)
-        .map(|(src, _)| *src)
-        .unwrap_or(key.low);
+    let initiator = opener.or(first).map(|(src, _)| *src).unwrap_or(key.low);
     let responder = key.peer_of(initiator);
 
     // Both hooks of one node (source pod's and destination pod's interface) count the same
@@ -290,7 +287,12 @@ fn summarize(key: &ConnectionKey, connection: &Connection) -> Summary {
         .observations
         .iter()
         .filter(|o| matches!(o.key.protocol, ip_proto::ICMP | ip_proto::ICMPV6))
-        .min_by_key(|o| (super::key::endpoints(&o.key).0 != initiator, o.kernel.first_seen_ns))
+        .min_by_key(|o| {
+            (
+                super::key::endpoints(&o.key).0 != initiator,
+                o.kernel.first_seen_ns,
+            )
+        })
         .map(|o| IcmpInfo {
             icmp_type: o.key.icmp_type,
             code: o.key.icmp_code,

@@ -60,9 +60,19 @@ fn initiator_is_the_syn_sender_even_when_the_reply_was_polled_first() {
         stats(3, 300, SECOND, 2 * SECOND, tcp_flags::SYN | tcp_flags::ACK),
         "veth-a",
     );
+    // The union of the initiator's flags has ACK too; the kernel marks the SYN-only
+    // segment separately.
+    let mut opened = stats(
+        4,
+        400,
+        SECOND + 1,
+        2 * SECOND,
+        tcp_flags::SYN | tcp_flags::ACK,
+    );
+    opened.flags = stats_flags::SYN_WITHOUT_ACK;
     t.record_poll(
         &key(A, 40000, B, 80, 1, direction::INGRESS),
-        stats(4, 400, SECOND + 1, 2 * SECOND, tcp_flags::SYN | tcp_flags::ACK),
+        opened,
         "veth-a",
     );
     let sweep = t.drain();
@@ -85,7 +95,10 @@ fn two_hooks_on_one_node_merge_without_double_counting() {
     let r = t.drain().records.remove(0);
     assert_eq!(r.fwd.packets, 10);
     assert_eq!(r.rev.packets, 0);
-    assert_eq!(r.interfaces, vec!["veth-a".to_string(), "veth-b".to_string()]);
+    assert_eq!(
+        r.interfaces,
+        vec!["veth-a".to_string(), "veth-b".to_string()]
+    );
 }
 
 #[test]
@@ -153,13 +166,21 @@ fn active_connections_are_reported_periodically_only_with_new_traffic() {
         WallClock::with_offset(0),
     );
     let k = key(A, 5000, B, 80, 1, direction::INGRESS);
-    t.record_poll(&k, stats(2, 200, SECOND, 2 * SECOND, tcp_flags::ACK), "veth-a");
+    t.record_poll(
+        &k,
+        stats(2, 200, SECOND, 2 * SECOND, tcp_flags::ACK),
+        "veth-a",
+    );
     assert!(t.sweep(3 * SECOND).records.is_empty());
     let first = t.sweep(6 * SECOND);
     assert_eq!(first.records.len(), 1);
     assert_eq!(first.records[0].state, FlowState::Active);
     assert!(first.release.is_empty());
     assert!(t.sweep(12 * SECOND).records.is_empty(), "no new traffic");
-    t.record_poll(&k, stats(3, 300, SECOND, 13 * SECOND, tcp_flags::ACK), "veth-a");
+    t.record_poll(
+        &k,
+        stats(3, 300, SECOND, 13 * SECOND, tcp_flags::ACK),
+        "veth-a",
+    );
     assert_eq!(t.sweep(17 * SECOND).records.len(), 1);
 }

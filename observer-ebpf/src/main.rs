@@ -107,7 +107,7 @@ fn account(ctx: &TcContext, dir: u8, packet: ParsedPacket) {
     };
 
     let new_on_cpu;
-    match FLOWS.get_ptr_mut(&key) {
+    match FLOWS.get_ptr_mut(key) {
         Some(stats) => {
             // SAFETY: per-CPU value of an entry that exists; only this CPU writes it.
             let stats = unsafe { &mut *stats };
@@ -115,9 +115,9 @@ fn account(ctx: &TcContext, dir: u8, packet: ParsedPacket) {
             add(stats, &this);
         }
         None => {
-            if FLOWS.insert(&key, &this, BPF_NOEXIST as u64).is_ok() {
+            if FLOWS.insert(key, this, BPF_NOEXIST as u64).is_ok() {
                 new_on_cpu = true;
-            } else if let Some(stats) = FLOWS.get_ptr_mut(&key) {
+            } else if let Some(stats) = FLOWS.get_ptr_mut(key) {
                 // Another CPU created the entry between our lookup and insert.
                 // SAFETY: as above.
                 let stats = unsafe { &mut *stats };

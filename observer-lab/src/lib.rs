@@ -11,6 +11,9 @@
 //! Everything is torn down when the [`Lab`] is dropped, also on panic; labs left behind by a
 //! killed process are removed by [`Lab::remove_stale`].
 
+pub mod observer;
+pub mod traffic;
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output};

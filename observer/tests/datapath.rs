@@ -4,91 +4,18 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use observer::flow::{FlowRecord, FlowState};
-use observer_lab::{Lab, OUTSIDE_IPV4, Pod, in_netns, run};
+use observer_lab::traffic::{ping, tcp_exchange, udp_exchange};
+use observer_lab::{Lab, OUTSIDE_IPV4, Pod, in_netns};
 use support::capture::{Capture, count_flow};
 use support::{Observer, frames, records_between, require_root, scratch_dir};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
-
-/// A TCP connection client → server carrying `up` bytes and `down` bytes back, closed
-/// with FIN both ways. Returns (client port, server port).
-fn tcp_exchange(
-    client: &Pod,
-    server: &Pod,
-    server_ip: IpAddr,
-    up: usize,
-    down: usize,
-) -> Result<(u16, u16)> {
-    let listener = in_netns(&server.netns, || TcpListener::bind((server_ip, 0)))??;
-    let port = listener.local_addr()?.port();
-    let serving = std::thread::spawn(move || -> std::io::Result<()> {
-        let (mut s, _) = listener.accept()?;
-        let mut buf = vec![0; up];
-        s.read_exact(&mut buf)?;
-        s.write_all(&vec![7; down])?;
-        s.shutdown(Shutdown::Write)?;
-        let mut rest = Vec::new();
-        s.read_to_end(&mut rest)?;
-        Ok(())
-    });
-    let mut stream = in_netns(&client.netns, || TcpStream::connect((server_ip, port)))??;
-    let client_port = stream.local_addr()?.port();
-    stream.write_all(&vec![1; up])?;
-    let mut buf = vec![0; down];
-    stream.read_exact(&mut buf)?;
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest)?;
-    stream.shutdown(Shutdown::Write)?;
-    drop(stream);
-    serving
-        .join()
-        .map_err(|_| anyhow::anyhow!("server panicked"))??;
-    Ok((client_port, port))
-}
-
-/// `count` datagrams client → server, each echoed back. Returns (client port, server port).
-fn udp_exchange(client: &Pod, server: &Pod, server_ip: IpAddr, count: usize) -> Result<(u16, u16)> {
-    let any: IpAddr = if server_ip.is_ipv4() {
-        "0.0.0.0".parse()?
-    } else {
-        "::".parse()?
-    };
-    let srv = in_netns(&server.netns, || UdpSocket::bind((server_ip, 0)))??;
-    let port = srv.local_addr()?.port();
-    let cli = in_netns(&client.netns, || UdpSocket::bind((any, 0)))??;
-    cli.set_read_timeout(Some(Duration::from_secs(5)))?;
-    srv.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut buf = [0u8; 2048];
-    for i in 0..count {
-        cli.send_to(&vec![i as u8; 100 + i * 10], (server_ip, port))?;
-        let (n, from) = srv.recv_from(&mut buf)?;
-        srv.send_to(&buf[..n], from)?;
-        cli.recv_from(&mut buf)?;
-    }
-    Ok((cli.local_addr()?.port(), port))
-}
-
-fn ping(from: &Pod, to: IpAddr, count: u32) -> Result<()> {
-    run(Lab::command_in(&from.netns, "ping").args([
-        "-n",
-        "-q",
-        "-c",
-        &count.to_string(),
-        "-i",
-        "0.2",
-        "-W",
-        "2",
-        &to.to_string(),
-    ]))?;
-    Ok(())
-}
 
 /// The one record of this flow, checked against both captures in both directions.
 fn check_against_captures(
@@ -321,8 +248,7 @@ fn interfaces_created_after_start_are_observed_and_vanished_ones_detached() -> R
     lab.remove_pod("late")?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let stats = observer.stats_now()?;
-        let names: Vec<String> = serde_json::from_value(stats["interfaces"].clone())?;
+        let names = observer.attached_now();
         if names == ["vetha"] {
             break;
         }

@@ -148,10 +148,10 @@ impl NodeState {
                     self.write(sweep);
                     self.stats.update(counters, reader_stats, &self.table, &self.attachments, &self.log);
                     self.stats.warn_on_new_losses();
-                    if let Some(path) = &config.stats_file {
-                        if let Err(e) = self.stats.write(path) {
-                            warn!(error = %e, "writing the stats file");
-                        }
+                    if let Some(path) = &config.stats_file
+                        && let Err(e) = self.stats.write(path)
+                    {
+                        warn!(error = %e, "writing the stats file");
                     }
                 }
             }
@@ -183,10 +183,10 @@ impl NodeState {
                     info!(interface = %name, index, "interface gone, detached");
                     self.departed.push_back(index);
                     while self.departed.len() > DEPARTED_NAMES {
-                        if let Some(old) = self.departed.pop_front() {
-                            if !self.attachments.is_attached(old) {
-                                self.names.remove(&old);
-                            }
+                        if let Some(old) = self.departed.pop_front()
+                            && !self.attachments.is_attached(old)
+                        {
+                            self.names.remove(&old);
                         }
                     }
                 }

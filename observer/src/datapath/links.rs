@@ -44,10 +44,10 @@ pub async fn watch_links(out: mpsc::Sender<LinkEvent>) -> Result<()> {
 
     let mut links = handle.link().get().execute();
     while let Some(link) = links.try_next().await.context("listing interfaces")? {
-        if let Some(event) = present(&link) {
-            if out.send(event).await.is_err() {
-                return Ok(());
-            }
+        if let Some(event) = present(&link)
+            && out.send(event).await.is_err()
+        {
+            return Ok(());
         }
     }
     while let Some((message, _)) = messages.next().await {
@@ -60,10 +60,10 @@ pub async fn watch_links(out: mpsc::Sender<LinkEvent>) -> Result<()> {
             }
             _ => None,
         };
-        if let Some(event) = event {
-            if out.send(event).await.is_err() {
-                return Ok(());
-            }
+        if let Some(event) = event
+            && out.send(event).await.is_err()
+        {
+            return Ok(());
         }
     }
     anyhow::bail!("the rtnetlink event stream ended")

@@ -6,13 +6,12 @@ pub mod capture;
 pub mod frames;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use observer::flow::FlowRecord;
 use observer_lab::Lab;
+use observer_lab::observer::ObserverProcess;
 
 /// Fails loudly when not root: these tests are never skipped silently.
 pub fn require_root() {
@@ -39,15 +38,8 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// `observer run` inside a lab node.
-pub struct Observer {
-    child: Option<Child>,
-    /// The flow log it writes.
-    pub flow_log: PathBuf,
-    /// The stats file it writes.
-    pub stats_file: PathBuf,
-    log_file: PathBuf,
-}
+/// `observer run` inside a lab node (the test binary's own build of it).
+pub struct Observer(ObserverProcess);
 
 /// What the observer wrote by the time it stopped.
 pub struct Outcome {
@@ -69,113 +61,39 @@ impl Outcome {
 impl Observer {
     /// Starts the observer in the lab's node with a short poll interval plus `extra` args.
     pub fn start(lab: &Lab, dir: &Path, extra: &[&str]) -> Result<Self> {
-        let flow_log = dir.join("flows.jsonl");
-        let stats_file = dir.join("stats.json");
-        let log_file = dir.join("observer.log");
-        let log = std::fs::File::create(&log_file)?;
-        let child = Lab::command_in(lab.node_netns(), env!("CARGO_BIN_EXE_observer"))
-            .arg("run")
-            .arg("--flow-log")
-            .arg(&flow_log)
-            .arg("--stats-file")
-            .arg(&stats_file)
-            .args(["--poll-interval", "100ms"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting observer")?;
-        Ok(Self {
-            child: Some(child),
-            flow_log,
-            stats_file,
-            log_file,
-        })
+        let binary = Path::new(env!("CARGO_BIN_EXE_observer"));
+        Ok(Self(ObserverProcess::start(lab, binary, dir, extra)?))
     }
 
     /// Waits until the observer reports these interfaces attached.
     pub fn wait_attached(&mut self, interfaces: &[&str]) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!("observer exited early ({status}): {}", self.log());
-                }
-            }
-            if let Ok(text) = std::fs::read_to_string(&self.stats_file) {
-                if let Ok(stats) = serde_json::from_str::<serde_json::Value>(&text) {
-                    let attached: Vec<&str> = stats["interfaces"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-                        .unwrap_or_default();
-                    if interfaces.iter().all(|i| attached.contains(i)) {
-                        return Ok(());
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("observer did not attach to {interfaces:?}: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.0.wait_attached(interfaces)
     }
 
-    /// Process id of the observer.
+    /// Interfaces attached now.
+    pub fn attached_now(&self) -> Vec<String> {
+        self.0.attached_now()
+    }
+
+    /// Process id.
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+        self.0.pid()
     }
 
-    /// The observer's own log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_file).unwrap_or_default()
-    }
-
-    /// The stats file as it is now.
-    pub fn stats_now(&self) -> Result<serde_json::Value> {
-        Ok(serde_json::from_str(&std::fs::read_to_string(
-            &self.stats_file,
-        )?)?)
-    }
-
-    /// SIGINT, wait for the flush, and read what it wrote.
-    pub fn stop(mut self) -> Result<Outcome> {
-        let mut child = self.child.take().context("observer already stopped")?;
-        // SAFETY: sending a signal to our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("observer did not stop on SIGINT: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if !status.success() {
-            bail!("observer failed ({status}): {}", self.log());
-        }
-        let text = std::fs::read_to_string(&self.flow_log).unwrap_or_default();
+    /// SIGINT, wait for the flush, and parse what it wrote.
+    pub fn stop(self) -> Result<Outcome> {
+        let stopped = self.0.stop()?;
         let mut records = Vec::new();
-        for (n, line) in text.lines().enumerate() {
+        for (n, line) in stopped.flow_log.lines().enumerate() {
             records.push(
                 serde_json::from_str(line)
                     .with_context(|| format!("flow log line {}: {line}", n + 1))?,
             );
         }
-        let stats = serde_json::from_str(&std::fs::read_to_string(&self.stats_file)?)?;
-        Ok(Outcome { records, stats })
-    }
-}
-
-impl Drop for Observer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        Ok(Outcome {
+            records,
+            stats: stopped.stats,
+        })
     }
 }
 

@@ -1,0 +1,307 @@
+//! The datapath benchmark, in one run on one lab:
+//! 1. ns per program run (kernel BPF stats) of the flow programs next to an empty classifier
+//!    attached to the same hooks, under a steady iperf3 TCP stream;
+//! 2. iperf3 throughput with and without the observer, alternating, as a ratio;
+//! 3. a new-flow storm (UDP, one packet per flow): flows recorded vs sent, and losses.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, UdpSocket};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use observer_lab::observer::ObserverProcess;
+use observer_lab::{Lab, OUTSIDE_IPV4, Pod, in_netns};
+
+use crate::shell::{build_observer, is_root, output, target_dir};
+
+/// Options of `cargo xtask bench datapath`.
+#[derive(clap::Args)]
+pub struct Options {
+    /// Seconds of each iperf3 run.
+    #[arg(long, default_value_t = 5)]
+    seconds: u32,
+    /// Alternating rounds of throughput without / with the observer.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// New UDP flows per second in the storm.
+    #[arg(long, default_value_t = 50_000)]
+    storm_rate: u32,
+    /// Seconds of the storm.
+    #[arg(long, default_value_t = 10)]
+    storm_seconds: u32,
+}
+
+pub fn run(options: &Options) -> Result<()> {
+    if !is_root() {
+        bail!("the datapath benchmark loads eBPF programs: run it as root");
+    }
+    let binary = build_observer(true)?;
+    Lab::remove_stale();
+    let mut lab = Lab::new()?;
+    let a = lab.add_pod("a")?;
+    let b = lab.add_pod("b")?;
+    let dir = target_dir().join("bench-datapath");
+    std::fs::create_dir_all(&dir)?;
+    let _server = IperfServer::start(&b)?;
+    let server_ip = IpAddr::V4(b.ipv4);
+    let hooks = ["vetha", "vethb"];
+
+    println!(
+        "## per-packet cost (kernel BPF stats, {} s iperf3 TCP stream)",
+        options.seconds
+    );
+    let mut observer = ObserverProcess::start(&lab, &binary, &dir, &["--attach-empty-program"])?;
+    observer.wait_attached(&hooks)?;
+    let costs = {
+        let _stats = BpfStats::enable()?;
+        iperf(&a, server_ip, options.seconds)?;
+        program_costs()?
+    };
+    observer.stop()?;
+    for (name, cost) in &costs {
+        println!(
+            "  {name:<14} {:>10} runs  {:>8.1} ns/run",
+            cost.runs,
+            cost.mean_ns()
+        );
+    }
+    let flow = costs
+        .iter()
+        .filter(|(n, _)| n == "flow_ingress" || n == "flow_egress")
+        .fold(Cost::default(), |acc, (_, c)| acc.plus(c));
+    let empty = costs
+        .iter()
+        .find(|(n, _)| n == "empty_tc")
+        .map(|(_, c)| *c)
+        .context("the empty classifier did not run")?;
+    println!(
+        "  flow programs {:.1} ns/run, empty classifier {:.1} ns/run: {:.1} ns above the floor",
+        flow.mean_ns(),
+        empty.mean_ns(),
+        flow.mean_ns() - empty.mean_ns()
+    );
+
+    println!(
+        "\n## iperf3 TCP throughput, {} alternating rounds of {} s",
+        options.rounds, options.seconds
+    );
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 1..=options.rounds {
+        let base = iperf(&a, server_ip, options.seconds)?;
+        let mut observer = ObserverProcess::start(&lab, &binary, &dir, &[])?;
+        observer.wait_attached(&hooks)?;
+        let observed = iperf(&a, server_ip, options.seconds)?;
+        observer.stop()?;
+        println!(
+            "  round {round}: without {:.2} Gbit/s, with {:.2} Gbit/s, ratio {:.3}",
+            base / 1e9,
+            observed / 1e9,
+            observed / base
+        );
+        without.push(base);
+        with.push(observed);
+    }
+    let (m_without, m_with) = (median(&mut without), median(&mut with));
+    println!(
+        "  median: without {:.2} Gbit/s, with {:.2} Gbit/s, ratio {:.3}",
+        m_without / 1e9,
+        m_with / 1e9,
+        m_with / m_without
+    );
+
+    println!(
+        "\n## new-flow storm: {} new UDP flows/s for {} s",
+        options.storm_rate, options.storm_seconds
+    );
+    storm(&lab, &binary, &a, options)?;
+    Ok(())
+}
+
+/// iperf3 server in a pod, stopped on drop.
+struct IperfServer(Child);
+
+impl IperfServer {
+    fn start(pod: &Pod) -> Result<Self> {
+        let child = Lab::command_in(&pod.netns, "iperf3")
+            .args(["-s", "-B", &pod.ipv4.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting iperf3 -s")?;
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(Self(child))
+    }
+}
+
+impl Drop for IperfServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs an iperf3 TCP client; returns received bits per second.
+fn iperf(client: &Pod, server: IpAddr, seconds: u32) -> Result<f64> {
+    let out = observer_lab::run(Lab::command_in(&client.netns, "iperf3").args([
+        "-c",
+        &server.to_string(),
+        "-t",
+        &seconds.to_string(),
+        "-J",
+    ]))?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("no end.sum_received.bits_per_second in iperf3's report")
+}
+
+/// Turns `kernel.bpf_stats_enabled` on, and back off when dropped.
+struct BpfStats;
+
+impl BpfStats {
+    fn enable() -> Result<Self> {
+        observer_lab::run(std::process::Command::new("sysctl").args([
+            "-q",
+            "-w",
+            "kernel.bpf_stats_enabled=1",
+        ]))?;
+        Ok(Self)
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("sysctl")
+            .args(["-q", "-w", "kernel.bpf_stats_enabled=0"])
+            .status();
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    runs: u64,
+    ns: u64,
+}
+
+impl Cost {
+    fn mean_ns(&self) -> f64 {
+        if self.runs == 0 {
+            0.0
+        } else {
+            self.ns as f64 / self.runs as f64
+        }
+    }
+
+    fn plus(self, other: &Cost) -> Cost {
+        Cost {
+            runs: self.runs + other.runs,
+            ns: self.ns + other.ns,
+        }
+    }
+}
+
+/// run_cnt and run_time_ns of our programs, from `bpftool prog show -j`.
+fn program_costs() -> Result<Vec<(String, Cost)>> {
+    let json = output("bpftool", &["prog", "show", "-j"]).context("bpftool prog show -j")?;
+    let programs: Vec<serde_json::Value> = serde_json::from_str(&json)?;
+    let mut costs: Vec<(String, Cost)> = Vec::new();
+    for p in programs {
+        let name = p["name"].as_str().unwrap_or_default();
+        if !["flow_ingress", "flow_egress", "empty_tc"].contains(&name) {
+            continue;
+        }
+        let cost = Cost {
+            runs: p["run_cnt"].as_u64().unwrap_or(0),
+            ns: p["run_time_ns"].as_u64().unwrap_or(0),
+        };
+        match costs.iter_mut().find(|(n, _)| n == name) {
+            Some((_, c)) => *c = c.plus(&cost),
+            None => costs.push((name.to_string(), cost)),
+        }
+    }
+    Ok(costs)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Sends `rate` new UDP flows per second for `seconds` from `pod` to the outside address,
+/// one packet each, and compares what the observer recorded.
+fn storm(lab: &Lab, binary: &std::path::Path, pod: &Pod, options: &Options) -> Result<()> {
+    let dir = target_dir().join("bench-storm");
+    std::fs::create_dir_all(&dir)?;
+    let mut observer = ObserverProcess::start(lab, binary, &dir, &["--idle-timeout", "5s"])?;
+    observer.wait_attached(&["vetha"])?;
+    let total = u64::from(options.storm_rate) * u64::from(options.storm_seconds);
+    let sockets_needed = total.div_ceil(60_000).max(1) as usize;
+    let sockets: Vec<UdpSocket> = in_netns(&pod.netns, || {
+        (0..sockets_needed)
+            .map(|_| UdpSocket::bind(("0.0.0.0", 0)))
+            .collect::<std::io::Result<Vec<_>>>()
+    })??;
+    let mut sent: HashSet<(u16, u16)> = HashSet::new();
+    let start = Instant::now();
+    let tick = Duration::from_millis(10);
+    let per_tick = (u64::from(options.storm_rate) / 100).max(1);
+    let mut send_errors = 0u64;
+    let mut i = 0u64;
+    let mut next = start;
+    while i < total {
+        for _ in 0..per_tick.min(total - i) {
+            let socket = &sockets[(i % sockets_needed as u64) as usize];
+            let port = 1 + (i / sockets_needed as u64) as u16;
+            match socket.send_to(b"storm", (OUTSIDE_IPV4, port)) {
+                Ok(_) => {
+                    sent.insert((socket.local_addr()?.port(), port));
+                }
+                Err(_) => send_errors += 1,
+            }
+            i += 1;
+        }
+        next += tick;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let stopped = observer.stop()?;
+    let pod_ip = IpAddr::V4(pod.ipv4).to_string();
+    let outside = OUTSIDE_IPV4.to_string();
+    let mut recorded: HashSet<(u16, u16)> = HashSet::new();
+    for line in stopped.flow_log.lines() {
+        let r: serde_json::Value = serde_json::from_str(line)?;
+        if r["protocol"] == "UDP"
+            && r["src"]["ip"] == pod_ip.as_str()
+            && r["dst"]["ip"] == outside.as_str()
+        {
+            let port = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as u16;
+            recorded.insert((port(&r["src"]["port"]), port(&r["dst"]["port"])));
+        }
+    }
+    let found = sent.iter().filter(|f| recorded.contains(f)).count();
+    let d = &stopped.stats["datapath"];
+    println!(
+        "  sent {} flows in {:.1} s ({:.0} flows/s, {send_errors} send errors)",
+        sent.len(),
+        elapsed,
+        sent.len() as f64 / elapsed
+    );
+    println!(
+        "  recorded {found} of {} ({:.3}%)",
+        sent.len(),
+        100.0 * found as f64 / sent.len().max(1) as f64
+    );
+    println!(
+        "  flow_map_full {} (delivered as overflow events: {}), ringbuf_new_flow_failed {}, ringbuf_overflow_failed {}, ringbuf_end_failed {}",
+        d["flow_map_full"],
+        stopped.stats["overflow_events"],
+        d["ringbuf_new_flow_failed"],
+        d["ringbuf_overflow_failed"],
+        d["ringbuf_end_failed"]
+    );
+    Ok(())
+}

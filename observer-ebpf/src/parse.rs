@@ -21,7 +21,7 @@ const IPV6_AUTH: u8 = 51;
 const IPV6_DEST_OPTS: u8 = 60;
 /// How many IPv6 extension headers the walk follows before giving up (verifier bound).
 const MAX_IPV6_EXTENSIONS: usize = 6;
-/// Bytes of headers that must be in the linear part of the skb for direct access.
+/// Bytes pulled into the linear area when the headers are not all there.
 const HEADER_WINDOW: usize = 256;
 
 /// A packet that belongs to a flow.

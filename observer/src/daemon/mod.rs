@@ -6,7 +6,6 @@
 
 mod stats;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +21,7 @@ use crate::datapath::{
     LinkEvent, watch_links,
 };
 use crate::export::{FlowLog, FlowLogTarget};
-use crate::flow::{ConnectionTable, Sweep, TableConfig, WallClock};
+use crate::flow::{ConnectionTable, InterfaceNames, Sweep, TableConfig, WallClock};
 pub use stats::RunStats;
 
 /// Capacity of the channel from the ring-buffer reader to the table task.
@@ -68,7 +67,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let mut node = NodeState {
         table: ConnectionTable::new(config.table, WallClock::now()),
         attachments,
-        names: HashMap::new(),
+        names: InterfaceNames::new(),
         departed: std::collections::VecDeque::new(),
         log: FlowLog::open(&config.flow_log)?,
         flows,
@@ -84,7 +83,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
     link_task.abort();
     // Final accounting, even when serving failed: what we have is written, not dropped.
     node.poll_map();
-    let sweep = node.table.drain();
+    let sweep = node.table.drain(&node.names);
     node.write(sweep);
     node.stats.update(
         &counters,
@@ -107,7 +106,7 @@ struct NodeState {
     table: ConnectionTable,
     attachments: Attachments,
     /// Interface names by index, for attached interfaces and recently departed ones.
-    names: HashMap<u32, String>,
+    names: InterfaceNames,
     departed: std::collections::VecDeque<u32>,
     log: FlowLog,
     flows: crate::datapath::FlowMapReader,
@@ -144,7 +143,7 @@ impl NodeState {
                 },
                 _ = poll.tick() => {
                     self.poll_map();
-                    let sweep = self.table.sweep(WallClock::monotonic_now_ns());
+                    let sweep = self.table.sweep(WallClock::monotonic_now_ns(), &self.names);
                     self.write(sweep);
                     self.stats.update(counters, reader_stats, &self.table, &self.attachments, &self.log);
                     self.stats.warn_on_new_losses();
@@ -194,21 +193,13 @@ impl NodeState {
         }
     }
 
-    fn interface_name(&self, index: u32) -> String {
-        self.names
-            .get(&index)
-            .cloned()
-            .unwrap_or_else(|| format!("if{index}"))
-    }
-
     fn on_event(&mut self, event: &FlowEvent) {
-        let name = self.interface_name(event.key.ifindex);
         match event.kind {
-            event_kind::NEW_FLOW => self.table.record_new_flow(&event.key, &event.stats, &name),
-            event_kind::END => self.table.record_end(&event.key, &event.stats, &name),
+            event_kind::NEW_FLOW => self.table.record_new_flow(&event.key, &event.stats),
+            event_kind::END => self.table.record_end(&event.key, &event.stats),
             event_kind::OVERFLOW => {
                 self.stats.overflow_events += 1;
-                self.table.record_overflow(&event.key, &event.stats, &name)
+                self.table.record_overflow(&event.key, &event.stats)
             }
             _ => self.stats.unknown_events += 1,
         }
@@ -219,8 +210,7 @@ impl NodeState {
         entries.clear();
         self.stats.map_read_errors += self.flows.read_all(&mut entries) as u64;
         for (key, stats) in &entries {
-            let name = self.interface_name(key.ifindex);
-            self.table.record_poll(key, *stats, &name);
+            self.table.record_poll(key, *stats);
         }
         self.scratch = entries;
     }

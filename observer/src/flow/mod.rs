@@ -9,4 +9,4 @@ mod table;
 pub use clock::WallClock;
 pub use key::{ConnectionKey, Endpoint};
 pub use record::{Counts, FlowRecord, FlowState, RecordEndpoint, protocol_name, tcp_flag_names};
-pub use table::{ConnectionTable, Sweep, TableConfig};
+pub use table::{ConnectionTable, InterfaceNames, Sweep, TableConfig};

@@ -47,12 +47,13 @@ pub struct Sweep {
     pub release: Vec<FlowKey>,
 }
 
+/// Interface names by index, for the records' `interfaces` field.
+pub type InterfaceNames = HashMap<u32, String>;
+
 /// Counters of one kernel flow key (one hook, one direction).
 #[derive(Debug)]
 struct Observation {
     key: FlowKey,
-    /// Host-side interface name.
-    interface: String,
     /// Latest absolute value read from the flow map (or the first packet's, until then).
     kernel: FlowStats,
     /// Packets that reached us as overflow events because the map was full.
@@ -105,21 +106,21 @@ impl ConnectionTable {
     }
 
     /// A value read from the flow map (summed over CPUs): replaces the key's map counters.
-    pub fn record_poll(&mut self, key: &FlowKey, stats: FlowStats, interface: &str) {
-        self.observation(key, interface).kernel = stats;
+    pub fn record_poll(&mut self, key: &FlowKey, stats: FlowStats) {
+        self.observation(key).kernel = stats;
     }
 
     /// A new-flow event: the first packet of a key on a CPU.
-    pub fn record_new_flow(&mut self, key: &FlowKey, packet: &FlowStats, interface: &str) {
-        let observation = self.observation(key, interface);
+    pub fn record_new_flow(&mut self, key: &FlowKey, packet: &FlowStats) {
+        let observation = self.observation(key);
         if observation.kernel.packets == 0 {
             observation.kernel = *packet;
         }
     }
 
     /// A TCP FIN or RST event.
-    pub fn record_end(&mut self, key: &FlowKey, packet: &FlowStats, interface: &str) {
-        self.record_new_flow(key, packet, interface);
+    pub fn record_end(&mut self, key: &FlowKey, packet: &FlowStats) {
+        self.record_new_flow(key, packet);
         let (connection_key, _) = ConnectionKey::of(key);
         if let Some(connection) = self.connections.get_mut(&connection_key) {
             connection.end_flags |= packet.tcp_flags;
@@ -127,12 +128,12 @@ impl ConnectionTable {
     }
 
     /// A packet the kernel could not store in the full map: counted here instead.
-    pub fn record_overflow(&mut self, key: &FlowKey, packet: &FlowStats, interface: &str) {
-        let observation = self.observation(key, interface);
+    pub fn record_overflow(&mut self, key: &FlowKey, packet: &FlowStats) {
+        let observation = self.observation(key);
         observation.overflow = merge(&observation.overflow, packet);
     }
 
-    fn observation(&mut self, key: &FlowKey, interface: &str) -> &mut Observation {
+    fn observation(&mut self, key: &FlowKey) -> &mut Observation {
         let (connection_key, _) = ConnectionKey::of(key);
         let connection = self.connections.entry(connection_key).or_default();
         let index = match connection.observations.iter().position(|o| o.key == *key) {
@@ -140,7 +141,6 @@ impl ConnectionTable {
             None => {
                 connection.observations.push(Observation {
                     key: *key,
-                    interface: interface.to_string(),
                     kernel: FlowStats::default(),
                     overflow: FlowStats::default(),
                 });
@@ -151,14 +151,15 @@ impl ConnectionTable {
     }
 
     /// Writes the connections that closed, expired or are due for a periodic report.
-    pub fn sweep(&mut self, now_ns: u64) -> Sweep {
+    /// Runs over every connection, so the common case (nothing due) allocates nothing.
+    pub fn sweep(&mut self, now_ns: u64, names: &InterfaceNames) -> Sweep {
         let mut sweep = Sweep::default();
         let config = self.config;
         let clock = self.clock;
         self.connections.retain(|key, connection| {
-            let summary = summarize(key, connection);
-            let quiet = now_ns.saturating_sub(summary.last_seen);
-            let state = if summary.closed && quiet >= config.close_grace_ns {
+            let activity = connection.activity(key);
+            let quiet = now_ns.saturating_sub(activity.last_seen);
+            let state = if activity.closed && quiet >= config.close_grace_ns {
                 Some(FlowState::Closed)
             } else if quiet >= config.idle_timeout_ns {
                 Some(FlowState::Expired)
@@ -166,6 +167,7 @@ impl ConnectionTable {
                 None
             };
             if let Some(state) = state {
+                let summary = summarize(key, connection, names);
                 sweep.records.push(summary.record(key, state, &clock));
                 sweep
                     .release
@@ -173,14 +175,15 @@ impl ConnectionTable {
                 return false;
             }
             let due = config.report_interval_ns > 0
-                && summary.last_seen > connection.reported_last_seen
-                && now_ns.saturating_sub(connection.reported_at.max(summary.first_seen))
+                && activity.last_seen > connection.reported_last_seen
+                && now_ns.saturating_sub(connection.reported_at.max(activity.first_seen))
                     >= config.report_interval_ns;
             if due {
+                let summary = summarize(key, connection, names);
                 sweep
                     .records
                     .push(summary.record(key, FlowState::Active, &clock));
-                connection.reported_last_seen = summary.last_seen;
+                connection.reported_last_seen = activity.last_seen;
                 connection.reported_at = now_ns;
             }
             true
@@ -190,10 +193,10 @@ impl ConnectionTable {
 
     /// Writes every connection (the daemon is stopping): closed ones as `closed`, the rest
     /// as `active`.
-    pub fn drain(&mut self) -> Sweep {
+    pub fn drain(&mut self, names: &InterfaceNames) -> Sweep {
         let mut sweep = Sweep::default();
         for (key, connection) in self.connections.drain() {
-            let summary = summarize(&key, &connection);
+            let summary = summarize(&key, &connection, names);
             let state = if summary.closed {
                 FlowState::Closed
             } else {
@@ -206,6 +209,48 @@ impl ConnectionTable {
         }
         sweep
     }
+}
+
+/// What the sweep needs to decide, computed without allocating.
+struct Activity {
+    first_seen: u64,
+    last_seen: u64,
+    closed: bool,
+}
+
+impl Connection {
+    fn activity(&self, key: &ConnectionKey) -> Activity {
+        let (mut first_seen, mut last_seen) = (u64::MAX, 0);
+        let (mut low_flags, mut high_flags) = (0u16, 0u16);
+        for o in &self.observations {
+            let total = o.total();
+            if total.packets > 0 {
+                first_seen = first_seen.min(total.first_seen_ns);
+            }
+            last_seen = last_seen.max(total.last_seen_ns);
+            if super::key::endpoints(&o.key).0 == key.low {
+                low_flags |= total.tcp_flags;
+            } else {
+                high_flags |= total.tcp_flags;
+            }
+        }
+        Activity {
+            first_seen: if first_seen == u64::MAX {
+                last_seen
+            } else {
+                first_seen
+            },
+            last_seen,
+            closed: is_closed(key, low_flags, high_flags, self.end_flags),
+        }
+    }
+}
+
+/// TCP is closed after a RST, or a FIN from each side.
+fn is_closed(key: &ConnectionKey, side_a: u16, side_b: u16, events: u16) -> bool {
+    key.protocol == ip_proto::TCP
+        && ((side_a | side_b | events) & tcp_flags::RST != 0
+            || (side_a & tcp_flags::FIN != 0 && side_b & tcp_flags::FIN != 0))
 }
 
 /// Sum of two counter sets of one key.
@@ -239,7 +284,7 @@ struct Summary {
     interfaces: Vec<String>,
 }
 
-fn summarize(key: &ConnectionKey, connection: &Connection) -> Summary {
+fn summarize(key: &ConnectionKey, connection: &Connection, names: &InterfaceNames) -> Summary {
     let totals: Vec<(Endpoint, FlowStats)> = connection
         .observations
         .iter()
@@ -280,9 +325,7 @@ fn summarize(key: &ConnectionKey, connection: &Connection) -> Summary {
         first_seen = last_seen;
     }
     let all_flags = fwd_flags | rev_flags | connection.end_flags;
-    let closed = key.protocol == ip_proto::TCP
-        && (all_flags & tcp_flags::RST != 0
-            || (fwd_flags & tcp_flags::FIN != 0 && rev_flags & tcp_flags::FIN != 0));
+    let closed = is_closed(key, fwd_flags, rev_flags, connection.end_flags);
     let icmp = connection
         .observations
         .iter()
@@ -300,7 +343,12 @@ fn summarize(key: &ConnectionKey, connection: &Connection) -> Summary {
     let mut interfaces: Vec<String> = connection
         .observations
         .iter()
-        .map(|o| o.interface.clone())
+        .map(|o| {
+            names
+                .get(&o.key.ifindex)
+                .cloned()
+                .unwrap_or_else(|| format!("if{}", o.key.ifindex))
+        })
         .collect();
     interfaces.sort();
     interfaces.dedup();

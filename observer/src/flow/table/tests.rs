@@ -36,6 +36,10 @@ fn stats(packets: u64, bytes: u64, first: u64, last: u64, flags: u16) -> FlowSta
     }
 }
 
+fn names() -> super::InterfaceNames {
+    [(1, "veth-a".to_string()), (2, "veth-b".to_string())].into()
+}
+
 fn table() -> ConnectionTable {
     ConnectionTable::new(
         TableConfig {
@@ -58,7 +62,6 @@ fn initiator_is_the_syn_sender_even_when_the_reply_was_polled_first() {
     t.record_poll(
         &key(B, 80, A, 40000, 1, direction::EGRESS),
         stats(3, 300, SECOND, 2 * SECOND, tcp_flags::SYN | tcp_flags::ACK),
-        "veth-a",
     );
     // The union of the initiator's flags has ACK too; the kernel marks the SYN-only
     // segment separately.
@@ -70,12 +73,8 @@ fn initiator_is_the_syn_sender_even_when_the_reply_was_polled_first() {
         tcp_flags::SYN | tcp_flags::ACK,
     );
     opened.flags = stats_flags::SYN_WITHOUT_ACK;
-    t.record_poll(
-        &key(A, 40000, B, 80, 1, direction::INGRESS),
-        opened,
-        "veth-a",
-    );
-    let sweep = t.drain();
+    t.record_poll(&key(A, 40000, B, 80, 1, direction::INGRESS), opened);
+    let sweep = t.drain(&names());
     assert_eq!(sweep.records.len(), 1);
     let r = &sweep.records[0];
     assert_eq!(r.src.port, 40000);
@@ -90,9 +89,9 @@ fn initiator_is_the_syn_sender_even_when_the_reply_was_polled_first() {
 fn two_hooks_on_one_node_merge_without_double_counting() {
     let mut t = table();
     let s = stats(10, 1000, SECOND, 2 * SECOND, tcp_flags::ACK);
-    t.record_poll(&key(A, 5000, B, 80, 1, direction::INGRESS), s, "veth-a");
-    t.record_poll(&key(A, 5000, B, 80, 2, direction::EGRESS), s, "veth-b");
-    let r = t.drain().records.remove(0);
+    t.record_poll(&key(A, 5000, B, 80, 1, direction::INGRESS), s);
+    t.record_poll(&key(A, 5000, B, 80, 2, direction::EGRESS), s);
+    let r = t.drain(&names()).records.remove(0);
     assert_eq!(r.fwd.packets, 10);
     assert_eq!(r.rev.packets, 0);
     assert_eq!(
@@ -108,15 +107,16 @@ fn fin_both_ways_closes_after_the_grace_period() {
     t.record_poll(
         &key(A, 5000, B, 80, 1, direction::INGRESS),
         stats(5, 500, SECOND, 3 * SECOND, tcp_flags::SYN | fin),
-        "veth-a",
     );
     t.record_poll(
         &key(B, 80, A, 5000, 1, direction::EGRESS),
         stats(4, 400, SECOND, 3 * SECOND, fin),
-        "veth-a",
     );
-    assert!(t.sweep(4 * SECOND).records.is_empty(), "still in grace");
-    let sweep = t.sweep(5 * SECOND);
+    assert!(
+        t.sweep(4 * SECOND, &names()).records.is_empty(),
+        "still in grace"
+    );
+    let sweep = t.sweep(5 * SECOND, &names());
     assert_eq!(sweep.records.len(), 1);
     assert_eq!(sweep.records[0].state, FlowState::Closed);
     assert_eq!(sweep.release.len(), 2);
@@ -127,8 +127,8 @@ fn fin_both_ways_closes_after_the_grace_period() {
 fn rst_event_closes_before_any_poll() {
     let mut t = table();
     let k = key(A, 5000, B, 80, 1, direction::INGRESS);
-    t.record_end(&k, &stats(1, 60, SECOND, SECOND, tcp_flags::RST), "veth-a");
-    let sweep = t.sweep(4 * SECOND);
+    t.record_end(&k, &stats(1, 60, SECOND, SECOND, tcp_flags::RST));
+    let sweep = t.sweep(4 * SECOND, &names());
     assert_eq!(sweep.records[0].state, FlowState::Closed);
     assert_eq!(sweep.records[0].fwd.packets, 1);
 }
@@ -137,9 +137,9 @@ fn rst_event_closes_before_any_poll() {
 fn idle_connections_expire_and_release_their_keys() {
     let mut t = table();
     let k = key(A, 5000, B, 53, 1, direction::INGRESS);
-    t.record_poll(&k, stats(2, 200, SECOND, 2 * SECOND, 0), "veth-a");
-    assert!(t.sweep(11 * SECOND).records.is_empty());
-    let sweep = t.sweep(12 * SECOND);
+    t.record_poll(&k, stats(2, 200, SECOND, 2 * SECOND, 0));
+    assert!(t.sweep(11 * SECOND, &names()).records.is_empty());
+    let sweep = t.sweep(12 * SECOND, &names());
     assert_eq!(sweep.records[0].state, FlowState::Expired);
     assert_eq!(sweep.release, vec![k]);
 }
@@ -148,10 +148,10 @@ fn idle_connections_expire_and_release_their_keys() {
 fn overflow_packets_add_to_the_map_counters() {
     let mut t = table();
     let k = key(A, 5000, B, 53, 1, direction::INGRESS);
-    t.record_poll(&k, stats(2, 200, SECOND, 2 * SECOND, 0), "veth-a");
-    t.record_overflow(&k, &stats(1, 100, 3 * SECOND, 3 * SECOND, 0), "veth-a");
-    t.record_overflow(&k, &stats(1, 100, 4 * SECOND, 4 * SECOND, 0), "veth-a");
-    let r = t.drain().records.remove(0);
+    t.record_poll(&k, stats(2, 200, SECOND, 2 * SECOND, 0));
+    t.record_overflow(&k, &stats(1, 100, 3 * SECOND, 3 * SECOND, 0));
+    t.record_overflow(&k, &stats(1, 100, 4 * SECOND, 4 * SECOND, 0));
+    let r = t.drain(&names()).records.remove(0);
     assert_eq!((r.fwd.packets, r.fwd.bytes), (4, 400));
 }
 
@@ -166,21 +166,16 @@ fn active_connections_are_reported_periodically_only_with_new_traffic() {
         WallClock::with_offset(0),
     );
     let k = key(A, 5000, B, 80, 1, direction::INGRESS);
-    t.record_poll(
-        &k,
-        stats(2, 200, SECOND, 2 * SECOND, tcp_flags::ACK),
-        "veth-a",
-    );
-    assert!(t.sweep(3 * SECOND).records.is_empty());
-    let first = t.sweep(6 * SECOND);
+    t.record_poll(&k, stats(2, 200, SECOND, 2 * SECOND, tcp_flags::ACK));
+    assert!(t.sweep(3 * SECOND, &names()).records.is_empty());
+    let first = t.sweep(6 * SECOND, &names());
     assert_eq!(first.records.len(), 1);
     assert_eq!(first.records[0].state, FlowState::Active);
     assert!(first.release.is_empty());
-    assert!(t.sweep(12 * SECOND).records.is_empty(), "no new traffic");
-    t.record_poll(
-        &k,
-        stats(3, 300, SECOND, 13 * SECOND, tcp_flags::ACK),
-        "veth-a",
+    assert!(
+        t.sweep(12 * SECOND, &names()).records.is_empty(),
+        "no new traffic"
     );
-    assert_eq!(t.sweep(17 * SECOND).records.len(), 1);
+    t.record_poll(&k, stats(3, 300, SECOND, 13 * SECOND, tcp_flags::ACK));
+    assert_eq!(t.sweep(17 * SECOND, &names()).records.len(), 1);
 }

@@ -4,12 +4,16 @@
 //! - [`datapath`]: everything that touches aya and netlink (load, attach, ring buffer, map
 //!   polling, counters). Nothing else imports aya.
 //! - [`flow`]: the connection table and the flow record (pure logic, no I/O).
+//! - [`policy`]: NetworkPolicy compilation and evaluation, verdicts, what-if checks (pure).
+//! - [`cluster`]: sources of cluster state (today: static manifests).
 //! - [`daemon`]: the running observer, wiring the stages with bounded channels.
 //! - [`export`]: where records go (the JSON Lines flow log).
 //! - [`cli`]: one file per subcommand, argument parsing and wiring only.
 
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
 pub mod datapath;
 pub mod export;
 pub mod flow;
+pub mod policy;

@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand, parsing and wiring only.
 
+mod check;
 mod duration;
 mod run;
 
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Capture pod traffic on this node and write connection records.
     Run(run::RunArgs),
+    /// Replay flows against manifests: allowed or denied, by which policy (what-if).
+    Check(check::CheckArgs),
 }
 
 /// Entry point of the `observer` binary.
@@ -35,6 +38,7 @@ pub fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Check(args) => return check::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

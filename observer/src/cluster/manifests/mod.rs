@@ -1,0 +1,141 @@
+//! Manifest loader: YAML (multi-document) and JSON text → typed k8s-openapi objects.
+//!
+//! Supported kinds: `Namespace`, `Pod`, `Node` (v1), `NetworkPolicy`
+//! (networking.k8s.io/v1) and lists of them (`v1 List`, `NamespaceList`, `PodList`,
+//! `NodeList`, `NetworkPolicyList`). Other kinds, including NetworkPolicy of other API
+//! groups (e.g. Calico's `projectcalico.org/v3`), are skipped with a warning. A malformed
+//! document or invalid object is reported (file, 1-based document index, field) and
+//! skipped; everything else still loads. Objects are validated here with the same code
+//! the engine uses, so whatever loads can be compiled.
+
+mod documents;
+mod files;
+mod objects;
+
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use thiserror::Error;
+
+use crate::policy::{FieldError, ObjectError, SnapshotInput};
+
+pub use files::{expand_paths, load_paths};
+
+/// Objects loaded from one or more files, with what went wrong.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    /// Namespaces.
+    pub namespaces: Vec<Namespace>,
+    /// Pods.
+    pub pods: Vec<Pod>,
+    /// Nodes.
+    pub nodes: Vec<Node>,
+    /// NetworkPolicies (validated, not defaulted).
+    pub policies: Vec<NetworkPolicy>,
+    /// Skipped documents that are not errors (unsupported kinds).
+    pub warnings: Vec<LoadWarning>,
+    /// Documents or objects that were skipped because they are invalid.
+    pub errors: Vec<LoadError>,
+}
+
+impl Manifests {
+    /// Converts the objects for [`crate::policy::PolicySnapshot::build`].
+    pub fn snapshot_input(&self) -> (SnapshotInput, Vec<ObjectError>) {
+        SnapshotInput::from_objects(&self.namespaces, &self.pods, &self.nodes, &self.policies)
+    }
+}
+
+/// Where in the input something happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// File name as given.
+    pub file: String,
+    /// 1-based document index within the file, if known.
+    pub document: Option<usize>,
+    /// 1-based line in the file where the document starts, if known.
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(d) = self.document {
+            write!(f, ": document {d}")?;
+        }
+        if let Some(l) = self.line {
+            write!(f, " (from line {l})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A document or object that could not be loaded.
+#[derive(Debug, Error)]
+#[error("{location}: {kind}")]
+pub struct LoadError {
+    /// Where.
+    pub location: Location,
+    /// What.
+    pub kind: LoadErrorKind,
+}
+
+/// The kinds of load failure.
+#[derive(Debug, Error)]
+pub enum LoadErrorKind {
+    /// The file could not be read.
+    #[error("cannot read: {0}")]
+    Io(#[source] std::io::Error),
+    /// YAML or JSON syntax error (e.g. a truncated document).
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// A field has the wrong type or shape, or `kind` is missing.
+    #[error("{field}: {message}")]
+    Schema {
+        /// Dotted field path, e.g. `spec.ingress[0].ports[0].port`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The object parsed but fails validation (e.g. bad operator, bad CIDR, no name).
+    #[error("invalid {kind}: {error}")]
+    Invalid {
+        /// Object kind.
+        kind: &'static str,
+        /// The offending field.
+        error: FieldError,
+    },
+}
+
+/// A document that was skipped on purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadWarning {
+    /// Where.
+    pub location: Location,
+    /// Why it was skipped.
+    pub message: String,
+}
+
+impl fmt::Display for LoadWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Parses one file's text into `out`. Names ending in `.json` are read as JSON (one or
+/// more concatenated values); anything else as YAML with `---` separated documents.
+pub fn parse_into(file_name: &str, text: &str, out: &mut Manifests) {
+    for doc in documents::split(file_name, text) {
+        match doc {
+            Ok(d) => objects::load_document(d.value, &d.location, out),
+            Err(e) => out.errors.push(e),
+        }
+    }
+}
+
+/// Parses one file's text.
+pub fn parse(file_name: &str, text: &str) -> Manifests {
+    let mut out = Manifests::default();
+    parse_into(file_name, text, &mut out);
+    out
+}

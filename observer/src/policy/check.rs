@@ -1,0 +1,446 @@
+//! What-if replay (`observer check`): JSON flow lines in, one JSON verdict line out each.
+//!
+//! Input line: `{"src": E, "dst": E, "dst_port": N, "protocol": "TCP"}` where `E` is
+//! `"namespace/pod"`, an IP literal, or `{"ip", "namespace", "pod", "node", "port"}`; the
+//! port may also be `dst.port`. Protocol is TCP, UDP or SCTP in any case (default TCP).
+//! Flow records written by the daemon are valid input; unknown fields are ignored.
+//!
+//! Lines that cannot be evaluated get a result with an `error` field instead of a
+//! verdict: ICMP/ICMPv6 (NetworkPolicy v1 only covers TCP, UDP and SCTP, and CNIs differ
+//! on ICMP) and pods or nodes not in the manifests. Malformed lines stop the run with
+//! [`CheckError::Line`], naming the 1-based line number. Blank lines are skipped.
+
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use super::evaluate::evaluate;
+use super::model::{Endpoint, FlowQuery, Protocol};
+use super::snapshot::PolicySnapshot;
+use super::verdict::{Category, DirectionVerdict};
+
+/// Counts of a `check` run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CheckSummary {
+    /// Non-blank lines processed.
+    pub lines: usize,
+    /// Lines whose verdict is allow.
+    pub allowed: usize,
+    /// Lines whose verdict is deny.
+    pub denied: usize,
+    /// Lines involving hostNetwork pods ([`Category::Undefined`]).
+    pub undefined: usize,
+    /// Lines reported with an `error` field (ICMP, unknown pod or node).
+    pub not_evaluable: usize,
+}
+
+/// Why a `check` run stopped.
+#[derive(Debug, Error)]
+pub enum CheckError {
+    /// A line is not a valid flow.
+    #[error("line {line}: {message}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Reading the input failed.
+    #[error("line {line}: read error: {source}")]
+    Read {
+        /// 1-based number of the line being read.
+        line: usize,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Writing the output failed.
+    #[error("write error: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+/// The outcome class of one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineOutcome {
+    /// Allowed.
+    Allow,
+    /// Denied.
+    Deny,
+    /// hostNetwork pod involved.
+    Undefined,
+    /// Reported with an `error` field.
+    NotEvaluable,
+}
+
+/// Evaluates every line of `input`, writing one JSON line per non-blank input line.
+pub fn check_lines(
+    snapshot: &PolicySnapshot,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> Result<CheckSummary, CheckError> {
+    let mut summary = CheckSummary::default();
+    for (i, line) in input.lines().enumerate() {
+        let line_no = i + 1;
+        let text = line.map_err(|source| CheckError::Read {
+            line: line_no,
+            source,
+        })?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let (json, outcome) = check_line(snapshot, line_no, &text)?;
+        writeln!(output, "{json}").map_err(CheckError::Write)?;
+        summary.lines += 1;
+        match outcome {
+            LineOutcome::Allow => summary.allowed += 1,
+            LineOutcome::Deny => summary.denied += 1,
+            LineOutcome::Undefined => summary.undefined += 1,
+            LineOutcome::NotEvaluable => summary.not_evaluable += 1,
+        }
+    }
+    output.flush().map_err(CheckError::Write)?;
+    Ok(summary)
+}
+
+/// Evaluates one line; returns the output JSON (without newline) and its outcome.
+pub fn check_line(
+    snapshot: &PolicySnapshot,
+    line_no: usize,
+    text: &str,
+) -> Result<(String, LineOutcome), CheckError> {
+    let bad = |message: String| CheckError::Line {
+        line: line_no,
+        message,
+    };
+    let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| bad("expected a JSON object".into()))?;
+    let src = parse_endpoint(obj.get("src"), "src").map_err(bad)?;
+    let dst = parse_endpoint(obj.get("dst"), "dst").map_err(bad)?;
+    let proto = match obj.get("protocol") {
+        None | Some(Value::Null) => ProtoField::Known(Protocol::Tcp),
+        Some(Value::String(s)) => parse_protocol(s).ok_or_else(|| {
+            bad(format!(
+                "protocol: unsupported {s:?} (expected TCP, UDP, SCTP, ICMP or ICMPv6)"
+            ))
+        })?,
+        Some(other) => return Err(bad(format!("protocol: expected a string, got {other}"))),
+    };
+    let port = dst_port(obj, dst.port).map_err(bad)?;
+
+    let mut out = OutLine {
+        line: line_no,
+        src: src.echo(snapshot),
+        dst: dst.echo(snapshot),
+        protocol: proto.name(),
+        port,
+        ..OutLine::default()
+    };
+    let resolved = (src.resolve(snapshot), dst.resolve(snapshot));
+    let (protocol, port, src_ep, dst_ep) = match (proto, port, resolved) {
+        (ProtoField::Icmp(_), ..) => {
+            out.error = Some(
+                "ICMP is not covered by NetworkPolicy v1 (TCP, UDP and SCTP only): not evaluable"
+                    .into(),
+            );
+            return finish(&out, LineOutcome::NotEvaluable, line_no);
+        }
+        (ProtoField::Known(_), None, _) => {
+            return Err(bad("dst_port: missing (or set dst.port)".into()));
+        }
+        (_, _, (Err(e), _) | (_, Err(e))) => {
+            out.error = Some(e);
+            return finish(&out, LineOutcome::NotEvaluable, line_no);
+        }
+        (ProtoField::Known(p), Some(port), (Ok(s), Ok(d))) => (p, port, s, d),
+    };
+    let query = FlowQuery {
+        src: src_ep,
+        dst: dst_ep,
+        port,
+        protocol,
+    };
+    let v = evaluate(snapshot, &query);
+    let outcome = match (v.category, v.allowed) {
+        (Category::Undefined, _) => LineOutcome::Undefined,
+        (_, true) => LineOutcome::Allow,
+        (_, false) => LineOutcome::Deny,
+    };
+    out.verdict = Some(match outcome {
+        LineOutcome::Allow => "allow",
+        LineOutcome::Undefined => "undefined",
+        _ => "deny",
+    });
+    out.category = Some(v.category.as_str());
+    out.ingress = Some(DirOut::from(&v.ingress));
+    out.egress = Some(DirOut::from(&v.egress));
+    finish(&out, outcome, line_no)
+}
+
+fn finish(
+    out: &OutLine,
+    outcome: LineOutcome,
+    line_no: usize,
+) -> Result<(String, LineOutcome), CheckError> {
+    serde_json::to_string(out)
+        .map(|s| (s, outcome))
+        .map_err(|e| CheckError::Line {
+            line: line_no,
+            message: format!("cannot render output: {e}"),
+        })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ProtoField {
+    Known(Protocol),
+    Icmp(&'static str),
+}
+
+impl ProtoField {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Known(p) => p.as_str(),
+            Self::Icmp(n) => n,
+        }
+    }
+}
+
+fn parse_protocol(s: &str) -> Option<ProtoField> {
+    if let Some(p) = Protocol::from_any_case(s) {
+        return Some(ProtoField::Known(p));
+    }
+    match s.to_ascii_uppercase().as_str() {
+        "ICMP" => Some(ProtoField::Icmp("ICMP")),
+        "ICMPV6" | "ICMP6" | "IPV6-ICMP" => Some(ProtoField::Icmp("ICMPv6")),
+        _ => None,
+    }
+}
+
+fn dst_port(obj: &Map<String, Value>, from_dst: Option<u16>) -> Result<Option<u16>, String> {
+    let top = match obj.get("dst_port") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(port_value(v, "dst_port")?),
+    };
+    match (top, from_dst) {
+        (Some(a), Some(b)) if a != b => Err(format!("dst_port {a} disagrees with dst.port {b}")),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+fn port_value(v: &Value, field: &str) -> Result<u16, String> {
+    v.as_u64()
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| format!("{field}: expected a port number 0-65535, got {v}"))
+}
+
+/// A parsed endpoint before lookup.
+#[derive(Debug, Default)]
+struct EndpointSpec {
+    ip: Option<IpAddr>,
+    namespace: Option<String>,
+    pod: Option<String>,
+    node: Option<String>,
+    port: Option<u16>,
+}
+
+fn parse_endpoint(v: Option<&Value>, field: &str) -> Result<EndpointSpec, String> {
+    let expected = "expected \"namespace/pod\", an IP address, or an object with ip, \
+                    namespace+pod or node";
+    match v {
+        None | Some(Value::Null) => Err(format!("{field}: missing")),
+        Some(Value::String(s)) => {
+            if let Ok(ip) = s.parse::<IpAddr>() {
+                return Ok(EndpointSpec {
+                    ip: Some(ip),
+                    ..EndpointSpec::default()
+                });
+            }
+            match s.split_once('/') {
+                Some((ns, pod)) if !ns.is_empty() && !pod.is_empty() && !pod.contains('/') => {
+                    Ok(EndpointSpec {
+                        namespace: Some(ns.into()),
+                        pod: Some(pod.into()),
+                        ..EndpointSpec::default()
+                    })
+                }
+                _ => Err(format!("{field}: {expected}, got {s:?}")),
+            }
+        }
+        Some(Value::Object(o)) => {
+            let text = |k: &str| -> Result<Option<String>, String> {
+                match o.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+                    Some(other) => Err(format!(
+                        "{field}.{k}: expected a non-empty string, got {other}"
+                    )),
+                }
+            };
+            let ip = text("ip")?
+                .map(|s| {
+                    s.parse::<IpAddr>()
+                        .map_err(|_| format!("{field}.ip: invalid IP address {s:?}"))
+                })
+                .transpose()?;
+            let port = match o.get("port") {
+                None | Some(Value::Null) => None,
+                Some(p) => Some(port_value(p, &format!("{field}.port"))?),
+            };
+            let spec = EndpointSpec {
+                ip,
+                namespace: text("namespace")?,
+                pod: text("pod")?,
+                node: text("node")?,
+                port,
+            };
+            match (&spec.namespace, &spec.pod, &spec.node, spec.ip) {
+                (Some(_), Some(_), None, _)
+                | (None, None, Some(_), _)
+                | (None, None, None, Some(_)) => Ok(spec),
+                (None, Some(_), _, _) => Err(format!("{field}.namespace: required with pod")),
+                _ => Err(format!("{field}: {expected}")),
+            }
+        }
+        Some(other) => Err(format!("{field}: {expected}, got {other}")),
+    }
+}
+
+impl EndpointSpec {
+    fn resolve(&self, snap: &PolicySnapshot) -> Result<Endpoint, String> {
+        if let (Some(ns), Some(pod)) = (&self.namespace, &self.pod) {
+            let id = snap
+                .pod_id(ns, pod)
+                .ok_or_else(|| format!("unknown pod {ns}/{pod}"))?;
+            return Ok(Endpoint::Pod { id, ip: self.ip });
+        }
+        if let Some(node) = &self.node {
+            let id = snap
+                .node_id(node)
+                .ok_or_else(|| format!("unknown node {node}"))?;
+            return Ok(Endpoint::Node { id, ip: self.ip });
+        }
+        match self.ip {
+            Some(ip) => Ok(snap.resolve_ip(ip)),
+            None => Err("endpoint has no address".into()),
+        }
+    }
+
+    /// What the endpoint resolved to, for the output line.
+    fn echo(&self, snap: &PolicySnapshot) -> EndpointOut {
+        let ip = |fallback: Option<&IpAddr>| self.ip.or(fallback.copied()).map(|i| i.to_string());
+        match self.resolve(snap) {
+            Ok(Endpoint::Pod { id, .. }) => {
+                let pod = snap.pod(id);
+                EndpointOut {
+                    kind: "pod",
+                    namespace: pod.map(|p| p.namespace.clone()),
+                    pod: pod.map(|p| p.name.clone()),
+                    ip: ip(pod.and_then(|p| p.ips.first())),
+                    ..EndpointOut::default()
+                }
+            }
+            Ok(Endpoint::Node { id, .. }) => {
+                let node = snap.node(id);
+                EndpointOut {
+                    kind: "node",
+                    node: node.map(|n| n.name.clone()),
+                    ip: ip(node.and_then(|n| n.ips.first())),
+                    ..EndpointOut::default()
+                }
+            }
+            Ok(Endpoint::External(addr)) => EndpointOut {
+                kind: "external",
+                ip: Some(addr.to_string()),
+                ..EndpointOut::default()
+            },
+            Err(_) => EndpointOut {
+                kind: "unresolved",
+                namespace: self.namespace.clone(),
+                pod: self.pod.clone(),
+                node: self.node.clone(),
+                ip: ip(None),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+struct EndpointOut {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct OutLine {
+    line: usize,
+    src: EndpointOut,
+    dst: EndpointOut,
+    protocol: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    category: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingress: Option<DirOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    egress: Option<DirOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct DirOut {
+    decision: &'static str,
+    /// Allowing policies when allowed, isolating policies when denied.
+    policies: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rules: Vec<RuleOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct RuleOut {
+    policy: String,
+    rule_index: usize,
+}
+
+impl From<&DirectionVerdict<'_>> for DirOut {
+    fn from(v: &DirectionVerdict<'_>) -> Self {
+        let mut policies: Vec<String> = Vec::new();
+        let mut rules = Vec::new();
+        match v {
+            DirectionVerdict::AllowedBy(refs) => {
+                for r in refs {
+                    let name = r.policy_ref().to_string();
+                    if !policies.contains(&name) {
+                        policies.push(name.clone());
+                    }
+                    rules.push(RuleOut {
+                        policy: name,
+                        rule_index: r.rule_index,
+                    });
+                }
+            }
+            DirectionVerdict::Denied { isolated_by } => {
+                policies = isolated_by.iter().map(ToString::to_string).collect();
+            }
+            _ => {}
+        }
+        Self {
+            decision: v.decision(),
+            policies,
+            rules,
+        }
+    }
+}

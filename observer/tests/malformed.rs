@@ -1,0 +1,301 @@
+//! Malformed manifests and flow lines: clear errors (file, document, field), no panics,
+//! and everything else still loads.
+
+use std::path::PathBuf;
+
+use observer::cluster::manifests::{self, LoadErrorKind, Manifests, load_paths};
+use observer::policy::check::{CheckError, check_lines};
+use observer::policy::{FieldProblem, PolicySnapshot};
+
+const GOOD_POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: good, namespace: x}\nspec: {podSelector: {}}\n";
+
+fn with_good(bad: &str) -> String {
+    format!(
+        "{GOOD_POLICY}---\n{bad}\n---\n{}",
+        GOOD_POLICY.replace("good", "good2")
+    )
+}
+
+/// Parses `bad` between two valid policies and returns the single error's text.
+fn single_error(bad: &str) -> (Manifests, String) {
+    let m = manifests::parse("bad.yaml", &with_good(bad));
+    assert_eq!(m.errors.len(), 1, "{:?}", m.errors);
+    assert_eq!(m.policies.len(), 2, "the valid documents still load");
+    let text = m.errors[0].to_string();
+    assert!(text.starts_with("bad.yaml: document 2"), "{text}");
+    (m, text)
+}
+
+#[test]
+fn truncated_yaml_is_a_syntax_error_for_that_document() {
+    let (m, text) = single_error(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: t, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: ",
+    );
+    assert!(
+        matches!(m.errors[0].kind, LoadErrorKind::Syntax(_)),
+        "{text}"
+    );
+    assert_eq!(m.errors[0].location.line, Some(5), "{text}");
+    assert!(
+        text.contains("at line 11"),
+        "absolute line (end of the truncated document): {text}"
+    );
+}
+
+#[test]
+fn unknown_kinds_are_warnings() {
+    let m = manifests::parse(
+        "mixed.yaml",
+        &with_good(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec: {ports: [{port: 80}]}",
+        ),
+    );
+    assert!(m.errors.is_empty());
+    assert_eq!(m.policies.len(), 2);
+    assert_eq!(m.warnings.len(), 1);
+    let w = m.warnings[0].to_string();
+    assert!(w.contains("document 2") && w.contains("Service"), "{w}");
+}
+
+#[test]
+fn wrong_types_name_the_field() {
+    let (_, text) = single_error(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: w, namespace: x}\nspec:\n  podSelector: {}\n  ingress:\n  - ports: [{port: [80]}]",
+    );
+    assert!(text.contains("spec.ingress[0].ports[0].port"), "{text}");
+    let (_, text) = single_error(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: w, namespace: x}\nspec: {podSelector: \"app=web\"}",
+    );
+    assert!(text.contains("spec.podSelector"), "{text}");
+    let (_, text) = single_error(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, ports: [{containerPort: http}]}]}",
+    );
+    assert!(
+        text.contains("spec.containers[0].ports[0].containerPort"),
+        "{text}"
+    );
+}
+
+#[test]
+fn invalid_policies_name_the_field() {
+    let cases = [
+        (
+            "spec:\n  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/33}}]}]",
+            "spec.ingress[0].from[0].ipBlock.cidr",
+        ),
+        (
+            "spec:\n  podSelector: {}\n  egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [nope]}}]}]",
+            "spec.egress[0].to[0].ipBlock.except[0]",
+        ),
+        (
+            "spec:\n  podSelector: {matchExpressions: [{key: a, operator: Equals, values: [b]}]}",
+            "spec.podSelector.matchExpressions[0].operator",
+        ),
+        (
+            "spec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: a, operator: In}]}}]}]",
+            "spec.ingress[0].from[0].namespaceSelector.matchExpressions[0].values",
+        ),
+        (
+            "spec:\n  podSelector: {}\n  ingress: [{ports: [{port: 80, protocol: tcp}]}]",
+            "spec.ingress[0].ports[0].protocol",
+        ),
+        (
+            "spec:\n  podSelector: {}\n  ingress: [{ports: [{port: 90, endPort: 80}]}]",
+            "spec.ingress[0].ports[0].endPort",
+        ),
+        (
+            "spec:\n  podSelector: {}\n  policyTypes: [Inbound]",
+            "spec.policyTypes[0]",
+        ),
+        (
+            "spec:\n  podSelector: {}\n  ingress: [{from: [{}]}]",
+            "spec.ingress[0].from[0]",
+        ),
+    ];
+    for (spec, field) in cases {
+        let doc = format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: bad, namespace: x}}\n{spec}"
+        );
+        let (m, text) = single_error(&doc);
+        assert!(text.contains(field), "{text}");
+        match &m.errors[0].kind {
+            LoadErrorKind::Invalid { kind, error } => {
+                assert_eq!(*kind, "NetworkPolicy");
+                assert_eq!(error.field, field);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn policy_without_name() {
+    let (m, text) = single_error(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: x}\nspec: {podSelector: {}}",
+    );
+    assert!(text.contains("metadata.name"), "{text}");
+    assert!(matches!(
+        &m.errors[0].kind,
+        LoadErrorKind::Invalid { error, .. } if error.problem == FieldProblem::Missing
+    ));
+}
+
+#[test]
+fn missing_kind_and_non_objects() {
+    let (_, text) = single_error("metadata: {name: x}");
+    assert!(text.contains("kind"), "{text}");
+    let (_, text) = single_error("- just\n- a list");
+    assert!(text.contains("expected an object"), "{text}");
+}
+
+#[test]
+fn json_list_items_are_loaded_independently() {
+    let json = r#"{"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p", "namespace": "x"},
+         "spec": {"podSelector": {"matchExpressions": [{"key": "a", "operator": "in", "values": ["b"]}]}}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicyList", "items": [
+            {"metadata": {"name": "q", "namespace": "x"}, "spec": {"podSelector": {}}}]}
+    ]}"#;
+    let m = manifests::parse("list.json", json);
+    assert_eq!(m.namespaces.len(), 1);
+    assert_eq!(
+        m.policies.len(),
+        1,
+        "the typed-list item loads without kind"
+    );
+    assert_eq!(m.warnings.len(), 1);
+    assert_eq!(m.errors.len(), 1);
+    let text = m.errors[0].to_string();
+    assert!(
+        text.starts_with("list.json: document 1")
+            && text.contains("items[1].spec.podSelector.matchExpressions[0].operator"),
+        "{text}"
+    );
+    let m = manifests::parse("broken.json", "{\"kind\": \"Namespace\", ");
+    assert!(matches!(m.errors[0].kind, LoadErrorKind::Syntax(_)));
+}
+
+#[test]
+fn every_truncation_of_a_manifest_is_handled() {
+    let full = with_good(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: x, labels: {a: b}}\nspec:\n  containers:\n  - name: c\n    ports: [{name: http, containerPort: 80}]\nstatus: {podIP: 10.0.0.1}",
+    );
+    for end in (0..=full.len()).filter(|&i| full.is_char_boundary(i)) {
+        for name in ["t.yaml", "t.json"] {
+            let m = manifests::parse(name, &full[..end]);
+            let (input, _) = m.snapshot_input();
+            let _ = PolicySnapshot::build(&input);
+        }
+    }
+}
+
+#[test]
+fn load_paths_reports_unreadable_files_and_expands_directories() {
+    let dir = std::env::temp_dir().join(format!("policy-malformed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("b.yaml"), GOOD_POLICY).expect("write");
+    std::fs::write(dir.join("a.json"), "{\"kind\": ").expect("write");
+    std::fs::write(dir.join("notes.txt"), "ignored").expect("write");
+    let m = load_paths(&[dir.clone(), PathBuf::from("/nonexistent/policy.yaml")]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(m.policies.len(), 1);
+    assert_eq!(m.errors.len(), 2, "{:?}", m.errors);
+    assert!(m.errors[0].to_string().contains("a.json: document 1"));
+    assert!(matches!(m.errors[1].kind, LoadErrorKind::Io(_)));
+    assert!(m.errors[1].to_string().contains("/nonexistent/policy.yaml"));
+}
+
+fn run_check(input: &str) -> (Result<usize, CheckError>, String) {
+    let m = manifests::parse(
+        "c.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x}\nstatus: {podIP: 10.0.0.1}\n",
+    );
+    let (input_objs, _) = m.snapshot_input();
+    let snap = PolicySnapshot::build(&input_objs);
+    let mut out = Vec::new();
+    let r = check_lines(&snap, input.as_bytes(), &mut out).map(|s| s.lines);
+    (r, String::from_utf8(out).unwrap_or_default())
+}
+
+#[test]
+fn malformed_check_lines_name_the_line() {
+    let good = r#"{"src": "x/a", "dst": "1.2.3.4", "dst_port": 80}"#;
+    let bad = [
+        ("not json", "invalid JSON"),
+        (r#"{"dst": "x/a", "dst_port": 80}"#, "src: missing"),
+        (r#"{"src": "x/a", "dst": "x/a"}"#, "dst_port"),
+        (
+            r#"{"src": "x/a", "dst": "x/a", "dst_port": 70000}"#,
+            "dst_port",
+        ),
+        (
+            r#"{"src": "x/a", "dst": "x/a", "dst_port": 80, "protocol": "GRE"}"#,
+            "protocol",
+        ),
+        (
+            r#"{"src": "nonsense", "dst": "x/a", "dst_port": 80}"#,
+            "src",
+        ),
+        (
+            r#"{"src": {"pod": "a"}, "dst": "x/a", "dst_port": 80}"#,
+            "src.namespace",
+        ),
+        (
+            r#"{"src": {"ip": "1.2.3"}, "dst": "x/a", "dst_port": 80}"#,
+            "src.ip",
+        ),
+        (
+            r#"{"src": "x/a", "dst": {"ip": "1.1.1.1", "port": 1}, "dst_port": 2}"#,
+            "disagrees",
+        ),
+        ("[1, 2]", "object"),
+    ];
+    for (line, needle) in bad {
+        let (r, out) = run_check(&format!("{good}\n\n{line}\n{good}\n"));
+        let err = r.expect_err(line);
+        let text = err.to_string();
+        assert!(matches!(err, CheckError::Line { line: 3, .. }), "{text}");
+        assert!(
+            text.starts_with("line 3: ") && text.contains(needle),
+            "{text}"
+        );
+        assert_eq!(
+            out.lines().count(),
+            1,
+            "lines before the bad one were written"
+        );
+    }
+}
+
+#[test]
+fn unevaluable_lines_are_reported_per_line() {
+    let input = [
+        r#"{"src": "x/a", "dst": "x/zz", "dst_port": 80}"#,
+        r#"{"src":{"ip":"10.0.0.1","port":43210},"dst":{"ip":"10.0.0.3","port":0},"protocol":"ICMP","fwd":{"packets":1},"rev":{},"tcp_flags":[],"state":"closed","interfaces":["eth0"]}"#,
+        r#"{"src": "x/a", "dst": "x/a", "protocol": "icmpv6"}"#,
+        r#"{"src":{"ip":"10.0.0.1","port":43210},"dst":{"ip":"10.0.0.3","port":8080},"protocol":"TCP","first_seen":"t","last_seen":"t"}"#,
+    ]
+    .join("\n");
+    let (r, out) = run_check(&input);
+    assert_eq!(r.expect("runs"), 4);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown pod x/zz"))
+    );
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ICMP"))
+    );
+    assert_eq!(lines[2]["protocol"], "ICMPv6");
+    assert_eq!(lines[3]["verdict"], "allow");
+    assert_eq!(lines[3]["src"]["pod"], "a");
+    assert_eq!(lines[3]["dst"]["kind"], "external");
+}

@@ -27,7 +27,8 @@ pub struct Stopped {
 }
 
 impl ObserverProcess {
-    /// Starts `binary run` in the lab's node with a 100 ms poll interval plus `extra` args.
+    /// Starts `binary run` in the lab's node with `extra` args (and a 100 ms poll interval
+    /// unless `extra` sets one).
     pub fn start(lab: &Lab, binary: &Path, dir: &Path, extra: &[&str]) -> Result<Self> {
         let flow_log = dir.join("flows.jsonl");
         let stats_file = dir.join("stats.json");
@@ -35,13 +36,17 @@ impl ObserverProcess {
         for stale in [&flow_log, &stats_file] {
             let _ = std::fs::remove_file(stale);
         }
-        let child = Lab::command_in(lab.node_netns(), &binary.to_string_lossy())
+        let mut command = Lab::command_in(lab.node_netns(), &binary.to_string_lossy());
+        command
             .arg("run")
             .arg("--flow-log")
             .arg(&flow_log)
             .arg("--stats-file")
-            .arg(&stats_file)
-            .args(["--poll-interval", "100ms"])
+            .arg(&stats_file);
+        if !extra.contains(&"--poll-interval") {
+            command.args(["--poll-interval", "100ms"]);
+        }
+        let child = command
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

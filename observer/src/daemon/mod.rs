@@ -4,6 +4,7 @@
 //! by bounded channels from the ring-buffer reader and the link watcher, and polls the flow
 //! map on a timer. Nothing is shared, so nothing is locked.
 
+mod poller;
 mod stats;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use crate::datapath::{
 };
 use crate::export::{FlowLog, FlowLogTarget};
 use crate::flow::{ConnectionTable, InterfaceNames, Sweep, TableConfig, WallClock};
+use poller::{MapPoller, PollResult};
 pub use stats::RunStats;
 
 /// Capacity of the channel from the ring-buffer reader to the table task.
@@ -60,7 +62,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
 
     let (link_tx, link_rx) = mpsc::channel(1024);
     let link_task = tokio::spawn(watch_links(link_tx));
-    let (event_tx, event_rx) = mpsc::channel(EVENT_CHANNEL);
+    let (event_tx, mut event_rx) = mpsc::channel(EVENT_CHANNEL);
     let reader_stats = Arc::new(EventReaderStats::default());
     let event_task = tokio::spawn(events.run(event_tx, Arc::clone(&reader_stats)));
 
@@ -70,19 +72,29 @@ pub async fn run(config: RunConfig) -> Result<()> {
         names: InterfaceNames::new(),
         departed: std::collections::VecDeque::new(),
         log: FlowLog::open(&config.flow_log)?,
-        flows,
+        poller: MapPoller::spawn(flows)?,
+        release: Vec::new(),
         stats: RunStats::default(),
         pattern: config.interfaces.clone(),
-        scratch: Vec::new(),
     };
     let result = node
-        .serve(link_rx, event_rx, &config, &counters, &reader_stats)
+        .serve(link_rx, &mut event_rx, &config, &counters, &reader_stats)
         .await;
 
+    // Final accounting, even when serving failed: what we have is written, not dropped.
+    // Give the reader a moment for what is still in the ring buffer, then take it all.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     event_task.abort();
     link_task.abort();
-    // Final accounting, even when serving failed: what we have is written, not dropped.
-    node.poll_map();
+    while let Ok(event) = event_rx.try_recv() {
+        node.on_event(&event);
+    }
+    if node.poller.in_flight() {
+        node.apply_poll().await;
+    }
+    if node.poller.request(&mut node.release) {
+        node.apply_poll().await;
+    }
     let sweep = node.table.drain(&node.names);
     node.write(sweep);
     node.stats.update(
@@ -109,17 +121,18 @@ struct NodeState {
     names: InterfaceNames,
     departed: std::collections::VecDeque<u32>,
     log: FlowLog,
-    flows: crate::datapath::FlowMapReader,
+    poller: MapPoller,
+    /// Keys of written connections, deleted from the map at the next poll.
+    release: Vec<observer_common::FlowKey>,
     stats: RunStats,
     pattern: InterfacePattern,
-    scratch: Vec<(observer_common::FlowKey, observer_common::FlowStats)>,
 }
 
 impl NodeState {
     async fn serve(
         &mut self,
         mut links: mpsc::Receiver<LinkEvent>,
-        mut events: mpsc::Receiver<FlowEvent>,
+        events: &mut mpsc::Receiver<FlowEvent>,
         config: &RunConfig,
         counters: &crate::datapath::CounterReader,
         reader_stats: &EventReaderStats,
@@ -142,9 +155,15 @@ impl NodeState {
                     None => anyhow::bail!("the ring buffer reader stopped"),
                 },
                 _ = poll.tick() => {
-                    self.poll_map();
-                    let sweep = self.table.sweep(WallClock::monotonic_now_ns(), &self.names);
-                    self.write(sweep);
+                    if !self.poller.request(&mut self.release) && !self.poller.in_flight() {
+                        anyhow::bail!("the flow map poller stopped");
+                    }
+                }
+                polled = self.poller.result(), if self.poller.in_flight() => {
+                    let Some(polled) = polled else {
+                        anyhow::bail!("the flow map poller stopped");
+                    };
+                    self.apply(polled);
                     self.stats.update(counters, reader_stats, &self.table, &self.attachments, &self.log);
                     self.stats.warn_on_new_losses();
                     if let Some(path) = &config.stats_file
@@ -205,18 +224,25 @@ impl NodeState {
         }
     }
 
-    fn poll_map(&mut self) {
-        let mut entries = std::mem::take(&mut self.scratch);
-        entries.clear();
-        self.stats.map_read_errors += self.flows.read_all(&mut entries) as u64;
-        for (key, stats) in &entries {
+    /// Waits for the running poll and applies it.
+    async fn apply_poll(&mut self) {
+        if let Some(polled) = self.poller.result().await {
+            self.apply(polled);
+        }
+    }
+
+    /// Takes a map read into the table, then writes what is due.
+    fn apply(&mut self, polled: PollResult) {
+        self.stats.map_read_errors += polled.errors;
+        for (key, stats) in &polled.entries {
             self.table.record_poll(key, *stats);
         }
-        self.scratch = entries;
+        let sweep = self.table.sweep(WallClock::monotonic_now_ns(), &self.names);
+        self.write(sweep);
     }
 
     fn write(&mut self, sweep: Sweep) {
-        self.flows.remove(&sweep.release);
+        self.release.extend(sweep.release);
         if let Err(e) = self.log.write(&sweep.records) {
             self.stats.log_write_errors += 1;
             warn!(error = format!("{e:#}"), "flow log write failed");

@@ -233,7 +233,12 @@ fn median(values: &mut [f64]) -> f64 {
 fn storm(lab: &Lab, binary: &std::path::Path, pod: &Pod, options: &Options) -> Result<()> {
     let dir = target_dir().join("bench-storm");
     std::fs::create_dir_all(&dir)?;
-    let mut observer = ObserverProcess::start(lab, binary, &dir, &["--idle-timeout", "5s"])?;
+    let mut observer = ObserverProcess::start(
+        lab,
+        binary,
+        &dir,
+        &["--idle-timeout", "5s", "--poll-interval", "1s"],
+    )?;
     observer.wait_attached(&["vetha"])?;
     let total = u64::from(options.storm_rate) * u64::from(options.storm_seconds);
     let sockets_needed = total.div_ceil(60_000).max(1) as usize;

@@ -11,6 +11,12 @@ use clap::Subcommand;
 pub enum Which {
     /// Per-packet cost vs an empty classifier, iperf3 throughput ratio, new-flow storm.
     Datapath(datapath::Options),
+    /// Policy evaluation and snapshot rebuild (criterion): 10,000 pods, 2,000 policies.
+    Policy {
+        /// Extra arguments for criterion (after `--`), e.g. `--quick`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        criterion: Vec<String>,
+    },
 }
 
 /// Runs one benchmark.
@@ -18,5 +24,10 @@ pub fn run(which: Which) -> Result<()> {
     crate::setup::run()?;
     match which {
         Which::Datapath(options) => datapath::run(&options),
+        Which::Policy { criterion } => {
+            let mut args = vec!["bench", "-p", "observer", "--bench", "policy", "--"];
+            args.extend(criterion.iter().map(String::as_str));
+            crate::shell::cargo(&args)
+        }
     }
 }

@@ -15,6 +15,9 @@ use observer_lab::{Lab, OUTSIDE_IPV4, Pod, in_netns};
 
 use crate::shell::{build_observer, is_root, output, target_dir};
 
+/// The lab's two host-side interfaces.
+const HOOKS: [&str; 2] = ["vetha", "vethb"];
+
 /// Options of `cargo xtask bench datapath`.
 #[derive(clap::Args)]
 pub struct Options {
@@ -30,6 +33,20 @@ pub struct Options {
     /// Seconds of the storm.
     #[arg(long, default_value_t = 10)]
     storm_seconds: u32,
+    /// Run only these parts (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+}
+
+/// The benchmark's parts.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// ns per program run vs the empty classifier.
+    Cost,
+    /// iperf3 throughput ratio.
+    Throughput,
+    /// New-flow storm.
+    Storm,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -45,17 +62,38 @@ pub fn run(options: &Options) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let _server = IperfServer::start(&b)?;
     let server_ip = IpAddr::V4(b.ipv4);
-    let hooks = ["vetha", "vethb"];
+    let wanted = |part: Part| options.only.is_empty() || options.only.contains(&part);
 
-    println!(
-        "## per-packet cost (kernel BPF stats, {} s iperf3 TCP stream)",
-        options.seconds
-    );
-    let mut observer = ObserverProcess::start(&lab, &binary, &dir, &["--attach-empty-program"])?;
-    observer.wait_attached(&hooks)?;
+    if wanted(Part::Cost) {
+        cost(&lab, &binary, &dir, &a, server_ip, options.seconds)?;
+    }
+    if wanted(Part::Throughput) {
+        throughput(&lab, &binary, &dir, &a, server_ip, options)?;
+    }
+    if wanted(Part::Storm) {
+        println!(
+            "\n## new-flow storm: {} new UDP flows/s for {} s",
+            options.storm_rate, options.storm_seconds
+        );
+        storm(&lab, &binary, &a, options)?;
+    }
+    Ok(())
+}
+
+fn cost(
+    lab: &Lab,
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    a: &Pod,
+    server_ip: IpAddr,
+    seconds: u32,
+) -> Result<()> {
+    println!("## per-packet cost (kernel BPF stats, {seconds} s iperf3 TCP stream)");
+    let mut observer = ObserverProcess::start(lab, binary, dir, &["--attach-empty-program"])?;
+    observer.wait_attached(&HOOKS)?;
     let costs = {
         let _stats = BpfStats::enable()?;
-        iperf(&a, server_ip, options.seconds)?;
+        iperf(a, server_ip, seconds)?;
         program_costs()?
     };
     observer.stop()?;
@@ -81,17 +119,27 @@ pub fn run(options: &Options) -> Result<()> {
         empty.mean_ns(),
         flow.mean_ns() - empty.mean_ns()
     );
+    Ok(())
+}
 
+fn throughput(
+    lab: &Lab,
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    a: &Pod,
+    server_ip: IpAddr,
+    options: &Options,
+) -> Result<()> {
     println!(
         "\n## iperf3 TCP throughput, {} alternating rounds of {} s",
         options.rounds, options.seconds
     );
     let (mut without, mut with) = (Vec::new(), Vec::new());
     for round in 1..=options.rounds {
-        let base = iperf(&a, server_ip, options.seconds)?;
-        let mut observer = ObserverProcess::start(&lab, &binary, &dir, &[])?;
-        observer.wait_attached(&hooks)?;
-        let observed = iperf(&a, server_ip, options.seconds)?;
+        let base = iperf(a, server_ip, options.seconds)?;
+        let mut observer = ObserverProcess::start(lab, binary, dir, &[])?;
+        observer.wait_attached(&HOOKS)?;
+        let observed = iperf(a, server_ip, options.seconds)?;
         observer.stop()?;
         println!(
             "  round {round}: without {:.2} Gbit/s, with {:.2} Gbit/s, ratio {:.3}",
@@ -109,12 +157,6 @@ pub fn run(options: &Options) -> Result<()> {
         m_with / 1e9,
         m_with / m_without
     );
-
-    println!(
-        "\n## new-flow storm: {} new UDP flows/s for {} s",
-        options.storm_rate, options.storm_seconds
-    );
-    storm(&lab, &binary, &a, options)?;
     Ok(())
 }
 

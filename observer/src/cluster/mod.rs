@@ -5,3 +5,4 @@
 //! come with the enrichment issue and live beside it.
 
 pub mod manifests;
+pub mod state;

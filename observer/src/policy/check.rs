@@ -19,8 +19,9 @@ use thiserror::Error;
 
 use super::evaluate::evaluate;
 use super::model::{Endpoint, FlowQuery, Protocol};
+use super::report::VerdictReport;
 use super::snapshot::PolicySnapshot;
-use super::verdict::{Category, DirectionVerdict};
+use super::verdict::Category;
 
 /// Counts of a `check` run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -169,14 +170,7 @@ pub fn check_line(
         (_, true) => LineOutcome::Allow,
         (_, false) => LineOutcome::Deny,
     };
-    out.verdict = Some(match outcome {
-        LineOutcome::Allow => "allow",
-        LineOutcome::Undefined => "undefined",
-        _ => "deny",
-    });
-    out.category = Some(v.category.as_str());
-    out.ingress = Some(DirOut::from(&v.ingress));
-    out.egress = Some(DirOut::from(&v.egress));
+    out.report = Some(VerdictReport::from(&v));
     finish(&out, outcome, line_no)
 }
 
@@ -389,58 +383,8 @@ struct OutLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    verdict: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    category: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ingress: Option<DirOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    egress: Option<DirOut>,
+    #[serde(flatten)]
+    report: Option<VerdictReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct DirOut {
-    decision: &'static str,
-    /// Allowing policies when allowed, isolating policies when denied.
-    policies: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    rules: Vec<RuleOut>,
-}
-
-#[derive(Debug, Serialize)]
-struct RuleOut {
-    policy: String,
-    rule_index: usize,
-}
-
-impl From<&DirectionVerdict<'_>> for DirOut {
-    fn from(v: &DirectionVerdict<'_>) -> Self {
-        let mut policies: Vec<String> = Vec::new();
-        let mut rules = Vec::new();
-        match v {
-            DirectionVerdict::AllowedBy(refs) => {
-                for r in refs {
-                    let name = r.policy_ref().to_string();
-                    if !policies.contains(&name) {
-                        policies.push(name.clone());
-                    }
-                    rules.push(RuleOut {
-                        policy: name,
-                        rule_index: r.rule_index,
-                    });
-                }
-            }
-            DirectionVerdict::Denied { isolated_by } => {
-                policies = isolated_by.iter().map(ToString::to_string).collect();
-            }
-            _ => {}
-        }
-        Self {
-            decision: v.decision(),
-            policies,
-            rules,
-        }
-    }
 }

@@ -39,6 +39,7 @@ mod error;
 mod evaluate;
 mod ipblock;
 mod model;
+mod report;
 mod selector;
 mod snapshot;
 mod tier;
@@ -54,6 +55,7 @@ pub use model::{
     ContainerPort, DEFAULT_NAMESPACE, Endpoint, FlowQuery, Labels, NAMESPACE_NAME_LABEL,
     NamespaceInfo, NodeId, NodeInfo, PodId, PodInfo, Protocol,
 };
+pub use report::{DirectionReport, RuleReport, VerdictReport};
 pub use selector::Selector;
 pub use snapshot::{ObjectError, PolicySnapshot, SnapshotInput};
 pub use verdict::{Category, Decision, DirectionVerdict, PolicyKind, PolicyRef, RuleRef, Verdict};

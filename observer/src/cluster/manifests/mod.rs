@@ -1,8 +1,8 @@
 //! Manifest loader: YAML (multi-document) and JSON text → typed k8s-openapi objects.
 //!
-//! Supported kinds: `Namespace`, `Pod`, `Node` (v1), `NetworkPolicy`
-//! (networking.k8s.io/v1) and lists of them (`v1 List`, `NamespaceList`, `PodList`,
-//! `NodeList`, `NetworkPolicyList`). Other kinds, including NetworkPolicy of other API
+//! Supported kinds: `Namespace`, `Pod`, `Node`, `Service` (v1), `NetworkPolicy`
+//! (networking.k8s.io/v1), `EndpointSlice` (discovery.k8s.io/v1), `ReplicaSet` (apps/v1),
+//! `Job` (batch/v1) and lists of them (`v1 List` and the typed `...List` kinds). Other kinds, including NetworkPolicy of other API
 //! groups (e.g. Calico's `projectcalico.org/v3`), are skipped with a warning. A malformed
 //! document or invalid object is reported (file, 1-based document index, field) and
 //! skipped; everything else still loads. Objects are validated here with the same code
@@ -14,10 +14,14 @@ mod objects;
 
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use thiserror::Error;
 
+use super::state::ClusterObjects;
 use crate::policy::{FieldError, ObjectError, SnapshotInput};
 
 pub use files::{expand_paths, load_paths};
@@ -33,6 +37,14 @@ pub struct Manifests {
     pub nodes: Vec<Node>,
     /// NetworkPolicies (validated, not defaulted).
     pub policies: Vec<NetworkPolicy>,
+    /// Services (for ClusterIP → Service).
+    pub services: Vec<Service>,
+    /// EndpointSlices.
+    pub endpoint_slices: Vec<EndpointSlice>,
+    /// ReplicaSets (pod → Deployment).
+    pub replica_sets: Vec<ReplicaSet>,
+    /// Jobs (pod → CronJob).
+    pub jobs: Vec<Job>,
     /// Skipped documents that are not errors (unsupported kinds).
     pub warnings: Vec<LoadWarning>,
     /// Documents or objects that were skipped because they are invalid.
@@ -40,6 +52,22 @@ pub struct Manifests {
 }
 
 impl Manifests {
+    /// The loaded objects as one cluster state, the same shape every source publishes.
+    pub fn objects(&self) -> ClusterObjects {
+        let mut objects = ClusterObjects {
+            namespaces: self.namespaces.clone(),
+            pods: self.pods.clone(),
+            nodes: self.nodes.clone(),
+            policies: self.policies.clone(),
+            services: self.services.clone(),
+            endpoint_slices: self.endpoint_slices.clone(),
+            replica_sets: self.replica_sets.clone(),
+            jobs: self.jobs.clone(),
+        };
+        objects.sort();
+        objects
+    }
+
     /// Converts the objects for [`crate::policy::PolicySnapshot::build`].
     pub fn snapshot_input(&self) -> (SnapshotInput, Vec<ObjectError>) {
         SnapshotInput::from_objects(&self.namespaces, &self.pods, &self.nodes, &self.policies)

@@ -7,6 +7,9 @@ use super::{LoadError, LoadErrorKind, LoadWarning, Location, Manifests};
 use crate::policy::{FieldError, NamespaceInfo, NodeInfo, PodInfo, compile};
 
 const NETWORKING_V1: &str = "networking.k8s.io/v1";
+const DISCOVERY_V1: &str = "discovery.k8s.io/v1";
+const APPS_V1: &str = "apps/v1";
+const BATCH_V1: &str = "batch/v1";
 
 /// The kinds we load, keyed by (apiVersion, kind).
 #[derive(Clone, Copy)]
@@ -15,6 +18,10 @@ enum Kind {
     Pod,
     Node,
     NetworkPolicy,
+    Service,
+    EndpointSlice,
+    ReplicaSet,
+    Job,
 }
 
 impl Kind {
@@ -24,6 +31,10 @@ impl Kind {
             ("v1", "Pod") => Some(Self::Pod),
             ("v1", "Node") => Some(Self::Node),
             (NETWORKING_V1, "NetworkPolicy") => Some(Self::NetworkPolicy),
+            ("v1", "Service") => Some(Self::Service),
+            (DISCOVERY_V1, "EndpointSlice") => Some(Self::EndpointSlice),
+            (APPS_V1, "ReplicaSet") => Some(Self::ReplicaSet),
+            (BATCH_V1, "Job") => Some(Self::Job),
             _ => None,
         }
     }
@@ -35,6 +46,10 @@ impl Kind {
             ("v1", "PodList") => Some(("v1", "Pod")),
             ("v1", "NodeList") => Some(("v1", "Node")),
             (NETWORKING_V1, "NetworkPolicyList") => Some((NETWORKING_V1, "NetworkPolicy")),
+            ("v1", "ServiceList") => Some(("v1", "Service")),
+            (DISCOVERY_V1, "EndpointSliceList") => Some((DISCOVERY_V1, "EndpointSlice")),
+            (APPS_V1, "ReplicaSetList") => Some((APPS_V1, "ReplicaSet")),
+            (BATCH_V1, "JobList") => Some((BATCH_V1, "Job")),
             _ => None,
         }
     }
@@ -160,6 +175,11 @@ impl Ctx<'_> {
                 self.out.policies.push(o);
                 Ok(())
             }),
+            // Read for identity (services, workloads); their own checks happen where used.
+            Kind::Service => typed(value, prefix).map(|o| self.out.services.push(o)),
+            Kind::EndpointSlice => typed(value, prefix).map(|o| self.out.endpoint_slices.push(o)),
+            Kind::ReplicaSet => typed(value, prefix).map(|o| self.out.replica_sets.push(o)),
+            Kind::Job => typed(value, prefix).map(|o| self.out.jobs.push(o)),
         };
         if let Err(e) = result {
             self.error(e);

@@ -5,7 +5,8 @@
 //!   polling, counters). Nothing else imports aya.
 //! - [`flow`]: the connection table and the flow record (pure logic, no I/O).
 //! - [`policy`]: NetworkPolicy compilation and evaluation, verdicts, what-if checks (pure).
-//! - [`cluster`]: sources of cluster state (today: static manifests).
+//! - [`cluster`]: sources of cluster state, the per-flow view, the IP history.
+//! - [`enrich`]: names both ends of a record, its Service and its verdict (pure).
 //! - [`daemon`]: the running observer, wiring the stages with bounded channels.
 //! - [`export`]: where records go (the JSON Lines flow log).
 //! - [`cli`]: one file per subcommand, argument parsing and wiring only.
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod cluster;
 pub mod daemon;
 pub mod datapath;
+pub mod enrich;
 pub mod export;
 pub mod flow;
 pub mod policy;

@@ -47,14 +47,14 @@ fn unknown_kinds_are_warnings() {
     let m = manifests::parse(
         "mixed.yaml",
         &with_good(
-            "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec: {ports: [{port: 80}]}",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 2}",
         ),
     );
     assert!(m.errors.is_empty());
     assert_eq!(m.policies.len(), 2);
     assert_eq!(m.warnings.len(), 1);
     let w = m.warnings[0].to_string();
-    assert!(w.contains("document 2") && w.contains("Service"), "{w}");
+    assert!(w.contains("document 2") && w.contains("Deployment"), "{w}");
 }
 
 #[test]

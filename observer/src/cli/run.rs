@@ -43,6 +43,15 @@ pub struct RunArgs {
     /// Long-lived connections with new traffic are reported this often (0s: never).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     report_interval: Duration,
+    /// Cluster state from manifest files or directories (Namespaces, Pods, Nodes, Services,
+    /// ReplicaSets, Jobs, NetworkPolicies), reloaded when they change: records then name
+    /// pods and carry policy verdicts.
+    #[arg(long, num_args = 1..)]
+    manifests: Vec<PathBuf>,
+    /// How long the owner of an IP is remembered after it lets go of it, to attribute
+    /// records written late.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    identity_retention: Duration,
     /// Benchmarking aid: also attach an empty classifier, the cost floor.
     #[arg(long, hide = true)]
     attach_empty_program: bool,
@@ -65,6 +74,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         },
         poll_interval: args.poll_interval.max(Duration::from_millis(10)),
         attach_empty_program: args.attach_empty_program,
+        manifests: args.manifests,
+        identity_retention: args.identity_retention,
     };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

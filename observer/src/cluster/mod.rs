@@ -1,8 +1,13 @@
 //! Cluster state: where namespaces, pods, nodes and policies come from.
 //!
-//! Today: static manifests (`manifests`), used by `observer check`. The Kubernetes
-//! watchers, the snapshot the daemon swaps atomically, and the time-aware IP → pod history
-//! come with the enrichment issue and live beside it.
+//! - `state`: the plain-data cluster state every source publishes, and workload resolution.
+//! - `manifests`: the manifest loader, also used by `observer check`.
+//! - `files_source`: the static source: manifests reloaded when the files change.
+//! - `view`: the immutable per-flow view built from a state (policies, IP holders, Services).
+//! - `identity`: the time-aware IP → holder history.
 
+pub mod files_source;
+pub mod identity;
 pub mod manifests;
 pub mod state;
+pub mod view;

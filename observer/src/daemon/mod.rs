@@ -9,18 +9,22 @@ mod stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use observer_common::{FlowEvent, event_kind};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::cluster::files_source::{SourceStats, watch_manifests};
+use crate::cluster::view::ClusterView;
 use crate::datapath::{
     Attachments, Datapath, DatapathConfig, DatapathMaps, EventReaderStats, InterfacePattern,
     LinkEvent, watch_links,
 };
+use crate::enrich::Enricher;
 use crate::export::{FlowLog, FlowLogTarget};
 use crate::flow::{ConnectionTable, InterfaceNames, Sweep, TableConfig, WallClock};
 use poller::{MapPoller, PollResult};
@@ -28,6 +32,8 @@ pub use stats::RunStats;
 
 /// Capacity of the channel from the ring-buffer reader to the table task.
 const EVENT_CHANNEL: usize = 16_384;
+/// How often manifest files are checked for changes.
+const MANIFEST_POLL: Duration = Duration::from_secs(1);
 /// Names of vanished interfaces kept for records that still refer to them.
 const DEPARTED_NAMES: usize = 4_096;
 
@@ -48,6 +54,10 @@ pub struct RunConfig {
     pub poll_interval: Duration,
     /// Also attach the empty classifier (the benchmark's cost floor).
     pub attach_empty_program: bool,
+    /// Static cluster state: manifest files or directories (empty: no cluster state).
+    pub manifests: Vec<PathBuf>,
+    /// How long ended IP holdings are kept for late records.
+    pub identity_retention: Duration,
 }
 
 /// Runs until SIGINT or SIGTERM, then writes every connection it has and detaches.
@@ -65,6 +75,16 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let (event_tx, mut event_rx) = mpsc::channel(EVENT_CHANNEL);
     let reader_stats = Arc::new(EventReaderStats::default());
     let event_task = tokio::spawn(events.run(event_tx, Arc::clone(&reader_stats)));
+    let (view_tx, mut view_rx) = watch::channel(None);
+    let source_stats = Arc::new(SourceStats::default());
+    let source_task = (!config.manifests.is_empty()).then(|| {
+        tokio::spawn(watch_manifests(
+            config.manifests.clone(),
+            MANIFEST_POLL,
+            view_tx,
+            Arc::clone(&source_stats),
+        ))
+    });
 
     let mut node = NodeState {
         table: ConnectionTable::new(config.table, WallClock::now()),
@@ -76,10 +96,28 @@ pub async fn run(config: RunConfig) -> Result<()> {
         release: Vec::new(),
         stats: RunStats::default(),
         pattern: config.interfaces.clone(),
+        enricher: Enricher::new(config.identity_retention.as_nanos() as u64),
+        source_stats: Arc::clone(&source_stats),
     };
+    if source_task.is_some() {
+        // Records are only as good as the identities in them: wait for the first view.
+        if view_rx.changed().await.is_ok() {
+            node.on_view(&mut view_rx);
+        }
+    }
     let result = node
-        .serve(link_rx, &mut event_rx, &config, &counters, &reader_stats)
+        .serve(
+            link_rx,
+            &mut event_rx,
+            &mut view_rx,
+            &config,
+            &counters,
+            &reader_stats,
+        )
         .await;
+    if let Some(task) = source_task {
+        task.abort();
+    }
 
     // Final accounting, even when serving failed: what we have is written, not dropped.
     // Give the reader a moment for what is still in the ring buffer, then take it all.
@@ -126,6 +164,8 @@ struct NodeState {
     release: Vec<observer_common::FlowKey>,
     stats: RunStats,
     pattern: InterfacePattern,
+    enricher: Enricher,
+    source_stats: Arc<SourceStats>,
 }
 
 impl NodeState {
@@ -133,6 +173,7 @@ impl NodeState {
         &mut self,
         mut links: mpsc::Receiver<LinkEvent>,
         events: &mut mpsc::Receiver<FlowEvent>,
+        views: &mut watch::Receiver<Option<Arc<ClusterView>>>,
         config: &RunConfig,
         counters: &crate::datapath::CounterReader,
         reader_stats: &EventReaderStats,
@@ -154,6 +195,11 @@ impl NodeState {
                     Some(event) => self.on_event(&event),
                     None => anyhow::bail!("the ring buffer reader stopped"),
                 },
+                changed = views.changed(), if !config.manifests.is_empty() => {
+                    if changed.is_ok() {
+                        self.on_view(views);
+                    }
+                }
                 _ = poll.tick() => {
                     if !self.poller.request(&mut self.release) && !self.poller.in_flight() {
                         anyhow::bail!("the flow map poller stopped");
@@ -224,6 +270,16 @@ impl NodeState {
         }
     }
 
+    fn on_view(&mut self, views: &mut watch::Receiver<Option<Arc<ClusterView>>>) {
+        let view = views.borrow_and_update().clone();
+        if let Some(view) = view {
+            self.enricher.update(WallClock::monotonic_now_ns(), view);
+            self.stats.cluster_views = self.source_stats.published.load(Ordering::Relaxed);
+            self.stats.cluster_invalid_objects =
+                self.source_stats.invalid_objects.load(Ordering::Relaxed);
+        }
+    }
+
     /// Waits for the running poll and applies it.
     async fn apply_poll(&mut self) {
         if let Some(polled) = self.poller.result().await {
@@ -241,8 +297,11 @@ impl NodeState {
         self.write(sweep);
     }
 
-    fn write(&mut self, sweep: Sweep) {
+    fn write(&mut self, mut sweep: Sweep) {
         self.release.extend(sweep.release);
+        for record in &mut sweep.records {
+            self.enricher.enrich(record);
+        }
         if let Err(e) = self.log.write(&sweep.records) {
             self.stats.log_write_errors += 1;
             warn!(error = format!("{e:#}"), "flow log write failed");

@@ -37,6 +37,10 @@ pub struct RunStats {
     pub records_written: u64,
     /// Interfaces attached now, sorted.
     pub interfaces: Vec<String>,
+    /// Cluster views published by the source (manifest loads and reloads).
+    pub cluster_views: u64,
+    /// Objects of the latest cluster state skipped as invalid.
+    pub cluster_invalid_objects: u64,
     #[serde(skip)]
     losses_reported: u64,
 }

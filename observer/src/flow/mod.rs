@@ -8,5 +8,8 @@ mod table;
 
 pub use clock::WallClock;
 pub use key::{ConnectionKey, Endpoint};
-pub use record::{Counts, FlowRecord, FlowState, RecordEndpoint, protocol_name, tcp_flag_names};
+pub use record::{
+    Counts, EndpointIdentity, FlowRecord, FlowState, RecordEndpoint, ServiceInfo, WorkloadInfo,
+    protocol_name, tcp_flag_names,
+};
 pub use table::{ConnectionTable, InterfaceNames, Sweep, TableConfig};

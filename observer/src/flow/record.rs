@@ -2,10 +2,13 @@
 //!
 //! Later stages add fields (identity, verdict); existing fields are never renamed.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use observer_common::{ip_proto, tcp_flags};
 use serde::{Deserialize, Serialize};
+
+use crate::policy::VerdictReport;
 
 /// One connection, as written to the flow log (one JSON object per line).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +42,66 @@ pub struct FlowRecord {
     /// The record counts non-first IP fragments, which carry no ports.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub non_first_fragments: bool,
+    /// The Service the initiator addressed (its ClusterIP and port), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceInfo>,
+    /// The policy verdict (`verdict`, `category`, `ingress`, `egress`), when a cluster
+    /// state is known and the protocol is one NetworkPolicy covers.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<VerdictReport>,
+    /// CLOCK_MONOTONIC time of the first packet: identity is resolved at this time.
+    #[serde(skip)]
+    pub first_seen_ns: u64,
+}
+
+/// A Service reached at its ClusterIP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Service port.
+    pub port: u16,
+}
+
+/// Who an endpoint is: a pod, a node, or outside the cluster. Empty when the observer
+/// runs without a cluster state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointIdentity {
+    /// Pod namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Pod name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Pod UID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// Pod labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Owning workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadInfo>,
+    /// Service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// Node of the pod, or the node itself (node IPs and hostNetwork pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The address belongs to nothing the cluster state knows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
+}
+
+/// A workload: kind and name (namespace: the pod's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadInfo {
+    /// `Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`, `Job`, `ReplicaSet`, ...
+    pub kind: String,
+    /// Name.
+    pub name: String,
 }
 
 /// An address and port.
@@ -48,6 +111,9 @@ pub struct RecordEndpoint {
     pub ip: IpAddr,
     /// Transport port; for ICMP echo, the echo identifier; else 0.
     pub port: u16,
+    /// Who it is (filled by enrichment).
+    #[serde(flatten)]
+    pub identity: EndpointIdentity,
 }
 
 /// ICMP message type and code.

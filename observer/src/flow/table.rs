@@ -372,10 +372,12 @@ impl Summary {
             src: RecordEndpoint {
                 ip: self.initiator.ip,
                 port: self.initiator.port,
+                identity: Default::default(),
             },
             dst: RecordEndpoint {
                 ip: self.responder.ip,
                 port: self.responder.port,
+                identity: Default::default(),
             },
             protocol: protocol_name(key.protocol),
             icmp: self.icmp,
@@ -387,6 +389,9 @@ impl Summary {
             state,
             interfaces: self.interfaces.clone(),
             non_first_fragments: key.non_first_fragment,
+            service: None,
+            policy: None,
+            first_seen_ns: self.first_seen,
         }
     }
 }

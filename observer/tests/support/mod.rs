@@ -80,6 +80,21 @@ impl Observer {
         self.0.pid()
     }
 
+    /// Waits until the stats field `field` reaches at least `value`.
+    pub fn wait_stat(&self, field: &str, value: u64) -> Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let now = self.0.stats_now().ok().and_then(|s| s[field].as_u64());
+            if now.is_some_and(|n| n >= value) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("stats {field} never reached {value}: {}", self.0.log());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// SIGINT, wait for the flush, and parse what it wrote.
     pub fn stop(self) -> Result<Outcome> {
         let stopped = self.0.stop()?;

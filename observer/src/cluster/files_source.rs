@@ -1,0 +1,84 @@
+//! The static source: manifests on disk, reloaded when the files change.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::manifests::{expand_paths, load_paths};
+use super::view::ClusterView;
+
+/// Counters of the static source.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Views published.
+    pub published: AtomicU64,
+    /// Documents or objects skipped as invalid, in the latest load.
+    pub invalid_objects: AtomicU64,
+}
+
+/// Loads `paths` now and publishes a view, then polls the files every `interval` and
+/// publishes a new view whenever one changes (a file added, removed, or modified).
+pub async fn watch_manifests(
+    paths: Vec<PathBuf>,
+    interval: Duration,
+    out: watch::Sender<Option<Arc<ClusterView>>>,
+    stats: Arc<SourceStats>,
+) {
+    let mut last = None;
+    loop {
+        let fingerprint = fingerprint(&paths);
+        if last.as_ref() != Some(&fingerprint) {
+            let view = tokio::task::block_in_place(|| load(&paths, &stats));
+            if out.send(Some(Arc::new(view))).is_err() {
+                return;
+            }
+            stats.published.fetch_add(1, Ordering::Relaxed);
+            last = Some(fingerprint);
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+fn load(paths: &[PathBuf], stats: &SourceStats) -> ClusterView {
+    let loaded = load_paths(paths);
+    for w in &loaded.warnings {
+        warn!(warning = %w, "manifests");
+    }
+    for e in &loaded.errors {
+        warn!(error = %e, "manifests: skipped");
+    }
+    let objects = loaded.objects();
+    let (view, errors) = ClusterView::build(&objects);
+    for e in &errors {
+        warn!(error = %e, "manifests: object left out");
+    }
+    stats.invalid_objects.store(
+        (loaded.errors.len() + errors.len()) as u64,
+        Ordering::Relaxed,
+    );
+    info!(
+        pods = objects.pods.len(),
+        policies = objects.policies.len(),
+        services = objects.services.len(),
+        "cluster state loaded from manifests"
+    );
+    view
+}
+
+/// Names, sizes and modification times of the files behind `paths`.
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    expand_paths(paths)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|f| {
+            let meta = std::fs::metadata(&f).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (f, len, modified)
+        })
+        .collect()
+}

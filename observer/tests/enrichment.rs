@@ -1,0 +1,141 @@
+//! Privileged end to end: a lab described by manifests; traffic between its pods gets the
+//! right identities and verdicts, and stays right when a pod goes and its IP is reused.
+
+mod support;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use observer::flow::FlowRecord;
+use observer_lab::traffic::{ping, tcp_exchange, udp_exchange};
+use observer_lab::{Lab, OUTSIDE_IPV4, Pod};
+use support::{Observer, require_root, scratch_dir};
+
+fn pod_manifest(name: &str, uid: &str, labels: &str, owner: &str, pod: &Pod) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: shop\n  uid: {uid}\n  \
+         labels: {{{labels}}}\n  ownerReferences: [{owner}]\nspec:\n  nodeName: lab-node\n  \
+         serviceAccountName: {name}-sa\n  containers: [{{name: c, image: x}}]\n\
+         status:\n  phase: Running\n  podIP: {}\n  podIPs: [{{ip: {}}}, {{ip: \"{}\"}}]\n---\n",
+        pod.ipv4, pod.ipv4, pod.ipv6
+    )
+}
+
+fn manifests(a: &Pod, b: &Pod, db_name: &str, db_uid: &str) -> String {
+    let mut text = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: shop}}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {name: lab-node}\n\
+         status: {addresses: [{type: InternalIP, address: 10.99.0.1}]}\n---\n\
+         apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web-5d8f\n  namespace: shop\n  \
+         uid: rs-1\n  ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: web, uid: d-1, controller: true}]\n\
+         spec: {selector: {matchLabels: {app: web}}}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db-from-web-tcp, namespace: shop}\n\
+         spec:\n  podSelector: {matchLabels: {app: db}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: web}}}]\n    ports: [{protocol: TCP}]\n---\n",
+    );
+    text += &pod_manifest(
+        "web-5d8f-x2x9q",
+        "uid-web",
+        "app: web",
+        "{apiVersion: apps/v1, kind: ReplicaSet, name: web-5d8f, uid: rs-1, controller: true}",
+        a,
+    );
+    text += &pod_manifest(
+        db_name,
+        db_uid,
+        "app: db",
+        "{apiVersion: apps/v1, kind: StatefulSet, name: db, uid: ss-1, controller: true}",
+        b,
+    );
+    text
+}
+
+fn one<'a>(records: &'a [FlowRecord], protocol: &str, sport: u16) -> Result<&'a FlowRecord> {
+    records
+        .iter()
+        .find(|r| r.protocol == protocol && r.src.port == sport)
+        .with_context(|| format!("no {protocol} record from port {sport}: {records:#?}"))
+}
+
+#[test]
+fn lab_traffic_gets_identities_and_verdicts_across_ip_reuse() -> Result<()> {
+    require_root();
+    let dir = scratch_dir("enrich");
+    let mut lab = Lab::new()?;
+    let a = lab.add_pod("a")?;
+    let b = lab.add_pod("b")?;
+    let path = dir.join("cluster.yaml");
+    std::fs::write(&path, manifests(&a, &b, "db-0", "uid-db-0"))?;
+    let path_arg = path.to_string_lossy().to_string();
+    let mut observer = Observer::start(
+        &lab,
+        &dir,
+        &["--interfaces", "veth*", "--manifests", &path_arg],
+    )?;
+    observer.wait_attached(&["vetha", "vethb"])?;
+    observer.wait_stat("cluster_views", 1)?;
+
+    let tcp = tcp_exchange(&a, &b, IpAddr::V4(b.ipv4), 2000, 2000)?;
+    let udp_before = udp_exchange(&a, &b, IpAddr::V6(b.ipv6), 2)?;
+    ping(&a, IpAddr::V4(OUTSIDE_IPV4), 1)?;
+
+    // db-0 goes; db-1 gets its IPs. Flows before keep db-0, flows after get db-1.
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(&path, manifests(&a, &b, "db-1", "uid-db-1"))?;
+    observer.wait_stat("cluster_views", 2)?;
+    let udp_after = udp_exchange(&a, &b, IpAddr::V4(b.ipv4), 2)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = observer.stop()?;
+
+    let r = one(&out.records, "TCP", tcp.0)?;
+    assert_eq!(
+        r.src.identity.pod.as_deref(),
+        Some("web-5d8f-x2x9q"),
+        "{r:?}"
+    );
+    assert_eq!(r.src.identity.namespace.as_deref(), Some("shop"));
+    assert_eq!(r.src.identity.pod_uid.as_deref(), Some("uid-web"));
+    let workload = r.src.identity.workload.as_ref().context("no workload")?;
+    assert_eq!(
+        (workload.kind.as_str(), workload.name.as_str()),
+        ("Deployment", "web")
+    );
+    assert_eq!(
+        r.src.identity.service_account.as_deref(),
+        Some("web-5d8f-x2x9q-sa")
+    );
+    assert_eq!(r.src.identity.node.as_deref(), Some("lab-node"));
+    assert_eq!(r.dst.identity.pod.as_deref(), Some("db-0"));
+    let dst_workload = r.dst.identity.workload.as_ref().context("no workload")?;
+    assert_eq!(dst_workload.kind, "StatefulSet");
+    let verdict = r.policy.as_ref().context("no verdict")?;
+    assert_eq!(verdict.verdict, "allow", "{verdict:?}");
+    assert_eq!(
+        verdict.ingress.policies,
+        vec!["shop/db-from-web-tcp".to_string()]
+    );
+
+    let u = one(&out.records, "UDP", udp_before.0)?;
+    assert_eq!(
+        u.dst.identity.pod.as_deref(),
+        Some("db-0"),
+        "attributed at its first packet"
+    );
+    let verdict = u.policy.as_ref().context("no verdict")?;
+    assert_eq!(verdict.verdict, "deny", "{verdict:?}");
+    assert_eq!(verdict.ingress.decision, "denied");
+
+    let after = one(&out.records, "UDP", udp_after.0)?;
+    assert_eq!(after.dst.identity.pod.as_deref(), Some("db-1"), "{after:?}");
+    assert_eq!(after.dst.identity.pod_uid.as_deref(), Some("uid-db-1"));
+
+    let icmp = out
+        .records
+        .iter()
+        .find(|r| r.protocol == "ICMP" && r.dst.ip == IpAddr::V4(OUTSIDE_IPV4))
+        .context("no ping to the outside")?;
+    assert!(icmp.dst.identity.external, "{icmp:?}");
+    assert_eq!(icmp.src.identity.pod.as_deref(), Some("web-5d8f-x2x9q"));
+    assert!(icmp.policy.is_none(), "ICMP is outside NetworkPolicy v1");
+    Ok(())
+}

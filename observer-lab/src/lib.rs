@@ -314,6 +314,31 @@ impl Lab {
         Ok(pod)
     }
 
+    /// Translates `protocol` (`tcp` or `udp`) traffic to `vip:port` into `backend` in the
+    /// node, as kube-proxy does for a Service ClusterIP (nftables DNAT at prerouting).
+    pub fn add_dnat(
+        &self,
+        protocol: &str,
+        vip: std::net::IpAddr,
+        port: u16,
+        backend: std::net::SocketAddr,
+    ) -> Result<()> {
+        let node = &self.node;
+        let nft = |args: &str| -> Result<()> {
+            run(Lab::command_in(node, "nft").arg(args))?;
+            Ok(())
+        };
+        nft("add table inet obslab")?;
+        nft("add chain inet obslab prerouting { type nat hook prerouting priority -100 ; }")?;
+        let (family, target) = match backend {
+            std::net::SocketAddr::V4(b) => ("ip", b.to_string()),
+            std::net::SocketAddr::V6(b) => ("ip6", b.to_string()),
+        };
+        nft(&format!(
+            "add rule inet obslab prerouting {family} daddr {vip} {protocol} dport {port} dnat {family} to {target}"
+        ))
+    }
+
     /// A command that runs `program` inside namespace `netns`.
     pub fn command_in(netns: &str, program: &str) -> Command {
         let mut command = Command::new("ip");

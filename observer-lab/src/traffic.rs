@@ -1,7 +1,9 @@
 //! Traffic between lab pods, made with real sockets inside the pods' namespaces.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
+};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -19,6 +21,32 @@ pub fn tcp_exchange(
 ) -> Result<(u16, u16)> {
     let listener = in_netns(&server.netns, || TcpListener::bind((server_ip, 0)))??;
     let port = listener.local_addr()?.port();
+    let client_port = exchange(client, listener, SocketAddr::new(server_ip, port), up, down)?;
+    Ok((client_port, port))
+}
+
+/// Like [`tcp_exchange`], with a server listening on `listen` in namespace `server_netns`
+/// and a client connecting to `connect` (a Service ClusterIP that the node translates to
+/// `listen`, say). Returns the client port.
+pub fn tcp_exchange_via(
+    client: &Pod,
+    server_netns: &str,
+    listen: SocketAddr,
+    connect: SocketAddr,
+    up: usize,
+    down: usize,
+) -> Result<u16> {
+    let listener = in_netns(server_netns, || TcpListener::bind(listen))??;
+    exchange(client, listener, connect, up, down)
+}
+
+fn exchange(
+    client: &Pod,
+    listener: TcpListener,
+    connect: SocketAddr,
+    up: usize,
+    down: usize,
+) -> Result<u16> {
     let serving = std::thread::spawn(move || -> std::io::Result<()> {
         let (mut s, _) = listener.accept()?;
         let mut buf = vec![0; up];
@@ -29,8 +57,8 @@ pub fn tcp_exchange(
         s.read_to_end(&mut rest)?;
         Ok(())
     });
-    let mut stream = in_netns(&client.netns, || TcpStream::connect((server_ip, port)))?
-        .with_context(|| format!("connecting {} -> {server_ip}:{port}", client.name))?;
+    let mut stream = in_netns(&client.netns, || TcpStream::connect(connect))?
+        .with_context(|| format!("connecting {} -> {connect}", client.name))?;
     let client_port = stream.local_addr()?.port();
     stream.write_all(&vec![1; up])?;
     let mut buf = vec![0; down];
@@ -42,7 +70,7 @@ pub fn tcp_exchange(
     serving
         .join()
         .map_err(|_| anyhow::anyhow!("TCP server thread panicked"))??;
-    Ok((client_port, port))
+    Ok(client_port)
 }
 
 /// `count` datagrams client → server, each echoed back. Returns (client port, server port).

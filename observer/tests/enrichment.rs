@@ -139,3 +139,96 @@ fn lab_traffic_gets_identities_and_verdicts_across_ip_reuse() -> Result<()> {
     assert!(icmp.policy.is_none(), "ICMP is outside NetworkPolicy v1");
     Ok(())
 }
+
+#[test]
+fn service_connections_name_the_service_and_the_backend() -> Result<()> {
+    use observer_lab::traffic::tcp_exchange_via;
+    use std::net::SocketAddr;
+    require_root();
+    let dir = scratch_dir("services");
+    let mut lab = Lab::new()?;
+    let a = lab.add_pod("a")?;
+    let b = lab.add_pod("b")?;
+    let db_vip: IpAddr = "10.96.0.10".parse()?;
+    let ext_vip: IpAddr = "10.96.0.11".parse()?;
+    let db_backend = SocketAddr::new(IpAddr::V4(b.ipv4), 5432);
+    let ext_backend = SocketAddr::new(IpAddr::V4(OUTSIDE_IPV4), 8080);
+    lab.add_dnat("tcp", db_vip, 80, db_backend)?;
+    lab.add_dnat("tcp", ext_vip, 80, ext_backend)?;
+    let mut text = manifests(&a, &b, "db-0", "uid-db-0");
+    text += "apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: shop}\n\
+             spec: {clusterIP: 10.96.0.10, ports: [{port: 80, targetPort: 5432}]}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: shop}\n\
+             spec: {clusterIP: 10.96.0.11, ports: [{port: 80, targetPort: 8080}]}\n";
+    let path = dir.join("cluster.yaml");
+    std::fs::write(&path, text)?;
+    let path_arg = path.to_string_lossy().to_string();
+    let mut observer = Observer::start(
+        &lab,
+        &dir,
+        &["--interfaces", "veth*", "--manifests", &path_arg],
+    )?;
+    observer.wait_attached(&["vetha", "vethb"])?;
+    observer.wait_stat("cluster_views", 1)?;
+
+    let to_db = tcp_exchange_via(
+        &a,
+        &b.netns,
+        db_backend,
+        SocketAddr::new(db_vip, 80),
+        3000,
+        9000,
+    )?;
+    let outside = lab.outside_netns().to_string();
+    let to_ext = tcp_exchange_via(
+        &a,
+        &outside,
+        ext_backend,
+        SocketAddr::new(ext_vip, 80),
+        100,
+        100,
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = observer.stop()?;
+
+    assert!(
+        !out.records
+            .iter()
+            .any(|r| r.dst.ip == db_vip || (r.dst.ip == ext_vip && r.src.port == to_db)),
+        "the ClusterIP side merged away: {:#?}",
+        out.records
+    );
+    let r = one(&out.records, "TCP", to_db)?;
+    assert_eq!((r.dst.ip, r.dst.port), (db_backend.ip(), 5432), "{r:?}");
+    assert_eq!(r.dst.identity.pod.as_deref(), Some("db-0"));
+    let service = r.service.as_ref().context("no service")?;
+    assert_eq!(
+        (
+            service.namespace.as_str(),
+            service.name.as_str(),
+            service.port
+        ),
+        ("shop", "db", 80)
+    );
+    assert_eq!(
+        (service.cluster_ip, service.backend.as_str()),
+        (db_vip, "observed")
+    );
+    assert_eq!(r.interfaces, vec!["vetha".to_string(), "vethb".to_string()]);
+    assert!(r.rev.bytes > 9000, "{r:?}");
+    let verdict = r.policy.as_ref().context("no verdict")?;
+    assert_eq!(
+        verdict.verdict, "allow",
+        "judged against the backend pod: {verdict:?}"
+    );
+
+    let e = one(&out.records, "TCP", to_ext)?;
+    assert_eq!((e.dst.ip, e.dst.port), (ext_backend.ip(), 8080), "{e:?}");
+    assert!(e.dst.identity.external);
+    let service = e.service.as_ref().context("no service")?;
+    assert_eq!(
+        (service.name.as_str(), service.backend.as_str()),
+        ("ext", "conntrack")
+    );
+    Ok(())
+}

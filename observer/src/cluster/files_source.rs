@@ -33,10 +33,11 @@ pub async fn watch_manifests(
         let fingerprint = fingerprint(&paths);
         if last.as_ref() != Some(&fingerprint) {
             let view = tokio::task::block_in_place(|| load(&paths, &stats));
+            // Counted before sending, so a receiver that sees the view sees the count.
+            stats.published.fetch_add(1, Ordering::Relaxed);
             if out.send(Some(Arc::new(view))).is_err() {
                 return;
             }
-            stats.published.fetch_add(1, Ordering::Relaxed);
             last = Some(fingerprint);
         }
         tokio::time::sleep(interval).await;

@@ -24,7 +24,7 @@ use crate::datapath::{
     Attachments, Datapath, DatapathConfig, DatapathMaps, EventReaderStats, InterfacePattern,
     LinkEvent, watch_links,
 };
-use crate::enrich::Enricher;
+use crate::enrich::{Enricher, NatTable};
 use crate::export::{FlowLog, FlowLogTarget};
 use crate::flow::{ConnectionTable, InterfaceNames, Sweep, TableConfig, WallClock};
 use poller::{MapPoller, PollResult};
@@ -149,6 +149,14 @@ pub async fn run(config: RunConfig) -> Result<()> {
     // Dropping the attachments detaches every program.
     drop(node);
     result
+}
+
+/// The node's NAT table, for Service backends on other nodes. None when the kernel does
+/// not expose it (no conntrack); records then say their backend is unresolved.
+fn read_conntrack() -> Option<NatTable> {
+    std::fs::read_to_string("/proc/net/nf_conntrack")
+        .ok()
+        .map(|text| NatTable::parse(&text))
 }
 
 /// The state owned by the table task.
@@ -299,9 +307,8 @@ impl NodeState {
 
     fn write(&mut self, mut sweep: Sweep) {
         self.release.extend(sweep.release);
-        for record in &mut sweep.records {
-            self.enricher.enrich(record);
-        }
+        self.enricher
+            .enrich_batch(&mut sweep.records, read_conntrack);
         if let Err(e) = self.log.write(&sweep.records) {
             self.stats.log_write_errors += 1;
             warn!(error = format!("{e:#}"), "flow log write failed");

@@ -1,10 +1,19 @@
 //! Enrichment: names both ends of a flow record (pod, namespace, labels, workload, service
 //! account, node, or external), the Service it addressed, and the policy verdict.
 //!
+//! A connection to a Service ClusterIP is seen twice on a node: before kube-proxy's DNAT
+//! at the client's interface (to the ClusterIP) and after it at the backend's interface (to
+//! the backend pod). DNAT keeps the source address and port, so the two records of one
+//! batch with the same protocol and source merge into one: the backend as `dst`, the
+//! Service in `service`. A backend on another node is looked up in the node's conntrack
+//! table instead (`nat.rs`).
+//!
 //! Identity is resolved at the time of the flow's first packet through the IP history, so
 //! pod churn and IP reuse never move traffic to the wrong pod; the verdict uses the cluster
 //! view that was current at that time (a bounded number of views is kept). Pure: the
 //! daemon passes views and times in.
+
+mod nat;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -12,11 +21,18 @@ use std::sync::Arc;
 
 use crate::cluster::identity::IdentityHistory;
 use crate::cluster::view::{ClusterView, Holder};
-use crate::flow::{EndpointIdentity, FlowRecord, ServiceInfo, WorkloadInfo};
+use crate::flow::{EndpointIdentity, FlowRecord, FlowState, ServiceInfo, WorkloadInfo};
 use crate::policy::{Endpoint, FlowQuery, Protocol, VerdictReport, evaluate};
 
 /// How many past views are kept for verdicts of flows that started under them.
 const KEPT_VIEWS: usize = 16;
+
+pub use nat::{NatEntry, NatTable};
+
+/// `ServiceInfo::backend` values.
+const BACKEND_OBSERVED: &str = "observed";
+const BACKEND_CONNTRACK: &str = "conntrack";
+const BACKEND_UNRESOLVED: &str = "unresolved";
 
 /// The enrichment stage's state.
 #[derive(Debug)]
@@ -64,8 +80,100 @@ impl Enricher {
             .map(|(_, view)| view)
     }
 
-    /// Fills the record's identities, Service and verdict. Without a view, does nothing.
-    pub fn enrich(&self, record: &mut FlowRecord) {
+    /// Enriches a batch of records: merges the two sides of Service connections (asking
+    /// `read_nat` for the node's NAT table only when a backend was not observed), then
+    /// fills identities and verdicts. Without a view, does nothing.
+    pub fn enrich_batch(
+        &self,
+        records: &mut Vec<FlowRecord>,
+        read_nat: impl FnOnce() -> Option<NatTable>,
+    ) {
+        if self.views.is_empty() {
+            return;
+        }
+        self.resolve_services(records, read_nat);
+        for record in records.iter_mut() {
+            self.enrich(record);
+        }
+    }
+
+    fn resolve_services(
+        &self,
+        records: &mut Vec<FlowRecord>,
+        read_nat: impl FnOnce() -> Option<NatTable>,
+    ) {
+        let mut read_nat = Some(read_nat);
+        let mut nat: Option<NatTable> = None;
+        let mut merged = vec![false; records.len()];
+        for i in 0..records.len() {
+            let Some(service) = self.service_of(&records[i]) else {
+                continue;
+            };
+            let partner = (0..records.len()).find(|&j| {
+                j != i
+                    && !merged[j]
+                    && records[j].protocol == records[i].protocol
+                    && records[j].src.ip == records[i].src.ip
+                    && records[j].src.port == records[i].src.port
+                    && self.service_of(&records[j]).is_none()
+            });
+            if let Some(j) = partner {
+                let front = records[i].clone();
+                merge_into(
+                    &mut records[j],
+                    &front,
+                    service.with_backend(BACKEND_OBSERVED),
+                );
+                merged[i] = true;
+                continue;
+            }
+            if nat.is_none() {
+                nat = read_nat
+                    .take()
+                    .and_then(|read| read())
+                    .or(Some(NatTable::default()));
+            }
+            let record = &mut records[i];
+            let protocol = crate::flow::protocol_number(&record.protocol);
+            let backend = nat.as_ref().and_then(|table| {
+                table.backend(
+                    protocol,
+                    (record.src.ip, record.src.port),
+                    (record.dst.ip, record.dst.port),
+                )
+            });
+            record.service = Some(match backend {
+                Some((ip, port)) => {
+                    record.dst.ip = ip;
+                    record.dst.port = port;
+                    service.with_backend(BACKEND_CONNTRACK)
+                }
+                None => service.with_backend(BACKEND_UNRESOLVED),
+            });
+        }
+        let mut index = 0;
+        records.retain(|_| {
+            index += 1;
+            !merged[index - 1]
+        });
+    }
+
+    /// The Service a record addresses (its `dst` is a ClusterIP), at the record's time.
+    fn service_of(&self, record: &FlowRecord) -> Option<ServiceInfo> {
+        let view = self.view_at(record.first_seen_ns)?;
+        let protocol = Protocol::from_api(&record.protocol)?;
+        let service = view.service(record.dst.ip, record.dst.port, protocol)?;
+        Some(ServiceInfo {
+            namespace: service.namespace.clone(),
+            name: service.name.clone(),
+            port: service.port,
+            cluster_ip: record.dst.ip,
+            backend: String::new(),
+        })
+    }
+
+    /// Fills the record's identities and verdict.
+    fn enrich(&self, record: &mut FlowRecord) {
         let t = record.first_seen_ns;
         let Some(view) = self.view_at(t) else {
             return;
@@ -77,14 +185,12 @@ impl Enricher {
         let Some(protocol) = Protocol::from_api(&record.protocol) else {
             return;
         };
-        if let Some(service) = view.service(record.dst.ip, record.dst.port, protocol) {
-            record.service = Some(ServiceInfo {
-                namespace: service.namespace.clone(),
-                name: service.name.clone(),
-                port: service.port,
-            });
-            // Policy applies to the backend after DNAT, not to the ClusterIP: the verdict
-            // belongs on the record of the backend's side.
+        if record
+            .service
+            .as_ref()
+            .is_some_and(|s| s.backend == BACKEND_UNRESOLVED)
+        {
+            // Policy applies to the backend after DNAT, never to a ClusterIP.
             return;
         }
         let (Some(src), Some(dst)) = (
@@ -101,6 +207,47 @@ impl Enricher {
         };
         record.policy = Some(VerdictReport::from(&evaluate(&view.policy, &query)));
     }
+}
+
+trait WithBackend {
+    fn with_backend(self, how: &str) -> ServiceInfo;
+}
+
+impl WithBackend for ServiceInfo {
+    fn with_backend(mut self, how: &str) -> ServiceInfo {
+        self.backend = how.to_owned();
+        self
+    }
+}
+
+/// Folds the pre-DNAT record `front` (client side, to the ClusterIP) into the post-DNAT
+/// record `back` (backend side): both hooks saw the same packets, so counts take the
+/// larger of the two, never the sum.
+fn merge_into(back: &mut FlowRecord, front: &FlowRecord, service: ServiceInfo) {
+    back.fwd.packets = back.fwd.packets.max(front.fwd.packets);
+    back.fwd.bytes = back.fwd.bytes.max(front.fwd.bytes);
+    back.rev.packets = back.rev.packets.max(front.rev.packets);
+    back.rev.bytes = back.rev.bytes.max(front.rev.bytes);
+    for flag in &front.tcp_flags {
+        if !back.tcp_flags.contains(flag) {
+            back.tcp_flags.push(flag.clone());
+        }
+    }
+    if front.first_seen_ns < back.first_seen_ns {
+        back.first_seen_ns = front.first_seen_ns;
+        back.first_seen = front.first_seen.clone();
+    }
+    if front.last_seen_ns > back.last_seen_ns {
+        back.last_seen_ns = front.last_seen_ns;
+        back.last_seen = front.last_seen.clone();
+    }
+    if front.state == FlowState::Closed || back.state == FlowState::Closed {
+        back.state = FlowState::Closed;
+    }
+    back.interfaces.extend(front.interfaces.iter().cloned());
+    back.interfaces.sort();
+    back.interfaces.dedup();
+    back.service = Some(service);
 }
 
 fn identity(holder: Option<&Holder>) -> EndpointIdentity {

@@ -10,6 +10,6 @@ pub use clock::WallClock;
 pub use key::{ConnectionKey, Endpoint};
 pub use record::{
     Counts, EndpointIdentity, FlowRecord, FlowState, RecordEndpoint, ServiceInfo, WorkloadInfo,
-    protocol_name, tcp_flag_names,
+    protocol_name, protocol_number, tcp_flag_names,
 };
 pub use table::{ConnectionTable, InterfaceNames, Sweep, TableConfig};

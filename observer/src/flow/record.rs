@@ -52,6 +52,9 @@ pub struct FlowRecord {
     /// CLOCK_MONOTONIC time of the first packet: identity is resolved at this time.
     #[serde(skip)]
     pub first_seen_ns: u64,
+    /// CLOCK_MONOTONIC time of the latest packet.
+    #[serde(skip)]
+    pub last_seen_ns: u64,
 }
 
 /// A Service reached at its ClusterIP.
@@ -63,6 +66,12 @@ pub struct ServiceInfo {
     pub name: String,
     /// Service port.
     pub port: u16,
+    /// The ClusterIP the initiator addressed.
+    pub cluster_ip: IpAddr,
+    /// How `dst` (the backend) was found: `observed` (the backend's own interface on this
+    /// node saw the translated packets), `conntrack` (the node's NAT table), or
+    /// `unresolved` (neither was available: `dst` is then the ClusterIP itself).
+    pub backend: String,
 }
 
 /// Who an endpoint is: a pod, a node, or outside the cluster. Empty when the observer
@@ -157,6 +166,18 @@ pub fn protocol_name(protocol: u8) -> String {
         ip_proto::ICMP => "ICMP".into(),
         ip_proto::ICMPV6 => "ICMPv6".into(),
         other => other.to_string(),
+    }
+}
+
+/// The IP protocol number of a record's protocol name (0 when unknown).
+pub fn protocol_number(name: &str) -> u8 {
+    match name {
+        "TCP" => ip_proto::TCP,
+        "UDP" => ip_proto::UDP,
+        "SCTP" => ip_proto::SCTP,
+        "ICMP" => ip_proto::ICMP,
+        "ICMPv6" => ip_proto::ICMPV6,
+        other => other.parse().unwrap_or(0),
     }
 }
 

@@ -392,6 +392,7 @@ impl Summary {
             service: None,
             policy: None,
             first_seen_ns: self.first_seen,
+            last_seen_ns: self.last_seen,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! killed process are removed by [`Lab::remove_stale`].
 
 pub mod observer;
+pub mod synthetic;
 pub mod traffic;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -2,6 +2,7 @@
 //! the results and how they were measured).
 
 mod datapath;
+mod enrich;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -11,6 +12,13 @@ use clap::Subcommand;
 pub enum Which {
     /// Per-packet cost vs an empty classifier, iperf3 throughput ratio, new-flow storm.
     Datapath(datapath::Options),
+    /// Enrichment: view rebuild and lookups (criterion), and the daemon's memory with
+    /// 10,000 pods and 2,000 policies loaded.
+    Enrich {
+        /// Extra arguments for criterion (after `--`), e.g. `--quick`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        criterion: Vec<String>,
+    },
     /// Policy evaluation and snapshot rebuild (criterion): 10,000 pods, 2,000 policies.
     Policy {
         /// Extra arguments for criterion (after `--`), e.g. `--quick`.
@@ -24,6 +32,7 @@ pub fn run(which: Which) -> Result<()> {
     crate::setup::run()?;
     match which {
         Which::Datapath(options) => datapath::run(&options),
+        Which::Enrich { criterion } => enrich::run(&criterion),
         Which::Policy { criterion } => {
             let mut args = vec!["bench", "-p", "observer", "--bench", "policy", "--"];
             args.extend(criterion.iter().map(String::as_str));

@@ -98,19 +98,20 @@ mod tests {
 
     fn pod(name: &str, uid: &str) -> Holder {
         Holder::Pod(Arc::new(PodIdentity {
-            namespace: "ns".into(),
-            name: name.into(),
+            info: Arc::new(crate::policy::PodInfo {
+                namespace: "ns".into(),
+                name: name.into(),
+                ..Default::default()
+            }),
             uid: Some(uid.into()),
-            labels: Default::default(),
             workload: None,
             service_account: None,
-            node: None,
         }))
     }
 
     fn name(h: Option<&Holder>) -> Option<String> {
         match h? {
-            Holder::Pod(p) => Some(p.name.clone()),
+            Holder::Pod(p) => Some(p.info.name.clone()),
             Holder::Node(n) => Some(n.to_string()),
         }
     }

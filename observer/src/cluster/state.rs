@@ -1,5 +1,6 @@
 //! Plain-data cluster state and pure helpers over it.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use k8s_openapi::api::{
@@ -146,31 +147,71 @@ impl fmt::Display for Workload {
 /// Returns `None` for a bare pod. When the intermediate object is not (yet)
 /// in `objects`, the direct owner is returned: a ReplicaSet name is still a
 /// better identity than nothing. Never panics on malformed owner references.
+/// For many pods, build an [`OwnerIndex`] once instead.
 pub fn workload_of(pod: &Pod, objects: &ClusterObjects) -> Option<Workload> {
-    let owner = controller_of(&pod.metadata)?;
-    let namespace = pod.metadata.namespace.as_deref();
-    let direct = Workload {
-        kind: WorkloadKind::from_kind(&owner.kind),
-        name: owner.name.clone(),
-    };
-    let parent = match direct.kind {
-        WorkloadKind::ReplicaSet => {
-            find_owned(&objects.replica_sets, |r| &r.metadata, namespace, owner)
-                .and_then(controller_of)
-                .filter(|o| o.kind == "Deployment")
+    OwnerIndex::new(objects).workload_of(pod)
+}
+
+/// ReplicaSets and Jobs by (namespace, name), so resolving every pod's workload costs one
+/// hash lookup per pod rather than a scan.
+pub struct OwnerIndex<'a> {
+    replica_sets: HashMap<(Option<&'a str>, &'a str), &'a ObjectMeta>,
+    jobs: HashMap<(Option<&'a str>, &'a str), &'a ObjectMeta>,
+}
+
+impl<'a> OwnerIndex<'a> {
+    /// Indexes the intermediate owners of `objects`.
+    pub fn new(objects: &'a ClusterObjects) -> Self {
+        fn index<'a, T>(
+            items: &'a [T],
+            meta: impl Fn(&'a T) -> &'a ObjectMeta,
+        ) -> HashMap<(Option<&'a str>, &'a str), &'a ObjectMeta> {
+            items
+                .iter()
+                .map(meta)
+                .filter_map(|m| Some(((m.namespace.as_deref(), m.name.as_deref()?), m)))
+                .collect()
         }
-        WorkloadKind::Job => find_owned(&objects.jobs, |j| &j.metadata, namespace, owner)
-            .and_then(controller_of)
-            .filter(|o| o.kind == "CronJob"),
-        _ => None,
-    };
-    Some(match parent {
-        Some(p) => Workload {
-            kind: WorkloadKind::from_kind(&p.kind),
-            name: p.name.clone(),
-        },
-        None => direct,
-    })
+        Self {
+            replica_sets: index(&objects.replica_sets, |r| &r.metadata),
+            jobs: index(&objects.jobs, |j| &j.metadata),
+        }
+    }
+
+    /// See [`workload_of`].
+    pub fn workload_of(&self, pod: &Pod) -> Option<Workload> {
+        let owner = controller_of(&pod.metadata)?;
+        let namespace = pod.metadata.namespace.as_deref();
+        let direct = Workload {
+            kind: WorkloadKind::from_kind(&owner.kind),
+            name: owner.name.clone(),
+        };
+        let (table, parent_kind) = match direct.kind {
+            WorkloadKind::ReplicaSet => (&self.replica_sets, "Deployment"),
+            WorkloadKind::Job => (&self.jobs, "CronJob"),
+            _ => return Some(direct),
+        };
+        let parent = table
+            .get(&(namespace, owner.name.as_str()))
+            .filter(|m| same_object(m, owner))
+            .and_then(|m| controller_of(m))
+            .filter(|o| o.kind == parent_kind);
+        Some(match parent {
+            Some(p) => Workload {
+                kind: WorkloadKind::from_kind(&p.kind),
+                name: p.name.clone(),
+            },
+            None => direct,
+        })
+    }
+}
+
+/// A UID mismatch means the name was reused by a newer object.
+fn same_object(meta: &ObjectMeta, owner: &OwnerReference) -> bool {
+    match meta.uid.as_deref() {
+        Some(uid) if !owner.uid.is_empty() => uid == owner.uid,
+        _ => true,
+    }
 }
 
 /// The managing owner: the reference marked `controller: true`, else the first
@@ -182,24 +223,6 @@ fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .filter(valid)
         .find(|r| r.controller == Some(true))
         .or_else(|| refs.iter().find(valid))
-}
-
-/// Finds the object `owner` refers to in the pod's namespace. A UID mismatch
-/// means the name was reused by a newer object, so it is not a match.
-fn find_owned<'a, T>(
-    items: &'a [T],
-    meta: impl Fn(&T) -> &ObjectMeta,
-    namespace: Option<&str>,
-    owner: &OwnerReference,
-) -> Option<&'a ObjectMeta> {
-    items.iter().map(meta).find(|m| {
-        m.namespace.as_deref() == namespace
-            && m.name.as_deref() == Some(owner.name.as_str())
-            && match m.uid.as_deref() {
-                Some(uid) if !owner.uid.is_empty() => uid == owner.uid,
-                _ => true,
-            }
-    })
 }
 
 #[cfg(test)]

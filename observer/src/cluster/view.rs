@@ -2,32 +2,30 @@
 //! holds each IP, and which IP:port is a Service. Built from a [`ClusterObjects`] value
 //! whenever the source publishes one; readers share it through an `Arc`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::state::{ClusterObjects, Workload, workload_of};
-use crate::policy::{ObjectError, PolicySnapshot, Protocol, SnapshotInput};
+use super::state::{ClusterObjects, OwnerIndex, Workload};
+use crate::policy::{ObjectError, PodInfo, PolicySnapshot, Protocol, SnapshotInput};
 
-/// Who a pod is, as flow records name it.
+/// kubectl's namespace for objects without one (as the policy engine uses it).
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// Who a pod is, as flow records name it. Shares namespace, name, labels and node with
+/// the policy engine's pod (no copies per rebuild).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodIdentity {
-    /// Namespace.
-    pub namespace: String,
-    /// Pod name.
-    pub name: String,
+    /// The pod as the policy engine sees it: namespace, name, labels, node.
+    pub info: Arc<PodInfo>,
     /// Pod UID: tells a pod from a later one with the same name.
     pub uid: Option<String>,
-    /// Pod labels.
-    pub labels: BTreeMap<String, String>,
     /// Owning workload (Deployment, StatefulSet, ...).
     pub workload: Option<Workload>,
     /// Service account.
     pub service_account: Option<String>,
-    /// Node the pod runs on.
-    pub node: Option<String>,
 }
 
 /// Who holds an IP address.
@@ -45,7 +43,7 @@ impl Holder {
         match (self, other) {
             (Holder::Pod(a), Holder::Pod(b)) => match (&a.uid, &b.uid) {
                 (Some(x), Some(y)) => x == y,
-                _ => a.namespace == b.namespace && a.name == b.name,
+                _ => a.info.namespace == b.info.namespace && a.info.name == b.info.name,
             },
             (Holder::Node(a), Holder::Node(b)) => a == b,
             _ => false,
@@ -83,10 +81,15 @@ impl ClusterView {
             &objects.policies,
         );
         let policy = PolicySnapshot::build(&input);
+        let infos: HashMap<(&str, &str), &Arc<PodInfo>> = input
+            .pods
+            .iter()
+            .map(|p| ((p.namespace.as_str(), p.name.as_str()), p))
+            .collect();
         (
             Self {
+                holders: holders(objects, &infos),
                 policy,
-                holders: holders(objects),
                 services: services(objects),
             },
             errors,
@@ -109,7 +112,10 @@ impl ClusterView {
     }
 }
 
-fn holders(objects: &ClusterObjects) -> HashMap<IpAddr, Holder> {
+fn holders(
+    objects: &ClusterObjects,
+    infos: &HashMap<(&str, &str), &Arc<PodInfo>>,
+) -> HashMap<IpAddr, Holder> {
     let mut holders = HashMap::new();
     for node in &objects.nodes {
         let Some(name) = node.metadata.name.as_deref() else {
@@ -157,8 +163,23 @@ fn holders(objects: &ClusterObjects) -> HashMap<IpAddr, Holder> {
             }
         }
     }
+    let owners = OwnerIndex::new(objects);
+    let mut identities: HashMap<*const Pod, Arc<PodIdentity>> = HashMap::new();
     for (ip, pod) in claims {
-        holders.insert(ip, Holder::Pod(Arc::new(identity(pod, objects))));
+        let namespace = pod
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_NAMESPACE);
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        // Pods the policy engine rejected (invalid) have no identity either.
+        let Some(info) = infos.get(&(namespace, name)) else {
+            continue;
+        };
+        let identity = identities
+            .entry(pod as *const Pod)
+            .or_insert_with(|| Arc::new(identity(pod, info, &owners)));
+        holders.insert(ip, Holder::Pod(Arc::clone(identity)));
     }
     holders
 }
@@ -191,17 +212,15 @@ fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
     ips
 }
 
-fn identity(pod: &Pod, objects: &ClusterObjects) -> PodIdentity {
-    let meta = &pod.metadata;
-    let spec = pod.spec.as_ref();
+fn identity(pod: &Pod, info: &Arc<PodInfo>, owners: &OwnerIndex<'_>) -> PodIdentity {
     PodIdentity {
-        namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
-        name: meta.name.clone().unwrap_or_default(),
-        uid: meta.uid.clone(),
-        labels: meta.labels.clone().unwrap_or_default(),
-        workload: workload_of(pod, objects),
-        service_account: spec.and_then(|s| s.service_account_name.clone()),
-        node: spec.and_then(|s| s.node_name.clone()),
+        info: Arc::clone(info),
+        uid: pod.metadata.uid.clone(),
+        workload: owners.workload_of(pod),
+        service_account: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone()),
     }
 }
 

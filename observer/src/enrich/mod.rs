@@ -70,6 +70,11 @@ impl Enricher {
         self.history.len()
     }
 
+    /// Who held `ip` at time `t` (CLOCK_MONOTONIC ns): a pod, a node, or nobody known.
+    pub fn identify(&self, ip: IpAddr, t: u64) -> Option<&Holder> {
+        self.history.lookup(ip, t)
+    }
+
     /// The view current at `t`: the newest one that began at or before it, else the oldest.
     fn view_at(&self, t: u64) -> Option<&Arc<ClusterView>> {
         self.views
@@ -178,8 +183,8 @@ impl Enricher {
         let Some(view) = self.view_at(t) else {
             return;
         };
-        let src = self.history.lookup(record.src.ip, t);
-        let dst = self.history.lookup(record.dst.ip, t);
+        let src = self.identify(record.src.ip, t);
+        let dst = self.identify(record.dst.ip, t);
         record.src.identity = identity(src);
         record.dst.identity = identity(dst);
         let Some(protocol) = Protocol::from_api(&record.protocol) else {
@@ -261,16 +266,16 @@ fn identity(holder: Option<&Holder>) -> EndpointIdentity {
             ..EndpointIdentity::default()
         },
         Some(Holder::Pod(pod)) => EndpointIdentity {
-            namespace: Some(pod.namespace.clone()),
-            pod: Some(pod.name.clone()),
+            namespace: Some(pod.info.namespace.clone()),
+            pod: Some(pod.info.name.clone()),
             pod_uid: pod.uid.clone(),
-            labels: Some(pod.labels.clone()),
+            labels: Some(pod.info.labels.clone()),
             workload: pod.workload.as_ref().map(|w| WorkloadInfo {
                 kind: w.kind.as_str().to_owned(),
                 name: w.name.clone(),
             }),
             service_account: pod.service_account.clone(),
-            node: pod.node.clone(),
+            node: pod.info.node.clone(),
             external: false,
         },
     }
@@ -283,7 +288,7 @@ fn endpoint(view: &ClusterView, ip: IpAddr, holder: Option<&Holder>) -> Option<E
         None => Some(Endpoint::External(ip)),
         Some(Holder::Pod(pod)) => view
             .policy
-            .pod_id(&pod.namespace, &pod.name)
+            .pod_id(&pod.info.namespace, &pod.info.name)
             .map(|id| Endpoint::Pod { id, ip: Some(ip) }),
         Some(Holder::Node(name)) => view
             .policy

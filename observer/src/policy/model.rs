@@ -148,12 +148,12 @@ impl PodInfo {
         let mut ports = Vec::new();
         if let Some(spec) = spec {
             for (i, c) in spec.containers.iter().enumerate() {
-                container_ports(c, &format!("spec.containers[{i}]"), &mut ports)?;
+                container_ports(c, ("spec.containers", i), &mut ports)?;
             }
             // Sidecars (init containers with restartPolicy Always) serve traffic too.
             for (i, c) in spec.init_containers.iter().flatten().enumerate() {
                 if c.restart_policy.as_deref() == Some("Always") {
-                    container_ports(c, &format!("spec.initContainers[{i}]"), &mut ports)?;
+                    container_ports(c, ("spec.initContainers", i), &mut ports)?;
                 }
             }
         }
@@ -233,23 +233,30 @@ fn pod_ips(pod: &Pod) -> Result<Vec<IpAddr>, FieldError> {
     Ok(ips)
 }
 
+/// Reads a container's ports. The field path of an error (`list[i].ports[j]...`) is only
+/// formatted when there is an error: this runs for every pod of every rebuild.
 fn container_ports(
     c: &Container,
-    field: &str,
+    (list, i): (&str, usize),
     out: &mut Vec<ContainerPort>,
 ) -> Result<(), FieldError> {
     for (j, p) in c.ports.iter().flatten().enumerate() {
-        let field = format!("{field}.ports[{j}]");
+        let field = |leaf: &str| format!("{list}[{i}].ports[{j}].{leaf}");
         let port = u16::try_from(p.container_port)
             .ok()
             .filter(|&n| n > 0)
             .ok_or_else(|| {
                 FieldError::new(
-                    format!("{field}.containerPort"),
+                    field("containerPort"),
                     FieldProblem::PortRange(p.container_port.into()),
                 )
             })?;
-        let protocol = Protocol::from_field(p.protocol.as_deref(), &format!("{field}.protocol"))?;
+        let protocol = match p.protocol.as_deref() {
+            None => Protocol::Tcp,
+            Some(name) => Protocol::from_api(name).ok_or_else(|| {
+                FieldError::new(field("protocol"), FieldProblem::Protocol(name.to_owned()))
+            })?,
+        };
         out.push(ContainerPort {
             name: p.name.clone().filter(|n| !n.is_empty()),
             port,

@@ -8,7 +8,8 @@ use clap::Args;
 use observer_common::{DEFAULT_FLOW_MAP_ENTRIES, DEFAULT_RING_BUFFER_BYTES};
 
 use super::parse_duration;
-use crate::daemon::{self, RunConfig};
+use crate::cluster::kubernetes::KubernetesSourceConfig;
+use crate::daemon::{self, ClusterConfig, RunConfig};
 use crate::datapath::{DEFAULT_INTERFACE_PATTERN, DatapathConfig, InterfacePattern};
 use crate::export::FlowLogTarget;
 use crate::flow::TableConfig;
@@ -48,6 +49,14 @@ pub struct RunArgs {
     /// pods and carry policy verdicts.
     #[arg(long, num_args = 1..)]
     manifests: Vec<PathBuf>,
+    /// Cluster state from the Kubernetes API with this kubeconfig. Without --manifests and
+    /// --kubeconfig, the in-cluster service account is used when running in a pod
+    /// (KUBERNETES_SERVICE_HOST is set); otherwise records carry addresses only.
+    #[arg(long, conflicts_with = "manifests")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: its current context).
+    #[arg(long, requires = "kubeconfig")]
+    kube_context: Option<String>,
     /// How long the owner of an IP is remembered after it lets go of it, to attribute
     /// records written late.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
@@ -74,7 +83,18 @@ pub fn run(args: RunArgs) -> Result<()> {
         },
         poll_interval: args.poll_interval.max(Duration::from_millis(10)),
         attach_empty_program: args.attach_empty_program,
-        manifests: args.manifests,
+        cluster: if !args.manifests.is_empty() {
+            ClusterConfig::Manifests(args.manifests)
+        } else if args.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        {
+            ClusterConfig::Kubernetes(KubernetesSourceConfig {
+                kubeconfig: args.kubeconfig,
+                context: args.kube_context,
+                ..KubernetesSourceConfig::default()
+            })
+        } else {
+            ClusterConfig::None
+        },
         identity_retention: args.identity_retention,
     };
     tokio::runtime::Builder::new_multi_thread()

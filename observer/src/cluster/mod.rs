@@ -2,12 +2,18 @@
 //!
 //! - `state`: the plain-data cluster state every source publishes, and workload resolution.
 //! - `manifests`: the manifest loader, also used by `observer check`.
-//! - `files_source`: the static source: manifests reloaded when the files change.
+//! - `publish`: turns a source's states into views: manifests reloaded when the files
+//!   change, or the Kubernetes source.
+//! - `source`, `kubernetes`: the Kubernetes source (kube-rs watchers and reflectors per
+//!   kind, list+watch with resume, relist on 410 Gone, backoff), publishing states.
 //! - `view`: the immutable per-flow view built from a state (policies, IP holders, Services).
 //! - `identity`: the time-aware IP → holder history.
 
-pub mod files_source;
 pub mod identity;
+pub mod kubernetes;
 pub mod manifests;
+pub mod publish;
+pub mod source;
 pub mod state;
+mod trim;
 pub mod view;

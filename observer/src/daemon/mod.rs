@@ -18,7 +18,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::cluster::files_source::{SourceStats, watch_manifests};
+use crate::cluster::kubernetes::{KubernetesSource, KubernetesSourceConfig};
+use crate::cluster::publish::{SourceStats, watch_kubernetes, watch_manifests};
 use crate::cluster::view::ClusterView;
 use crate::datapath::{
     Attachments, Datapath, DatapathConfig, DatapathMaps, EventReaderStats, InterfacePattern,
@@ -37,6 +38,17 @@ const MANIFEST_POLL: Duration = Duration::from_secs(1);
 /// Names of vanished interfaces kept for records that still refer to them.
 const DEPARTED_NAMES: usize = 4_096;
 
+/// Where `observer run` learns about the cluster.
+#[derive(Clone, Debug)]
+pub enum ClusterConfig {
+    /// No cluster state: records carry addresses only.
+    None,
+    /// Manifest files or directories, reloaded when they change.
+    Manifests(Vec<PathBuf>),
+    /// The Kubernetes API (watches).
+    Kubernetes(KubernetesSourceConfig),
+}
+
 /// Everything `observer run` needs.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -54,8 +66,8 @@ pub struct RunConfig {
     pub poll_interval: Duration,
     /// Also attach the empty classifier (the benchmark's cost floor).
     pub attach_empty_program: bool,
-    /// Static cluster state: manifest files or directories (empty: no cluster state).
-    pub manifests: Vec<PathBuf>,
+    /// Where the cluster state comes from.
+    pub cluster: ClusterConfig,
     /// How long ended IP holdings are kept for late records.
     pub identity_retention: Duration,
 }
@@ -77,14 +89,26 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let event_task = tokio::spawn(events.run(event_tx, Arc::clone(&reader_stats)));
     let (view_tx, mut view_rx) = watch::channel(None);
     let source_stats = Arc::new(SourceStats::default());
-    let source_task = (!config.manifests.is_empty()).then(|| {
-        tokio::spawn(watch_manifests(
-            config.manifests.clone(),
+    let source_task = match &config.cluster {
+        ClusterConfig::None => None,
+        ClusterConfig::Manifests(paths) => Some(tokio::spawn(watch_manifests(
+            paths.clone(),
             MANIFEST_POLL,
             view_tx,
             Arc::clone(&source_stats),
-        ))
-    });
+        ))),
+        ClusterConfig::Kubernetes(kube) => {
+            let source = KubernetesSource::connect(kube.clone())
+                .await
+                .context("connecting to the Kubernetes API")?;
+            info!("waiting for the first full cluster state from the Kubernetes API");
+            Some(tokio::spawn(watch_kubernetes(
+                source,
+                view_tx,
+                Arc::clone(&source_stats),
+            )))
+        }
+    };
 
     let mut node = NodeState {
         table: ConnectionTable::new(config.table, WallClock::now()),
@@ -203,7 +227,7 @@ impl NodeState {
                     Some(event) => self.on_event(&event),
                     None => anyhow::bail!("the ring buffer reader stopped"),
                 },
-                changed = views.changed(), if !config.manifests.is_empty() => {
+                changed = views.changed(), if !matches!(config.cluster, ClusterConfig::None) => {
                     if changed.is_ok() {
                         self.on_view(views);
                     }

@@ -1,4 +1,5 @@
-//! The static source: manifests on disk, reloaded when the files change.
+//! Publishing cluster views: from manifests on disk (the static source, reloaded when the
+//! files change), or from the Kubernetes source's states.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +42,36 @@ pub async fn watch_manifests(
             last = Some(fingerprint);
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// Builds views from a Kubernetes source's states as it publishes them, once it is ready.
+pub async fn watch_kubernetes(
+    source: super::kubernetes::KubernetesSource,
+    out: watch::Sender<Option<Arc<ClusterView>>>,
+    stats: Arc<SourceStats>,
+) {
+    use super::source::ClusterSource;
+    let mut states = source.subscribe();
+    if super::source::wait_ready(&source).await.is_err() {
+        warn!("the Kubernetes source stopped before its first full state");
+        return;
+    }
+    loop {
+        let objects = states.borrow_and_update().clone();
+        let view = tokio::task::block_in_place(|| {
+            let (view, errors) = ClusterView::build(&objects);
+            for e in &errors {
+                warn!(error = %e, "cluster: object left out");
+            }
+            let invalid = errors.len() as u64 + source.counters().invalid_objects;
+            stats.invalid_objects.store(invalid, Ordering::Relaxed);
+            view
+        });
+        stats.published.fetch_add(1, Ordering::Relaxed);
+        if out.send(Some(Arc::new(view))).is_err() || states.changed().await.is_err() {
+            return;
+        }
     }
 }
 

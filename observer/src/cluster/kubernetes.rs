@@ -1,0 +1,341 @@
+//! Cluster state from the Kubernetes API, via kube-rs watchers and reflectors.
+
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::ReplicaSet,
+    batch::v1::Job,
+    core::v1::{Namespace, Node, Pod, Service},
+    discovery::v1::EndpointSlice,
+    networking::v1::NetworkPolicy,
+};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::reflector::{self, Store, store::WriterDropped};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Config};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::source::{ClusterSource, CounterSnapshot, SourceCounters};
+use super::state::ClusterObjects;
+use super::trim::Tracked;
+
+/// Errors building the Kubernetes client.
+#[derive(Debug, thiserror::Error)]
+pub enum KubernetesSourceError {
+    /// The kubeconfig file could not be read or used.
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    /// Neither a kubeconfig nor an in-cluster service account was found.
+    #[error(transparent)]
+    Infer(#[from] kube::config::InferConfigError),
+    /// The client could not be built from the configuration.
+    #[error("kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// Settings of the Kubernetes source.
+#[derive(Clone, Debug)]
+pub struct KubernetesSourceConfig {
+    /// Kubeconfig file (`--kubeconfig`). `None` infers: `$KUBECONFIG` or
+    /// `~/.kube/config` if present, else the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use; `None` means its current-context.
+    pub context: Option<String>,
+    /// Field selector for pods, e.g. `spec.nodeName=worker-1`. Off by default,
+    /// and should stay off for the observer: traffic has two ends, and naming
+    /// the remote peer of a local pod needs the pods of every node.
+    pub pod_field_selector: Option<String>,
+    /// Minimum interval between two published snapshots; bursts of events
+    /// within it are merged into one snapshot.
+    pub debounce: Duration,
+    /// Annotations kept on objects; all others are dropped to save memory.
+    pub kept_annotations: Vec<String>,
+    /// Server-side watch timeout in seconds (`None`: kube's default, 290 s).
+    pub watch_timeout_secs: Option<u32>,
+    /// Objects per page of list calls (`None`: unpaginated).
+    pub page_size: Option<u32>,
+}
+
+impl Default for KubernetesSourceConfig {
+    fn default() -> Self {
+        Self {
+            kubeconfig: None,
+            context: None,
+            pod_field_selector: None,
+            debounce: Duration::from_millis(100),
+            kept_annotations: Vec::new(),
+            watch_timeout_secs: None,
+            page_size: Some(500),
+        }
+    }
+}
+
+/// Builds a client from `config.kubeconfig` or, without one, by inference
+/// (kubeconfig from the environment, then in-cluster).
+///
+/// # Errors
+/// When no usable configuration is found or the client cannot be built.
+pub async fn build_client(
+    config: &KubernetesSourceConfig,
+) -> Result<Client, KubernetesSourceError> {
+    let kube_config = match &config.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)?;
+            let options = KubeConfigOptions {
+                context: config.context.clone(),
+                ..KubeConfigOptions::default()
+            };
+            Config::from_custom_kubeconfig(kubeconfig, &options).await?
+        }
+        None => Config::infer().await?,
+    };
+    Ok(Client::try_from(kube_config)?)
+}
+
+/// A [`ClusterSource`] backed by one watcher + reflector per kind.
+///
+/// Needs only get/list/watch RBAC on the watched kinds. Dropping it stops all
+/// its tasks.
+pub struct KubernetesSource {
+    snapshots: watch::Receiver<Arc<ClusterObjects>>,
+    ready: watch::Receiver<bool>,
+    counters: Arc<SourceCounters>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl KubernetesSource {
+    /// Builds a client with [`build_client`] and starts watching.
+    ///
+    /// # Errors
+    /// See [`build_client`].
+    pub async fn connect(config: KubernetesSourceConfig) -> Result<Self, KubernetesSourceError> {
+        let client = build_client(&config).await?;
+        Ok(Self::start(client, &config))
+    }
+
+    /// Starts watching with an existing client. Must be called within a
+    /// Tokio runtime.
+    pub fn start(client: Client, config: &KubernetesSourceConfig) -> Self {
+        let counters = Arc::new(SourceCounters::default());
+        let dirty = Arc::new(Notify::new());
+        let kept: Arc<[String]> = config.kept_annotations.clone().into();
+        let base = watcher::Config {
+            bookmarks: true,
+            timeout: config.watch_timeout_secs,
+            page_size: config.page_size,
+            ..watcher::Config::default()
+        };
+        let mut pod_config = base.clone();
+        pod_config.field_selector = config.pod_field_selector.clone();
+
+        let mut tasks = Vec::new();
+        let mut spawner = Spawner {
+            client: &client,
+            kept,
+            counters: counters.clone(),
+            dirty: dirty.clone(),
+            tasks: &mut tasks,
+        };
+        let stores = Stores {
+            namespaces: spawner.spawn(base.clone()),
+            pods: spawner.spawn(pod_config),
+            nodes: spawner.spawn(base.clone()),
+            policies: spawner.spawn(base.clone()),
+            services: spawner.spawn(base.clone()),
+            endpoint_slices: spawner.spawn(base.clone()),
+            replica_sets: spawner.spawn(base.clone()),
+            jobs: spawner.spawn(base),
+        };
+
+        let (snap_tx, snapshots) = watch::channel(Arc::new(ClusterObjects::default()));
+        let (ready_tx, ready) = watch::channel(false);
+        tasks.push(tokio::spawn(combine(
+            stores,
+            dirty,
+            config.debounce,
+            snap_tx,
+            ready_tx,
+            counters.clone(),
+        )));
+        Self {
+            snapshots,
+            ready,
+            counters,
+            tasks,
+        }
+    }
+}
+
+impl Drop for KubernetesSource {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl ClusterSource for KubernetesSource {
+    fn subscribe(&self) -> watch::Receiver<Arc<ClusterObjects>> {
+        self.snapshots.clone()
+    }
+
+    fn readiness(&self) -> watch::Receiver<bool> {
+        self.ready.clone()
+    }
+
+    fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
+    }
+}
+
+/// What the watchers of all kinds share.
+struct Spawner<'a> {
+    client: &'a Client,
+    kept: Arc<[String]>,
+    counters: Arc<SourceCounters>,
+    dirty: Arc<Notify>,
+    tasks: &'a mut Vec<JoinHandle<()>>,
+}
+
+impl Spawner<'_> {
+    /// Spawns the watcher → backoff → trim → reflector pipeline of kind `K`
+    /// and returns the store it fills.
+    fn spawn<K: Tracked>(&mut self, config: watcher::Config) -> Store<K> {
+        let (reader, writer) = reflector::store::<K>();
+        let kept = self.kept.clone();
+        let stream = watcher(Api::<K>::all(self.client.clone()), config)
+            .default_backoff()
+            .modify(move |obj: &mut K| obj.trim(&kept))
+            .reflect(writer);
+        let (counters, dirty) = (self.counters.clone(), self.dirty.clone());
+        self.tasks.push(tokio::spawn(async move {
+            let mut stream = pin!(stream);
+            let mut listed = false;
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Init) => {}
+                    Ok(watcher::Event::InitApply(obj)) => check_valid(&obj, &counters),
+                    Ok(watcher::Event::InitDone) => {
+                        // A completed list after the first one is a relist
+                        // (e.g. after 410 Gone); failed attempts are not.
+                        if listed {
+                            counters.record_relist();
+                        }
+                        listed = true;
+                        dirty.notify_one();
+                    }
+                    Ok(watcher::Event::Apply(obj)) => {
+                        check_valid(&obj, &counters);
+                        dirty.notify_one();
+                    }
+                    Ok(watcher::Event::Delete(_)) => dirty.notify_one(),
+                    Err(error) => {
+                        // The watcher recovers by itself (after backoff).
+                        counters.record_watch_error();
+                        tracing::warn!(kind = K::KIND, %error, "watch error");
+                    }
+                }
+            }
+            tracing::error!(kind = K::KIND, "watch stream ended");
+        }));
+        reader
+    }
+}
+
+fn check_valid<K: Tracked>(obj: &K, counters: &SourceCounters) {
+    if let Some(reason) = obj.invalid_reason() {
+        counters.record_invalid_object();
+        let name = obj.meta().name.as_deref().unwrap_or("<none>");
+        tracing::warn!(kind = K::KIND, name, reason, "dropping invalid object");
+    }
+}
+
+/// The reflector stores of all kinds.
+struct Stores {
+    namespaces: Store<Namespace>,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+    policies: Store<NetworkPolicy>,
+    services: Store<Service>,
+    endpoint_slices: Store<EndpointSlice>,
+    replica_sets: Store<ReplicaSet>,
+    jobs: Store<Job>,
+}
+
+impl Stores {
+    async fn wait_until_ready(&self) -> Result<(), WriterDropped> {
+        tokio::try_join!(
+            self.namespaces.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+            self.policies.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.endpoint_slices.wait_until_ready(),
+            self.replica_sets.wait_until_ready(),
+            self.jobs.wait_until_ready(),
+        )?;
+        Ok(())
+    }
+
+    fn snapshot(&self) -> ClusterObjects {
+        let mut objects = ClusterObjects {
+            namespaces: valid(&self.namespaces),
+            pods: valid(&self.pods),
+            nodes: valid(&self.nodes),
+            policies: valid(&self.policies),
+            services: valid(&self.services),
+            endpoint_slices: valid(&self.endpoint_slices),
+            replica_sets: valid(&self.replica_sets),
+            jobs: valid(&self.jobs),
+        };
+        objects.sort();
+        objects
+    }
+}
+
+fn valid<K: Tracked>(store: &Store<K>) -> Vec<K> {
+    store
+        .state()
+        .iter()
+        .filter(|obj| obj.invalid_reason().is_none())
+        .map(|obj| K::clone(obj))
+        .collect()
+}
+
+/// Publishes a snapshot once every store is ready, then again (at most every
+/// `debounce`) whenever a store changed and the result differs.
+async fn combine(
+    stores: Stores,
+    dirty: Arc<Notify>,
+    debounce: Duration,
+    snapshots: watch::Sender<Arc<ClusterObjects>>,
+    ready: watch::Sender<bool>,
+    counters: Arc<SourceCounters>,
+) {
+    if stores.wait_until_ready().await.is_err() {
+        tracing::error!("a reflector stopped before its initial list completed");
+        return;
+    }
+    // Counted before sending so that whoever sees a snapshot also sees it
+    // counted.
+    counters.record_publish();
+    snapshots.send_replace(Arc::new(stores.snapshot()));
+    // Only after the first publish, so that readers of a ready source never
+    // see the empty placeholder.
+    ready.send_replace(true);
+    loop {
+        dirty.notified().await;
+        tokio::time::sleep(debounce).await;
+        let next = stores.snapshot();
+        // Relists and trimmed-field updates often change nothing we keep.
+        if **snapshots.borrow() != next {
+            counters.record_publish();
+            snapshots.send_replace(Arc::new(next));
+        }
+    }
+}

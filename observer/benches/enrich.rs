@@ -59,7 +59,7 @@ fn benches(c: &mut Criterion) {
     let text = cluster_yaml(&SHAPE);
     let loaded = manifests::parse("synthetic.yaml", &text);
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
-    let objects = loaded.objects();
+    let objects = loaded.into_objects();
     println!(
         "synthetic cluster: {} namespaces, {} pods, {} policies",
         objects.namespaces.len(),

@@ -18,4 +18,5 @@ pub mod datapath;
 pub mod enrich;
 pub mod export;
 pub mod flow;
+pub mod memory;
 pub mod policy;

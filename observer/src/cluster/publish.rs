@@ -33,7 +33,11 @@ pub async fn watch_manifests(
     loop {
         let fingerprint = fingerprint(&paths);
         if last.as_ref() != Some(&fingerprint) {
-            let view = tokio::task::block_in_place(|| load(&paths, &stats));
+            let view = tokio::task::block_in_place(|| {
+                let view = load(&paths, &stats);
+                crate::memory::release_unused();
+                view
+            });
             // Counted before sending, so a receiver that sees the view sees the count.
             stats.published.fetch_add(1, Ordering::Relaxed);
             if out.send(Some(Arc::new(view))).is_err() {
@@ -66,6 +70,8 @@ pub async fn watch_kubernetes(
             }
             let invalid = errors.len() as u64 + source.counters().invalid_objects;
             stats.invalid_objects.store(invalid, Ordering::Relaxed);
+            drop(objects);
+            crate::memory::release_unused();
             view
         });
         stats.published.fetch_add(1, Ordering::Relaxed);
@@ -83,15 +89,15 @@ fn load(paths: &[PathBuf], stats: &SourceStats) -> ClusterView {
     for e in &loaded.errors {
         warn!(error = %e, "manifests: skipped");
     }
-    let objects = loaded.objects();
+    let load_errors = loaded.errors.len();
+    let objects = loaded.into_objects();
     let (view, errors) = ClusterView::build(&objects);
     for e in &errors {
         warn!(error = %e, "manifests: object left out");
     }
-    stats.invalid_objects.store(
-        (loaded.errors.len() + errors.len()) as u64,
-        Ordering::Relaxed,
-    );
+    stats
+        .invalid_objects
+        .store((load_errors + errors.len()) as u64, Ordering::Relaxed);
     info!(
         pods = objects.pods.len(),
         policies = objects.policies.len(),

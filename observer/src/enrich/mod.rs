@@ -296,3 +296,6 @@ fn endpoint(view: &ClusterView, ip: IpAddr, holder: Option<&Holder>) -> Option<E
             .map(|id| Endpoint::Node { id, ip: Some(ip) }),
     }
 }
+
+#[cfg(test)]
+mod tests;

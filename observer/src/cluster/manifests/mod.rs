@@ -52,17 +52,18 @@ pub struct Manifests {
 }
 
 impl Manifests {
-    /// The loaded objects as one cluster state, the same shape every source publishes.
-    pub fn objects(&self) -> ClusterObjects {
+    /// The loaded objects as one cluster state, the same shape every source publishes
+    /// (moved, not copied: a large cluster's objects are tens of megabytes).
+    pub fn into_objects(self) -> ClusterObjects {
         let mut objects = ClusterObjects {
-            namespaces: self.namespaces.clone(),
-            pods: self.pods.clone(),
-            nodes: self.nodes.clone(),
-            policies: self.policies.clone(),
-            services: self.services.clone(),
-            endpoint_slices: self.endpoint_slices.clone(),
-            replica_sets: self.replica_sets.clone(),
-            jobs: self.jobs.clone(),
+            namespaces: self.namespaces,
+            pods: self.pods,
+            nodes: self.nodes,
+            policies: self.policies,
+            services: self.services,
+            endpoint_slices: self.endpoint_slices,
+            replica_sets: self.replica_sets,
+            jobs: self.jobs,
         };
         objects.sort();
         objects

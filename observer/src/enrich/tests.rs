@@ -1,0 +1,121 @@
+//! Churn: verdicts and identities follow the cluster as it was at the flow's first packet.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::Enricher;
+use crate::cluster::manifests;
+use crate::cluster::view::ClusterView;
+use crate::flow::{Counts, FlowRecord, FlowState, RecordEndpoint};
+
+const POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+metadata: {name: from-team-a, namespace: db}\n\
+spec:\n  podSelector: {}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {team: a}}}]\n---\n";
+
+fn view(team: &str, extra: &str) -> Arc<ClusterView> {
+    let text = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: web, labels: {{team: {team}}}}}\n---\n\
+         apiVersion: v1\nkind: Namespace\nmetadata: {{name: db}}\n---\n{POLICY}\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: client, namespace: web, uid: u-client}}\n\
+         status: {{podIP: 10.0.0.1}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: server, namespace: db, uid: u-server}}\n\
+         spec: {{nodeName: n1, containers: [{{name: c, image: x}}]}}\n\
+         status: {{podIP: 10.0.0.2}}\n---\n{extra}"
+    );
+    let loaded = manifests::parse("churn.yaml", &text);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    Arc::new(ClusterView::build(&loaded.into_objects()).0)
+}
+
+fn record(src: &str, dst: &str, first_seen_ns: u64) -> FlowRecord {
+    let endpoint = |ip: &str, port| RecordEndpoint {
+        ip: ip.parse::<IpAddr>().expect("test IP"),
+        port,
+        identity: Default::default(),
+    };
+    FlowRecord {
+        src: endpoint(src, 40_000),
+        dst: endpoint(dst, 5432),
+        protocol: "TCP".into(),
+        icmp: None,
+        fwd: Counts::default(),
+        rev: Counts::default(),
+        tcp_flags: Vec::new(),
+        first_seen: String::new(),
+        last_seen: String::new(),
+        state: FlowState::Active,
+        interfaces: Vec::new(),
+        non_first_fragments: false,
+        service: None,
+        policy: None,
+        first_seen_ns,
+        last_seen_ns: first_seen_ns,
+    }
+}
+
+fn verdict(enricher: &Enricher, first_seen_ns: u64) -> String {
+    let mut records = vec![record("10.0.0.1", "10.0.0.2", first_seen_ns)];
+    enricher.enrich_batch(&mut records, || None);
+    records[0]
+        .policy
+        .as_ref()
+        .map(|p| p.verdict.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_namespace_relabel_changes_only_flows_that_start_after_it() {
+    let mut enricher = Enricher::new(1_000_000);
+    enricher.update(100, view("a", ""));
+    enricher.update(200, view("b", ""));
+    assert_eq!(
+        verdict(&enricher, 150),
+        "allow",
+        "team=a when the flow began"
+    );
+    assert_eq!(verdict(&enricher, 250), "deny", "team=b since");
+}
+
+#[test]
+fn a_deleted_pod_still_listed_yields_its_ip_to_the_live_one() {
+    // Events out of order: the new pod with the reused IP arrives while the old one is
+    // still listed (terminating).
+    let old = "apiVersion: v1\nkind: Pod\nmetadata: {name: old, namespace: db, uid: u-old, \
+               deletionTimestamp: \"2026-01-01T00:00:00Z\", creationTimestamp: \"2025-01-01T00:00:00Z\"}\n\
+               status: {podIP: 10.0.0.9}\n---\n";
+    let new = "apiVersion: v1\nkind: Pod\nmetadata: {name: new, namespace: db, uid: u-new, \
+               creationTimestamp: \"2026-01-01T00:00:01Z\"}\nstatus: {podIP: 10.0.0.9}\n---\n";
+    for order in [format!("{old}{new}"), format!("{new}{old}")] {
+        let mut enricher = Enricher::new(1_000_000);
+        enricher.update(100, view("a", &order));
+        let mut records = vec![record("10.0.0.1", "10.0.0.9", 150)];
+        enricher.enrich_batch(&mut records, || None);
+        assert_eq!(
+            records[0].dst.identity.pod.as_deref(),
+            Some("new"),
+            "{order}"
+        );
+    }
+}
+
+#[test]
+fn unknown_addresses_are_external_and_nodes_resolve_to_the_node() {
+    let node = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n\
+                status: {addresses: [{type: InternalIP, address: 10.1.0.1}]}\n---\n";
+    let mut enricher = Enricher::new(1_000_000);
+    enricher.update(100, view("a", node));
+    let mut records = vec![
+        record("192.0.2.7", "10.0.0.2", 150),
+        record("10.1.0.1", "10.0.0.2", 150),
+    ];
+    enricher.enrich_batch(&mut records, || None);
+    assert!(records[0].src.identity.external);
+    assert_eq!(records[1].src.identity.node.as_deref(), Some("n1"));
+    assert!(records[1].src.identity.pod.is_none());
+    let verdict = records[1].policy.as_ref().expect("a verdict");
+    assert_eq!(
+        verdict.category, "node-exempt",
+        "the server runs on n1: {verdict:?}"
+    );
+    assert_eq!(verdict.verdict, "allow");
+}

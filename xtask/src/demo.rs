@@ -1,15 +1,17 @@
 //! `cargo xtask demo`: the observer's main job, end to end on one machine.
 //!
-//! Builds a lab node with three pods, runs the observer in it, makes a little traffic of
-//! every kind, stops the observer (which flushes every connection), and prints the records.
+//! Builds a lab node with three pods described by manifests (a namespace, Deployments, a
+//! StatefulSet, a Service behind nftables DNAT, NetworkPolicies), runs the observer in it,
+//! makes a little traffic of every kind, stops the observer (which flushes every
+//! connection), and prints the records: who talked to whom, how much, and whether the
+//! policies allow it.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result, bail};
 use observer_lab::observer::ObserverProcess;
-use observer_lab::traffic::{ping, tcp_exchange, udp_exchange};
-use observer_lab::{Lab, OUTSIDE_IPV4};
+use observer_lab::traffic::{ping, tcp_exchange, tcp_exchange_via, udp_exchange};
+use observer_lab::{Lab, OUTSIDE_IPV4, Pod};
 
 use crate::shell::{build_observer, is_root, target_dir};
 
@@ -27,70 +29,96 @@ pub fn run() -> Result<()> {
     let db = lab.add_pod("db")?;
     let dir = target_dir().join("demo");
     std::fs::create_dir_all(&dir)?;
-    println!("lab node {} with pods:", lab.node_netns());
+    let api_vip: IpAddr = "10.96.0.20".parse()?;
+    let api_backend = SocketAddr::new(IpAddr::V4(api.ipv4), 8080);
+    lab.add_dnat("tcp", api_vip, 80, api_backend)?;
+    let manifests = dir.join("cluster.yaml");
+    std::fs::write(&manifests, demo_manifests(&web, &api, &db))?;
+    println!(
+        "lab node {} with pods (manifests: {}):",
+        lab.node_netns(),
+        manifests.display()
+    );
     for pod in lab.pods() {
         println!(
             "  {:<4} {:<12} {:<16} via {}",
             pod.name, pod.ipv4, pod.ipv6, pod.host_interface
         );
     }
+    println!("  Service shop/api {api_vip}:80 -> api:8080 (nftables DNAT, as kube-proxy does)");
 
-    let mut observer = ObserverProcess::start(&lab, &binary, &dir, &[])?;
+    let manifests_arg = manifests.to_string_lossy().to_string();
+    let mut observer =
+        ObserverProcess::start(&lab, &binary, &dir, &["--manifests", &manifests_arg])?;
     observer.wait_attached(&["vethweb", "vethapi", "vethdb"])?;
     println!("observer attached; making traffic...");
-    for _ in 0..3 {
-        tcp_exchange(&web, &api, IpAddr::V4(api.ipv4), 20_000, 80_000)?;
+    for _ in 0..2 {
+        let vip = SocketAddr::new(api_vip, 80);
+        tcp_exchange_via(&web, &api.netns, api_backend, vip, 20_000, 80_000)?;
     }
     tcp_exchange(&api, &db, IpAddr::V4(db.ipv4), 4_000, 64_000)?;
     tcp_exchange(&api, &db, IpAddr::V6(db.ipv6), 2_000, 16_000)?;
+    tcp_exchange(&web, &db, IpAddr::V4(db.ipv4), 500, 500)?;
     udp_exchange(&web, &api, IpAddr::V4(api.ipv4), 5)?;
     ping(&web, IpAddr::V4(db.ipv4), 3)?;
     ping(&db, IpAddr::V4(OUTSIDE_IPV4), 2)?;
     std::thread::sleep(std::time::Duration::from_millis(500));
     let stopped = observer.stop()?;
 
-    let names: HashMap<IpAddr, String> = lab
-        .pods()
-        .iter()
-        .flat_map(|p| {
-            [
-                (IpAddr::V4(p.ipv4), p.name.clone()),
-                (IpAddr::V6(p.ipv6), p.name.clone()),
-            ]
-        })
-        .chain([(IpAddr::V4(OUTSIDE_IPV4), "outside".to_string())])
-        .collect();
-    let name = |ip: &serde_json::Value| -> String {
-        let text = ip.as_str().unwrap_or("?");
-        text.parse::<IpAddr>()
-            .ok()
-            .and_then(|ip| names.get(&ip).cloned())
-            .unwrap_or_else(|| text.to_string())
+    // Names come from the records themselves: the observer's enrichment.
+    let name = |end: &serde_json::Value| -> String {
+        match (
+            end["namespace"].as_str(),
+            end["pod"].as_str(),
+            end["node"].as_str(),
+        ) {
+            (Some(ns), Some(pod), _) => format!("{ns}/{pod}"),
+            (_, None, Some(node)) => format!("node {node}"),
+            _ => end["ip"].as_str().unwrap_or("?").to_string(),
+        }
     };
     println!(
-        "\n{:<7} {:<22} {:<22} {:>14} {:>14} {:<7} interfaces",
-        "proto", "from", "to", "fwd pkts/B", "rev pkts/B", "state"
+        "\n{:<6} {:<28} {:<28} {:>12} {:>12} {:<6} {:<7} {:<18} policy",
+        "proto", "from", "to", "fwd pkts/B", "rev pkts/B", "state", "verdict", "service"
     );
     let mut shown = 0;
     for line in stopped.flow_log.lines() {
         let r: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("flow log line: {line}"))?;
-        let (src, dst) = (name(&r["src"]["ip"]), name(&r["dst"]["ip"]));
+        let (src, dst) = (name(&r["src"]), name(&r["dst"]));
         // Link-local IPv6 housekeeping (router and neighbour discovery) is real traffic, but
         // not what the demo is about.
         if src.starts_with("fe80") || dst.starts_with("ff02") || dst.starts_with("fe80") {
             continue;
         }
         shown += 1;
+        let service = match r["service"]["name"].as_str() {
+            Some(svc) => format!(
+                "{}/{svc}:{}",
+                r["service"]["namespace"].as_str().unwrap_or("?"),
+                r["service"]["port"]
+            ),
+            None => "-".into(),
+        };
+        let deciding = r["ingress"]["policies"]
+            .as_array()
+            .into_iter()
+            .chain(r["egress"]["policies"].as_array())
+            .flatten()
+            .filter_map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         println!(
-            "{:<7} {:<22} {:<22} {:>14} {:>14} {:<7} {}",
+            "{:<6} {:<28} {:<28} {:>12} {:>12} {:<6} {:<7} {:<18} {}",
             r["protocol"].as_str().unwrap_or("?"),
             format!("{src}:{}", r["src"]["port"]),
             format!("{dst}:{}", r["dst"]["port"]),
             format!("{}/{}", r["fwd"]["packets"], r["fwd"]["bytes"]),
             format!("{}/{}", r["rev"]["packets"], r["rev"]["bytes"]),
             r["state"].as_str().unwrap_or("?"),
-            r["interfaces"]
+            r["verdict"].as_str().unwrap_or("-"),
+            service,
+            deciding
         );
     }
     if shown == 0 {
@@ -104,6 +132,44 @@ pub fn run() -> Result<()> {
     );
     println!("counters: {}", stopped.stats["datapath"]);
     Ok(())
+}
+
+/// The lab as Kubernetes would describe it: namespace shop, Deployments web and api, a
+/// StatefulSet db, the Service api, and policies that let web reach api and api reach db
+/// over TCP only.
+fn demo_manifests(web: &Pod, api: &Pod, db: &Pod) -> String {
+    let pod = |name: &str, app: &str, owner_kind: &str, owner: &str, p: &Pod| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: shop\n  uid: uid-{name}\n  \
+             labels: {{app: {app}}}\n  ownerReferences: [{{apiVersion: apps/v1, kind: {owner_kind}, name: {owner}, uid: o-{owner}, controller: true}}]\n\
+             spec: {{nodeName: lab-node, serviceAccountName: {app}, containers: [{{name: main, image: {app}, ports: [{{name: http, containerPort: 8080}}]}}]}}\n\
+             status: {{phase: Running, podIP: {}, podIPs: [{{ip: {}}}, {{ip: \"{}\"}}]}}\n---\n",
+            p.ipv4, p.ipv4, p.ipv6
+        )
+    };
+    let replica_set = |deployment: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {deployment}-6c9f\n  namespace: shop\n  uid: o-{deployment}-6c9f\n  \
+             ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: {deployment}, uid: d-{deployment}, controller: true}}]\n\
+             spec: {{selector: {{matchLabels: {{app: {deployment}}}}}}}\n---\n"
+        )
+    };
+    let mut text = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {name: lab-node}\nstatus: {addresses: [{type: InternalIP, address: 10.99.0.1}]}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\n\
+         spec: {clusterIP: 10.96.0.20, selector: {app: api}, ports: [{port: 80, targetPort: http}]}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: api-from-web, namespace: shop}\n\
+         spec:\n  podSelector: {matchLabels: {app: api}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: web}}}]\n    ports: [{port: http}]\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db-from-api, namespace: shop}\n\
+         spec:\n  podSelector: {matchLabels: {app: db}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: api}}}]\n    ports: [{protocol: TCP}]\n---\n",
+    );
+    text += &replica_set("web");
+    text += &replica_set("api");
+    text += &pod("web-6c9f-k2x8d", "web", "ReplicaSet", "web-6c9f", web);
+    text += &pod("api-6c9f-q7r2m", "api", "ReplicaSet", "api-6c9f", api);
+    text += &pod("db-0", "db", "StatefulSet", "db", db);
+    text
 }
 
 fn observer_file(dir: &std::path::Path, name: &str) -> String {

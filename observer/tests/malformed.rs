@@ -20,7 +20,11 @@ fn with_good(bad: &str) -> String {
 fn single_error(bad: &str) -> (Manifests, String) {
     let m = manifests::parse("bad.yaml", &with_good(bad));
     assert_eq!(m.errors.len(), 1, "{:?}", m.errors);
-    assert_eq!(m.policies.len(), 2, "the valid documents still load");
+    assert_eq!(
+        m.objects.policies.len(),
+        2,
+        "the valid documents still load"
+    );
     let text = m.errors[0].to_string();
     assert!(text.starts_with("bad.yaml: document 2"), "{text}");
     (m, text)
@@ -51,7 +55,7 @@ fn unknown_kinds_are_warnings() {
         ),
     );
     assert!(m.errors.is_empty());
-    assert_eq!(m.policies.len(), 2);
+    assert_eq!(m.objects.policies.len(), 2);
     assert_eq!(m.warnings.len(), 1);
     let w = m.warnings[0].to_string();
     assert!(w.contains("document 2") && w.contains("Deployment"), "{w}");
@@ -159,9 +163,9 @@ fn json_list_items_are_loaded_independently() {
             {"metadata": {"name": "q", "namespace": "x"}, "spec": {"podSelector": {}}}]}
     ]}"#;
     let m = manifests::parse("list.json", json);
-    assert_eq!(m.namespaces.len(), 1);
+    assert_eq!(m.objects.namespaces.len(), 1);
     assert_eq!(
-        m.policies.len(),
+        m.objects.policies.len(),
         1,
         "the typed-list item loads without kind"
     );
@@ -200,7 +204,7 @@ fn load_paths_reports_unreadable_files_and_expands_directories() {
     std::fs::write(dir.join("notes.txt"), "ignored").expect("write");
     let m = load_paths(&[dir.clone(), PathBuf::from("/nonexistent/policy.yaml")]);
     std::fs::remove_dir_all(&dir).ok();
-    assert_eq!(m.policies.len(), 1);
+    assert_eq!(m.objects.policies.len(), 1);
     assert_eq!(m.errors.len(), 2, "{:?}", m.errors);
     assert!(m.errors[0].to_string().contains("a.json: document 1"));
     assert!(matches!(m.errors[1].kind, LoadErrorKind::Io(_)));

@@ -286,7 +286,7 @@ fn calico_network_policy_is_not_loaded_as_kubernetes_policy() {
         "calico.yaml",
         "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: x, namespace: app}\nspec: {selector: all()}\n",
     );
-    assert!(m.policies.is_empty());
+    assert!(m.objects.policies.is_empty());
     assert_eq!(m.warnings.len(), 1);
 }
 

@@ -14,11 +14,6 @@ mod objects;
 
 use std::fmt;
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use thiserror::Error;
 
 use super::state::ClusterObjects;
@@ -29,22 +24,8 @@ pub use files::{expand_paths, load_paths};
 /// Objects loaded from one or more files, with what went wrong.
 #[derive(Debug, Default)]
 pub struct Manifests {
-    /// Namespaces.
-    pub namespaces: Vec<Namespace>,
-    /// Pods.
-    pub pods: Vec<Pod>,
-    /// Nodes.
-    pub nodes: Vec<Node>,
-    /// NetworkPolicies (validated, not defaulted).
-    pub policies: Vec<NetworkPolicy>,
-    /// Services (for ClusterIP → Service).
-    pub services: Vec<Service>,
-    /// EndpointSlices.
-    pub endpoint_slices: Vec<EndpointSlice>,
-    /// ReplicaSets (pod → Deployment).
-    pub replica_sets: Vec<ReplicaSet>,
-    /// Jobs (pod → CronJob).
-    pub jobs: Vec<Job>,
+    /// The objects that loaded (policies validated, not defaulted).
+    pub objects: ClusterObjects,
     /// Skipped documents that are not errors (unsupported kinds).
     pub warnings: Vec<LoadWarning>,
     /// Documents or objects that were skipped because they are invalid.
@@ -55,23 +36,15 @@ impl Manifests {
     /// The loaded objects as one cluster state, the same shape every source publishes
     /// (moved, not copied: a large cluster's objects are tens of megabytes).
     pub fn into_objects(self) -> ClusterObjects {
-        let mut objects = ClusterObjects {
-            namespaces: self.namespaces,
-            pods: self.pods,
-            nodes: self.nodes,
-            policies: self.policies,
-            services: self.services,
-            endpoint_slices: self.endpoint_slices,
-            replica_sets: self.replica_sets,
-            jobs: self.jobs,
-        };
+        let mut objects = self.objects;
         objects.sort();
         objects
     }
 
     /// Converts the objects for [`crate::policy::PolicySnapshot::build`].
     pub fn snapshot_input(&self) -> (SnapshotInput, Vec<ObjectError>) {
-        SnapshotInput::from_objects(&self.namespaces, &self.pods, &self.nodes, &self.policies)
+        let o = &self.objects;
+        SnapshotInput::from_objects(&o.namespaces, &o.pods, &o.nodes, &o.policies)
     }
 }
 

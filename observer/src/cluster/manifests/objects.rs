@@ -157,29 +157,31 @@ impl Ctx<'_> {
         let result = match kind {
             Kind::Namespace => typed(value, prefix).and_then(|o| {
                 validate(NamespaceInfo::from_k8s(&o), "Namespace", prefix)?;
-                self.out.namespaces.push(o);
+                self.out.objects.namespaces.push(o);
                 Ok(())
             }),
             Kind::Pod => typed(value, prefix).and_then(|o| {
                 validate(PodInfo::from_k8s(&o), "Pod", prefix)?;
-                self.out.pods.push(o);
+                self.out.objects.pods.push(o);
                 Ok(())
             }),
             Kind::Node => typed(value, prefix).and_then(|o| {
                 validate(NodeInfo::from_k8s(&o), "Node", prefix)?;
-                self.out.nodes.push(o);
+                self.out.objects.nodes.push(o);
                 Ok(())
             }),
             Kind::NetworkPolicy => typed(value, prefix).and_then(|o| {
                 validate(compile(&o), "NetworkPolicy", prefix)?;
-                self.out.policies.push(o);
+                self.out.objects.policies.push(o);
                 Ok(())
             }),
             // Read for identity (services, workloads); their own checks happen where used.
-            Kind::Service => typed(value, prefix).map(|o| self.out.services.push(o)),
-            Kind::EndpointSlice => typed(value, prefix).map(|o| self.out.endpoint_slices.push(o)),
-            Kind::ReplicaSet => typed(value, prefix).map(|o| self.out.replica_sets.push(o)),
-            Kind::Job => typed(value, prefix).map(|o| self.out.jobs.push(o)),
+            Kind::Service => typed(value, prefix).map(|o| self.out.objects.services.push(o)),
+            Kind::EndpointSlice => {
+                typed(value, prefix).map(|o| self.out.objects.endpoint_slices.push(o))
+            }
+            Kind::ReplicaSet => typed(value, prefix).map(|o| self.out.objects.replica_sets.push(o)),
+            Kind::Job => typed(value, prefix).map(|o| self.out.objects.jobs.push(o)),
         };
         if let Err(e) = result {
             self.error(e);

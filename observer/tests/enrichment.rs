@@ -50,6 +50,19 @@ fn manifests(a: &Pod, b: &Pod, db_name: &str, db_uid: &str) -> String {
     text
 }
 
+/// The observer on pods a and b, its cluster state from `manifests`, loaded.
+fn observe_with_manifests(
+    lab: &Lab,
+    dir: &std::path::Path,
+    manifests: &std::path::Path,
+) -> Result<Observer> {
+    let path = manifests.to_string_lossy().to_string();
+    let mut observer = Observer::start(lab, dir, &["--interfaces", "veth*", "--manifests", &path])?;
+    observer.wait_attached(&["vetha", "vethb"])?;
+    observer.wait_stat("cluster_views", 1)?;
+    Ok(observer)
+}
+
 fn one<'a>(records: &'a [FlowRecord], protocol: &str, sport: u16) -> Result<&'a FlowRecord> {
     records
         .iter()
@@ -66,14 +79,7 @@ fn lab_traffic_gets_identities_and_verdicts_across_ip_reuse() -> Result<()> {
     let b = lab.add_pod("b")?;
     let path = dir.join("cluster.yaml");
     std::fs::write(&path, manifests(&a, &b, "db-0", "uid-db-0"))?;
-    let path_arg = path.to_string_lossy().to_string();
-    let mut observer = Observer::start(
-        &lab,
-        &dir,
-        &["--interfaces", "veth*", "--manifests", &path_arg],
-    )?;
-    observer.wait_attached(&["vetha", "vethb"])?;
-    observer.wait_stat("cluster_views", 1)?;
+    let observer = observe_with_manifests(&lab, &dir, &path)?;
 
     let tcp = tcp_exchange(&a, &b, IpAddr::V4(b.ipv4), 2000, 2000)?;
     let udp_before = udp_exchange(&a, &b, IpAddr::V6(b.ipv6), 2)?;
@@ -162,14 +168,7 @@ fn service_connections_name_the_service_and_the_backend() -> Result<()> {
              spec: {clusterIP: 10.96.0.11, ports: [{port: 80, targetPort: 8080}]}\n";
     let path = dir.join("cluster.yaml");
     std::fs::write(&path, text)?;
-    let path_arg = path.to_string_lossy().to_string();
-    let mut observer = Observer::start(
-        &lab,
-        &dir,
-        &["--interfaces", "veth*", "--manifests", &path_arg],
-    )?;
-    observer.wait_attached(&["vetha", "vethb"])?;
-    observer.wait_stat("cluster_views", 1)?;
+    let observer = observe_with_manifests(&lab, &dir, &path)?;
 
     let to_db = tcp_exchange_via(
         &a,

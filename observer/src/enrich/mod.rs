@@ -60,16 +60,6 @@ impl Enricher {
         }
     }
 
-    /// True once a view has arrived.
-    pub fn has_view(&self) -> bool {
-        !self.views.is_empty()
-    }
-
-    /// Number of IPs with an identity history.
-    pub fn known_ips(&self) -> usize {
-        self.history.len()
-    }
-
     /// Who held `ip` at time `t` (CLOCK_MONOTONIC ns): a pod, a node, or nobody known.
     pub fn identify(&self, ip: IpAddr, t: u64) -> Option<&Holder> {
         self.history.lookup(ip, t)

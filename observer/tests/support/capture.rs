@@ -24,24 +24,6 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// Source IP of an untagged IPv4/IPv6 Ethernet frame.
-    pub fn src_ip(&self) -> Option<IpAddr> {
-        let d = &self.data;
-        match (d.get(12)?, d.get(13)?) {
-            (0x08, 0x00) => {
-                let b: [u8; 4] = d.get(26..30)?.try_into().ok()?;
-                Some(IpAddr::from(b))
-            }
-            (0x86, 0xdd) => {
-                let b: [u8; 16] = d.get(22..38)?.try_into().ok()?;
-                Some(IpAddr::from(b))
-            }
-            _ => None,
-        }
-    }
-}
-
-impl Frame {
     /// (source, destination, protocol, source port, destination port) of an untagged
     /// IPv4 (no options) or IPv6 (no extension headers) frame; ports are 0 for ICMP.
     pub fn flow(&self) -> Option<(IpAddr, IpAddr, u8, u16, u16)> {

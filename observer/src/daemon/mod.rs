@@ -122,13 +122,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
         pattern: config.interfaces.clone(),
         enricher: Enricher::new(config.identity_retention.as_nanos() as u64),
         source_stats: Arc::clone(&source_stats),
+        waiting_for_view: source_task.is_some(),
     };
-    if source_task.is_some() {
-        // Records are only as good as the identities in them: wait for the first view.
-        if view_rx.changed().await.is_ok() {
-            node.on_view(&mut view_rx);
-        }
-    }
     let result = node
         .serve(
             link_rx,
@@ -198,6 +193,10 @@ struct NodeState {
     pattern: InterfacePattern,
     enricher: Enricher,
     source_stats: Arc<SourceStats>,
+    /// A cluster source is configured but has not delivered its first view: records are
+    /// held back (their identities would be empty), while events and polls go on, so
+    /// nothing backs up into the ring buffer meanwhile.
+    waiting_for_view: bool,
 }
 
 impl NodeState {
@@ -305,6 +304,7 @@ impl NodeState {
     fn on_view(&mut self, views: &mut watch::Receiver<Option<Arc<ClusterView>>>) {
         let view = views.borrow_and_update().clone();
         if let Some(view) = view {
+            self.waiting_for_view = false;
             self.enricher.update(WallClock::monotonic_now_ns(), view);
             self.stats.cluster_views = self.source_stats.published.load(Ordering::Relaxed);
             self.stats.cluster_invalid_objects =
@@ -324,6 +324,9 @@ impl NodeState {
         self.stats.map_read_errors += polled.errors;
         for (key, stats) in &polled.entries {
             self.table.record_poll(key, *stats);
+        }
+        if self.waiting_for_view {
+            return;
         }
         let sweep = self.table.sweep(WallClock::monotonic_now_ns(), &self.names);
         self.write(sweep);

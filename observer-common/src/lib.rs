@@ -8,6 +8,10 @@
 
 /// Name of the per-CPU hash map of flow counters, keyed by [`FlowKey`].
 pub const FLOWS_MAP: &str = "FLOWS";
+/// Name of the flow cache: an array of [`CachedFlow`] slots, a fixed number per CPU.
+pub const FLOW_CACHE_MAP: &str = "FLOW_CACHE";
+/// Name of the kernel program's global holding the flow cache slots per CPU (0: no cache).
+pub const FLOW_CACHE_SLOTS_GLOBAL: &str = "FLOW_CACHE_SLOTS";
 /// Name of the ring buffer that carries [`FlowEvent`]s.
 pub const FLOW_EVENTS_MAP: &str = "FLOW_EVENTS";
 /// Name of the per-CPU array of datapath counters, indexed by [`Counter`].
@@ -21,6 +25,8 @@ pub const EMPTY_PROGRAM: &str = "empty_tc";
 
 /// Default capacity of the flow map (entries; each entry holds one value per CPU).
 pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;
+/// Default slots of the flow cache per CPU (a power of two): 384 KiB per CPU.
+pub const DEFAULT_FLOW_CACHE_SLOTS: u32 = 4096;
 /// Default size of the flow-event ring buffer in bytes (a power of two, multiple of the page).
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 1 << 20;
 
@@ -94,7 +100,8 @@ pub mod ip_proto {
 ///
 /// The same packet crossing two pod interfaces on one node produces two keys (different
 /// `ifindex` and `direction`); userspace merges them into one connection.
-#[repr(C)]
+// 8-byte alignment lets the kernel program zero and copy it as six 64-bit words.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
     /// Source address, network byte order (IPv4 in the first 4 bytes).
@@ -123,6 +130,31 @@ pub struct FlowKey {
     pub pad: [u8; 2],
 }
 
+impl FlowKey {
+    /// The key as 32-bit words, for hashing and comparing without a `memcmp` (which the BPF
+    /// target does not have).
+    #[inline(always)]
+    pub fn as_words(&self) -> &[u32; 12] {
+        // SAFETY: FlowKey is repr(C), 48 bytes, 8-byte aligned, without implicit padding.
+        unsafe { &*(self as *const FlowKey as *const [u32; 12]) }
+    }
+
+    /// The key as 64-bit words, to copy it a word at a time.
+    #[inline(always)]
+    pub fn as_u64_words(&self) -> &[u64; 6] {
+        // SAFETY: as for `as_words`; FlowKey is 8-byte aligned.
+        unsafe { &*(self as *const FlowKey as *const [u64; 6]) }
+    }
+
+    /// The key as 32-bit words, to write addresses a word at a time (words 0-3 are
+    /// `src_addr`, 4-7 `dst_addr`).
+    #[inline(always)]
+    pub fn as_words_mut(&mut self) -> &mut [u32; 12] {
+        // SAFETY: as for `as_words`; every bit pattern is a valid FlowKey.
+        unsafe { &mut *(self as *mut FlowKey as *mut [u32; 12]) }
+    }
+}
+
 /// Counters of one [`FlowKey`] on one CPU: the map value.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -142,6 +174,52 @@ pub struct FlowStats {
     pub flags: u16,
     /// Explicit padding, always zero.
     pub pad: [u8; 4],
+}
+
+/// Lifecycle of a [`CachedFlow`] slot. Only the kernel program of the slot's CPU writes a
+/// slot, except `state`, which userspace sets to `RELEASED` once it has written the flow.
+pub mod slot_state {
+    /// Never used.
+    pub const EMPTY: u32 = 0;
+    /// Counts the flow in `key`.
+    pub const ACTIVE: u32 = 1;
+    /// Userspace is done with the flow: the next packet of any key may claim the slot.
+    pub const RELEASED: u32 = 2;
+}
+
+/// One slot of the flow cache, the fast path in front of the flow hash map.
+///
+/// A hash map lookup is a helper call that hashes the whole key and walks a bucket; the
+/// cache is a plain array the verifier inlines: each CPU owns the same power-of-two number
+/// of slots, and a key lives in the one slot [`flow_cache_index`] names (direct-mapped). A key whose
+/// slot holds another active flow is counted in the hash map instead. Userspace reads the
+/// slots through a shared memory mapping, without system calls.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CachedFlow {
+    /// The flow counted here while `state` is `ACTIVE`.
+    pub key: FlowKey,
+    /// Its counters on this slot's CPU.
+    pub stats: FlowStats,
+    /// See [`slot_state`].
+    pub state: u32,
+    /// Explicit padding, always zero.
+    pub pad: u32,
+}
+
+/// The flow cache slot of `key` on `cpu`, with `slots` (a power of two) slots per CPU. The
+/// kernel and userspace both call this: it is the one definition of where a key lives.
+#[inline(always)]
+pub fn flow_cache_index(key: &FlowKey, cpu: u32, slots: u32) -> u32 {
+    let words = key.as_words();
+    let mut h: u64 = 0;
+    let mut i = 0;
+    while i < 12 {
+        // Multiply-xor: the high half of the product depends on every input bit.
+        h = (h ^ words[i] as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        i += 1;
+    }
+    cpu.wrapping_mul(slots) + ((h >> 32) as u32 & slots.wrapping_sub(1))
 }
 
 /// What a [`FlowEvent`] reports.
@@ -275,6 +353,9 @@ impl Counter {
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 40);
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 96);
+const _: () = assert!(core::mem::size_of::<CachedFlow>() == 96);
+const _: () = assert!(core::mem::align_of::<FlowKey>() == 8);
+const _: () = assert!(DEFAULT_FLOW_CACHE_SLOTS.is_power_of_two());
 const _: () = assert!(Counter::ALL.len() == Counter::COUNT as usize);
 
 #[cfg(feature = "user")]
@@ -286,4 +367,6 @@ mod pod {
     unsafe impl aya::Pod for super::FlowStats {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CachedFlow {}
 }

@@ -11,22 +11,35 @@
 mod parse;
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
-    helpers::bpf_ktime_get_ns,
+    Global,
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::{classifier, map},
-    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::TcContext,
 };
 use observer_common::{
-    Counter, DEFAULT_FLOW_MAP_ENTRIES, DEFAULT_RING_BUFFER_BYTES, FlowEvent, FlowKey, FlowStats,
-    direction, event_kind, key_flags, tcp_flags,
+    CachedFlow, Counter, DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_MAP_ENTRIES,
+    DEFAULT_RING_BUFFER_BYTES, FlowEvent, FlowKey, FlowStats, direction, event_kind,
+    flow_cache_index, key_flags, slot_state, tcp_flags,
 };
 use parse::{Parsed, ParsedPacket};
 
 /// Continue with the next program / default action: the observer never decides.
 const TC_ACT_UNSPEC: i32 = -1;
 
-/// Flow counters, one value per CPU so the per-packet update needs no atomics.
+/// The flow cache: `FLOW_CACHE_SLOTS` direct-mapped slots per CPU, looked up without a
+/// helper call. Userspace sizes it to every possible CPU and maps it into its memory.
+#[map]
+static FLOW_CACHE: Array<CachedFlow> =
+    Array::with_max_entries(DEFAULT_FLOW_CACHE_SLOTS, BPF_F_MMAPABLE);
+
+/// Flow cache slots per CPU, a power of two, or 0 for no cache; set by userspace at load
+/// (read-only afterwards, so the verifier treats it as a constant).
+#[unsafe(no_mangle)]
+static FLOW_CACHE_SLOTS: Global<u32> = Global::new(DEFAULT_FLOW_CACHE_SLOTS);
+
+/// Flow counters for keys whose cache slot is taken, one value per CPU so the per-packet update needs no atomics.
 /// Userspace resizes it at load time (`--flow-map-entries`).
 #[map]
 static FLOWS: PerCpuHashMap<FlowKey, FlowStats> =
@@ -71,20 +84,26 @@ fn bump(counter: Counter) {
 #[inline(always)]
 fn observe(ctx: &TcContext, dir: u8) {
     bump(Counter::PacketsSeen);
-    match parse::parse(ctx) {
-        Ok(Parsed::Flow(packet)) => account(ctx, dir, packet),
+    let mut key = core::mem::MaybeUninit::<FlowKey>::uninit();
+    // SAFETY: zeroes all 48 bytes, after which any bit pattern is a valid FlowKey.
+    let key = unsafe {
+        write_words(key.as_mut_ptr(), &[0; 6]);
+        key.assume_init_mut()
+    };
+    match parse::parse(ctx, key) {
+        Ok(Parsed::Flow(packet)) => account(ctx, dir, key, packet),
         Ok(Parsed::NonIp) => bump(Counter::NonIp),
         Err(reason) => bump(reason),
     }
 }
 
 #[inline(always)]
-fn account(ctx: &TcContext, dir: u8, packet: ParsedPacket) {
-    let mut key = packet.key;
+fn account(ctx: &TcContext, dir: u8, key: &mut FlowKey, packet: ParsedPacket) {
     key.direction = dir;
     // SAFETY: reading a field of the context the kernel passed in.
     let raw = unsafe { &*ctx.skb.skb };
     key.ifindex = raw.ifindex;
+    let key: &FlowKey = key;
     if key.flags & key_flags::NON_FIRST_FRAGMENT != 0 {
         bump(Counter::NonFirstFragments);
     }
@@ -94,53 +113,143 @@ fn account(ctx: &TcContext, dir: u8, packet: ParsedPacket) {
     } else {
         1
     };
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let this = FlowStats {
+    let mut this = FlowStats {
         packets: segments,
         bytes: raw.len as u64,
-        first_seen_ns: now,
-        last_seen_ns: now,
+        first_seen_ns: 0,
+        last_seen_ns: 0,
         tcp_flags: packet.tcp_flags,
         flags: packet.stats_flags,
         pad: [0; 4],
     };
 
+    let slots = FLOW_CACHE_SLOTS.load();
+    // SAFETY: helper without preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let cached = if slots == 0 {
+        None
+    } else {
+        FLOW_CACHE.get_ptr_mut(flow_cache_index(key, cpu, slots))
+    };
+    if let Some(slot) = cached {
+        // SAFETY: this CPU's slot; only this CPU's programs write it (userspace only flips
+        // `state` from ACTIVE to RELEASED).
+        let slot = unsafe { &mut *slot };
+        // SAFETY: a valid, aligned field; userspace may write it concurrently.
+        let state = unsafe { core::ptr::read_volatile(&slot.state) };
+        if state != slot_state::ACTIVE {
+            // Empty, or released by userspace: the flow starts over here.
+            // SAFETY: helper without preconditions.
+            let now = unsafe { bpf_ktime_get_ns() };
+            this.first_seen_ns = now;
+            this.last_seen_ns = now;
+            // SAFETY: a valid, aligned key.
+            unsafe { write_words(&mut slot.key, key.as_u64_words()) };
+            // Userspace reads `key` and `stats` once it sees ACTIVE: volatile stores stay in
+            // program order, and x86 makes them visible in that order.
+            // SAFETY: a valid, aligned field.
+            unsafe { core::ptr::write_volatile(&mut slot.stats, this) };
+            // SAFETY: a valid, aligned field.
+            unsafe { core::ptr::write_volatile(&mut slot.state, slot_state::ACTIVE) };
+            if !emit(event_kind::NEW_FLOW, key, &this) {
+                bump(Counter::RingBufNewFlowFailed);
+            }
+            report_end(key, &this);
+            return;
+        }
+        if same_key(&slot.key, key) {
+            // SAFETY: helper without preconditions.
+            this.last_seen_ns = unsafe { bpf_ktime_get_coarse_ns() };
+            add(&mut slot.stats, &this);
+            report_end(key, &this);
+            return;
+        }
+        // Another flow holds the slot: count this one in the hash map.
+    }
+
     let new_on_cpu;
     match FLOWS.get_ptr_mut(key) {
-        Some(stats) => {
-            // SAFETY: per-CPU value of an entry that exists; only this CPU writes it.
-            let stats = unsafe { &mut *stats };
-            new_on_cpu = stats.packets == 0;
-            add(stats, &this);
+        // SAFETY: per-CPU value of an entry that exists; only this CPU writes it.
+        Some(stats) if unsafe { (*stats).packets } != 0 => {
+            // The common case: a flow this CPU already counts. Its first_seen is set, and
+            // last_seen only needs the tick's resolution, which the coarse clock gives
+            // without reading the TSC (a third of this program's cost when it did).
+            // SAFETY: helper without preconditions.
+            let now = unsafe { bpf_ktime_get_coarse_ns() };
+            this.last_seen_ns = now;
+            // SAFETY: as above.
+            add(unsafe { &mut *stats }, &this);
+            new_on_cpu = false;
         }
-        None => {
-            if FLOWS.insert(key, this, BPF_NOEXIST as u64).is_ok() {
-                new_on_cpu = true;
-            } else if let Some(stats) = FLOWS.get_ptr_mut(key) {
-                // Another CPU created the entry between our lookup and insert.
+        found => {
+            // First packet of the flow on this CPU: first_seen orders the two directions
+            // (which side spoke first), so it takes the precise clock.
+            // SAFETY: helper without preconditions.
+            let now = unsafe { bpf_ktime_get_ns() };
+            this.first_seen_ns = now;
+            this.last_seen_ns = now;
+            new_on_cpu = true;
+            let stats = match found {
+                // The entry exists for another CPU; this CPU's slot is still zero.
+                Some(stats) => Some(stats),
+                None if FLOWS.insert(key, this, BPF_NOEXIST as u64).is_ok() => None,
+                // Another CPU created the entry between our lookup and insert, or the map
+                // is full.
+                None => match FLOWS.get_ptr_mut(key) {
+                    Some(stats) => Some(stats),
+                    None => {
+                        // Full: hand the packet to userspace through the ring buffer.
+                        bump(Counter::FlowMapFull);
+                        if !emit(event_kind::OVERFLOW, key, &this) {
+                            bump(Counter::RingBufOverflowFailed);
+                        }
+                        return;
+                    }
+                },
+            };
+            if let Some(stats) = stats {
                 // SAFETY: as above.
-                let stats = unsafe { &mut *stats };
-                new_on_cpu = stats.packets == 0;
-                add(stats, &this);
-            } else {
-                // The map is full: hand the packet to userspace through the ring buffer.
-                bump(Counter::FlowMapFull);
-                if !emit(event_kind::OVERFLOW, &key, &this) {
-                    bump(Counter::RingBufOverflowFailed);
-                }
-                return;
+                add(unsafe { &mut *stats }, &this);
             }
         }
     }
-    if new_on_cpu && !emit(event_kind::NEW_FLOW, &key, &this) {
+    if new_on_cpu && !emit(event_kind::NEW_FLOW, key, &this) {
         bump(Counter::RingBufNewFlowFailed);
     }
-    if packet.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0
-        && !emit(event_kind::END, &key, &this)
+    report_end(key, &this);
+}
+
+/// TCP FIN or RST: tell userspace the connection is ending.
+#[inline(always)]
+fn report_end(key: &FlowKey, this: &FlowStats) {
+    if this.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 && !emit(event_kind::END, key, this)
     {
         bump(Counter::RingBufEndFailed);
     }
+}
+
+/// Writes a key as six 64-bit words with volatile stores, so that LLVM keeps them as stores:
+/// it would merge a zeroing or a copy into a `memset`/`memmove` call, a byte loop on BPF.
+///
+/// # Safety
+/// `key` must be valid for writes and 8-byte aligned.
+#[inline(always)]
+unsafe fn write_words(key: *mut FlowKey, words: &[u64; 6]) {
+    let out = key as *mut u64;
+    for (i, word) in words.iter().enumerate() {
+        // SAFETY: FlowKey is 48 bytes and 8-byte aligned (asserted in observer-common).
+        unsafe { core::ptr::write_volatile(out.add(i), *word) };
+    }
+}
+
+#[inline(always)]
+fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
+    let (a, b) = (a.as_words(), b.as_words());
+    let mut differ = 0;
+    for i in 0..12 {
+        differ |= a[i] ^ b[i];
+    }
+    differ == 0
 }
 
 #[inline(always)]

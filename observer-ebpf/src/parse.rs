@@ -24,10 +24,9 @@ const MAX_IPV6_EXTENSIONS: usize = 6;
 /// Bytes pulled into the linear area when the headers are not all there.
 const HEADER_WINDOW: usize = 256;
 
-/// A packet that belongs to a flow.
+/// What a packet that belongs to a flow adds to its counters (its key is written in place).
+#[derive(Default)]
 pub struct ParsedPacket {
-    /// The key without `ifindex` and `direction` (the caller fills those in).
-    pub key: FlowKey,
     /// TCP flags of this segment, else 0.
     pub tcp_flags: u16,
     /// `stats_flags` bits this packet sets.
@@ -36,7 +35,7 @@ pub struct ParsedPacket {
 
 /// Outcome of a successful parse.
 pub enum Parsed {
-    /// An IPv4/IPv6 packet.
+    /// An IPv4/IPv6 packet; the key is filled in, except `ifindex` and `direction`.
     Flow(ParsedPacket),
     /// Not IP (ARP, LLDP, ...).
     NonIp,
@@ -68,18 +67,11 @@ impl<const N: usize> core::ops::Index<usize> for Header<N> {
 }
 
 impl<const N: usize> Header<N> {
-    /// 16 bytes starting at `i` (an IPv6 address).
+    /// The 4 bytes at `i` as a word in memory order (part of an address). Assembled from
+    /// bytes: an unaligned word load or a `[u8; 16]` copy becomes a `memmove` call on BPF.
     #[inline(always)]
-    fn addr16(&self, i: usize) -> [u8; 16] {
-        // SAFETY: as for indexing; i + 16 <= N at every call site.
-        unsafe { core::ptr::read_unaligned(self.0.add(i) as *const [u8; 16]) }
-    }
-
-    /// 4 bytes starting at `i` (an IPv4 address).
-    #[inline(always)]
-    fn addr4(&self, i: usize) -> [u8; 4] {
-        // SAFETY: as for indexing; i + 4 <= N at every call site.
-        unsafe { core::ptr::read_unaligned(self.0.add(i) as *const [u8; 4]) }
+    fn word(&self, i: usize) -> u32 {
+        u32::from_ne_bytes([self[i], self[i + 1], self[i + 2], self[i + 3]])
     }
 }
 
@@ -88,22 +80,13 @@ fn be16(hi: u8, lo: u8) -> u16 {
     ((hi as u16) << 8) | lo as u16
 }
 
-/// Parses one frame. Errors name the counter to bump.
+/// Parses one frame into `key` (all zero on entry). Errors name the counter to bump.
+///
+/// The key is written in place rather than returned: built as a value, LLVM splits it into
+/// dozens of byte-sized variables and spills and re-zeroes them on every path.
 #[inline(always)]
-pub fn parse(ctx: &TcContext) -> Result<Parsed, Counter> {
-    // Headers of GSO or paged skbs may sit outside the linear area: pull them in once.
-    let linear = ctx.data_end() - ctx.data();
-    let len = ctx.len() as usize;
-    if linear < HEADER_WINDOW && len > linear {
-        let want = if len < HEADER_WINDOW {
-            len
-        } else {
-            HEADER_WINDOW
-        };
-        if ctx.pull_data(want as u32).is_err() {
-            return Err(Counter::ErrPullData);
-        }
-    }
+pub fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, Counter> {
+    pull_headers_if_paged(ctx)?;
 
     let eth = bytes::<ETH_HEADER>(ctx, 0).ok_or(Counter::ErrEthernetTruncated)?;
     let mut ethertype = be16(eth[12], eth[13]);
@@ -114,14 +97,72 @@ pub fn parse(ctx: &TcContext) -> Result<Parsed, Counter> {
         l3 = ETH_HEADER + 4;
     }
     match ethertype {
-        ETH_P_IPV4 => ipv4(ctx, l3).map(Parsed::Flow),
-        ETH_P_IPV6 => ipv6(ctx, l3).map(Parsed::Flow),
+        ETH_P_IPV4 => ipv4(ctx, l3, key).map(Parsed::Flow),
+        ETH_P_IPV6 => ipv6(ctx, l3, key).map(Parsed::Flow),
         _ => Ok(Parsed::NonIp),
     }
 }
 
+/// Makes the headers readable when they are not all in the skb's linear area (GSO or paged
+/// skbs), by pulling the first `HEADER_WINDOW` bytes in.
+///
+/// Pulling is expensive and must stay the exception: every TCP segment the local stack sends
+/// is a clone, and `bpf_skb_pull_data` unclones it (a new head, a copy) even when nothing
+/// needs moving. A TCP sender's super-packets carry all their headers in the linear area but
+/// their payload in pages, so "linear < len" alone would pull every one of them.
 #[inline(always)]
-fn ipv4(ctx: &TcContext, l3: usize) -> Result<ParsedPacket, Counter> {
+fn pull_headers_if_paged(ctx: &TcContext) -> Result<(), Counter> {
+    let linear = ctx.data_end() - ctx.data();
+    let len = ctx.len() as usize;
+    if linear >= HEADER_WINDOW || len <= linear {
+        return Ok(());
+    }
+    if headers_end(ctx).is_some_and(|end| end <= linear) {
+        return Ok(());
+    }
+    let want = if len < HEADER_WINDOW {
+        len
+    } else {
+        HEADER_WINDOW
+    };
+    ctx.pull_data(want as u32).map_err(|_| Counter::ErrPullData)
+}
+
+/// Where the headers `parse` reads end, for the common shapes (untagged IPv4, or IPv6 without
+/// extension headers); `None` when that is not known from the linear area alone, which makes
+/// the caller pull.
+#[inline(always)]
+fn headers_end(ctx: &TcContext) -> Option<usize> {
+    let eth = bytes::<ETH_HEADER>(ctx, 0)?;
+    match be16(eth[12], eth[13]) {
+        ETH_P_IPV4 => {
+            let h = bytes::<20>(ctx, ETH_HEADER)?;
+            let l4 = ETH_HEADER + ((h[0] & 0x0f) as usize) * 4;
+            Some(l4 + transport_header_len(h[9])?)
+        }
+        ETH_P_IPV6 => {
+            let h = bytes::<40>(ctx, ETH_HEADER)?;
+            Some(ETH_HEADER + 40 + transport_header_len(h[6])?)
+        }
+        ETH_P_8021Q | ETH_P_8021AD => None,
+        _ => Some(ETH_HEADER),
+    }
+}
+
+/// Bytes of the transport header `transport` reads; `None` for IPv6 extension headers.
+#[inline(always)]
+fn transport_header_len(protocol: u8) -> Option<usize> {
+    match protocol {
+        ip_proto::TCP => Some(20),
+        ip_proto::SCTP => Some(12),
+        ip_proto::UDP | ip_proto::ICMP | ip_proto::ICMPV6 => Some(8),
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_AUTH | IPV6_DEST_OPTS => None,
+        _ => Some(0),
+    }
+}
+
+#[inline(always)]
+fn ipv4(ctx: &TcContext, l3: usize, key: &mut FlowKey) -> Result<ParsedPacket, Counter> {
     let h = bytes::<20>(ctx, l3).ok_or(Counter::ErrIpv4Truncated)?;
     if h[0] >> 4 != 4 {
         return Err(Counter::ErrIpv4BadHeader);
@@ -134,34 +175,31 @@ fn ipv4(ctx: &TcContext, l3: usize) -> Result<ParsedPacket, Counter> {
     if header_len > 20 && bytes::<1>(ctx, l3 + header_len - 1).is_none() {
         return Err(Counter::ErrIpv4Truncated);
     }
-    let mut key = FlowKey {
-        family: family::IPV4,
-        protocol: h[9],
-        ..FlowKey::default()
-    };
-    let (src, dst) = (h.addr4(12), h.addr4(16));
-    key.src_addr[..4].copy_from_slice(&src);
-    key.dst_addr[..4].copy_from_slice(&dst);
+    key.family = family::IPV4;
+    key.protocol = h[9];
+    let words = key.as_words_mut();
+    words[0] = h.word(12);
+    words[4] = h.word(16);
     let fragment_offset = be16(h[6], h[7]) & 0x1fff;
     if fragment_offset != 0 {
         key.flags = key_flags::NON_FIRST_FRAGMENT;
-        return Ok(no_transport(key));
+        return Ok(ParsedPacket::default());
     }
     transport(ctx, l3 + header_len, key)
 }
 
 #[inline(always)]
-fn ipv6(ctx: &TcContext, l3: usize) -> Result<ParsedPacket, Counter> {
+fn ipv6(ctx: &TcContext, l3: usize, key: &mut FlowKey) -> Result<ParsedPacket, Counter> {
     let h = bytes::<40>(ctx, l3).ok_or(Counter::ErrIpv6Truncated)?;
     if h[0] >> 4 != 6 {
         return Err(Counter::ErrIpv6Truncated);
     }
-    let mut key = FlowKey {
-        family: family::IPV6,
-        ..FlowKey::default()
-    };
-    key.src_addr = h.addr16(8);
-    key.dst_addr = h.addr16(24);
+    key.family = family::IPV6;
+    let words = key.as_words_mut();
+    for i in 0..4 {
+        words[i] = h.word(8 + 4 * i);
+        words[4 + i] = h.word(24 + 4 * i);
+    }
 
     let mut next = h[6];
     let mut offset = l3 + 40;
@@ -185,7 +223,7 @@ fn ipv6(ctx: &TcContext, l3: usize) -> Result<ParsedPacket, Counter> {
                 if be16(e[2], e[3]) >> 3 != 0 {
                     key.protocol = next;
                     key.flags = key_flags::NON_FIRST_FRAGMENT;
-                    return Ok(no_transport(key));
+                    return Ok(ParsedPacket::default());
                 }
             }
             _ => {
@@ -206,16 +244,7 @@ fn ipv6(ctx: &TcContext, l3: usize) -> Result<ParsedPacket, Counter> {
 }
 
 #[inline(always)]
-fn no_transport(key: FlowKey) -> ParsedPacket {
-    ParsedPacket {
-        key,
-        tcp_flags: 0,
-        stats_flags: 0,
-    }
-}
-
-#[inline(always)]
-fn transport(ctx: &TcContext, l4: usize, mut key: FlowKey) -> Result<ParsedPacket, Counter> {
+fn transport(ctx: &TcContext, l4: usize, key: &mut FlowKey) -> Result<ParsedPacket, Counter> {
     let mut flags = 0u16;
     let mut stats = 0u16;
     match key.protocol {
@@ -257,7 +286,6 @@ fn transport(ctx: &TcContext, l4: usize, mut key: FlowKey) -> Result<ParsedPacke
         _ => {}
     }
     Ok(ParsedPacket {
-        key,
         tcp_flags: flags,
         stats_flags: stats,
     })

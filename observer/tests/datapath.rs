@@ -331,10 +331,18 @@ fn full_flow_map_overflows_through_the_ring_buffer_without_losing_flows() -> Res
     let dir = scratch_dir("mapfull");
     let mut lab = Lab::new()?;
     let a = lab.add_pod("a")?;
+    // A 16-slot cache: flows take all three paths (cache slot, hash map, overflow event).
     let mut observer = Observer::start(
         &lab,
         &dir,
-        &["--interfaces", "veth*", "--flow-map-entries", "64"],
+        &[
+            "--interfaces",
+            "veth*",
+            "--flow-map-entries",
+            "64",
+            "--flow-cache-slots",
+            "16",
+        ],
     )?;
     observer.wait_attached(&["vetha"])?;
     let sport = udp_burst(&a, 1000, 2)?;
@@ -357,5 +365,78 @@ fn full_flow_map_overflows_through_the_ring_buffer_without_losing_flows() -> Res
     for r in ours {
         assert_eq!((r.fwd.packets, r.fwd.bytes), (2, 2 * 47), "{r:?}");
     }
+    Ok(())
+}
+
+/// UDP flows from pod `a` to the outside address, `packets` datagrams each, one source port
+/// per flow (so each is its own key); returns the source ports.
+fn udp_flows(from: &Pod, flows: usize, packets: usize) -> Result<Vec<u16>> {
+    let mut ports = Vec::new();
+    for _ in 0..flows {
+        let socket = in_netns(&from.netns, || UdpSocket::bind(("0.0.0.0", 0)))??;
+        for _ in 0..packets {
+            socket.send_to(b"cache", (OUTSIDE_IPV4, 7777))?;
+        }
+        ports.push(socket.local_addr()?.port());
+    }
+    Ok(ports)
+}
+
+#[test]
+fn cache_slots_released_after_expiry_keep_counts_exact_across_cache_and_map() -> Result<()> {
+    require_root();
+    let dir = scratch_dir("cache");
+    let mut lab = Lab::new()?;
+    let a = lab.add_pod("a")?;
+    // One slot per CPU: the first flow on a CPU takes it, the others collide into the hash
+    // map; after expiry the slot is released, and a later flow claims it again.
+    let mut observer = Observer::start(
+        &lab,
+        &dir,
+        &[
+            "--interfaces",
+            "veth*",
+            "--flow-cache-slots",
+            "1",
+            "--idle-timeout",
+            "1s",
+            "--poll-interval",
+            "200ms",
+        ],
+    )?;
+    observer.wait_attached(&["vetha"])?;
+    let first = udp_flows(&a, 4, 3)?;
+    // Long enough for every first-round flow to expire and be released.
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = udp_flows(&a, 4, 5)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = observer.stop()?;
+    for (ports, packets) in [(&first, 3u64), (&second, 5u64)] {
+        for port in ports {
+            let found: Vec<&FlowRecord> = out
+                .records
+                .iter()
+                .filter(|r| r.protocol == "UDP" && r.src.port == *port)
+                .collect();
+            assert_eq!(found.len(), 1, "flow from port {port}: {found:#?}");
+            assert_eq!(
+                (found[0].fwd.packets, found[0].fwd.bytes),
+                (packets, packets * 47),
+                "{:?}",
+                found[0]
+            );
+        }
+    }
+    let expired = out
+        .records
+        .iter()
+        .filter(|r| first.contains(&r.src.port) && r.state == FlowState::Expired)
+        .count();
+    assert_eq!(
+        expired,
+        first.len(),
+        "first-round flows expire: {:#?}",
+        out.records
+    );
     Ok(())
 }

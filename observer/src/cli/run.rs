@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use observer_common::{DEFAULT_FLOW_MAP_ENTRIES, DEFAULT_RING_BUFFER_BYTES};
+use observer_common::{
+    DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_MAP_ENTRIES, DEFAULT_RING_BUFFER_BYTES,
+};
 
 use super::parse_duration;
 use crate::cluster::kubernetes::KubernetesSourceConfig;
@@ -29,6 +31,10 @@ pub struct RunArgs {
     /// Capacity of the kernel flow map, in keys.
     #[arg(long, default_value_t = DEFAULT_FLOW_MAP_ENTRIES)]
     flow_map_entries: u32,
+    /// Slots per CPU of the kernel flow cache, the fast path in front of the flow map (a
+    /// power of two; 0: no cache). Each slot takes 96 bytes.
+    #[arg(long, default_value_t = DEFAULT_FLOW_CACHE_SLOTS)]
+    flow_cache_slots: u32,
     /// Size of the kernel event ring buffer in bytes (power of two, at least 4096).
     #[arg(long, default_value_t = DEFAULT_RING_BUFFER_BYTES)]
     ringbuf_bytes: u32,
@@ -74,6 +80,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         stats_file: args.stats_file,
         datapath: DatapathConfig {
             flow_map_entries: args.flow_map_entries,
+            flow_cache_slots: args.flow_cache_slots,
             ring_buffer_bytes: args.ringbuf_bytes,
         },
         table: TableConfig {

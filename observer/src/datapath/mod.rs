@@ -5,17 +5,21 @@
 mod attach;
 mod counters;
 mod events;
+mod flow_cache;
 mod flow_map;
 mod interfaces;
 mod links;
 
 use anyhow::{Context, Result};
 use aya::{Ebpf, EbpfLoader};
-use observer_common::{COUNTERS_MAP, FLOW_EVENTS_MAP, FLOWS_MAP};
+use observer_common::{
+    COUNTERS_MAP, FLOW_CACHE_MAP, FLOW_CACHE_SLOTS_GLOBAL, FLOW_EVENTS_MAP, FLOWS_MAP,
+};
 
 pub use attach::Attachments;
 pub use counters::{CounterReader, DatapathCounters};
 pub use events::{EventReader, EventReaderStats};
+use flow_cache::FlowCache;
 pub use flow_map::FlowMapReader;
 pub use interfaces::{DEFAULT_INTERFACE_PATTERN, InterfacePattern};
 pub use links::{LinkEvent, watch_links};
@@ -28,6 +32,8 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 pub struct DatapathConfig {
     /// Capacity of the flow map in keys.
     pub flow_map_entries: u32,
+    /// Flow cache slots per CPU: a power of two, or 0 for no cache.
+    pub flow_cache_slots: u32,
     /// Size of the event ring buffer in bytes (power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
 }
@@ -35,6 +41,9 @@ pub struct DatapathConfig {
 /// The loaded programs and the maps userspace reads.
 pub struct Datapath {
     ebpf: Ebpf,
+    /// Possible CPUs: the flow cache holds this many CPUs' slots.
+    cpus: u32,
+    flow_cache_slots: u32,
 }
 
 /// The maps, taken out of the loaded object so separate tasks can own them.
@@ -56,12 +65,29 @@ impl Datapath {
                 config.ring_buffer_bytes
             );
         }
+        let slots = config.flow_cache_slots;
+        if slots != 0 && !slots.is_power_of_two() {
+            anyhow::bail!("flow cache slots {slots} is neither 0 nor a power of two");
+        }
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(path, error)| anyhow::anyhow!("reading {path}: {error}"))?
+            as u32;
+        let cache_entries = cpus
+            .checked_mul(slots)
+            .context("flow cache slots times CPUs overflows")?;
         let ebpf = EbpfLoader::new()
+            .override_global(FLOW_CACHE_SLOTS_GLOBAL, &slots, true)
+            // An array cannot be empty: without a cache, one unused slot.
+            .map_max_entries(FLOW_CACHE_MAP, cache_entries.max(1))
             .map_max_entries(FLOWS_MAP, config.flow_map_entries)
             .map_max_entries(FLOW_EVENTS_MAP, config.ring_buffer_bytes)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object (are we root, with CAP_BPF and CAP_NET_ADMIN?)")?;
-        Ok(Self { ebpf })
+        Ok(Self {
+            ebpf,
+            cpus,
+            flow_cache_slots: slots,
+        })
     }
 
     /// Loads every program and returns the attachment manager plus the maps.
@@ -70,7 +96,12 @@ impl Datapath {
             ebpf.take_map(name)
                 .with_context(|| format!("map {name} missing from the eBPF object"))
         };
-        let flows = FlowMapReader::new(take(&mut self.ebpf, FLOWS_MAP)?)?;
+        let cache_map = take(&mut self.ebpf, FLOW_CACHE_MAP)?;
+        let cache = match self.flow_cache_slots {
+            0 => None,
+            slots => Some(FlowCache::new(cache_map, self.cpus, slots)?),
+        };
+        let flows = FlowMapReader::new(take(&mut self.ebpf, FLOWS_MAP)?, cache)?;
         let events = EventReader::new(take(&mut self.ebpf, FLOW_EVENTS_MAP)?)?;
         let counters = CounterReader::new(take(&mut self.ebpf, COUNTERS_MAP)?)?;
         let attachments = Attachments::new(self.ebpf, with_empty_program)?;

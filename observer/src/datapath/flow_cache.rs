@@ -1,0 +1,116 @@
+//! The kernel's flow cache, read through a shared memory mapping.
+//!
+//! The cache is a `BPF_F_MMAPABLE` array of [`CachedFlow`] slots, the same number per CPU.
+//! Only the kernel program of a slot's CPU writes the slot; userspace reads every slot
+//! without system calls and writes one field, `state`, from ACTIVE to RELEASED once the
+//! slot's flow has been written, which lets the kernel reuse the slot.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use anyhow::{Context, Result, bail};
+use aya::maps::Map;
+use observer_common::{CachedFlow, FlowKey, FlowStats, flow_cache_index, slot_state};
+
+/// The mapped cache of every CPU.
+pub struct FlowCache {
+    /// Keeps the map (and so the mapping's backing memory) alive.
+    _map: Map,
+    slots: *mut CachedFlow,
+    mapped_bytes: usize,
+    cpus: u32,
+    slots_per_cpu: u32,
+}
+
+// SAFETY: the mapping is owned by this value and only read/written through `&self` with
+// volatile accesses; moving it to another thread (the map poller) is sound.
+unsafe impl Send for FlowCache {}
+
+impl FlowCache {
+    /// Maps `cpus * slots_per_cpu` slots of the cache map into memory.
+    pub(super) fn new(map: Map, cpus: u32, slots_per_cpu: u32) -> Result<Self> {
+        let Map::Array(data) = &map else {
+            bail!("the flow cache map is not an array");
+        };
+        let entries = cpus as usize * slots_per_cpu as usize;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let mapped_bytes = (entries * size_of::<CachedFlow>()).div_ceil(page) * page;
+        // SAFETY: mapping a BPF array fd shared, for as many bytes as its values occupy
+        // (rounded up to the page, as the kernel sizes mmap-able arrays).
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if address == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error())
+                .context("mapping the flow cache into memory");
+        }
+        Ok(Self {
+            _map: map,
+            slots: address.cast(),
+            mapped_bytes,
+            cpus,
+            slots_per_cpu,
+        })
+    }
+
+    fn slot(&self, index: u32) -> Option<*mut CachedFlow> {
+        (index < self.cpus * self.slots_per_cpu)
+            // SAFETY: in bounds of the mapping, which holds `cpus * slots_per_cpu` slots.
+            .then(|| unsafe { self.slots.add(index as usize) })
+    }
+
+    /// Calls `each` with every active slot's key and counters.
+    pub fn for_each_active(&self, mut each: impl FnMut(FlowKey, FlowStats)) {
+        for index in 0..self.cpus * self.slots_per_cpu {
+            let Some(slot) = self.slot(index) else { break };
+            // SAFETY: a slot inside the mapping; the kernel writes it concurrently, hence
+            // volatile reads. It sets `state` last when it claims a slot, so a slot seen
+            // ACTIVE has its key in place; counters may be mid-update and are re-read on
+            // the next poll.
+            unsafe {
+                if std::ptr::read_volatile(&raw const (*slot).state) != slot_state::ACTIVE {
+                    continue;
+                }
+                std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+                let key = std::ptr::read_volatile(&raw const (*slot).key);
+                let stats = std::ptr::read_volatile(&raw const (*slot).stats);
+                each(key, stats);
+            }
+        }
+    }
+
+    /// Lets the kernel reuse the slots that hold `key` (on every CPU). Packets counted
+    /// between the last read and this call are dropped with the slot, as for a deleted
+    /// hash map key.
+    pub fn release(&self, key: &FlowKey) {
+        for cpu in 0..self.cpus {
+            let Some(slot) = self.slot(flow_cache_index(key, cpu, self.slots_per_cpu)) else {
+                continue;
+            };
+            // SAFETY: a slot inside the mapping. Only userspace leaves ACTIVE, and the
+            // kernel only changes the key of a slot that is not ACTIVE, so the key checked
+            // here is still the slot's when `state` is written.
+            unsafe {
+                if std::ptr::read_volatile(&raw const (*slot).state) == slot_state::ACTIVE
+                    && std::ptr::read_volatile(&raw const (*slot).key) == *key
+                {
+                    std::ptr::write_volatile(&raw mut (*slot).state, slot_state::RELEASED);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FlowCache {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped.
+        unsafe { libc::munmap(self.slots.cast(), self.mapped_bytes) };
+    }
+}

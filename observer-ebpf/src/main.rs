@@ -244,9 +244,9 @@ unsafe fn write_words(key: *mut FlowKey, words: &[u64; 6]) {
 
 #[inline(always)]
 fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
-    let (a, b) = (a.as_words(), b.as_words());
+    let (a, b) = (a.as_u64_words(), b.as_u64_words());
     let mut differ = 0;
-    for i in 0..12 {
+    for i in 0..6 {
         differ |= a[i] ^ b[i];
     }
     differ == 0

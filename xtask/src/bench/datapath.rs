@@ -24,7 +24,8 @@ pub struct Options {
     /// Seconds of each iperf3 run.
     #[arg(long, default_value_t = 5)]
     seconds: u32,
-    /// Alternating rounds of throughput without / with the observer.
+    /// Rounds of each measure: cost streams, and alternating throughput runs without / with
+    /// the observer. Medians are reported.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
     /// New UDP flows per second in the storm.
@@ -65,7 +66,7 @@ pub fn run(options: &Options) -> Result<()> {
     let wanted = |part: Part| options.only.is_empty() || options.only.contains(&part);
 
     if wanted(Part::Cost) {
-        cost(&lab, &binary, &dir, &a, server_ip, options.seconds)?;
+        cost(&lab, &binary, &dir, &a, server_ip, options)?;
     }
     if wanted(Part::Throughput) {
         throughput(&lab, &binary, &dir, &a, server_ip, options)?;
@@ -86,40 +87,85 @@ fn cost(
     dir: &std::path::Path,
     a: &Pod,
     server_ip: IpAddr,
-    seconds: u32,
+    options: &Options,
 ) -> Result<()> {
-    println!("## per-packet cost (kernel BPF stats, {seconds} s iperf3 TCP stream)");
+    println!(
+        "## per-packet cost (kernel BPF stats, {} rounds of a {} s iperf3 TCP stream)",
+        options.rounds, options.seconds
+    );
     let mut observer = ObserverProcess::start(lab, binary, dir, &["--attach-empty-program"])?;
     observer.wait_attached(&HOOKS)?;
-    let costs = {
+    let mut above = Vec::new();
+    let mut totals: Vec<(String, Cost)> = Vec::new();
+    {
         let _stats = BpfStats::enable()?;
-        iperf(a, server_ip, seconds)?;
-        program_costs()?
-    };
+        for round in 1..=options.rounds.max(1) {
+            let before = program_costs()?;
+            iperf(a, server_ip, options.seconds)?;
+            let costs = minus(&program_costs()?, &before);
+            let cost_of = |names: &[&str]| {
+                costs
+                    .iter()
+                    .filter(|(n, _)| names.contains(&n.as_str()))
+                    .fold(Cost::default(), |acc, (_, c)| acc.plus(c))
+            };
+            let flow = cost_of(&["flow_ingress", "flow_egress"]);
+            let empty = cost_of(&["empty_tc"]);
+            if empty.runs == 0 {
+                bail!("the empty classifier did not run");
+            }
+            println!(
+                "  round {round}: ingress {:.1}, egress {:.1}, flow programs {:.1}, empty {:.1} ns/run: {:.1} ns above the floor",
+                cost_of(&["flow_ingress"]).mean_ns(),
+                cost_of(&["flow_egress"]).mean_ns(),
+                flow.mean_ns(),
+                empty.mean_ns(),
+                flow.mean_ns() - empty.mean_ns()
+            );
+            above.push(flow.mean_ns() - empty.mean_ns());
+            totals = costs
+                .iter()
+                .map(|(n, c)| {
+                    let previous = totals.iter().find(|(m, _)| m == n).map(|(_, c)| *c);
+                    (n.clone(), previous.unwrap_or_default().plus(c))
+                })
+                .collect();
+        }
+    }
     observer.stop()?;
-    for (name, cost) in &costs {
+    for (name, cost) in &totals {
         println!(
-            "  {name:<14} {:>10} runs  {:>8.1} ns/run",
+            "  {name:<14} {:>10} runs  {:>8.1} ns/run (all rounds)",
             cost.runs,
             cost.mean_ns()
         );
     }
-    let flow = costs
-        .iter()
-        .filter(|(n, _)| n == "flow_ingress" || n == "flow_egress")
-        .fold(Cost::default(), |acc, (_, c)| acc.plus(c));
-    let empty = costs
-        .iter()
-        .find(|(n, _)| n == "empty_tc")
-        .map(|(_, c)| *c)
-        .context("the empty classifier did not run")?;
     println!(
-        "  flow programs {:.1} ns/run, empty classifier {:.1} ns/run: {:.1} ns above the floor",
-        flow.mean_ns(),
-        empty.mean_ns(),
-        flow.mean_ns() - empty.mean_ns()
+        "  median cost above the floor: {:.1} ns/run",
+        median(&mut above)
     );
     Ok(())
+}
+
+/// Per-program differences of two `program_costs` readings.
+fn minus(after: &[(String, Cost)], before: &[(String, Cost)]) -> Vec<(String, Cost)> {
+    after
+        .iter()
+        .map(|(name, a)| {
+            let b = before
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, c)| *c)
+                .unwrap_or_default();
+            (
+                name.clone(),
+                Cost {
+                    runs: a.runs.saturating_sub(b.runs),
+                    ns: a.ns.saturating_sub(b.ns),
+                },
+            )
+        })
+        .collect()
 }
 
 fn throughput(

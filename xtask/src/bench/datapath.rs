@@ -26,7 +26,7 @@ pub struct Options {
     seconds: u32,
     /// Rounds of each measure: cost streams, and alternating throughput runs without / with
     /// the observer. Medians are reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: u32,
     /// New UDP flows per second in the storm.
     #[arg(long, default_value_t = 50_000)]
@@ -180,7 +180,7 @@ fn throughput(
         "\n## iperf3 TCP throughput, {} alternating rounds of {} s",
         options.rounds, options.seconds
     );
-    let (mut without, mut with) = (Vec::new(), Vec::new());
+    let (mut without, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=options.rounds {
         let base = iperf(a, server_ip, options.seconds)?;
         let mut observer = ObserverProcess::start(lab, binary, dir, &[])?;
@@ -195,13 +195,17 @@ fn throughput(
         );
         without.push(base);
         with.push(observed);
+        ratios.push(observed / base);
     }
     let (m_without, m_with) = (median(&mut without), median(&mut with));
+    // This machine's throughput drifts by ±10 % over tens of seconds; a round's two runs
+    // are adjacent in time, so the median of per-round ratios cancels most of the drift.
     println!(
-        "  median: without {:.2} Gbit/s, with {:.2} Gbit/s, ratio {:.3}",
+        "  medians: without {:.2} Gbit/s, with {:.2} Gbit/s (ratio of medians {:.3}); median of the rounds' ratios {:.3}",
         m_without / 1e9,
         m_with / 1e9,
-        m_with / m_without
+        m_with / m_without,
+        median(&mut ratios)
     );
     Ok(())
 }

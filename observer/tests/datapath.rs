@@ -195,6 +195,14 @@ fn crafted_sctp_fragments_and_malformed_frames_are_counted_never_misattributed()
     for (counter, value) in expect {
         assert_eq!(out.counter(counter), value, "{counter}: {}", out.stats);
     }
+    // Every crafted frame ran the ingress program of vetha (plus whatever else the pod
+    // sent, such as IPv6 neighbour discovery).
+    let seen = out.counter("packets_seen");
+    assert!(
+        seen >= (valid.len() + malformed.len()) as u64,
+        "packets_seen {seen}: {}",
+        out.stats
+    );
     for r in &out.records {
         for ip in [r.src.ip, r.dst.ip] {
             assert!(

@@ -1,8 +1,6 @@
 //! TC classifiers that count pod traffic per flow.
 //!
-//! Per packet: parse the headers (`parse.rs`), then ONE lookup/update: of the key's slot in
-//! the per-CPU flow cache (an array lookup the verifier inlines), or, when another flow
-//! holds that slot, of the per-CPU flow hash map.
+//! Per packet: parse the headers (`parse.rs`), then ONE lookup/update of the per-CPU flow map.
 //! The ring buffer is written only on flow events (first packet of a key on a CPU, TCP
 //! FIN/RST) and when the map is full (the packet travels as an overflow event instead).
 //! Failures of every kind are counted in a per-CPU array; nothing is lost silently.
@@ -125,70 +123,57 @@ fn account(ctx: &TcContext, dir: u8, key: &mut FlowKey, packet: ParsedPacket) {
         pad: [0; 4],
     };
 
-    if !count_in_cache(key, &mut this) {
-        count_in_map(key, this);
-    }
-}
-
-/// Counts the packet in the key's flow cache slot on this CPU, claiming the slot when it is
-/// free. False when there is no cache or another flow holds the slot.
-#[inline(always)]
-fn count_in_cache(key: &FlowKey, this: &mut FlowStats) -> bool {
     let slots = FLOW_CACHE_SLOTS.load();
-    if slots == 0 {
-        return false;
-    }
     // SAFETY: helper without preconditions.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(slot) = FLOW_CACHE.get_ptr_mut(flow_cache_index(key, cpu, slots)) else {
-        return false;
+    let cached = if slots == 0 {
+        None
+    } else {
+        FLOW_CACHE.get_ptr_mut(flow_cache_index(key, cpu, slots))
     };
-    // SAFETY: this CPU's slot; only this CPU's programs write it (userspace only flips
-    // `state` from ACTIVE to RELEASED).
-    let slot = unsafe { &mut *slot };
-    // SAFETY: a valid, aligned field; userspace may write it concurrently.
-    let state = unsafe { core::ptr::read_volatile(&slot.state) };
-    if state != slot_state::ACTIVE {
-        // Empty, or released by userspace: the flow starts over here.
-        // SAFETY: helper without preconditions.
-        let now = unsafe { bpf_ktime_get_ns() };
-        this.first_seen_ns = now;
-        this.last_seen_ns = now;
-        // SAFETY: a valid, aligned key.
-        unsafe { write_words(&mut slot.key, key.as_u64_words()) };
-        // Userspace reads `key` and `stats` once it sees ACTIVE: volatile stores stay in
-        // program order, and x86 makes them visible in that order.
-        // SAFETY: a valid, aligned field.
-        unsafe { core::ptr::write_volatile(&mut slot.stats, *this) };
-        // SAFETY: a valid, aligned field.
-        unsafe { core::ptr::write_volatile(&mut slot.state, slot_state::ACTIVE) };
-        if !emit(event_kind::NEW_FLOW, key, this) {
-            bump(Counter::RingBufNewFlowFailed);
+    if let Some(slot) = cached {
+        // SAFETY: this CPU's slot; only this CPU's programs write it (userspace only flips
+        // `state` from ACTIVE to RELEASED).
+        let slot = unsafe { &mut *slot };
+        // SAFETY: a valid, aligned field; userspace may write it concurrently.
+        let state = unsafe { core::ptr::read_volatile(&slot.state) };
+        if state != slot_state::ACTIVE {
+            // Empty, or released by userspace: the flow starts over here.
+            // SAFETY: helper without preconditions.
+            let now = unsafe { bpf_ktime_get_ns() };
+            this.first_seen_ns = now;
+            this.last_seen_ns = now;
+            // SAFETY: a valid, aligned key.
+            unsafe { write_words(&mut slot.key, key.as_u64_words()) };
+            // Userspace reads `key` and `stats` once it sees ACTIVE: volatile stores stay in
+            // program order, and x86 makes them visible in that order.
+            // SAFETY: a valid, aligned field.
+            unsafe { core::ptr::write_volatile(&mut slot.stats, this) };
+            // SAFETY: a valid, aligned field.
+            unsafe { core::ptr::write_volatile(&mut slot.state, slot_state::ACTIVE) };
+            if !emit(event_kind::NEW_FLOW, key, &this) {
+                bump(Counter::RingBufNewFlowFailed);
+            }
+            report_end(key, &this);
+            return;
         }
-        report_end(key, this);
-        return true;
+        if same_key(&slot.key, key) {
+            // SAFETY: helper without preconditions.
+            this.last_seen_ns = unsafe { bpf_ktime_get_coarse_ns() };
+            add(&mut slot.stats, &this);
+            report_end(key, &this);
+            return;
+        }
+        // Another flow holds the slot: count this one in the hash map.
     }
-    if !same_key(&slot.key, key) {
-        return false;
-    }
-    // A flow this CPU already counts: its first_seen is set, and last_seen only needs the
-    // tick's resolution, which the coarse clock gives without reading the TSC.
-    // SAFETY: helper without preconditions.
-    this.last_seen_ns = unsafe { bpf_ktime_get_coarse_ns() };
-    add(&mut slot.stats, this);
-    report_end(key, this);
-    true
-}
 
-/// Counts the packet in the per-CPU flow hash map; when the map is full, hands it to
-/// userspace as an overflow event.
-#[inline(always)]
-fn count_in_map(key: &FlowKey, mut this: FlowStats) {
     let new_on_cpu;
     match FLOWS.get_ptr_mut(key) {
         // SAFETY: per-CPU value of an entry that exists; only this CPU writes it.
         Some(stats) if unsafe { (*stats).packets } != 0 => {
-            // A flow this CPU already counts: see `count_in_cache` for the clocks.
+            // The common case: a flow this CPU already counts. Its first_seen is set, and
+            // last_seen only needs the tick's resolution, which the coarse clock gives
+            // without reading the TSC (a third of this program's cost when it did).
             // SAFETY: helper without preconditions.
             let now = unsafe { bpf_ktime_get_coarse_ns() };
             this.last_seen_ns = now;

@@ -157,9 +157,11 @@ pub struct FlowStats {
     /// Bytes: the skb length seen at the hook (L2 header included; for GSO, the whole
     /// super-packet's length, i.e. the segments' payload and one set of headers).
     pub bytes: u64,
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the first packet on this CPU.
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the first packet counted here (this CPU's value
+    /// of a map entry, or a cache slot since it was claimed).
     pub first_seen_ns: u64,
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the latest packet on this CPU.
+    /// CLOCK_MONOTONIC of the latest packet counted here: `bpf_ktime_get_coarse_ns` (the
+    /// last tick, up to one tick early) after the first packet.
     pub last_seen_ns: u64,
     /// Union of the TCP flags seen (see [`tcp_flags`]).
     pub tcp_flags: u16,
@@ -217,7 +219,8 @@ pub fn flow_cache_index(key: &FlowKey, cpu: u32, slots: u32) -> u32 {
 /// What a [`FlowEvent`] reports.
 pub mod event_kind {
     /// The first packet of a key on a CPU (the map entry was created or its per-CPU slot was
-    /// empty). `stats` holds that packet.
+    /// empty, or the key claimed a free flow cache slot; a key counted in the map can so get
+    /// a second one, which userspace ignores). `stats` holds that packet.
     pub const NEW_FLOW: u8 = 1;
     /// A TCP segment with FIN or RST. `stats` holds that packet.
     pub const END: u8 = 2;

@@ -39,7 +39,8 @@ static FLOW_CACHE: Array<CachedFlow> =
 #[unsafe(no_mangle)]
 static FLOW_CACHE_SLOTS: Global<u32> = Global::new(DEFAULT_FLOW_CACHE_SLOTS);
 
-/// Flow counters for keys whose cache slot is taken, one value per CPU so the per-packet update needs no atomics.
+/// Flow counters for keys the flow cache does not hold (its slot is taken, or there is no
+/// cache), one value per CPU so the per-packet update needs no atomics.
 /// Userspace resizes it at load time (`--flow-map-entries`).
 #[map]
 static FLOWS: PerCpuHashMap<FlowKey, FlowStats> =
@@ -173,7 +174,7 @@ fn account(ctx: &TcContext, dir: u8, key: &mut FlowKey, packet: ParsedPacket) {
         Some(stats) if unsafe { (*stats).packets } != 0 => {
             // The common case: a flow this CPU already counts. Its first_seen is set, and
             // last_seen only needs the tick's resolution, which the coarse clock gives
-            // without reading the TSC (a third of this program's cost when it did).
+            // without reading the TSC.
             // SAFETY: helper without preconditions.
             let now = unsafe { bpf_ktime_get_coarse_ns() };
             this.last_seen_ns = now;

@@ -71,14 +71,16 @@ impl FlowCache {
         for index in 0..self.cpus * self.slots_per_cpu {
             let Some(slot) = self.slot(index) else { break };
             // SAFETY: a slot inside the mapping; the kernel writes it concurrently, hence
-            // volatile reads. It sets `state` last when it claims a slot, so a slot seen
-            // ACTIVE has its key in place; counters may be mid-update and are re-read on
-            // the next poll.
+            // volatile reads. It sets `state` last when it claims a slot and x86 keeps
+            // stores in order, so a slot seen ACTIVE has its key in place (the cache is off
+            // elsewhere: see `Datapath::load`); counters may be mid-update and are re-read
+            // on the next poll.
             unsafe {
                 if std::ptr::read_volatile(&raw const (*slot).state) != slot_state::ACTIVE {
                     continue;
                 }
-                std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+                // Keeps the compiler from reading key and stats before state.
+                std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::Acquire);
                 let key = std::ptr::read_volatile(&raw const (*slot).key);
                 let stats = std::ptr::read_volatile(&raw const (*slot).stats);
                 each(key, stats);

@@ -65,9 +65,16 @@ impl Datapath {
                 config.ring_buffer_bytes
             );
         }
-        let slots = config.flow_cache_slots;
+        let mut slots = config.flow_cache_slots;
         if slots != 0 && !slots.is_power_of_two() {
             anyhow::bail!("flow cache slots {slots} is neither 0 nor a power of two");
+        }
+        // A claimed slot is published by store order (key and counters, then state), which
+        // only x86 guarantees without barriers the kernel program cannot emit; elsewhere a
+        // reader could pair a fresh state with a stale key. Count in the hash map there.
+        if slots != 0 && !cfg!(target_arch = "x86_64") {
+            tracing::warn!("the flow cache needs x86-64 store ordering; running without it");
+            slots = 0;
         }
         let cpus = aya::util::nr_cpus()
             .map_err(|(path, error)| anyhow::anyhow!("reading {path}: {error}"))?

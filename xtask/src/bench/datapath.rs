@@ -65,11 +65,18 @@ pub fn run(options: &Options) -> Result<()> {
     let server_ip = IpAddr::V4(b.ipv4);
     let wanted = |part: Part| options.only.is_empty() || options.only.contains(&part);
 
+    let stream = Stream {
+        lab: &lab,
+        binary: &binary,
+        dir: &dir,
+        client: &a,
+        server_ip,
+    };
     if wanted(Part::Cost) {
-        cost(&lab, &binary, &dir, &a, server_ip, options)?;
+        cost(&stream, options)?;
     }
     if wanted(Part::Throughput) {
-        throughput(&lab, &binary, &dir, &a, server_ip, options)?;
+        throughput(&stream, options)?;
     }
     if wanted(Part::Storm) {
         println!(
@@ -81,27 +88,42 @@ pub fn run(options: &Options) -> Result<()> {
     Ok(())
 }
 
-fn cost(
-    lab: &Lab,
-    binary: &std::path::Path,
-    dir: &std::path::Path,
-    a: &Pod,
+/// The lab, observer binary and iperf3 pair the cost and throughput measures share.
+struct Stream<'a> {
+    lab: &'a Lab,
+    binary: &'a std::path::Path,
+    dir: &'a std::path::Path,
+    client: &'a Pod,
     server_ip: IpAddr,
-    options: &Options,
-) -> Result<()> {
+}
+
+impl Stream<'_> {
+    /// Starts the observer with `extra` arguments and waits until both hooks are attached.
+    fn observer(&self, extra: &[&str]) -> Result<ObserverProcess> {
+        let mut observer = ObserverProcess::start(self.lab, self.binary, self.dir, extra)?;
+        observer.wait_attached(&HOOKS)?;
+        Ok(observer)
+    }
+
+    /// One iperf3 run; received bits per second.
+    fn iperf(&self, seconds: u32) -> Result<f64> {
+        iperf(self.client, self.server_ip, seconds)
+    }
+}
+
+fn cost(stream: &Stream, options: &Options) -> Result<()> {
     println!(
         "## per-packet cost (kernel BPF stats, {} rounds of a {} s iperf3 TCP stream)",
         options.rounds, options.seconds
     );
-    let mut observer = ObserverProcess::start(lab, binary, dir, &["--attach-empty-program"])?;
-    observer.wait_attached(&HOOKS)?;
+    let observer = stream.observer(&["--attach-empty-program"])?;
     let mut above = Vec::new();
     let mut totals: Vec<(String, Cost)> = Vec::new();
     {
         let _stats = BpfStats::enable()?;
         for round in 1..=options.rounds.max(1) {
             let before = program_costs()?;
-            iperf(a, server_ip, options.seconds)?;
+            stream.iperf(options.seconds)?;
             let costs = minus(&program_costs()?, &before);
             let cost_of = |names: &[&str]| {
                 costs
@@ -168,24 +190,16 @@ fn minus(after: &[(String, Cost)], before: &[(String, Cost)]) -> Vec<(String, Co
         .collect()
 }
 
-fn throughput(
-    lab: &Lab,
-    binary: &std::path::Path,
-    dir: &std::path::Path,
-    a: &Pod,
-    server_ip: IpAddr,
-    options: &Options,
-) -> Result<()> {
+fn throughput(stream: &Stream, options: &Options) -> Result<()> {
     println!(
         "\n## iperf3 TCP throughput, {} alternating rounds of {} s",
         options.rounds, options.seconds
     );
     let (mut without, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=options.rounds {
-        let base = iperf(a, server_ip, options.seconds)?;
-        let mut observer = ObserverProcess::start(lab, binary, dir, &[])?;
-        observer.wait_attached(&HOOKS)?;
-        let observed = iperf(a, server_ip, options.seconds)?;
+        let base = stream.iperf(options.seconds)?;
+        let observer = stream.observer(&[])?;
+        let observed = stream.iperf(options.seconds)?;
         observer.stop()?;
         println!(
             "  round {round}: without {:.2} Gbit/s, with {:.2} Gbit/s, ratio {:.3}",

@@ -34,9 +34,12 @@ pub struct Options {
     /// Seconds of the storm.
     #[arg(long, default_value_t = 10)]
     storm_seconds: u32,
-    /// Run only these parts (default: all).
+    /// Run only these parts (default: all but `compare`).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
+    /// Another observer binary to compare the per-packet cost with (part `compare`).
+    #[arg(long)]
+    against: Option<std::path::PathBuf>,
 }
 
 /// The benchmark's parts.
@@ -48,6 +51,8 @@ pub enum Part {
     Throughput,
     /// New-flow storm.
     Storm,
+    /// Per-run cost of this build against `--against`, both attached at once.
+    Compare,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -63,7 +68,9 @@ pub fn run(options: &Options) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let _server = IperfServer::start(&b)?;
     let server_ip = IpAddr::V4(b.ipv4);
-    let wanted = |part: Part| options.only.is_empty() || options.only.contains(&part);
+    let wanted = |part: Part| {
+        options.only.contains(&part) || (options.only.is_empty() && part != Part::Compare)
+    };
 
     let stream = Stream {
         lab: &lab,
@@ -77,6 +84,13 @@ pub fn run(options: &Options) -> Result<()> {
     }
     if wanted(Part::Throughput) {
         throughput(&stream, options)?;
+    }
+    if wanted(Part::Compare) {
+        let other = options
+            .against
+            .as_deref()
+            .context("--only compare needs --against PATH (another observer binary)")?;
+        compare(&stream, other, options)?;
     }
     if wanted(Part::Storm) {
         println!(
@@ -307,26 +321,113 @@ impl Cost {
     }
 }
 
-/// run_cnt and run_time_ns of our programs, from `bpftool prog show -j`.
-fn program_costs() -> Result<Vec<(String, Cost)>> {
+/// run_cnt and run_time_ns of every loaded copy of our programs, by program id, from
+/// `bpftool prog show -j`.
+fn program_runs() -> Result<Vec<(u64, String, Cost)>> {
     let json = output("bpftool", &["prog", "show", "-j"]).context("bpftool prog show -j")?;
     let programs: Vec<serde_json::Value> = serde_json::from_str(&json)?;
+    Ok(programs
+        .iter()
+        .filter_map(|p| {
+            let name = p["name"].as_str()?;
+            ["flow_ingress", "flow_egress", "empty_tc"]
+                .contains(&name)
+                .then(|| {
+                    let cost = Cost {
+                        runs: p["run_cnt"].as_u64().unwrap_or(0),
+                        ns: p["run_time_ns"].as_u64().unwrap_or(0),
+                    };
+                    (p["id"].as_u64().unwrap_or(0), name.to_string(), cost)
+                })
+        })
+        .collect())
+}
+
+/// run_cnt and run_time_ns of our programs, summed by name.
+fn program_costs() -> Result<Vec<(String, Cost)>> {
     let mut costs: Vec<(String, Cost)> = Vec::new();
-    for p in programs {
-        let name = p["name"].as_str().unwrap_or_default();
-        if !["flow_ingress", "flow_egress", "empty_tc"].contains(&name) {
-            continue;
-        }
-        let cost = Cost {
-            runs: p["run_cnt"].as_u64().unwrap_or(0),
-            ns: p["run_time_ns"].as_u64().unwrap_or(0),
-        };
-        match costs.iter_mut().find(|(n, _)| n == name) {
+    for (_, name, cost) in program_runs()? {
+        match costs.iter_mut().find(|(n, _)| *n == name) {
             Some((_, c)) => *c = c.plus(&cost),
-            None => costs.push((name.to_string(), cost)),
+            None => costs.push((name, cost)),
         }
     }
     Ok(costs)
+}
+
+/// Per-run cost of two observer builds attached to the same hooks at once, so both see the
+/// same packets in the same machine state. The one attached second runs on warmer caches,
+/// so rounds alternate the order and the mean over rounds is reported for each.
+fn compare(stream: &Stream, other: &std::path::Path, options: &Options) -> Result<()> {
+    println!(
+        "\n## per-run cost, this build (A) vs {} (B), both attached, {} rounds of {} s",
+        other.display(),
+        options.rounds,
+        options.seconds
+    );
+    let flow_ids = || -> Result<Vec<u64>> {
+        Ok(program_runs()?
+            .into_iter()
+            .filter(|(_, name, _)| name != "empty_tc")
+            .map(|(id, _, _)| id)
+            .collect())
+    };
+    let (mut a_means, mut b_means) = (Vec::new(), Vec::new());
+    for round in 1..=options.rounds.max(1) {
+        let a_first = round % 2 == 1;
+        let order = if a_first {
+            [("A", stream.binary), ("B", other)]
+        } else {
+            [("B", other), ("A", stream.binary)]
+        };
+        let mut running = Vec::new();
+        for (label, binary) in order {
+            let before = flow_ids()?;
+            let dir = stream.dir.join(format!("compare-{label}"));
+            std::fs::create_dir_all(&dir)?;
+            let mut observer = ObserverProcess::start(stream.lab, binary, &dir, &[])?;
+            observer.wait_attached(&HOOKS)?;
+            let ids: Vec<u64> = flow_ids()?
+                .into_iter()
+                .filter(|id| !before.contains(id))
+                .collect();
+            running.push((label, observer, ids));
+        }
+        let _stats = BpfStats::enable()?;
+        let before = program_runs()?;
+        stream.iperf(options.seconds)?;
+        let after = program_runs()?;
+        let mut line = format!("  round {round} ({} first):", order[0].0);
+        for (label, observer, ids) in running {
+            let cost_of = |runs: &[(u64, String, Cost)]| {
+                runs.iter()
+                    .filter(|(id, _, _)| ids.contains(id))
+                    .fold(Cost::default(), |acc, (_, _, c)| acc.plus(c))
+            };
+            let (b, a) = (cost_of(&before), cost_of(&after));
+            let mean = Cost {
+                runs: a.runs.saturating_sub(b.runs),
+                ns: a.ns.saturating_sub(b.ns),
+            }
+            .mean_ns();
+            line.push_str(&format!(" {label} {mean:.1} ns/run"));
+            if label == "A" {
+                a_means.push(mean);
+            } else {
+                b_means.push(mean);
+            }
+            observer.stop()?;
+        }
+        println!("{line}");
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!(
+        "  mean over rounds: A {:.1} ns/run, B {:.1} ns/run, B - A {:+.1} ns/run",
+        mean(&a_means),
+        mean(&b_means),
+        mean(&b_means) - mean(&a_means)
+    );
+    Ok(())
 }
 
 fn median(values: &mut [f64]) -> f64 {

@@ -21,6 +21,11 @@ const IPV6_AUTH: u8 = 51;
 const IPV6_DEST_OPTS: u8 = 60;
 /// How many IPv6 extension headers the walk follows before giving up (verifier bound).
 const MAX_IPV6_EXTENSIONS: usize = 6;
+/// Bytes of each transport header `transport` reads (the fixed part only).
+const TCP_HEADER: usize = 20;
+const UDP_HEADER: usize = 8;
+const SCTP_HEADER: usize = 12;
+const ICMP_HEADER: usize = 8;
 /// Bytes pulled into the linear area when the headers are not all there.
 const HEADER_WINDOW: usize = 256;
 
@@ -153,9 +158,10 @@ fn headers_end(ctx: &TcContext) -> Option<usize> {
 #[inline(always)]
 fn transport_header_len(protocol: u8) -> Option<usize> {
     match protocol {
-        ip_proto::TCP => Some(20),
-        ip_proto::SCTP => Some(12),
-        ip_proto::UDP | ip_proto::ICMP | ip_proto::ICMPV6 => Some(8),
+        ip_proto::TCP => Some(TCP_HEADER),
+        ip_proto::SCTP => Some(SCTP_HEADER),
+        ip_proto::UDP => Some(UDP_HEADER),
+        ip_proto::ICMP | ip_proto::ICMPV6 => Some(ICMP_HEADER),
         IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_AUTH | IPV6_DEST_OPTS => None,
         _ => Some(0),
     }
@@ -249,7 +255,7 @@ fn transport(ctx: &TcContext, l4: usize, key: &mut FlowKey) -> Result<ParsedPack
     let mut stats = 0u16;
     match key.protocol {
         ip_proto::TCP => {
-            let t = bytes::<20>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
+            let t = bytes::<TCP_HEADER>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
             key.src_port = be16(t[0], t[1]);
             key.dst_port = be16(t[2], t[3]);
             flags = be16(t[12] & 0x01, t[13]);
@@ -258,17 +264,17 @@ fn transport(ctx: &TcContext, l4: usize, key: &mut FlowKey) -> Result<ParsedPack
             }
         }
         ip_proto::UDP => {
-            let u = bytes::<8>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
+            let u = bytes::<UDP_HEADER>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
             key.src_port = be16(u[0], u[1]);
             key.dst_port = be16(u[2], u[3]);
         }
         ip_proto::SCTP => {
-            let s = bytes::<12>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
+            let s = bytes::<SCTP_HEADER>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
             key.src_port = be16(s[0], s[1]);
             key.dst_port = be16(s[2], s[3]);
         }
         ip_proto::ICMP | ip_proto::ICMPV6 => {
-            let i = bytes::<8>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
+            let i = bytes::<ICMP_HEADER>(ctx, l4).ok_or(Counter::ErrTransportTruncated)?;
             key.icmp_type = i[0];
             key.icmp_code = i[1];
             // Echo request/reply: the identifier tells concurrent pings apart.

@@ -33,7 +33,8 @@ impl FlowMapReader {
         for item in self.map.iter() {
             match item {
                 Ok((key, values)) => {
-                    add(totals.entry(key).or_default(), &sum(values.iter()));
+                    let total = totals.entry(key).or_default();
+                    values.iter().for_each(|v| add(total, v));
                 }
                 Err(_) => errors += 1,
             }
@@ -56,21 +57,12 @@ impl FlowMapReader {
     }
 }
 
-/// Sums one key's per-CPU values: counts add up, first/last seen are the min/max over the
-/// CPUs that saw packets, flags are OR-ed.
+/// Adds one CPU's counters of a key (from the hash map or a cache slot) to its total:
+/// counts add up, first/last seen are the min/max over values with packets, flags are OR-ed.
 ///
-/// The kernel stamps a flow's first packet on a CPU with the precise clock and later ones with
+/// The kernel stamps a key's first packet on a CPU with the precise clock and later ones with
 /// the coarse (tick) clock, which lags by up to a tick: last seen is never reported before
 /// first seen.
-pub(crate) fn sum<'a>(values: impl Iterator<Item = &'a FlowStats>) -> FlowStats {
-    let mut total = FlowStats::default();
-    for v in values {
-        add(&mut total, v);
-    }
-    total
-}
-
-/// Adds one CPU's (or one store's) counters of a key to a total.
 fn add(total: &mut FlowStats, v: &FlowStats) {
     if v.packets == 0 {
         return;

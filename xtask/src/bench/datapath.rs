@@ -193,13 +193,7 @@ fn minus(after: &[(String, Cost)], before: &[(String, Cost)]) -> Vec<(String, Co
                 .find(|(n, _)| n == name)
                 .map(|(_, c)| *c)
                 .unwrap_or_default();
-            (
-                name.clone(),
-                Cost {
-                    runs: a.runs.saturating_sub(b.runs),
-                    ns: a.ns.saturating_sub(b.ns),
-                },
-            )
+            (name.clone(), a.since(&b))
         })
         .collect()
 }
@@ -313,6 +307,14 @@ impl Cost {
         }
     }
 
+    /// What ran between an `earlier` reading and this one.
+    fn since(self, earlier: &Cost) -> Cost {
+        Cost {
+            runs: self.runs.saturating_sub(earlier.runs),
+            ns: self.ns.saturating_sub(earlier.ns),
+        }
+    }
+
     fn plus(self, other: &Cost) -> Cost {
         Cost {
             runs: self.runs + other.runs,
@@ -404,12 +406,7 @@ fn compare(stream: &Stream, other: &std::path::Path, options: &Options) -> Resul
                     .filter(|(id, _, _)| ids.contains(id))
                     .fold(Cost::default(), |acc, (_, _, c)| acc.plus(c))
             };
-            let (b, a) = (cost_of(&before), cost_of(&after));
-            let mean = Cost {
-                runs: a.runs.saturating_sub(b.runs),
-                ns: a.ns.saturating_sub(b.ns),
-            }
-            .mean_ns();
+            let mean = cost_of(&after).since(&cost_of(&before)).mean_ns();
             line.push_str(&format!(" {label} {mean:.1} ns/run"));
             if label == "A" {
                 a_means.push(mean);

@@ -16,6 +16,13 @@ pub const FLOW_CACHE_SLOTS_GLOBAL: &str = "FLOW_CACHE_SLOTS";
 pub const FLOW_EVENTS_MAP: &str = "FLOW_EVENTS";
 /// Name of the per-CPU array of datapath counters, indexed by [`Counter`].
 pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Name of the array holding the [`TickClock`].
+pub const TICK_CLOCK_MAP: &str = "TICK_CLOCK";
+/// Name of the array `clock_probe` writes its [`ClockSample`] to.
+pub const CLOCK_SAMPLE_MAP: &str = "CLOCK_SAMPLE";
+/// Name of the classifier userspace runs (BPF_PROG_TEST_RUN, never attached) to sample the
+/// kernel's clocks and calibrate the [`TickClock`].
+pub const CLOCK_PROBE_PROGRAM: &str = "clock_probe";
 /// Name of the TC program attached at the ingress hook (traffic leaving a pod).
 pub const INGRESS_PROGRAM: &str = "flow_ingress";
 /// Name of the TC program attached at the egress hook (traffic entering a pod).
@@ -160,8 +167,8 @@ pub struct FlowStats {
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the first packet counted here (this CPU's value
     /// of a map entry, or a cache slot since it was claimed).
     pub first_seen_ns: u64,
-    /// CLOCK_MONOTONIC of the latest packet counted here: `bpf_ktime_get_coarse_ns` (the
-    /// last tick, up to one tick early) after the first packet.
+    /// CLOCK_MONOTONIC of the latest packet counted here: after the first packet, the start
+    /// of the packet's tick (up to one tick early), from `jiffies` and the [`TickClock`].
     pub last_seen_ns: u64,
     /// Union of the TCP flags seen (see [`tcp_flags`]).
     pub tcp_flags: u16,
@@ -169,6 +176,33 @@ pub struct FlowStats {
     pub flags: u16,
     /// Explicit padding, always zero.
     pub pad: [u8; 4],
+}
+
+/// How the kernel programs turn `jiffies` into CLOCK_MONOTONIC nanoseconds for
+/// [`FlowStats::last_seen_ns`]: `jiffies * tick_ns + offset_ns` (wrapping).
+///
+/// `jiffies` is one memory load, while a clock helper is a call that reads the timekeeper's
+/// cache line. The result is the start of the packet's tick, as `bpf_ktime_get_coarse_ns`
+/// would give. Userspace measures both numbers when it loads the programs; until then they
+/// are zero and so is `last_seen_ns` of later packets (userspace never reports a last seen
+/// before the first).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TickClock {
+    /// Nanoseconds per jiffy (1e9 / CONFIG_HZ).
+    pub tick_ns: u64,
+    /// CLOCK_MONOTONIC of jiffy 0, modulo 2^64.
+    pub offset_ns: u64,
+}
+
+/// One reading of the kernel's clocks by `clock_probe`, taken in one program run.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ClockSample {
+    /// `bpf_ktime_get_coarse_ns`: CLOCK_MONOTONIC at the latest tick.
+    pub coarse_ns: u64,
+    /// `bpf_jiffies64`.
+    pub jiffies: u64,
 }
 
 /// Lifecycle of a [`CachedFlow`] slot. Only the kernel program of the slot's CPU writes a
@@ -198,8 +232,10 @@ pub struct CachedFlow {
     pub stats: FlowStats,
     /// See [`slot_state`].
     pub state: u32,
-    /// Explicit padding, always zero.
-    pub pad: u32,
+    /// Program runs that ended in this slot, over all the flows that held it: never reset,
+    /// wrapping. They are not in [`Counter::PacketsSeen`]; userspace adds the differences
+    /// between its reads.
+    pub runs: u32,
 }
 
 /// The flow cache slot of `key` on `cpu`, with `slots` (a power of two) slots per CPU. The
@@ -247,7 +283,8 @@ pub struct FlowEvent {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Every packet the programs ran on.
+    /// Every packet the programs ran on, except those counted in a flow cache slot
+    /// ([`CachedFlow::runs`]), which userspace adds to this counter's sum.
     PacketsSeen = 0,
     /// Packets that are not IPv4/IPv6 (ARP, LLDP, ...): not flows, not errors.
     NonIp,
@@ -364,4 +401,8 @@ mod pod {
     unsafe impl aya::Pod for super::FlowEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CachedFlow {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TickClock {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClockSample {}
 }

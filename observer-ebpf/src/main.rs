@@ -13,14 +13,14 @@ mod parse;
 use aya_ebpf::{
     Global,
     bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    helpers::{bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::{classifier, map},
     maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::TcContext,
 };
 use observer_common::{
-    CachedFlow, Counter, DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_MAP_ENTRIES,
-    DEFAULT_RING_BUFFER_BYTES, FlowEvent, FlowKey, FlowStats, direction, event_kind,
+    CachedFlow, ClockSample, Counter, DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_MAP_ENTRIES,
+    DEFAULT_RING_BUFFER_BYTES, FlowEvent, FlowKey, FlowStats, TickClock, direction, event_kind,
     flow_cache_index, key_flags, slot_state, tcp_flags,
 };
 use parse::{Parsed, ParsedPacket};
@@ -50,6 +50,14 @@ static FLOWS: PerCpuHashMap<FlowKey, FlowStats> =
 #[map]
 static FLOW_EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BUFFER_BYTES, 0);
 
+/// How to turn `jiffies` into nanoseconds (one entry, written by userspace at load).
+#[map]
+static TICK_CLOCK: Array<TickClock> = Array::with_max_entries(1, 0);
+
+/// Where `clock_probe` leaves its reading (one entry).
+#[map]
+static CLOCK_SAMPLE: Array<ClockSample> = Array::with_max_entries(1, 0);
+
 /// Datapath counters indexed by `Counter`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
@@ -74,6 +82,36 @@ pub fn empty_tc(_ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
+/// Never attached: userspace runs it (BPF_PROG_TEST_RUN) to read the clocks the
+/// [`TickClock`] relates.
+#[classifier]
+pub fn clock_probe(_ctx: TcContext) -> i32 {
+    if let Some(sample) = CLOCK_SAMPLE.get_ptr_mut(0) {
+        // SAFETY: the map's only value; helpers without preconditions.
+        unsafe {
+            *sample = ClockSample {
+                coarse_ns: bpf_ktime_get_coarse_ns(),
+                jiffies: bpf_jiffies64(),
+            }
+        };
+    }
+    TC_ACT_UNSPEC
+}
+
+/// CLOCK_MONOTONIC at the start of the current tick. The verifier inlines `bpf_jiffies64`
+/// as a load, where a clock helper is a call: this is the per-packet clock.
+#[inline(always)]
+fn tick_now() -> u64 {
+    // SAFETY: helper without preconditions.
+    let jiffies = unsafe { bpf_jiffies64() };
+    match TICK_CLOCK.get(0) {
+        Some(clock) => jiffies
+            .wrapping_mul(clock.tick_ns)
+            .wrapping_add(clock.offset_ns),
+        None => 0,
+    }
+}
+
 #[inline(always)]
 fn bump(counter: Counter) {
     if let Some(value) = COUNTERS.get_ptr_mut(counter as u32) {
@@ -84,7 +122,6 @@ fn bump(counter: Counter) {
 
 #[inline(always)]
 fn observe(ctx: &TcContext, dir: u8) {
-    bump(Counter::PacketsSeen);
     let mut key = core::mem::MaybeUninit::<FlowKey>::uninit();
     // SAFETY: zeroes all 48 bytes, after which any bit pattern is a valid FlowKey.
     let key = unsafe {
@@ -93,8 +130,14 @@ fn observe(ctx: &TcContext, dir: u8) {
     };
     match parse::parse(ctx, key) {
         Ok(Parsed::Flow(packet)) => account(ctx, dir, key, packet),
-        Ok(Parsed::NonIp) => bump(Counter::NonIp),
-        Err(reason) => bump(reason),
+        Ok(Parsed::NonIp) => {
+            bump(Counter::PacketsSeen);
+            bump(Counter::NonIp)
+        }
+        Err(reason) => {
+            bump(Counter::PacketsSeen);
+            bump(reason)
+        }
     }
 }
 
@@ -152,6 +195,7 @@ fn account(ctx: &TcContext, dir: u8, key: &mut FlowKey, packet: ParsedPacket) {
             unsafe { core::ptr::write_volatile(&mut slot.stats, this) };
             // SAFETY: a valid, aligned field.
             unsafe { core::ptr::write_volatile(&mut slot.state, slot_state::ACTIVE) };
+            slot.runs = slot.runs.wrapping_add(1);
             if !emit(event_kind::NEW_FLOW, key, &this) {
                 bump(Counter::RingBufNewFlowFailed);
             }
@@ -159,25 +203,25 @@ fn account(ctx: &TcContext, dir: u8, key: &mut FlowKey, packet: ParsedPacket) {
             return;
         }
         if same_key(&slot.key, key) {
-            // SAFETY: helper without preconditions.
-            this.last_seen_ns = unsafe { bpf_ktime_get_coarse_ns() };
+            this.last_seen_ns = tick_now();
             add(&mut slot.stats, &this);
+            slot.runs = slot.runs.wrapping_add(1);
             report_end(key, &this);
             return;
         }
         // Another flow holds the slot: count this one in the hash map.
     }
+    // Runs that end in a cache slot are counted in its `runs`, on a line written anyway:
+    // the counter array's line costs a cache miss per packet.
+    bump(Counter::PacketsSeen);
 
     let new_on_cpu;
     match FLOWS.get_ptr_mut(key) {
         // SAFETY: per-CPU value of an entry that exists; only this CPU writes it.
         Some(stats) if unsafe { (*stats).packets } != 0 => {
             // The common case: a flow this CPU already counts. Its first_seen is set, and
-            // last_seen only needs the tick's resolution, which the coarse clock gives
-            // without reading the TSC.
-            // SAFETY: helper without preconditions.
-            let now = unsafe { bpf_ktime_get_coarse_ns() };
-            this.last_seen_ns = now;
+            // last_seen only needs the tick's resolution.
+            this.last_seen_ns = tick_now();
             // SAFETY: as above.
             add(unsafe { &mut *stats }, &this);
             new_on_cpu = false;

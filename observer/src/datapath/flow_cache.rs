@@ -4,8 +4,13 @@
 //! Only the kernel program of a slot's CPU writes the slot; userspace reads every slot
 //! without system calls and writes one field, `state`, from ACTIVE to RELEASED once the
 //! slot's flow has been written, which lets the kernel reuse the slot.
+//!
+//! Each slot also counts the program runs that ended in it (`runs`); every scan adds their
+//! growth to a total the counter reader reports as part of `packets_seen`.
 
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use aya::maps::Map;
@@ -19,6 +24,10 @@ pub struct FlowCache {
     mapped_bytes: usize,
     cpus: u32,
     slots_per_cpu: u32,
+    /// Each slot's `runs` at the previous scan.
+    runs_seen: Vec<u32>,
+    /// Runs counted in slots since the start, shared with the counter reader.
+    runs_total: Arc<AtomicU64>,
 }
 
 // SAFETY: the mapping is owned by this value and only read/written through `&self` with
@@ -26,8 +35,14 @@ pub struct FlowCache {
 unsafe impl Send for FlowCache {}
 
 impl FlowCache {
-    /// Maps `cpus * slots_per_cpu` slots of the cache map into memory.
-    pub(super) fn new(map: Map, cpus: u32, slots_per_cpu: u32) -> Result<Self> {
+    /// Maps `cpus * slots_per_cpu` slots of the cache map into memory; scans add the runs
+    /// counted in slots to `runs_total`.
+    pub(super) fn new(
+        map: Map,
+        cpus: u32,
+        slots_per_cpu: u32,
+        runs_total: Arc<AtomicU64>,
+    ) -> Result<Self> {
         let Map::Array(data) = &map else {
             bail!("the flow cache map is not an array");
         };
@@ -57,6 +72,8 @@ impl FlowCache {
             mapped_bytes,
             cpus,
             slots_per_cpu,
+            runs_seen: vec![0; entries],
+            runs_total,
         })
     }
 
@@ -66,8 +83,10 @@ impl FlowCache {
             .then(|| unsafe { self.slots.add(index as usize) })
     }
 
-    /// Calls `each` with every active slot's key and counters.
-    pub fn for_each_active(&self, mut each: impl FnMut(FlowKey, FlowStats)) {
+    /// Calls `each` with every active slot's key and counters, and adds the runs counted in
+    /// every slot since the last scan to the shared total.
+    pub fn scan(&mut self, mut each: impl FnMut(FlowKey, FlowStats)) {
+        let mut runs = 0u64;
         for index in 0..self.cpus * self.slots_per_cpu {
             let Some(slot) = self.slot(index) else { break };
             // SAFETY: a slot inside the mapping; the kernel writes it concurrently, hence
@@ -76,6 +95,13 @@ impl FlowCache {
             // elsewhere: see `Datapath::load`); counters may be mid-update and are re-read
             // on the next poll.
             unsafe {
+                // Runs only grow (wrapping), whoever holds the slot: the difference is exact
+                // while fewer than 2^32 runs end in one slot between two scans.
+                let now = std::ptr::read_volatile(&raw const (*slot).runs);
+                if let Some(seen) = self.runs_seen.get_mut(index as usize) {
+                    runs += u64::from(now.wrapping_sub(*seen));
+                    *seen = now;
+                }
                 if std::ptr::read_volatile(&raw const (*slot).state) != slot_state::ACTIVE {
                     continue;
                 }
@@ -86,6 +112,7 @@ impl FlowCache {
                 each(key, stats);
             }
         }
+        self.runs_total.fetch_add(runs, Ordering::Relaxed);
     }
 
     /// Lets the kernel reuse the slots that hold `key` (on every CPU). Packets counted

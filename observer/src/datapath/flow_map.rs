@@ -27,7 +27,7 @@ impl FlowMapReader {
     /// key moves between them when cache slots are released and reclaimed). Keys deleted
     /// while we iterate are skipped; errors reading one key do not stop the walk (they are
     /// counted).
-    pub fn read_all(&self, out: &mut Vec<(FlowKey, FlowStats)>) -> usize {
+    pub fn read_all(&mut self, out: &mut Vec<(FlowKey, FlowStats)>) -> usize {
         let mut errors = 0;
         let mut totals: HashMap<FlowKey, FlowStats> = HashMap::new();
         for item in self.map.iter() {
@@ -39,8 +39,8 @@ impl FlowMapReader {
                 Err(_) => errors += 1,
             }
         }
-        if let Some(cache) = &self.cache {
-            cache.for_each_active(|key, stats| add(totals.entry(key).or_default(), &stats));
+        if let Some(cache) = &mut self.cache {
+            cache.scan(|key, stats| add(totals.entry(key).or_default(), &stats));
         }
         out.extend(totals.into_iter().filter(|(_, stats)| stats.packets > 0));
         errors

@@ -9,6 +9,10 @@ mod flow_cache;
 mod flow_map;
 mod interfaces;
 mod links;
+mod tick_clock;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use anyhow::{Context, Result};
 use aya::{Ebpf, EbpfLoader};
@@ -82,7 +86,7 @@ impl Datapath {
         let cache_entries = cpus
             .checked_mul(slots)
             .context("flow cache slots times CPUs overflows")?;
-        let ebpf = EbpfLoader::new()
+        let mut ebpf = EbpfLoader::new()
             .override_global(FLOW_CACHE_SLOTS_GLOBAL, &slots, true)
             // An array cannot be empty: without a cache, one unused slot.
             .map_max_entries(FLOW_CACHE_MAP, cache_entries.max(1))
@@ -90,6 +94,12 @@ impl Datapath {
             .map_max_entries(FLOW_EVENTS_MAP, config.ring_buffer_bytes)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object (are we root, with CAP_BPF and CAP_NET_ADMIN?)")?;
+        let clock = tick_clock::calibrate(&mut ebpf).context("calibrating the tick clock")?;
+        tracing::debug!(
+            tick_ns = clock.tick_ns,
+            offset_ns = clock.offset_ns,
+            "tick clock"
+        );
         Ok(Self {
             ebpf,
             cpus,
@@ -104,13 +114,19 @@ impl Datapath {
                 .with_context(|| format!("map {name} missing from the eBPF object"))
         };
         let cache_map = take(&mut self.ebpf, FLOW_CACHE_MAP)?;
+        let cache_runs = Arc::new(AtomicU64::new(0));
         let cache = match self.flow_cache_slots {
             0 => None,
-            slots => Some(FlowCache::new(cache_map, self.cpus, slots)?),
+            slots => Some(FlowCache::new(
+                cache_map,
+                self.cpus,
+                slots,
+                cache_runs.clone(),
+            )?),
         };
         let flows = FlowMapReader::new(take(&mut self.ebpf, FLOWS_MAP)?, cache)?;
         let events = EventReader::new(take(&mut self.ebpf, FLOW_EVENTS_MAP)?)?;
-        let counters = CounterReader::new(take(&mut self.ebpf, COUNTERS_MAP)?)?;
+        let counters = CounterReader::new(take(&mut self.ebpf, COUNTERS_MAP)?, cache_runs)?;
         let attachments = Attachments::new(self.ebpf, with_empty_program)?;
         Ok((
             attachments,

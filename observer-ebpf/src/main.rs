@@ -214,7 +214,13 @@ fn account(ctx: &TcContext, dir: u8, key: &mut FlowKey, packet: ParsedPacket) {
     // Runs that end in a cache slot are counted in its `runs`, on a line written anyway:
     // the counter array's line costs a cache miss per packet.
     bump(Counter::PacketsSeen);
+    count_in_map(key, this);
+}
 
+/// Counts a packet in the flow hash map: the slow path, kept out of line so that the cache
+/// path's code stays together.
+#[inline(never)]
+fn count_in_map(key: &FlowKey, mut this: FlowStats) {
     let new_on_cpu;
     match FLOWS.get_ptr_mut(key) {
         // SAFETY: per-CPU value of an entry that exists; only this CPU writes it.

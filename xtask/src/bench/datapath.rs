@@ -204,13 +204,25 @@ fn throughput(stream: &Stream, options: &Options) -> Result<()> {
         options.rounds, options.seconds
     );
     let (mut without, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 1..=options.rounds {
-        let base = stream.iperf(options.seconds)?;
+    let with_observer = || -> Result<f64> {
         let observer = stream.observer(&[])?;
         let observed = stream.iperf(options.seconds)?;
         observer.stop()?;
+        Ok(observed)
+    };
+    for round in 1..=options.rounds {
+        // Alternate which run comes first, so a drift within the round favours neither.
+        let with_first = round % 2 == 0;
+        let (base, observed) = if with_first {
+            let observed = with_observer()?;
+            (stream.iperf(options.seconds)?, observed)
+        } else {
+            let base = stream.iperf(options.seconds)?;
+            (base, with_observer()?)
+        };
         println!(
-            "  round {round}: without {:.2} Gbit/s, with {:.2} Gbit/s, ratio {:.3}",
+            "  round {round} ({} first): without {:.2} Gbit/s, with {:.2} Gbit/s, ratio {:.3}",
+            if with_first { "with" } else { "without" },
             base / 1e9,
             observed / 1e9,
             observed / base

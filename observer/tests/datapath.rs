@@ -473,3 +473,86 @@ fn cache_slots_released_after_expiry_keep_counts_exact_across_cache_and_map() ->
     );
     Ok(())
 }
+
+/// Keeps the calling thread on one CPU: a veth delivers what a thread sends on that
+/// thread's CPU, so the kernel programs run there too.
+fn pin_to_cpu(cpu: usize) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get
+    // valid pointers to it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error()).context("pinning the test thread");
+        }
+    }
+    Ok(())
+}
+
+/// The flow log's records so far whose source port is `port` (UDP).
+fn udp_records_from(flow_log: &std::path::Path, port: u16) -> Vec<FlowRecord> {
+    std::fs::read_to_string(flow_log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<FlowRecord>(line).ok())
+        .filter(|r| r.protocol == "UDP" && r.src.port == port)
+        .collect()
+}
+
+#[test]
+fn packets_counted_after_a_record_was_written_reach_a_later_record() -> Result<()> {
+    require_root();
+    let dir = scratch_dir("late");
+    let mut lab = Lab::new()?;
+    let a = lab.add_pod("a")?;
+    // A record is written right after the poll whose read made it due; the flow's kernel
+    // counters are let go at the next poll. A long interval leaves time to send a packet in
+    // between, into counters the written record does not include.
+    let mut observer = Observer::start(
+        &lab,
+        &dir,
+        &[
+            "--interfaces",
+            "veth*",
+            "--idle-timeout",
+            "1s",
+            "--poll-interval",
+            "2s",
+        ],
+    )?;
+    observer.wait_attached(&["vetha"])?;
+    let flow_log = dir.join("flows.jsonl");
+    // Both packets from one CPU, so the second lands in the slot the first claimed (on
+    // another CPU it would claim a slot of its own and announce itself in an event).
+    pin_to_cpu(0)?;
+    let socket = in_netns(&a.netns, || UdpSocket::bind(("0.0.0.0", 0)))??;
+    let port = socket.local_addr()?.port();
+    socket.send_to(b"late", (OUTSIDE_IPV4, 7777))?;
+    let wait_for_records = |count: usize| -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while udp_records_from(&flow_log, port).len() < count {
+            if Instant::now() > deadline {
+                bail!("fewer than {count} records from port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    };
+    wait_for_records(1)?;
+    socket.send_to(b"late", (OUTSIDE_IPV4, 7777))?;
+    observer.wait_stat("late_packets", 1)?;
+    wait_for_records(2)?;
+    let out = observer.stop()?;
+    let records: Vec<&FlowRecord> = out
+        .records
+        .iter()
+        .filter(|r| r.protocol == "UDP" && r.src.port == port)
+        .collect();
+    let packets: u64 = records.iter().map(|r| r.fwd.packets).sum();
+    assert_eq!(
+        (records.len(), packets),
+        (2, 2),
+        "one record per packet: {records:#?}"
+    );
+    Ok(())
+}

@@ -322,6 +322,11 @@ impl NodeState {
     /// Takes a map read into the table, then writes what is due.
     fn apply(&mut self, polled: PollResult) {
         self.stats.map_read_errors += polled.errors;
+        // Late packets of written connections: a later record carries them.
+        for (key, tail) in &polled.tails {
+            self.stats.late_packets += tail.packets;
+            self.table.record_tail(key, tail);
+        }
         for (key, stats) in &polled.entries {
             self.table.record_poll(key, *stats);
         }

@@ -12,6 +12,9 @@ pub struct PollResult {
     pub entries: Vec<(FlowKey, FlowStats)>,
     /// Entries that could not be read.
     pub errors: u64,
+    /// For the keys released before the read: what the kernel counted after the read their
+    /// records were written from (see `FlowMapReader::remove`).
+    pub tails: Vec<(FlowKey, FlowStats)>,
 }
 
 /// Handle to the poller thread. One poll is in flight at a time.
@@ -32,11 +35,15 @@ impl MapPoller {
                 while let Ok(release) = inbox.recv() {
                     // Delete first, then read: a released connection never comes back
                     // from a read that started before its keys were gone.
-                    reader.remove(&release);
+                    let tails = reader.remove(&release);
                     let mut entries = Vec::new();
                     let errors = reader.read_all(&mut entries) as u64;
                     if outbox
-                        .blocking_send(PollResult { entries, errors })
+                        .blocking_send(PollResult {
+                            entries,
+                            errors,
+                            tails,
+                        })
                         .is_err()
                     {
                         break;

@@ -23,6 +23,9 @@ pub struct RunStats {
     pub events_malformed: u64,
     /// Overflow events (packets the full map could not hold, counted in userspace).
     pub overflow_events: u64,
+    /// Packets the kernel counted for a connection after the read its record was written
+    /// from, found when its keys were released; a later record carries them.
+    pub late_packets: u64,
     /// Events of an unknown kind.
     pub unknown_events: u64,
     /// Flow map entries that could not be read during a poll.

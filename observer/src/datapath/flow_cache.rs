@@ -115,10 +115,12 @@ impl FlowCache {
         self.runs_total.fetch_add(runs, Ordering::Relaxed);
     }
 
-    /// Lets the kernel reuse the slots that hold `key` (on every CPU). Packets counted
-    /// between the last read and this call are dropped with the slot, as for a deleted
-    /// hash map key.
-    pub fn release(&self, key: &FlowKey) {
+    /// Lets the kernel reuse the slots that hold `key` (on every CPU), and returns what they
+    /// counted, read just before each slot is let go (summed over CPUs). A packet the kernel
+    /// adds between that read and the release is still dropped with the slot: a window of a
+    /// few instructions.
+    pub fn release(&self, key: &FlowKey) -> FlowStats {
+        let mut total = FlowStats::default();
         for cpu in 0..self.cpus {
             let Some(slot) = self.slot(flow_cache_index(key, cpu, self.slots_per_cpu)) else {
                 continue;
@@ -130,10 +132,13 @@ impl FlowCache {
                 if std::ptr::read_volatile(&raw const (*slot).state) == slot_state::ACTIVE
                     && std::ptr::read_volatile(&raw const (*slot).key) == *key
                 {
+                    let stats = std::ptr::read_volatile(&raw const (*slot).stats);
                     std::ptr::write_volatile(&raw mut (*slot).state, slot_state::RELEASED);
+                    super::flow_map::add(&mut total, &stats);
                 }
             }
         }
+        total
     }
 }
 

@@ -13,6 +13,9 @@ use super::flow_cache::FlowCache;
 pub struct FlowMapReader {
     map: PerCpuHashMap<MapData, FlowKey, FlowStats>,
     cache: Option<FlowCache>,
+    /// Every key's totals as the latest `read_all` returned them: the counts the records
+    /// written since were made from.
+    last_read: HashMap<FlowKey, FlowStats>,
 }
 
 impl FlowMapReader {
@@ -20,6 +23,7 @@ impl FlowMapReader {
         Ok(Self {
             map: PerCpuHashMap::try_from(map)?,
             cache,
+            last_read: HashMap::new(),
         })
     }
 
@@ -42,19 +46,56 @@ impl FlowMapReader {
         if let Some(cache) = &mut self.cache {
             cache.scan(|key, stats| add(totals.entry(key).or_default(), &stats));
         }
-        out.extend(totals.into_iter().filter(|(_, stats)| stats.packets > 0));
+        totals.retain(|_, stats| stats.packets > 0);
+        out.extend(totals.iter().map(|(key, stats)| (*key, *stats)));
+        self.last_read = totals;
         errors
     }
 
-    /// Deletes keys whose connections were written. Missing keys are not an error.
-    pub fn remove(&mut self, keys: &[FlowKey]) {
+    /// Deletes keys whose connections were written, and returns, per key, what the kernel
+    /// counted after the read those records were made from (the tail: late packets that
+    /// would otherwise be dropped with the key). Missing keys are not an error.
+    ///
+    /// A map key is read, then deleted: a packet counted between the two system calls is
+    /// lost. That window is one system call, where it used to be a whole poll interval.
+    pub fn remove(&mut self, keys: &[FlowKey]) -> Vec<(FlowKey, FlowStats)> {
+        let mut tails = Vec::new();
         for key in keys {
+            let mut last = FlowStats::default();
+            if let Ok(values) = self.map.get(key, 0) {
+                values.iter().for_each(|v| add(&mut last, v));
+            }
             let _ = self.map.remove(key);
             if let Some(cache) = &self.cache {
-                cache.release(key);
+                add(&mut last, &cache.release(key));
+            }
+            // Keys never read (their record came from events alone) have no baseline: their
+            // counts are left out rather than counted twice.
+            if let Some(read) = self.last_read.remove(key)
+                && let Some(tail) = tail(&last, &read)
+            {
+                tails.push((*key, tail));
             }
         }
+
+        tails
     }
+}
+
+/// What `last` counted beyond `read` (the same key, later): `None` when nothing. The tail's
+/// packets are stamped with `last`'s last-seen time, and carry the flags `read` had not
+/// seen.
+fn tail(last: &FlowStats, read: &FlowStats) -> Option<FlowStats> {
+    let packets = last.packets.checked_sub(read.packets).filter(|p| *p > 0)?;
+    Some(FlowStats {
+        packets,
+        bytes: last.bytes.saturating_sub(read.bytes),
+        first_seen_ns: last.last_seen_ns,
+        last_seen_ns: last.last_seen_ns,
+        tcp_flags: last.tcp_flags & !read.tcp_flags,
+        flags: last.flags & !read.flags,
+        pad: [0; 4],
+    })
 }
 
 /// Adds one CPU's counters of a key (from the hash map or a cache slot) to its total:
@@ -63,7 +104,7 @@ impl FlowMapReader {
 /// The kernel stamps a key's first packet on a CPU with the precise clock and later ones with
 /// the coarse (tick) clock, which lags by up to a tick: last seen is never reported before
 /// first seen.
-fn add(total: &mut FlowStats, v: &FlowStats) {
+pub(super) fn add(total: &mut FlowStats, v: &FlowStats) {
     if v.packets == 0 {
         return;
     }
@@ -80,4 +121,41 @@ fn add(total: &mut FlowStats, v: &FlowStats) {
         .max(total.first_seen_ns);
     total.tcp_flags |= v.tcp_flags;
     total.flags |= v.flags;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(packets: u64, bytes: u64, last_seen_ns: u64, tcp_flags: u16) -> FlowStats {
+        FlowStats {
+            packets,
+            bytes,
+            first_seen_ns: 100,
+            last_seen_ns,
+            tcp_flags,
+            ..FlowStats::default()
+        }
+    }
+
+    #[test]
+    fn tail_is_what_came_after_the_read() {
+        let read = stats(10, 1_000, 500, 0x12);
+        let last = stats(12, 1_180, 900, 0x13);
+        let tail = tail(&last, &read).expect("two late packets");
+        assert_eq!((tail.packets, tail.bytes), (2, 180));
+        assert_eq!((tail.first_seen_ns, tail.last_seen_ns), (900, 900));
+        assert_eq!(
+            tail.tcp_flags, 0x01,
+            "only the flag the read had not seen (FIN)"
+        );
+    }
+
+    #[test]
+    fn no_tail_when_nothing_came_or_the_counts_went_back() {
+        let read = stats(10, 1_000, 500, 0x12);
+        assert_eq!(tail(&read, &read), None);
+        // A slot reclaimed by a new occupant before the release reads fewer packets.
+        assert_eq!(tail(&stats(1, 60, 900, 0x02), &read), None);
+    }
 }

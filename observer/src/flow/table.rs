@@ -133,6 +133,16 @@ impl ConnectionTable {
         observation.overflow = merge(&observation.overflow, packet);
     }
 
+    /// What the kernel counted for a released key after the read its record was written
+    /// from: added here like overflow, and the key's map counters start over from zero. A
+    /// new-flow event since the record (the key's first packet on another CPU) put a packet
+    /// there that the tail already holds.
+    pub fn record_tail(&mut self, key: &FlowKey, tail: &FlowStats) {
+        let observation = self.observation(key);
+        observation.kernel = FlowStats::default();
+        observation.overflow = merge(&observation.overflow, tail);
+    }
+
     fn observation(&mut self, key: &FlowKey) -> &mut Observation {
         let (connection_key, _) = ConnectionKey::of(key);
         let connection = self.connections.entry(connection_key).or_default();

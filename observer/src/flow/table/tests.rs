@@ -156,6 +156,21 @@ fn overflow_packets_add_to_the_map_counters() {
 }
 
 #[test]
+fn late_packets_of_a_written_connection_are_counted_once_in_a_new_one() {
+    let mut t = table();
+    let k = key(A, 5000, B, 53, 1, direction::INGRESS);
+    t.record_poll(&k, stats(2, 200, SECOND, 2 * SECOND, 0));
+    let first = t.sweep(12 * SECOND, &names());
+    assert_eq!(first.release, vec![k]);
+    // Before the release: one packet on the same CPU (only in the tail), one on another
+    // CPU (a new-flow event, and in the tail).
+    t.record_new_flow(&k, &stats(1, 100, 13 * SECOND, 13 * SECOND, 0));
+    t.record_tail(&k, &stats(2, 200, 13 * SECOND, 13 * SECOND, 0));
+    let r = t.drain(&names()).records.remove(0);
+    assert_eq!((r.fwd.packets, r.fwd.bytes), (2, 200));
+}
+
+#[test]
 fn active_connections_are_reported_periodically_only_with_new_traffic() {
     let mut t = ConnectionTable::new(
         TableConfig {

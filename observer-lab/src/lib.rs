@@ -286,6 +286,9 @@ impl Lab {
         ip(&["-n", node, "addr", "add", "fe80::1/64", "dev", hif, "nodad"])?;
         ip(&["-n", node, "link", "set", hif, "up"])?;
         sysctl(node, &format!("net.ipv4.conf.{hif}.proxy_arp"), "1")?;
+        // Answer at once, as Calico configures it: the default delays proxy ARP replies by up
+        // to 0.8 s, and a pod's first burst overflows its unresolved-neighbour queue meanwhile.
+        sysctl(node, &format!("net.ipv4.neigh.{hif}.proxy_delay"), "0")?;
         ip(&[
             "-n",
             node,

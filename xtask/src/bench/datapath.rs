@@ -463,6 +463,12 @@ fn storm(lab: &Lab, binary: &std::path::Path, pod: &Pod, options: &Options) -> R
             .map(|_| UdpSocket::bind(("0.0.0.0", 0)))
             .collect::<std::io::Result<Vec<_>>>()
     })??;
+    // Resolve the pod's gateway first: packets sent while the neighbour is unresolved are
+    // dropped by the pod's stack, before any hook sees them.
+    if let Some(socket) = sockets.first() {
+        socket.send_to(b"warm-up", (OUTSIDE_IPV4, 9))?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let mut sent: HashSet<(u16, u16)> = HashSet::new();
     let start = Instant::now();
     let tick = Duration::from_millis(10);
@@ -512,9 +518,10 @@ fn storm(lab: &Lab, binary: &std::path::Path, pod: &Pod, options: &Options) -> R
         sent.len() as f64 / elapsed
     );
     println!(
-        "  recorded {found} of {} ({:.3}%)",
+        "  recorded {found} of {} ({:.3}%); the programs saw {} packets",
         sent.len(),
-        100.0 * found as f64 / sent.len().max(1) as f64
+        100.0 * found as f64 / sent.len().max(1) as f64,
+        d["packets_seen"]
     );
     println!(
         "  flow_map_full {} (delivered as overflow events: {}), ringbuf_new_flow_failed {}, ringbuf_overflow_failed {}, ringbuf_end_failed {}",

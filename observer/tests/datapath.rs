@@ -319,15 +319,7 @@ fn udp_burst(from: &Pod, flows: u16, per_flow: usize) -> Result<u16> {
 #[test]
 fn tiny_ring_buffer_counts_failed_reservations_and_still_records_every_flow() -> Result<()> {
     require_root();
-    let dir = scratch_dir("ringbuf");
-    let mut lab = Lab::new()?;
-    let a = lab.add_pod("a")?;
-    let mut observer = Observer::start(
-        &lab,
-        &dir,
-        &["--interfaces", "veth*", "--ringbuf-bytes", "4096"],
-    )?;
-    observer.wait_attached(&["vetha"])?;
+    let (_lab, a, observer, _dir) = observed_pod("ringbuf", &["--ringbuf-bytes", "4096"])?;
     // A consumer that stops reading: the ring buffer (about 40 events) fills up.
     let pid = observer.pid();
     // SAFETY: signalling our own child.
@@ -361,23 +353,11 @@ fn tiny_ring_buffer_counts_failed_reservations_and_still_records_every_flow() ->
 #[test]
 fn full_flow_map_overflows_through_the_ring_buffer_without_losing_flows() -> Result<()> {
     require_root();
-    let dir = scratch_dir("mapfull");
-    let mut lab = Lab::new()?;
-    let a = lab.add_pod("a")?;
     // A 16-slot cache: flows take all three paths (cache slot, hash map, overflow event).
-    let mut observer = Observer::start(
-        &lab,
-        &dir,
-        &[
-            "--interfaces",
-            "veth*",
-            "--flow-map-entries",
-            "64",
-            "--flow-cache-slots",
-            "16",
-        ],
+    let (_lab, a, observer, _dir) = observed_pod(
+        "mapfull",
+        &["--flow-map-entries", "64", "--flow-cache-slots", "16"],
     )?;
-    observer.wait_attached(&["vetha"])?;
     let sport = udp_burst(&a, 1000, 2)?;
     std::thread::sleep(Duration::from_millis(500));
     let out = observer.stop()?;
@@ -418,17 +398,11 @@ fn udp_flows(from: &Pod, flows: usize, packets: usize) -> Result<Vec<u16>> {
 #[test]
 fn cache_slots_released_after_expiry_keep_counts_exact_across_cache_and_map() -> Result<()> {
     require_root();
-    let dir = scratch_dir("cache");
-    let mut lab = Lab::new()?;
-    let a = lab.add_pod("a")?;
     // One slot per CPU: the first flow on a CPU takes it, the others collide into the hash
     // map; after expiry the slot is released, and a later flow claims it again.
-    let mut observer = Observer::start(
-        &lab,
-        &dir,
+    let (_lab, a, observer, _dir) = observed_pod(
+        "cache",
         &[
-            "--interfaces",
-            "veth*",
             "--flow-cache-slots",
             "1",
             "--idle-timeout",
@@ -437,7 +411,6 @@ fn cache_slots_released_after_expiry_keep_counts_exact_across_cache_and_map() ->
             "200ms",
         ],
     )?;
-    observer.wait_attached(&["vetha"])?;
     let first = udp_flows(&a, 4, 3)?;
     // Long enough for every first-round flow to expire and be released.
     std::thread::sleep(Duration::from_millis(2500));
@@ -474,6 +447,19 @@ fn cache_slots_released_after_expiry_keep_counts_exact_across_cache_and_map() ->
     Ok(())
 }
 
+/// A lab with one pod, `a`, and the observer on `veth*` (plus `extra` arguments), attached
+/// to the pod's interface. Keep the lab: dropping it tears the pod down.
+fn observed_pod(tag: &str, extra: &[&str]) -> Result<(Lab, Pod, Observer, std::path::PathBuf)> {
+    let dir = scratch_dir(tag);
+    let mut lab = Lab::new()?;
+    let a = lab.add_pod("a")?;
+    let mut args = vec!["--interfaces", "veth*"];
+    args.extend_from_slice(extra);
+    let mut observer = Observer::start(&lab, &dir, &args)?;
+    observer.wait_attached(&["vetha"])?;
+    Ok((lab, a, observer, dir))
+}
+
 /// Keeps the calling thread on one CPU: a veth delivers what a thread sends on that
 /// thread's CPU, so the kernel programs run there too.
 fn pin_to_cpu(cpu: usize) -> Result<()> {
@@ -502,25 +488,13 @@ fn udp_records_from(flow_log: &std::path::Path, port: u16) -> Vec<FlowRecord> {
 #[test]
 fn packets_counted_after_a_record_was_written_reach_a_later_record() -> Result<()> {
     require_root();
-    let dir = scratch_dir("late");
-    let mut lab = Lab::new()?;
-    let a = lab.add_pod("a")?;
     // A record is written right after the poll whose read made it due; the flow's kernel
     // counters are let go at the next poll. A long interval leaves time to send a packet in
     // between, into counters the written record does not include.
-    let mut observer = Observer::start(
-        &lab,
-        &dir,
-        &[
-            "--interfaces",
-            "veth*",
-            "--idle-timeout",
-            "1s",
-            "--poll-interval",
-            "2s",
-        ],
+    let (_lab, a, observer, dir) = observed_pod(
+        "late-packets",
+        &["--idle-timeout", "1s", "--poll-interval", "2s"],
     )?;
-    observer.wait_attached(&["vetha"])?;
     let flow_log = dir.join("flows.jsonl");
     // Both packets from one CPU, so the second lands in the slot the first claimed (on
     // another CPU it would claim a slot of its own and announce itself in an event).

@@ -124,7 +124,8 @@ impl Attachments {
     }
 }
 
-fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+/// The classifier `name` of the eBPF object.
+pub(super) fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
     let program = ebpf
         .program_mut(name)
         .with_context(|| format!("program {name} missing from the eBPF object"))?;

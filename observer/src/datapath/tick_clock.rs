@@ -12,10 +12,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use aya::Ebpf;
 use aya::maps::{Array, MapData};
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use aya::programs::{TestRun, TestRunOptions};
 use observer_common::{
     CLOCK_PROBE_PROGRAM, CLOCK_SAMPLE_MAP, ClockSample, TICK_CLOCK_MAP, TickClock,
 };
+
+use super::attach::program;
 
 /// Probe runs: a run that lands between the tick's `jiffies` update and its timekeeping
 /// update reads an offset one tick short, and the largest of a few spaced runs skips it.
@@ -25,23 +27,14 @@ const PROBE_SPACING: Duration = Duration::from_millis(1);
 /// Measures the tick clock and hands it to the kernel programs.
 pub(super) fn calibrate(ebpf: &mut Ebpf) -> Result<TickClock> {
     let tick_ns = coarse_resolution_ns()?;
-    let missing = || format!("program {CLOCK_PROBE_PROGRAM} missing from the eBPF object");
-    let probe: &mut SchedClassifier = ebpf
-        .program_mut(CLOCK_PROBE_PROGRAM)
-        .with_context(missing)?
-        .try_into()?;
-    probe
+    program(ebpf, CLOCK_PROBE_PROGRAM)?
         .load()
         .with_context(|| format!("loading {CLOCK_PROBE_PROGRAM}"))?;
     // A classifier's test run needs at least an Ethernet header of input.
     let frame = [0u8; 64];
     let mut samples = Vec::with_capacity(PROBE_RUNS);
     for _ in 0..PROBE_RUNS {
-        let probe: &SchedClassifier = ebpf
-            .program(CLOCK_PROBE_PROGRAM)
-            .with_context(missing)?
-            .try_into()?;
-        probe
+        program(ebpf, CLOCK_PROBE_PROGRAM)?
             .test_run(TestRunOptions {
                 data_in: Some(&frame),
                 repeat: 1,

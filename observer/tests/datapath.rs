@@ -360,7 +360,26 @@ fn full_flow_map_overflows_through_the_ring_buffer_without_losing_flows() -> Res
     )?;
     let sport = udp_burst(&a, 1000, 2)?;
     std::thread::sleep(Duration::from_millis(500));
-    let out = observer.stop()?;
+    // Traffic that goes on while the observer stops (it overflows the full map too): the
+    // final events and counters must still agree.
+    let stopping = std::sync::atomic::AtomicBool::new(false);
+    let out = std::thread::scope(|scope| {
+        let during_stop = scope.spawn(|| -> Result<()> {
+            let socket = in_netns(&a.netns, || UdpSocket::bind(("0.0.0.0", 0)))??;
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                socket.send_to(b"late", (OUTSIDE_IPV4, 9))?;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Ok(())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let out = observer.stop();
+        stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        during_stop
+            .join()
+            .map_err(|_| anyhow::anyhow!("sender panicked"))??;
+        out
+    })?;
     assert!(out.counter("flow_map_full") > 1000, "{}", out.stats);
     assert_eq!(out.counter("ringbuf_overflow_failed"), 0, "{}", out.stats);
     assert_eq!(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use observer_common::{FlowEvent, event_kind};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::cluster::kubernetes::{KubernetesSource, KubernetesSourceConfig};
@@ -35,6 +35,8 @@ pub use stats::RunStats;
 const EVENT_CHANNEL: usize = 16_384;
 /// How often manifest files are checked for changes.
 const MANIFEST_POLL: Duration = Duration::from_secs(1);
+/// How long a program run that began before the final detach may take to finish.
+const DETACH_GRACE: Duration = Duration::from_millis(20);
 /// Names of vanished interfaces kept for records that still refer to them.
 const DEPARTED_NAMES: usize = 4_096;
 
@@ -86,7 +88,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let link_task = tokio::spawn(watch_links(link_tx));
     let (event_tx, mut event_rx) = mpsc::channel(EVENT_CHANNEL);
     let reader_stats = Arc::new(EventReaderStats::default());
-    let event_task = tokio::spawn(events.run(event_tx, Arc::clone(&reader_stats)));
+    let (stop_events, events_stop) = oneshot::channel();
+    let event_task = tokio::spawn(events.run(event_tx, Arc::clone(&reader_stats), events_stop));
     let (view_tx, mut view_rx) = watch::channel(None);
     let source_stats = Arc::new(SourceStats::default());
     let source_task = match &config.cluster {
@@ -139,12 +142,20 @@ pub async fn run(config: RunConfig) -> Result<()> {
     }
 
     // Final accounting, even when serving failed: what we have is written, not dropped.
-    // Give the reader a moment for what is still in the ring buffer, then take it all.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    event_task.abort();
+    // Detach first, so nothing more is counted, then take every event the programs wrote
+    // and read the maps: the record, the events and the counters then agree exactly.
     link_task.abort();
-    while let Ok(event) = event_rx.try_recv() {
+    let stopped_on = node.attachments.detach_all();
+    // A program run that began before the detach may still be finishing on another CPU.
+    tokio::time::sleep(DETACH_GRACE).await;
+    let _ = stop_events.send(());
+    while let Some(event) = event_rx.recv().await {
         node.on_event(&event);
+    }
+    match event_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = format!("{e:#}"), "the ring buffer reader failed"),
+        Err(e) => warn!(error = %e, "the ring buffer reader panicked"),
     }
     if node.poller.in_flight() {
         node.apply_poll().await;
@@ -154,13 +165,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
     }
     let sweep = node.table.drain(&node.names);
     node.write(sweep);
-    node.stats.update(
-        &counters,
-        &reader_stats,
-        &node.table,
-        &node.attachments,
-        &node.log,
-    );
+    node.stats
+        .update(&counters, &reader_stats, &node.table, &node.log);
+    node.stats.interfaces = stopped_on;
     if let Some(path) = &config.stats_file {
         node.stats.write(path)?;
     }
@@ -241,7 +248,8 @@ impl NodeState {
                         anyhow::bail!("the flow map poller stopped");
                     };
                     self.apply(polled);
-                    self.stats.update(counters, reader_stats, &self.table, &self.attachments, &self.log);
+                    self.stats.update(counters, reader_stats, &self.table, &self.log);
+                    self.stats.interfaces = self.attachments.names();
                     self.stats.warn_on_new_losses();
                     if let Some(path) = &config.stats_file
                         && let Err(e) = self.stats.write(path)

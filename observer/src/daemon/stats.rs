@@ -8,7 +8,7 @@ use observer_common::Counter;
 use serde::Serialize;
 use tracing::warn;
 
-use crate::datapath::{Attachments, CounterReader, DatapathCounters, EventReaderStats};
+use crate::datapath::{CounterReader, DatapathCounters, EventReaderStats};
 use crate::export::FlowLog;
 use crate::flow::ConnectionTable;
 
@@ -38,7 +38,7 @@ pub struct RunStats {
     pub connections_live: usize,
     /// Records written to the flow log.
     pub records_written: u64,
-    /// Interfaces attached now, sorted.
+    /// Interfaces attached now (at exit: when the run stopped), sorted.
     pub interfaces: Vec<String>,
     /// Cluster views published by the source (manifest loads and reloads).
     pub cluster_views: u64,
@@ -55,7 +55,6 @@ impl RunStats {
         counters: &CounterReader,
         reader: &EventReaderStats,
         table: &ConnectionTable,
-        attachments: &Attachments,
         log: &FlowLog,
     ) {
         match counters.read() {
@@ -66,9 +65,6 @@ impl RunStats {
         self.events_malformed = reader.malformed.load(Ordering::Relaxed);
         self.connections_live = table.len();
         self.records_written = log.written();
-        let mut names: Vec<String> = attachments.attached().map(|(_, n)| n.to_string()).collect();
-        names.sort();
-        self.interfaces = names;
     }
 
     /// Events or packets lost for good: ring-buffer reservations that failed.

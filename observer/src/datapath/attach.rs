@@ -48,11 +48,11 @@ impl Attachments {
         })
     }
 
-    /// Names of the interfaces currently attached, by index.
-    pub fn attached(&self) -> impl Iterator<Item = (u32, &str)> {
-        self.attached
-            .iter()
-            .map(|(index, (name, _))| (*index, name.as_str()))
+    /// Names of the interfaces currently attached, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.attached.values().map(|(n, _)| n.clone()).collect();
+        names.sort();
+        names
     }
 
     /// True when the interface is attached.
@@ -112,6 +112,14 @@ impl Attachments {
         let (name, links) = self.attached.remove(&index)?;
         self.release(links);
         Some(name)
+    }
+
+    /// Detaches from every interface, returning their names, sorted.
+    pub fn detach_all(&mut self) -> Vec<String> {
+        let indexes: Vec<u32> = self.attached.keys().copied().collect();
+        let mut names: Vec<String> = indexes.into_iter().filter_map(|i| self.detach(i)).collect();
+        names.sort();
+        names
     }
 
     fn release(&mut self, links: Vec<Link>) {

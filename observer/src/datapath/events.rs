@@ -8,7 +8,7 @@ use aya::maps::{Map, MapData, RingBuf};
 use observer_common::FlowEvent;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Owns the ring buffer.
 pub struct EventReader {
@@ -31,39 +31,39 @@ impl EventReader {
         })
     }
 
-    /// Forwards every event to `out` until the receiver goes away. When `out` is full the
-    /// reader waits, the ring buffer fills, and the kernel counts what it cannot reserve:
-    /// a slow consumer shows up in the counters, never as a silent gap.
+    /// Forwards every event to `out` until the receiver goes away, or until `stop` fires:
+    /// then it forwards what is left in the ring buffer and returns, so the caller, which
+    /// detached the programs first, gets every event the kernel wrote. When `out` is full
+    /// the reader waits, the ring buffer fills, and the kernel counts what it cannot
+    /// reserve: a slow consumer shows up in the counters, never as a silent gap.
     pub async fn run(
         self,
         out: mpsc::Sender<FlowEvent>,
         stats: Arc<EventReaderStats>,
+        mut stop: oneshot::Receiver<()>,
     ) -> Result<()> {
         // SAFETY: the ring buffer owns its file descriptor and keeps it open, unchanged,
         // for as long as the AsyncFd owns the ring buffer.
         let mut fd = unsafe { AsyncFd::register_with_interest(self.ring, Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {e}"))?;
         let mut batch = Vec::with_capacity(1024);
+        let mut stopping = false;
         loop {
-            let mut guard = fd.readable_mut().await?;
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
-                if item.len() == size_of::<FlowEvent>() {
-                    // SAFETY: the length matches and FlowEvent is plain old data.
-                    batch.push(unsafe {
-                        std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>())
-                    });
-                } else {
-                    stats.malformed.fetch_add(1, Ordering::Relaxed);
-                }
-                if batch.len() == batch.capacity() {
-                    break;
+            let mut emptied = false;
+            if stopping {
+                emptied = read_batch(fd.get_mut(), &mut batch, &stats);
+            } else {
+                tokio::select! {
+                    ready = fd.readable_mut() => {
+                        let mut guard = ready?;
+                        if read_batch(guard.get_inner_mut(), &mut batch, &stats) {
+                            guard.clear_ready();
+                        }
+                    }
+                    // A dropped sender means stop too.
+                    _ = &mut stop => stopping = true,
                 }
             }
-            if batch.len() < batch.capacity() {
-                guard.clear_ready();
-            }
-            drop(guard);
             stats
                 .received
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -72,6 +72,30 @@ impl EventReader {
                     return Ok(());
                 }
             }
+            if emptied {
+                return Ok(());
+            }
         }
     }
+}
+
+/// Reads events into `batch` until it is full or the ring buffer is empty; true when the
+/// ring buffer was emptied.
+fn read_batch(
+    ring: &mut RingBuf<MapData>,
+    batch: &mut Vec<FlowEvent>,
+    stats: &EventReaderStats,
+) -> bool {
+    while batch.len() < batch.capacity() {
+        let Some(item) = ring.next() else {
+            return true;
+        };
+        if item.len() == size_of::<FlowEvent>() {
+            // SAFETY: the length matches and FlowEvent is plain old data.
+            batch.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) });
+        } else {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    false
 }

@@ -316,6 +316,16 @@ fn udp_burst(from: &Pod, flows: u16, per_flow: usize) -> Result<u16> {
     Ok(socket.local_addr()?.port())
 }
 
+/// The records of a `udp_burst` sent from source port `sport`.
+fn burst_records(records: &[FlowRecord], sport: u16) -> Vec<&FlowRecord> {
+    records
+        .iter()
+        .filter(|r| {
+            r.protocol == "UDP" && r.src.port == sport && r.dst.ip == IpAddr::V4(OUTSIDE_IPV4)
+        })
+        .collect()
+}
+
 #[test]
 fn tiny_ring_buffer_counts_failed_reservations_and_still_records_every_flow() -> Result<()> {
     require_root();
@@ -339,14 +349,7 @@ fn tiny_ring_buffer_counts_failed_reservations_and_still_records_every_flow() ->
         out.stats
     );
     // The lost events were only notifications: the map still has every flow.
-    let recorded = out
-        .records
-        .iter()
-        .filter(|r| {
-            r.protocol == "UDP" && r.src.port == sport && r.dst.ip == IpAddr::V4(OUTSIDE_IPV4)
-        })
-        .count();
-    assert_eq!(recorded, 3000);
+    assert_eq!(burst_records(&out.records, sport).len(), 3000);
     Ok(())
 }
 
@@ -386,17 +389,40 @@ fn full_flow_map_overflows_through_the_ring_buffer_without_losing_flows() -> Res
         out.stats["overflow_events"],
         out.stats["datapath"]["flow_map_full"]
     );
-    let ours: Vec<&FlowRecord> = out
-        .records
-        .iter()
-        .filter(|r| {
-            r.protocol == "UDP" && r.src.port == sport && r.dst.ip == IpAddr::V4(OUTSIDE_IPV4)
-        })
-        .collect();
+    let ours = burst_records(&out.records, sport);
     assert_eq!(ours.len(), 1000);
     for r in ours {
         assert_eq!((r.fwd.packets, r.fwd.bytes), (2, 2 * 47), "{r:?}");
     }
+    Ok(())
+}
+
+#[test]
+fn a_full_connection_table_evicts_to_the_log_and_loses_no_flow() -> Result<()> {
+    require_root();
+    // 1,000 flows at once into a table limited to 100: each poll admits what fits (twice
+    // the limit), the sweep writes the least recently active as `evicted`.
+    let (_lab, a, observer, _dir) = observed_pod(
+        "evict",
+        &["--max-connections", "100", "--poll-interval", "100ms"],
+    )?;
+    let sport = udp_burst(&a, 1000, 2)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = observer.stop()?;
+    let evicted = out.stats["connections_evicted"].as_u64().unwrap_or(0);
+    assert!(evicted >= 800, "{}", out.stats);
+    assert_eq!(out.stats["table_full_packets"], 0, "{}", out.stats);
+    let mut packets_by_port = std::collections::BTreeMap::new();
+    for r in burst_records(&out.records, sport) {
+        *packets_by_port.entry(r.dst.port).or_insert(0) += r.fwd.packets;
+    }
+    // Every flow written exactly once, with both of its packets.
+    assert_eq!(packets_by_port.len(), 1000);
+    assert!(
+        packets_by_port.values().all(|&p| p == 2),
+        "{packets_by_port:?}"
+    );
+    assert!(out.records.iter().any(|r| r.state == FlowState::Evicted));
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use crate::cluster::kubernetes::KubernetesSourceConfig;
 use crate::daemon::{self, ClusterConfig, RunConfig};
 use crate::datapath::{DEFAULT_INTERFACE_PATTERN, DatapathConfig, InterfacePattern};
 use crate::export::FlowLogTarget;
-use crate::flow::TableConfig;
+use crate::flow::{DEFAULT_MAX_CONNECTIONS, TableConfig};
 
 /// Arguments of `observer run`.
 #[derive(Debug, Args)]
@@ -50,6 +50,12 @@ pub struct RunArgs {
     /// Long-lived connections with new traffic are reported this often (0s: never).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     report_interval: Duration,
+    /// Connections held in memory. Beyond it, each poll writes the least recently active
+    /// as `evicted` (their later traffic starts a new record); `connections_evicted` in the
+    /// stats counts them.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
     /// Cluster state from manifest files or directories (Namespaces, Pods, Nodes, Services,
     /// ReplicaSets, Jobs, NetworkPolicies), reloaded when they change: records then name
     /// pods and carry policy verdicts.
@@ -87,6 +93,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             idle_timeout_ns: args.idle_timeout.as_nanos() as u64,
             close_grace_ns: args.close_grace.as_nanos() as u64,
             report_interval_ns: args.report_interval.as_nanos() as u64,
+            max_connections: args.max_connections,
         },
         poll_interval: args.poll_interval.max(Duration::from_millis(10)),
         attach_empty_program: args.attach_empty_program,

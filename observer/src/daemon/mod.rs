@@ -148,6 +148,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let stopped_on = node.attachments.detach_all();
     // A program run that began before the detach may still be finishing on another CPU.
     tokio::time::sleep(DETACH_GRACE).await;
+    node.table.remove_limit();
     let _ = stop_events.send(());
     while let Some(event) = event_rx.recv().await {
         node.on_event(&event);

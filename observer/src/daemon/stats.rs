@@ -36,6 +36,12 @@ pub struct RunStats {
     pub log_write_errors: u64,
     /// Connections in the table now.
     pub connections_live: usize,
+    /// Connections written early as `evicted` because the table held more than
+    /// `--max-connections` (not a loss: later traffic starts a new record).
+    pub connections_evicted: u64,
+    /// Packets of overflow events and release tails refused while the table was at twice
+    /// `--max-connections`: lost.
+    pub table_full_packets: u64,
     /// Records written to the flow log.
     pub records_written: u64,
     /// Interfaces attached now (at exit: when the run stopped), sorted.
@@ -64,15 +70,20 @@ impl RunStats {
         self.events_received = reader.received.load(Ordering::Relaxed);
         self.events_malformed = reader.malformed.load(Ordering::Relaxed);
         self.connections_live = table.len();
+        let table_losses = table.losses();
+        self.connections_evicted = table_losses.evicted;
+        self.table_full_packets = table_losses.refused_packets;
         self.records_written = log.written();
     }
 
-    /// Events or packets lost for good: ring-buffer reservations that failed.
+    /// Events or packets lost for good: ring-buffer reservations that failed, and packets
+    /// the full connection table refused.
     pub fn losses(&self) -> u64 {
         self.datapath.get(Counter::RingBufNewFlowFailed)
             + self.datapath.get(Counter::RingBufEndFailed)
             + self.datapath.get(Counter::RingBufOverflowFailed)
             + self.events_malformed
+            + self.table_full_packets
     }
 
     /// Logs a warning when losses grew since the last call.
@@ -83,7 +94,9 @@ impl RunStats {
                 ringbuf_new_flow_failed = self.datapath.get(Counter::RingBufNewFlowFailed),
                 ringbuf_end_failed = self.datapath.get(Counter::RingBufEndFailed),
                 ringbuf_overflow_failed = self.datapath.get(Counter::RingBufOverflowFailed),
-                "flow events lost: the ring buffer was full (raise --ringbuf-bytes)"
+                table_full_packets = self.table_full_packets,
+                "flow events lost: the ring buffer was full (raise --ringbuf-bytes) or the \
+                 connection table was (raise --max-connections)"
             );
             self.losses_reported = losses;
         }

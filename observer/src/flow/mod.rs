@@ -12,4 +12,6 @@ pub use record::{
     Counts, EndpointIdentity, FlowRecord, FlowState, RecordEndpoint, ServiceInfo, WorkloadInfo,
     protocol_name, protocol_number, tcp_flag_names,
 };
-pub use table::{ConnectionTable, InterfaceNames, Sweep, TableConfig};
+pub use table::{
+    ConnectionTable, DEFAULT_MAX_CONNECTIONS, InterfaceNames, Sweep, TableConfig, TableLosses,
+};

@@ -155,6 +155,10 @@ pub enum FlowState {
     Closed,
     /// Idle for longer than the idle timeout.
     Expired,
+    /// Written early and forgotten because the table held more than `--max-connections`
+    /// (the least recently active go first). Later traffic of the connection is counted
+    /// again from zero and appears in a new record.
+    Evicted,
 }
 
 /// The record's name for an IP protocol number.

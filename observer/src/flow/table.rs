@@ -8,6 +8,7 @@
 //! time and applies the returned list of kernel keys to release.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use observer_common::{FlowKey, FlowStats, ip_proto, stats_flags, tcp_flags};
 
@@ -16,7 +17,11 @@ use super::{
     protocol_name, record::IcmpInfo, tcp_flag_names,
 };
 
-/// Timing policy of the table, in nanoseconds of CLOCK_MONOTONIC.
+/// Default of [`TableConfig::max_connections`]: four times the default flow map, whose keys
+/// are one hook and one direction each (up to four per connection on a node).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 262_144;
+
+/// Timing and size policy of the table (times in nanoseconds of CLOCK_MONOTONIC).
 #[derive(Clone, Copy, Debug)]
 pub struct TableConfig {
     /// A connection with no packet for this long is written as `expired` and forgotten.
@@ -26,6 +31,10 @@ pub struct TableConfig {
     pub close_grace_ns: u64,
     /// An active connection with new traffic is reported this often (0: never).
     pub report_interval_ns: u64,
+    /// Connections held before the sweep evicts the least recently active (written as
+    /// `evicted`). Between sweeps the table may grow to twice this; beyond that, new
+    /// connections are refused until the next sweep makes room (see [`TableLosses`]).
+    pub max_connections: usize,
 }
 
 impl Default for TableConfig {
@@ -34,6 +43,7 @@ impl Default for TableConfig {
             idle_timeout_ns: 30_000_000_000,
             close_grace_ns: 2_000_000_000,
             report_interval_ns: 10_000_000_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -77,12 +87,25 @@ struct Connection {
     reported_at: u64,
 }
 
+/// What the table's size limit cost so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableLosses {
+    /// Connections written early (`evicted`) to keep the table at its limit. Nothing is
+    /// lost: their later traffic is counted in a new record.
+    pub evicted: u64,
+    /// Packets of overflow events and release tails for new connections while the table
+    /// was at twice its limit: they had nowhere else to be counted, so they are lost.
+    /// (Flow map values and new-flow events are not lost: the next poll reads them again.)
+    pub refused_packets: u64,
+}
+
 /// All live connections, keyed by their direction-free identity.
 #[derive(Debug)]
 pub struct ConnectionTable {
     config: TableConfig,
     clock: WallClock,
     connections: HashMap<ConnectionKey, Connection>,
+    losses: TableLosses,
 }
 
 impl ConnectionTable {
@@ -92,7 +115,19 @@ impl ConnectionTable {
             config,
             clock,
             connections: HashMap::new(),
+            losses: TableLosses::default(),
         }
+    }
+
+    /// Lifts the size limit: the daemon is stopping and writes everything next, so the
+    /// final read must not refuse anything.
+    pub fn remove_limit(&mut self) {
+        self.config.max_connections = usize::MAX / 2;
+    }
+
+    /// What the size limit cost so far.
+    pub fn losses(&self) -> TableLosses {
+        self.losses
     }
 
     /// Number of live connections.
@@ -107,13 +142,17 @@ impl ConnectionTable {
 
     /// A value read from the flow map (summed over CPUs): replaces the key's map counters.
     pub fn record_poll(&mut self, key: &FlowKey, stats: FlowStats) {
-        self.observation(key).kernel = stats;
+        // Refused when the table is full: the key stays in the map, the next poll retries.
+        if let Some(observation) = self.observation(key) {
+            observation.kernel = stats;
+        }
     }
 
     /// A new-flow event: the first packet of a key on a CPU.
     pub fn record_new_flow(&mut self, key: &FlowKey, packet: &FlowStats) {
-        let observation = self.observation(key);
-        if observation.kernel.packets == 0 {
+        if let Some(observation) = self.observation(key)
+            && observation.kernel.packets == 0
+        {
             observation.kernel = *packet;
         }
     }
@@ -129,8 +168,10 @@ impl ConnectionTable {
 
     /// A packet the kernel could not store in the full map: counted here instead.
     pub fn record_overflow(&mut self, key: &FlowKey, packet: &FlowStats) {
-        let observation = self.observation(key);
-        observation.overflow = merge(&observation.overflow, packet);
+        match self.observation(key) {
+            Some(observation) => observation.overflow = merge(&observation.overflow, packet),
+            None => self.losses.refused_packets += packet.packets,
+        }
     }
 
     /// What the kernel counted for a released key after the read its record was written
@@ -138,14 +179,27 @@ impl ConnectionTable {
     /// new-flow event since the record (the key's first packet on another CPU) put a packet
     /// there that the tail already holds.
     pub fn record_tail(&mut self, key: &FlowKey, tail: &FlowStats) {
-        let observation = self.observation(key);
-        observation.kernel = FlowStats::default();
-        observation.overflow = merge(&observation.overflow, tail);
+        match self.observation(key) {
+            Some(observation) => {
+                observation.kernel = FlowStats::default();
+                observation.overflow = merge(&observation.overflow, tail);
+            }
+            None => self.losses.refused_packets += tail.packets,
+        }
     }
 
-    fn observation(&mut self, key: &FlowKey) -> &mut Observation {
+    /// The key's observation, created with its connection if need be; None when that would
+    /// take the table past twice its limit.
+    fn observation(&mut self, key: &FlowKey) -> Option<&mut Observation> {
         let (connection_key, _) = ConnectionKey::of(key);
-        let connection = self.connections.entry(connection_key).or_default();
+        let live = self.connections.len();
+        let connection = match self.connections.entry(connection_key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) if live < self.config.max_connections.saturating_mul(2) => {
+                entry.insert(Connection::default())
+            }
+            Entry::Vacant(_) => return None,
+        };
         let index = match connection.observations.iter().position(|o| o.key == *key) {
             Some(index) => index,
             None => {
@@ -157,7 +211,7 @@ impl ConnectionTable {
                 connection.observations.len() - 1
             }
         };
-        &mut connection.observations[index]
+        Some(&mut connection.observations[index])
     }
 
     /// Writes the connections that closed, expired or are due for a periodic report.
@@ -198,7 +252,36 @@ impl ConnectionTable {
             }
             true
         });
+        self.evict_beyond_limit(names, &mut sweep);
         sweep
+    }
+
+    /// Above the limit, writes the least recently active connections as `evicted` until the
+    /// table is a sixteenth below it, so a table under pressure does not evict every sweep.
+    fn evict_beyond_limit(&mut self, names: &InterfaceNames, sweep: &mut Sweep) {
+        let limit = self.config.max_connections;
+        if self.connections.len() <= limit {
+            return;
+        }
+        let excess = self.connections.len() - (limit - limit / 16);
+        let mut by_age: Vec<(u64, ConnectionKey)> = self
+            .connections
+            .iter()
+            .map(|(key, connection)| (connection.activity(key).last_seen, *key))
+            .collect();
+        by_age.select_nth_unstable_by_key(excess - 1, |(last_seen, _)| *last_seen);
+        for (_, key) in &by_age[..excess] {
+            if let Some(connection) = self.connections.remove(key) {
+                let summary = summarize(key, &connection, names);
+                sweep
+                    .records
+                    .push(summary.record(key, FlowState::Evicted, &self.clock));
+                sweep
+                    .release
+                    .extend(connection.observations.iter().map(|o| o.key));
+                self.losses.evicted += 1;
+            }
+        }
     }
 
     /// Writes every connection (the daemon is stopping): closed ones as `closed`, the rest

@@ -46,6 +46,7 @@ fn table() -> ConnectionTable {
             idle_timeout_ns: 10 * SECOND,
             close_grace_ns: 2 * SECOND,
             report_interval_ns: 0,
+            ..TableConfig::default()
         },
         WallClock::with_offset(0),
     )
@@ -177,6 +178,7 @@ fn active_connections_are_reported_periodically_only_with_new_traffic() {
             idle_timeout_ns: 100 * SECOND,
             close_grace_ns: 2 * SECOND,
             report_interval_ns: 5 * SECOND,
+            ..TableConfig::default()
         },
         WallClock::with_offset(0),
     );
@@ -193,4 +195,88 @@ fn active_connections_are_reported_periodically_only_with_new_traffic() {
     );
     t.record_poll(&k, stats(3, 300, SECOND, 13 * SECOND, tcp_flags::ACK));
     assert_eq!(t.sweep(17 * SECOND, &names()).records.len(), 1);
+}
+
+fn limited_table(max_connections: usize) -> ConnectionTable {
+    ConnectionTable::new(
+        TableConfig {
+            idle_timeout_ns: 100 * SECOND,
+            close_grace_ns: 2 * SECOND,
+            report_interval_ns: 0,
+            max_connections,
+        },
+        WallClock::with_offset(0),
+    )
+}
+
+#[test]
+fn beyond_its_limit_the_table_evicts_the_least_recently_active_and_releases_their_keys() {
+    let mut t = limited_table(32);
+    // 40 connections; connection i was last active at second 10 + i.
+    let keys: Vec<FlowKey> = (0..40)
+        .map(|i| key(A, 10_000 + i, B, 80, 1, direction::INGRESS))
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        let last = (10 + i as u64) * SECOND;
+        t.record_poll(k, stats(2, 200, SECOND, last, tcp_flags::ACK));
+    }
+    let sweep = t.sweep(60 * SECOND, &names());
+    // Down to a sixteenth below the limit (30): the 10 oldest go, with their counts.
+    assert_eq!(t.len(), 30);
+    assert_eq!(sweep.records.len(), 10);
+    let mut evicted: Vec<u16> = sweep.records.iter().map(|r| r.src.port).collect();
+    evicted.sort_unstable();
+    assert_eq!(evicted, (10_000..10_010).collect::<Vec<u16>>());
+    for r in &sweep.records {
+        assert_eq!(r.state, FlowState::Evicted);
+        assert_eq!((r.fwd.packets, r.fwd.bytes), (2, 200));
+    }
+    let mut released = sweep.release.clone();
+    released.sort_unstable_by_key(|k| k.src_port);
+    assert_eq!(released, keys[..10].to_vec());
+    assert_eq!(t.losses().evicted, 10);
+    assert_eq!(t.losses().refused_packets, 0);
+    // At or under the limit, nothing more goes.
+    assert!(t.sweep(61 * SECOND, &names()).records.is_empty());
+}
+
+#[test]
+fn at_twice_its_limit_the_table_refuses_new_connections_and_counts_lost_packets() {
+    let mut t = limited_table(2);
+    for port in 1..=4 {
+        t.record_poll(
+            &key(A, port, B, 80, 1, direction::INGRESS),
+            stats(1, 100, SECOND, SECOND, 0),
+        );
+    }
+    assert_eq!(t.len(), 4);
+    // A fifth connection: a map value is refused silently (the next poll reads it again),
+    // overflow and tail packets are counted as lost.
+    let fifth = key(A, 5, B, 80, 1, direction::INGRESS);
+    t.record_poll(&fifth, stats(1, 100, SECOND, SECOND, 0));
+    t.record_new_flow(&fifth, &stats(1, 100, SECOND, SECOND, 0));
+    t.record_overflow(&fifth, &stats(3, 300, SECOND, SECOND, 0));
+    t.record_tail(&fifth, &stats(2, 200, SECOND, SECOND, 0));
+    assert_eq!(t.len(), 4);
+    assert_eq!(t.losses().refused_packets, 5);
+    // Known connections still take everything.
+    t.record_overflow(
+        &key(A, 1, B, 80, 1, direction::INGRESS),
+        &stats(1, 100, SECOND, 2 * SECOND, 0),
+    );
+    assert_eq!(t.losses().refused_packets, 5);
+    // The sweep makes room (two of the three least recently active go); the fifth gets in
+    // at the next poll with its full counts.
+    let evicted = t.sweep(3 * SECOND, &names()).records;
+    assert_eq!(evicted.len(), 2);
+    assert!(
+        evicted.iter().all(|r| r.src.port != 1),
+        "port 1 was active last"
+    );
+    t.record_poll(&fifth, stats(4, 400, SECOND, 3 * SECOND, 0));
+    let mut records = t.drain(&names()).records;
+    records.sort_by_key(|r| r.src.port);
+    assert_eq!(records.len(), 3);
+    assert_eq!((records[0].src.port, records[0].fwd.packets), (1, 2));
+    assert_eq!((records[2].src.port, records[2].fwd.packets), (5, 4));
 }

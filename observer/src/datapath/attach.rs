@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use aya::{
     Ebpf,
     programs::{
-        SchedClassifier, TcAttachType,
+        SchedClassifier, TcAttachType, TestRun, TestRunOptions,
         tc::{self, SchedClassifierLinkId},
     },
     util::KernelVersion,
@@ -120,6 +120,34 @@ impl Attachments {
         let mut names: Vec<String> = indexes.into_iter().filter_map(|i| self.detach(i)).collect();
         names.sort();
         names
+    }
+
+    /// Runs the loaded classifier `name` once on `frame` through BPF_PROG_TEST_RUN, as
+    /// if the frame had reached its hook on the loopback interface, without attaching it:
+    /// the tier of exact parser tests that needs no namespaces. `gso_segs` above 1 makes
+    /// the frame a GSO packet of that many segments.
+    pub fn run_on_frame(&mut self, name: &str, frame: &[u8], gso_segs: u32) -> Result<()> {
+        // `struct __sk_buff` (UAPI, 192 bytes): the kernel copies in the GSO fields and
+        // requires the ones it does not accept to be zero.
+        const SK_BUFF_LEN: usize = 192;
+        const GSO_SEGS_OFFSET: usize = 164;
+        const GSO_SIZE_OFFSET: usize = 176;
+        let mut context = [0u8; SK_BUFF_LEN];
+        if gso_segs > 1 {
+            let segment = u32::try_from(frame.len()).unwrap_or(u32::MAX) / gso_segs;
+            context[GSO_SEGS_OFFSET..GSO_SEGS_OFFSET + 4].copy_from_slice(&gso_segs.to_ne_bytes());
+            context[GSO_SIZE_OFFSET..GSO_SIZE_OFFSET + 4]
+                .copy_from_slice(&segment.max(1).to_ne_bytes());
+        }
+        program(&mut self.ebpf, name)?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&context),
+                repeat: 1,
+                ..Default::default()
+            })
+            .with_context(|| format!("test run of {name} on a {}-byte frame", frame.len()))?;
+        Ok(())
     }
 
     fn release(&mut self, links: Vec<Link>) {

@@ -331,6 +331,7 @@ impl NodeState {
     /// Takes a map read into the table, then writes what is due.
     fn apply(&mut self, polled: PollResult) {
         self.stats.map_read_errors += polled.errors;
+        self.table.read_started(polled.read_started_ns);
         // Late packets of written connections: a later record carries them.
         for (key, tail) in &polled.tails {
             self.stats.late_packets += tail.packets;

@@ -5,6 +5,7 @@ use observer_common::{FlowKey, FlowStats};
 use tokio::sync::mpsc;
 
 use crate::datapath::FlowMapReader;
+use crate::flow::WallClock;
 
 /// One read of the whole map.
 pub struct PollResult {
@@ -15,6 +16,8 @@ pub struct PollResult {
     /// For the keys released before the read: what the kernel counted after the read their
     /// records were written from (see `FlowMapReader::remove`).
     pub tails: Vec<(FlowKey, FlowStats)>,
+    /// CLOCK_MONOTONIC when the read started (after the release).
+    pub read_started_ns: u64,
 }
 
 /// Handle to the poller thread. One poll is in flight at a time.
@@ -36,6 +39,7 @@ impl MapPoller {
                     // Delete first, then read: a released connection never comes back
                     // from a read that started before its keys were gone.
                     let tails = reader.remove(&release);
+                    let read_started_ns = WallClock::monotonic_now_ns();
                     let mut entries = Vec::new();
                     let errors = reader.read_all(&mut entries) as u64;
                     if outbox
@@ -43,6 +47,7 @@ impl MapPoller {
                             entries,
                             errors,
                             tails,
+                            read_started_ns,
                         })
                         .is_err()
                     {

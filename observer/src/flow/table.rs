@@ -106,6 +106,8 @@ pub struct ConnectionTable {
     clock: WallClock,
     connections: HashMap<ConnectionKey, Connection>,
     losses: TableLosses,
+    /// When the latest applied map read started (CLOCK_MONOTONIC).
+    read_started_ns: u64,
 }
 
 impl ConnectionTable {
@@ -116,7 +118,28 @@ impl ConnectionTable {
             clock,
             connections: HashMap::new(),
             losses: TableLosses::default(),
+            read_started_ns: 0,
         }
+    }
+
+    /// A map read that started at `read_started_ns` is being applied. Events about packets
+    /// from before it carry nothing new: the read holds those packets, or, for keys released
+    /// just before it, the record or the tail does.
+    pub fn read_started(&mut self, read_started_ns: u64) {
+        self.read_started_ns = self.read_started_ns.max(read_started_ns);
+    }
+
+    /// True when an event's packet was counted before the latest read started. A new-flow
+    /// event carries the precise time of its packet; an end event on a known key carries
+    /// the start of the packet's tick, which is earlier still, so this errs towards
+    /// dropping a hint the next read delivers anyway.
+    fn predates_read(&self, packet: &FlowStats) -> bool {
+        let at = if packet.first_seen_ns != 0 {
+            packet.first_seen_ns
+        } else {
+            packet.last_seen_ns
+        };
+        at < self.read_started_ns
     }
 
     /// Lifts the size limit: the daemon is stopping and writes everything next, so the
@@ -148,8 +171,13 @@ impl ConnectionTable {
         }
     }
 
-    /// A new-flow event: the first packet of a key on a CPU.
+    /// A new-flow event: the first packet of a key on a CPU. Without it a flow would wait
+    /// for the next read; once a read holds the packet, the event is ignored (counting it
+    /// again after its connection was written would report it twice).
     pub fn record_new_flow(&mut self, key: &FlowKey, packet: &FlowStats) {
+        if self.predates_read(packet) {
+            return;
+        }
         if let Some(observation) = self.observation(key)
             && observation.kernel.packets == 0
         {
@@ -159,6 +187,9 @@ impl ConnectionTable {
 
     /// A TCP FIN or RST event.
     pub fn record_end(&mut self, key: &FlowKey, packet: &FlowStats) {
+        if self.predates_read(packet) {
+            return;
+        }
         self.record_new_flow(key, packet);
         let (connection_key, _) = ConnectionKey::of(key);
         if let Some(connection) = self.connections.get_mut(&connection_key) {

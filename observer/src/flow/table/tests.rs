@@ -280,3 +280,24 @@ fn at_twice_its_limit_the_table_refuses_new_connections_and_counts_lost_packets(
     assert_eq!((records[0].src.port, records[0].fwd.packets), (1, 2));
     assert_eq!((records[2].src.port, records[2].fwd.packets), (5, 4));
 }
+
+#[test]
+fn an_event_delayed_past_the_read_that_holds_its_packet_is_not_counted_again() {
+    let mut t = table();
+    let k = key(A, 5000, B, 53, 1, direction::INGRESS);
+    // The read that started at 3 s holds both packets; the connection is written and its
+    // key released.
+    t.read_started(3 * SECOND);
+    t.record_poll(&k, stats(2, 200, SECOND, 2 * SECOND, 0));
+    let written = t.sweep(12 * SECOND, &names());
+    assert_eq!(written.records[0].fwd.packets, 2);
+    t.read_started(13 * SECOND);
+    // The new-flow event of the second packet (another CPU, at 2 s) arrives only now.
+    t.record_new_flow(&k, &stats(1, 100, 2 * SECOND, 2 * SECOND, 0));
+    t.record_end(&k, &stats(1, 100, 0, 2 * SECOND, tcp_flags::FIN));
+    assert!(t.is_empty(), "the packet is in the written record already");
+    // A packet after the read is news.
+    t.record_new_flow(&k, &stats(1, 100, 14 * SECOND, 14 * SECOND, 0));
+    let r = t.drain(&names()).records.remove(0);
+    assert_eq!((r.fwd.packets, r.fwd.bytes), (1, 100));
+}

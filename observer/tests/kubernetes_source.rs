@@ -290,6 +290,13 @@ async fn bad_input_is_counted_never_fatal() {
     let mut no_owner_name = web_pod("no-owner-name", Some("10.244.1.42"));
     no_owner_name["metadata"]["ownerReferences"][0] = json!({ "kind": "ReplicaSet" });
     objects.push(no_owner_name);
+    // A listed object the observer cannot decode: it is counted and left out, and the
+    // rest of its list still arrives (it used to fail the whole list, for ever).
+    objects.push(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "garbled-listed", "namespace": "shop", "resourceVersion": "5"},
+        "spec": {"containers": "not-a-list"}
+    }));
 
     let mock = MockApiServer::start(objects).await;
     let source = start_source(&mock, &KubernetesSourceConfig::default());
@@ -316,10 +323,14 @@ async fn bad_input_is_counted_never_fatal() {
     };
     assert_eq!(canary, Some(want));
     assert_eq!(workload(&state, "no-owner-name"), None);
-    assert_eq!(source.counters().invalid_objects, 1);
+    assert!(
+        !has_pod(&state, "garbled-listed"),
+        "undecodable pod published"
+    );
+    assert_eq!(source.counters().invalid_objects, 2);
 
     // Bad events on a live watch: an undecodable object, then an object
-    // without namespace. Both are counted; the stream keeps going.
+    // without namespace. Both are counted as invalid; the stream keeps going.
     wait_request(&mock, "pods watch", |r| r.kind == "Pod" && r.watch).await;
     let errors_before = source.counters().watch_errors;
     mock.state().inject_raw(
@@ -339,7 +350,7 @@ async fn bad_input_is_counted_never_fatal() {
     .await;
     assert!(!has_pod(&state, "garbled") && !has_pod(&state, "late-no-namespace"));
     let counters = source.counters();
-    assert_eq!(counters.watch_errors, errors_before + 1, "{counters:?}");
-    assert_eq!(counters.invalid_objects, 2, "{counters:?}");
+    assert_eq!(counters.watch_errors, errors_before, "{counters:?}");
+    assert_eq!(counters.invalid_objects, 4, "{counters:?}");
     assert_eq!(counters.relists, 0, "{counters:?}");
 }

@@ -16,10 +16,11 @@ use k8s_openapi::api::{
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, Store, store::WriterDropped};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Config};
+use kube::{Api, Client, Config, Resource};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use super::lenient::Lenient;
 use super::source::{ClusterSource, CounterSnapshot, SourceCounters};
 use super::state::ClusterObjects;
 use super::trim::Tracked;
@@ -205,12 +206,21 @@ struct Spawner<'a> {
 impl Spawner<'_> {
     /// Spawns the watcher → backoff → trim → reflector pipeline of kind `K`
     /// and returns the store it fills.
-    fn spawn<K: Tracked>(&mut self, config: watcher::Config) -> Store<K> {
-        let (reader, writer) = reflector::store::<K>();
+    /// Objects are decoded one by one ([`Lenient`]): one that does not decode is counted
+    /// and left out instead of failing its list.
+    fn spawn<K: Tracked>(&mut self, config: watcher::Config) -> Store<Lenient<K>> {
+        let (reader, writer) = reflector::store::<Lenient<K>>();
         let kept = self.kept.clone();
-        let stream = watcher(Api::<K>::all(self.client.clone()), config)
+        let stream = watcher(Api::<Lenient<K>>::all(self.client.clone()), config)
             .default_backoff()
-            .modify(move |obj: &mut K| obj.trim(&kept))
+            .modify(move |obj: &mut Lenient<K>| match obj {
+                Lenient::Decoded(object) => object.trim(&kept),
+                Lenient::Undecodable { metadata, .. } => {
+                    // Only its name is needed, to report it.
+                    metadata.managed_fields = None;
+                    metadata.annotations = None;
+                }
+            })
             .reflect(writer);
         let (counters, dirty) = (self.counters.clone(), self.dirty.clone());
         self.tasks.push(tokio::spawn(async move {
@@ -247,24 +257,37 @@ impl Spawner<'_> {
     }
 }
 
-fn check_valid<K: Tracked>(obj: &K, counters: &SourceCounters) {
-    if let Some(reason) = obj.invalid_reason() {
-        counters.record_invalid_object();
-        let name = obj.meta().name.as_deref().unwrap_or("<none>");
-        tracing::warn!(kind = K::KIND, name, reason, "dropping invalid object");
-    }
+fn check_valid<K: Tracked>(obj: &Lenient<K>, counters: &SourceCounters) {
+    let reason = match obj {
+        Lenient::Decoded(object) => match object.invalid_reason() {
+            Some(reason) => reason.to_string(),
+            None => return,
+        },
+        Lenient::Undecodable { error, .. } => format!("undecodable: {error}"),
+    };
+    counters.record_invalid_object();
+    let meta = obj.meta();
+    let name = meta.name.as_deref().unwrap_or("<none>");
+    let namespace = meta.namespace.as_deref().unwrap_or("");
+    tracing::warn!(
+        kind = K::KIND,
+        namespace,
+        name,
+        reason,
+        "dropping invalid object"
+    );
 }
 
 /// The reflector stores of all kinds.
 struct Stores {
-    namespaces: Store<Namespace>,
-    pods: Store<Pod>,
-    nodes: Store<Node>,
-    policies: Store<NetworkPolicy>,
-    services: Store<Service>,
-    endpoint_slices: Store<EndpointSlice>,
-    replica_sets: Store<ReplicaSet>,
-    jobs: Store<Job>,
+    namespaces: Store<Lenient<Namespace>>,
+    pods: Store<Lenient<Pod>>,
+    nodes: Store<Lenient<Node>>,
+    policies: Store<Lenient<NetworkPolicy>>,
+    services: Store<Lenient<Service>>,
+    endpoint_slices: Store<Lenient<EndpointSlice>>,
+    replica_sets: Store<Lenient<ReplicaSet>>,
+    jobs: Store<Lenient<Job>>,
 }
 
 impl Stores {
@@ -298,12 +321,13 @@ impl Stores {
     }
 }
 
-fn valid<K: Tracked>(store: &Store<K>) -> Vec<K> {
+fn valid<K: Tracked>(store: &Store<Lenient<K>>) -> Vec<K> {
     store
         .state()
         .iter()
+        .filter_map(|obj| obj.decoded())
         .filter(|obj| obj.invalid_reason().is_none())
-        .map(|obj| K::clone(obj))
+        .cloned()
         .collect()
 }
 

@@ -5,12 +5,14 @@
 //! - `publish`: turns a source's states into views: manifests reloaded when the files
 //!   change, or the Kubernetes source.
 //! - `source`, `kubernetes`: the Kubernetes source (kube-rs watchers and reflectors per
-//!   kind, list+watch with resume, relist on 410 Gone, backoff), publishing states.
+//!   kind, list+watch with resume, relist on 410 Gone, backoff), publishing states;
+//!   `lenient` decodes their objects one by one, so one bad object fails nothing else.
 //! - `view`: the immutable per-flow view built from a state (policies, IP holders, Services).
 //! - `identity`: the time-aware IP → holder history.
 
 pub mod identity;
 pub mod kubernetes;
+mod lenient;
 pub mod manifests;
 pub mod publish;
 pub mod source;

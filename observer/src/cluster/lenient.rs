@@ -1,0 +1,127 @@
+//! Decoding API objects one at a time, so that one object the observer cannot decode
+//! never fails the list it came in.
+//!
+//! kube decodes a list response as a whole: with plain typed objects, a single object
+//! with a field of the wrong shape fails the list, the watcher retries it forever, and
+//! the kind never becomes ready. Wrapping each object in [`Lenient`] turns that object
+//! into an [`Lenient::Undecodable`] entry, kept with its metadata so it can be named,
+//! counted and left out, while the rest of the list is used.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use serde::de::{Deserialize, DeserializeOwned, Deserializer};
+
+/// An object of kind `K` as the API sent it.
+#[derive(Clone, Debug)]
+pub(crate) enum Lenient<K> {
+    /// Decoded as `K`.
+    Decoded(K),
+    /// Not a valid `K`: its metadata (as far as it decodes) and why.
+    Undecodable {
+        /// The object's metadata, or empty metadata when even that does not decode
+        /// (boxed: the rare case should not make every stored object larger).
+        metadata: Box<ObjectMeta>,
+        /// The decoder's message, naming the field.
+        error: Arc<str>,
+    },
+}
+
+impl<K> Lenient<K> {
+    /// The decoded object, if it decoded.
+    pub(crate) fn decoded(&self) -> Option<&K> {
+        match self {
+            Self::Decoded(object) => Some(object),
+            Self::Undecodable { .. } => None,
+        }
+    }
+}
+
+impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Only input that is not JSON at all fails here, and with it the whole response.
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Ok(match K::deserialize(&value) {
+            Ok(object) => Self::Decoded(object),
+            Err(error) => Self::Undecodable {
+                metadata: value
+                    .get("metadata")
+                    .and_then(|m| ObjectMeta::deserialize(m).ok())
+                    .unwrap_or_default()
+                    .into(),
+                error: error.to_string().into(),
+            },
+        })
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Resource for Lenient<K> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Self::Decoded(object) => object.meta(),
+            Self::Undecodable { metadata, .. } => metadata,
+        }
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Self::Decoded(object) => object.meta_mut(),
+            Self::Undecodable { metadata, .. } => metadata,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Pod;
+
+    use super::Lenient;
+
+    #[test]
+    fn a_list_with_one_bad_object_keeps_the_others_and_names_the_bad_one() {
+        let list = r#"[
+            {"metadata":{"name":"good","namespace":"shop"},"spec":{"containers":[]}},
+            {"metadata":{"name":"bad","namespace":"shop"},"spec":{"containers":"not-a-list"}},
+            {"metadata":{"name":7},"spec":{}}
+        ]"#;
+        let objects: Vec<Lenient<Pod>> = serde_json::from_str(list).expect("a JSON list");
+        assert_eq!(
+            objects[0]
+                .decoded()
+                .and_then(|p| p.metadata.name.as_deref()),
+            Some("good")
+        );
+        match &objects[1] {
+            Lenient::Undecodable { metadata, error } => {
+                assert_eq!(metadata.name.as_deref(), Some("bad"));
+                assert!(error.contains("sequence"), "{error}");
+            }
+            other => panic!("decoded: {other:?}"),
+        }
+        match &objects[2] {
+            Lenient::Undecodable { metadata, .. } => assert_eq!(metadata.name, None),
+            other => panic!("decoded: {other:?}"),
+        }
+    }
+}

@@ -11,6 +11,7 @@
 //! - [`export`]: where records go (the JSON Lines flow log).
 //! - [`cli`]: one file per subcommand, argument parsing and wiring only.
 
+pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod daemon;

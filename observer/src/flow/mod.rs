@@ -9,8 +9,8 @@ mod table;
 pub use clock::WallClock;
 pub use key::{ConnectionKey, Endpoint};
 pub use record::{
-    Counts, EndpointIdentity, FlowRecord, FlowState, RecordEndpoint, ServiceInfo, WorkloadInfo,
-    protocol_name, protocol_number, tcp_flag_names,
+    Counts, EndpointIdentity, FlowRecord, FlowState, IcmpInfo, RecordEndpoint, ServiceInfo,
+    WorkloadInfo, protocol_name, protocol_number, tcp_flag_names,
 };
 pub use table::{
     ConnectionTable, DEFAULT_MAX_CONNECTIONS, InterfaceNames, Sweep, TableConfig, TableLosses,

@@ -1,0 +1,176 @@
+//! The tonic service: thin handlers over the hub, the filters and the conversion.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::filter::Selection;
+use super::hub::FlowHub;
+use super::proto::{
+    self, FlowEvent, GetFlowsRequest, GetFlowsResponse, LostFlows, ServerStatusRequest,
+    ServerStatusResponse, get_flows_request::Start, get_flows_response::Event, lost_flows::Reason,
+    observer_server::ObserverServer,
+};
+use super::ring::Gap;
+
+/// Flows read from the ring per lock.
+const READ_BATCH: usize = 256;
+/// Messages queued per stream before its task waits for the client to read: a slow
+/// client holds its task back, never the daemon, and falls behind in the ring.
+const STREAM_QUEUE: usize = 256;
+
+/// The `Observer` service.
+#[derive(Debug, Clone)]
+pub struct ObserverService {
+    hub: Arc<FlowHub>,
+}
+
+impl ObserverService {
+    /// Serves `hub`.
+    pub fn new(hub: Arc<FlowHub>) -> Self {
+        Self { hub }
+    }
+
+    /// As a tonic service, for a router.
+    pub fn into_server(self) -> ObserverServer<Self> {
+        ObserverServer::new(self)
+    }
+}
+
+type FlowStream = ReceiverStream<Result<GetFlowsResponse, Status>>;
+
+#[tonic::async_trait]
+impl proto::observer_server::Observer for ObserverService {
+    type GetFlowsStream = FlowStream;
+
+    async fn get_flows(
+        &self,
+        request: Request<GetFlowsRequest>,
+    ) -> Result<Response<FlowStream>, Status> {
+        let request = request.into_inner();
+        let selection = Selection::compile(&request.allow, &request.deny)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let after = match request.start {
+            None => self.hub.start_after(false, None),
+            Some(Start::FromOldest(from_oldest)) => self.hub.start_after(from_oldest, None),
+            Some(Start::AfterCursor(cursor)) => cursor,
+            Some(Start::Last(n)) => self.hub.start_after(false, Some(n)),
+        };
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let hub = Arc::clone(&self.hub);
+        tokio::spawn(stream_flows(hub, selection, after, request.follow, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn server_status(
+        &self,
+        _: Request<ServerStatusRequest>,
+    ) -> Result<Response<ServerStatusResponse>, Status> {
+        let s = self.hub.status();
+        Ok(Response::new(ServerStatusResponse {
+            oldest_cursor: s.oldest_cursor,
+            newest_cursor: s.newest_cursor,
+            capacity: s.capacity,
+            flows_published: s.flows_published,
+            subscribers: s.subscribers,
+            flows_lost_to_subscribers: s.flows_lost_to_subscribers,
+        }))
+    }
+}
+
+/// Sends one subscriber its flows, from cursor `after` on, until the client goes away,
+/// or, without `follow`, the flows held at the start are sent, or the hub closes and
+/// what is left is sent.
+async fn stream_flows(
+    hub: Arc<FlowHub>,
+    selection: Selection,
+    mut after: u64,
+    follow: bool,
+    tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
+) {
+    let _subscriber = hub.subscriber();
+    let mut wake = hub.watch();
+    let end_at = wake.borrow().0;
+    loop {
+        let batch = hub.read_after(after, READ_BATCH);
+        for gap in batch.lost {
+            let (range, reason) = match gap {
+                Gap::Overwritten(range) => (range, Reason::Overwritten),
+                Gap::EarlierRun(range) => (range, Reason::EarlierRun),
+            };
+            if reason == Reason::Overwritten {
+                hub.count_lost(range.end() - range.start() + 1);
+            }
+            after = *range.end();
+            let lost = LostFlows {
+                first_cursor: *range.start(),
+                last_cursor: *range.end(),
+                reason: reason as i32,
+            };
+            if send(&tx, Event::Lost(lost)).await.is_err() {
+                return;
+            }
+        }
+        let read = batch.items.len();
+        for (cursor, record) in batch.items {
+            after = cursor;
+            if !follow && cursor >= end_at {
+                return;
+            }
+            if selection.matches(&record) {
+                let flow = FlowEvent {
+                    cursor,
+                    flow: Some(proto::Flow::from(record.as_ref())),
+                };
+                if send(&tx, Event::Flow(flow)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if read == READ_BATCH {
+            continue;
+        }
+        // Caught up.
+        let (next, closed) = *wake.borrow_and_update();
+        if next > after + 1 {
+            continue;
+        }
+        if !follow || closed {
+            return;
+        }
+        if wake.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn send(tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>, event: Event) -> Result<(), ()> {
+    tx.send(Ok(GetFlowsResponse { event: Some(event) }))
+        .await
+        .map_err(|_| ())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; then streams end once they
+/// have sent what the hub holds (the hub must be closed first).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    hub: Arc<FlowHub>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(ObserverService::new(hub).into_server())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// Binds the API's address, naming it in the error.
+pub async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding the gRPC API to {address} (--grpc-listen)"))
+}

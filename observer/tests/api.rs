@@ -1,0 +1,285 @@
+//! The gRPC API end to end over loopback: a real tonic server on a hub, a real client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use observer::api::hub::FlowHub;
+use observer::api::proto::{
+    FlowFilter, GetFlowsRequest, ServerStatusRequest, get_flows_request::Start,
+    get_flows_response::Event, lost_flows::Reason, observer_client::ObserverClient,
+};
+use observer::api::server;
+use observer::flow::FlowRecord;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn flows() -> Vec<FlowRecord> {
+    include_str!("data/api/flows.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("fixture flow"))
+        .collect()
+}
+
+/// A server on a loopback port, stopped when dropped.
+struct Api {
+    client: ObserverClient<Channel>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn serve(hub: &Arc<FlowHub>) -> Api {
+    let listener = server::bind("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, Arc::clone(hub), async {
+        let _ = stopped.await;
+    }));
+    let client = ObserverClient::connect(format!("http://{address}"))
+        .await
+        .expect("connect");
+    Api {
+        client,
+        stop: Some(stop),
+    }
+}
+
+/// Everything a stream sends until it ends.
+async fn collect(api: &mut Api, request: GetFlowsRequest) -> Vec<Event> {
+    let mut stream = api
+        .client
+        .get_flows(request)
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(message) = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("stream stalled")
+        .expect("stream failed")
+    {
+        events.extend(message.event);
+    }
+    events
+}
+
+fn cursors_and_ports(events: &[Event]) -> Vec<(u64, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Flow(f) => Some((
+                f.cursor,
+                f.flow
+                    .as_ref()
+                    .and_then(|f| f.source.as_ref())
+                    .map_or(0, |s| s.port),
+            )),
+            Event::Lost(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_follower_gets_every_flow_in_order_as_it_was_written() {
+    let hub = FlowHub::with_first_cursor(64, 1000);
+    let mut api = serve(&hub).await;
+    let mut stream = api
+        .client
+        .get_flows(GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .expect("stream")
+        .into_inner();
+    // The subscription starts with the next flow: wait until the server registered it.
+    while hub.status().subscribers == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    hub.publish(&flows());
+    let mut received = Vec::new();
+    while received.len() < 4 {
+        let message = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("flow in time")
+            .expect("stream ok")
+            .expect("stream open");
+        match message.event {
+            Some(Event::Flow(f)) => received.push(f),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let cursors: Vec<u64> = received.iter().map(|f| f.cursor).collect();
+    assert_eq!(cursors, vec![1000, 1001, 1002, 1003]);
+    let back: Vec<FlowRecord> = received
+        .iter()
+        .map(|f| FlowRecord::try_from(f.flow.as_ref().expect("flow")).expect("converts"))
+        .collect();
+    assert_eq!(back, flows());
+    // Closing the hub ends the stream once it sent what is left.
+    hub.publish(&flows()[..1]);
+    hub.close();
+    let mut rest = Vec::new();
+    while let Some(message) = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("end in time")
+        .expect("stream ok")
+    {
+        rest.extend(message.event);
+    }
+    assert_eq!(cursors_and_ports(&rest), vec![(1004, 40000)]);
+}
+
+#[tokio::test]
+async fn violations_are_a_filter_and_a_cursor_resumes_exactly_after_it() {
+    let hub = FlowHub::with_first_cursor(64, 1000);
+    hub.publish(&flows());
+    let mut api = serve(&hub).await;
+    let violations = GetFlowsRequest {
+        start: Some(Start::FromOldest(true)),
+        allow: vec![FlowFilter {
+            verdict: vec!["deny".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let events = collect(&mut api, violations).await;
+    assert_eq!(cursors_and_ports(&events), vec![(1001, 40001)]);
+
+    let resumed = GetFlowsRequest {
+        start: Some(Start::AfterCursor(1001)),
+        ..Default::default()
+    };
+    let events = collect(&mut api, resumed).await;
+    assert_eq!(cursors_and_ports(&events), vec![(1002, 53000), (1003, 77)]);
+
+    let last = GetFlowsRequest {
+        start: Some(Start::Last(1)),
+        deny: vec![FlowFilter {
+            protocol: vec!["TCP".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let events = collect(&mut api, last).await;
+    assert_eq!(cursors_and_ports(&events), vec![(1003, 77)]);
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_is_told_exactly_which_flows_it_lost() {
+    let hub = FlowHub::with_first_cursor(8, 1);
+    let mut api = serve(&hub).await;
+    let mut stream = api
+        .client
+        .get_flows(GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .expect("stream")
+        .into_inner();
+    while hub.status().subscribers == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Published while the client reads nothing: the stream's queue fills, the ring wraps.
+    let one = &flows()[..1];
+    for _ in 0..3000 {
+        hub.publish(one);
+    }
+    hub.close();
+    let mut next = 1;
+    let mut lost = 0;
+    let mut delivered = 0;
+    while let Some(message) = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("message in time")
+        .expect("stream ok")
+    {
+        match message.event.expect("event") {
+            Event::Flow(f) => {
+                assert_eq!(f.cursor, next, "flows in order, no silent gap");
+                delivered += 1;
+                next += 1;
+            }
+            Event::Lost(l) => {
+                assert_eq!(
+                    l.first_cursor, next,
+                    "the gap starts where the flows stopped"
+                );
+                assert_eq!(l.reason, Reason::Overwritten as i32);
+                lost += l.last_cursor - l.first_cursor + 1;
+                next = l.last_cursor + 1;
+            }
+        }
+    }
+    assert_eq!(next, 3001, "every cursor accounted for");
+    assert!(lost > 0, "the subscriber kept up: nothing was overwritten");
+    assert_eq!(delivered + lost, 3000);
+    let status = api
+        .client
+        .server_status(ServerStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(status.flows_lost_to_subscribers, lost);
+    assert_eq!(status.flows_published, 3000);
+    assert_eq!((status.oldest_cursor, status.newest_cursor), (2993, 3000));
+}
+
+#[tokio::test]
+async fn a_cursor_from_an_earlier_run_is_answered_with_what_is_unknown() {
+    let hub = FlowHub::with_first_cursor(64, 1000);
+    hub.publish(&flows()[..2]);
+    let mut api = serve(&hub).await;
+    let events = collect(
+        &mut api,
+        GetFlowsRequest {
+            start: Some(Start::AfterCursor(500)),
+            ..Default::default()
+        },
+    )
+    .await;
+    match &events[0] {
+        Event::Lost(l) => {
+            assert_eq!((l.first_cursor, l.last_cursor), (501, 999));
+            assert_eq!(l.reason, Reason::EarlierRun as i32);
+        }
+        other => panic!("expected a lost notice first: {other:?}"),
+    }
+    assert_eq!(
+        cursors_and_ports(&events),
+        vec![(1000, 40000), (1001, 40001)]
+    );
+}
+
+#[tokio::test]
+async fn a_bad_filter_is_refused_naming_it() {
+    let hub = FlowHub::with_first_cursor(64, 1);
+    let mut api = serve(&hub).await;
+    let status = api
+        .client
+        .get_flows(GetFlowsRequest {
+            allow: vec![FlowFilter {
+                source_ip: vec!["10.0.0.0/33".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "allow[0].source_ip: \"10.0.0.0/33\" is not an address or CIDR"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod check;
 mod duration;
+mod observe;
 mod run;
 
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ enum Command {
     Run(run::RunArgs),
     /// Replay flows against manifests: allowed or denied, by which policy (what-if).
     Check(check::CheckArgs),
+    /// Stream flows and violations from a running observer's gRPC API.
+    Observe(observe::ObserveArgs),
 }
 
 /// Entry point of the `observer` binary.
@@ -38,6 +41,7 @@ pub fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Observe(args) => observe::run(args),
         Command::Check(args) => return check::run(args),
     };
     match result {

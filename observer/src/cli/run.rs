@@ -73,9 +73,35 @@ pub struct RunArgs {
     /// records written late.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     identity_retention: Duration,
+    /// Address of the gRPC API (flows and violations for subscribers; `observer observe`
+    /// is a client), or `off`.
+    #[arg(long, default_value = DEFAULT_GRPC_LISTEN, value_parser = parse_listen)]
+    grpc_listen: Listen,
+    /// Written flows the API keeps for subscribers to read and resume from; a subscriber
+    /// that falls further behind is told which flows it lost.
+    #[arg(long, default_value_t = 65_536,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    api_buffer_flows: usize,
     /// Benchmarking aid: also attach an empty classifier, the cost floor.
     #[arg(long, hide = true)]
     attach_empty_program: bool,
+}
+
+/// Default of `--grpc-listen`.
+pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:4245";
+
+/// `--grpc-listen`: an address, or none (`off`).
+#[derive(Clone, Debug)]
+struct Listen(Option<std::net::SocketAddr>);
+
+fn parse_listen(value: &str) -> Result<Listen, String> {
+    if value == "off" {
+        return Ok(Listen(None));
+    }
+    value
+        .parse()
+        .map(|address| Listen(Some(address)))
+        .map_err(|_| format!("{value:?} is neither host:port (e.g. 0.0.0.0:4245) nor off"))
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -110,6 +136,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             ClusterConfig::None
         },
         identity_retention: args.identity_retention,
+        grpc_listen: args.grpc_listen.0,
+        api_buffer_flows: args.api_buffer_flows,
     };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -7,6 +7,7 @@
 mod poller;
 mod stats;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,6 +19,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
+use crate::api::hub::FlowHub;
+use crate::api::server as api_server;
 use crate::cluster::kubernetes::{KubernetesSource, KubernetesSourceConfig};
 use crate::cluster::publish::{SourceStats, watch_kubernetes, watch_manifests};
 use crate::cluster::view::ClusterView;
@@ -35,6 +38,8 @@ pub use stats::RunStats;
 const EVENT_CHANNEL: usize = 16_384;
 /// How often manifest files are checked for changes.
 const MANIFEST_POLL: Duration = Duration::from_secs(1);
+/// How long subscribers get, at shutdown, to read what the API still holds for them.
+const API_DRAIN: Duration = Duration::from_secs(2);
 /// How long a program run that began before the final detach may take to finish.
 const DETACH_GRACE: Duration = Duration::from_millis(20);
 /// Names of vanished interfaces kept for records that still refer to them.
@@ -72,6 +77,10 @@ pub struct RunConfig {
     pub cluster: ClusterConfig,
     /// How long ended IP holdings are kept for late records.
     pub identity_retention: Duration,
+    /// Where the gRPC API listens (`None`: no API).
+    pub grpc_listen: Option<SocketAddr>,
+    /// Flows the API keeps for subscribers to read and resume from.
+    pub api_buffer_flows: usize,
 }
 
 /// Runs until SIGINT or SIGTERM, then writes every connection it has and detaches.
@@ -113,7 +122,23 @@ pub async fn run(config: RunConfig) -> Result<()> {
         }
     };
 
+    let hub = FlowHub::new(config.api_buffer_flows);
+    let api = match config.grpc_listen {
+        Some(address) => {
+            let listener = api_server::bind(address).await?;
+            let bound = listener.local_addr().unwrap_or(address);
+            info!(address = %bound, "gRPC API listening");
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(api_server::serve(listener, Arc::clone(&hub), async {
+                let _ = stopped.await;
+            }));
+            Some((task, stop))
+        }
+        None => None,
+    };
+
     let mut node = NodeState {
+        hub: Arc::clone(&hub),
         table: ConnectionTable::new(config.table, WallClock::now()),
         attachments,
         names: InterfaceNames::new(),
@@ -166,8 +191,17 @@ pub async fn run(config: RunConfig) -> Result<()> {
     }
     let sweep = node.table.drain(&node.names);
     node.write(sweep);
+    // Subscribers get what is left, then their streams end.
+    hub.close();
+    if let Some((task, stop)) = api {
+        let _ = stop.send(());
+        if tokio::time::timeout(API_DRAIN, task).await.is_err() {
+            warn!("gRPC subscribers still reading after {API_DRAIN:?}; closing their streams");
+        }
+    }
     node.stats
         .update(&counters, &reader_stats, &node.table, &node.log);
+    node.stats.api = hub.status();
     node.stats.interfaces = stopped_on;
     if let Some(path) = &config.stats_file {
         node.stats.write(path)?;
@@ -205,6 +239,8 @@ struct NodeState {
     /// held back (their identities would be empty), while events and polls go on, so
     /// nothing backs up into the ring buffer meanwhile.
     waiting_for_view: bool,
+    /// Written records go here too, for the gRPC API's subscribers.
+    hub: Arc<FlowHub>,
 }
 
 impl NodeState {
@@ -250,6 +286,7 @@ impl NodeState {
                     };
                     self.apply(polled);
                     self.stats.update(counters, reader_stats, &self.table, &self.log);
+                    self.stats.api = self.hub.status();
                     self.stats.interfaces = self.attachments.names();
                     self.stats.warn_on_new_losses();
                     if let Some(path) = &config.stats_file
@@ -355,5 +392,6 @@ impl NodeState {
             self.stats.log_write_errors += 1;
             warn!(error = format!("{e:#}"), "flow log write failed");
         }
+        self.hub.publish(&sweep.records);
     }
 }

@@ -8,6 +8,7 @@ use observer_common::Counter;
 use serde::Serialize;
 use tracing::warn;
 
+use crate::api::hub::HubStatus;
 use crate::datapath::{CounterReader, DatapathCounters, EventReaderStats};
 use crate::export::FlowLog;
 use crate::flow::ConnectionTable;
@@ -50,6 +51,9 @@ pub struct RunStats {
     pub cluster_views: u64,
     /// Objects of the latest cluster state skipped as invalid.
     pub cluster_invalid_objects: u64,
+    /// The gRPC API's buffer and subscribers, with the flows subscribers were told they
+    /// lost (`flows_lost_to_subscribers`).
+    pub api: HubStatus,
     #[serde(skip)]
     losses_reported: u64,
 }

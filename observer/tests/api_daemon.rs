@@ -1,0 +1,114 @@
+//! The gRPC API of a running observer in a lab node, read with `observer observe`: the
+//! flows a follower receives are the flow log's records, and its stream ends cleanly when
+//! the daemon stops. Needs root (it runs the datapath); fails loudly without it.
+
+mod support;
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use observer::flow::FlowRecord;
+use observer_lab::Lab;
+use observer_lab::traffic::udp_exchange;
+use support::{Observer, require_root, scratch_dir};
+
+fn observe(lab: &Lab, args: &[&str]) -> Command {
+    let mut command = Lab::command_in(lab.node_netns(), env!("CARGO_BIN_EXE_observer"));
+    command.arg("observe").args(args);
+    command
+}
+
+/// Waits for `child` to exit, within `limit`, and returns its standard output.
+fn finish(mut child: Child, limit: Duration) -> Result<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let mut out = String::new();
+            let mut err = String::new();
+            if let Some(mut stdout) = child.stdout.take() {
+                stdout.read_to_string(&mut out)?;
+            }
+            if let Some(mut stderr) = child.stderr.take() {
+                stderr.read_to_string(&mut err)?;
+            }
+            if !status.success() {
+                bail!("observe exited with {status}: {err}");
+            }
+            return Ok(out);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("observe did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> Result<()> {
+    require_root();
+    let dir = scratch_dir("api-daemon");
+    let mut lab = Lab::new()?;
+    let a = lab.add_pod("a")?;
+    let b = lab.add_pod("b")?;
+    let mut observer = Observer::start(
+        &lab,
+        &dir,
+        &["--interfaces", "veth*", "--idle-timeout", "1s"],
+    )?;
+    observer.wait_attached(&["vetha", "vethb"])?;
+    // From the oldest flow held, so it misses nothing however late it connects.
+    let follower = observe(&lab, &["--follow", "--from-oldest", "--protocol", "udp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting observe")?;
+
+    let (client_port, server_port) = udp_exchange(&a, &b, IpAddr::V4(b.ipv4), 3)?;
+    observer.wait_stat("records_written", 1)?;
+    let status = observe(&lab, &["--status"]).output()?;
+    assert!(status.status.success(), "{status:?}");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout)?;
+    assert!(status["flows_published"].as_u64() >= Some(1), "{status}");
+    let out = observer.stop()?;
+
+    let followed = finish(follower, Duration::from_secs(20))?;
+    let mut received: Vec<(u64, FlowRecord)> = Vec::new();
+    for line in followed.lines() {
+        let value: serde_json::Value = serde_json::from_str(line)?;
+        assert!(
+            value.get("lost").is_none(),
+            "nothing may be lost here: {line}"
+        );
+        let cursor = value["cursor"].as_u64().context("cursor")?;
+        received.push((cursor, serde_json::from_value(value["flow"].clone())?));
+    }
+    assert!(
+        received.windows(2).all(|w| w[0].0 < w[1].0),
+        "cursors increase"
+    );
+    let ours = |r: &FlowRecord| {
+        r.protocol == "UDP"
+            && r.src.ip == IpAddr::V4(a.ipv4)
+            && r.src.port == client_port
+            && r.dst.port == server_port
+    };
+    let logged: Vec<&FlowRecord> = out.records.iter().filter(|r| ours(r)).collect();
+    let streamed: Vec<&FlowRecord> = received
+        .iter()
+        .map(|(_, r)| r)
+        .filter(|r| ours(r))
+        .collect();
+    assert_eq!(logged.len(), 1, "{:?}", out.records);
+    assert_eq!(streamed, logged, "the API carries the flow log's record");
+    assert_eq!(logged[0].fwd.packets, 3);
+    // Every UDP record of the log reached the follower, in the log's order.
+    let all_udp: Vec<&FlowRecord> = out.records.iter().filter(|r| r.protocol == "UDP").collect();
+    let all_streamed: Vec<&FlowRecord> = received.iter().map(|(_, r)| r).collect();
+    assert_eq!(all_streamed, all_udp);
+    assert_eq!(out.stats["api"]["flows_lost_to_subscribers"], 0);
+    Ok(())
+}

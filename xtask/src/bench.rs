@@ -19,6 +19,9 @@ pub enum Which {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         criterion: Vec<String>,
     },
+    /// gRPC API: publishing rate, memory per buffered flow, fan-out to 4 followers over
+    /// loopback.
+    Api,
     /// Policy evaluation and snapshot rebuild (criterion): 10,000 pods, 2,000 policies.
     Policy {
         /// Extra arguments for criterion (after `--`), e.g. `--quick`.
@@ -33,6 +36,7 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Datapath(options) => datapath::run(&options),
         Which::Enrich { criterion } => enrich::run(&criterion),
+        Which::Api => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "api"]),
         Which::Policy { criterion } => {
             let mut args = vec!["bench", "-p", "observer", "--bench", "policy", "--"];
             args.extend(criterion.iter().map(String::as_str));

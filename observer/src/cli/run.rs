@@ -78,8 +78,9 @@ pub struct RunArgs {
     #[arg(long, default_value = DEFAULT_GRPC_LISTEN, value_parser = parse_listen)]
     grpc_listen: Listen,
     /// Written flows the API keeps for subscribers to read and resume from; a subscriber
-    /// that falls further behind is told which flows it lost.
-    #[arg(long, default_value_t = 65_536,
+    /// that falls further behind is told which flows it lost. About 2 KiB each with
+    /// labels and verdicts (docs/benchmarks.md).
+    #[arg(long, default_value_t = 8_192,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     api_buffer_flows: usize,
     /// Benchmarking aid: also attach an empty classifier, the cost floor.

@@ -8,7 +8,7 @@
 //!    verdict).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use observer::api::hub::FlowHub;
 use observer::api::proto::{

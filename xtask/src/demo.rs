@@ -4,7 +4,8 @@
 //! StatefulSet, a Service behind nftables DNAT, NetworkPolicies), runs the observer in it,
 //! makes a little traffic of every kind, stops the observer (which flushes every
 //! connection), and prints the records: who talked to whom, how much, and whether the
-//! policies allow it.
+//! policies allow it; then the violations a gRPC subscriber (`observer observe --follow
+//! --violations`, started before the traffic) received, its stream ended by the stop.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -51,6 +52,13 @@ pub fn run() -> Result<()> {
     let mut observer =
         ObserverProcess::start(&lab, &binary, &dir, &["--manifests", &manifests_arg])?;
     observer.wait_attached(&["vethweb", "vethapi", "vethdb"])?;
+    // A gRPC subscriber, as a consumer would run one: every violation, as it is written.
+    let violations = Lab::command_in(lab.node_netns(), &binary.to_string_lossy())
+        .args(["observe", "--follow", "--from-oldest", "--violations"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting observer observe")?;
     println!("observer attached; making traffic...");
     for _ in 0..2 {
         let vip = SocketAddr::new(api_vip, 80);
@@ -131,6 +139,45 @@ pub fn run() -> Result<()> {
         observer_file(&dir, "flows.jsonl")
     );
     println!("counters: {}", stopped.stats["datapath"]);
+
+    // The daemon ended the subscriber's stream after its last records.
+    let streamed = violations
+        .wait_with_output()
+        .context("waiting for observer observe")?;
+    if !streamed.status.success() {
+        bail!(
+            "observer observe failed: {}",
+            String::from_utf8_lossy(&streamed.stderr)
+        );
+    }
+    let lines = String::from_utf8_lossy(&streamed.stdout).to_string();
+    println!(
+        "
+violations streamed over gRPC (observer observe --follow --violations): {}",
+        lines.lines().count()
+    );
+    for line in lines.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("observe line: {line}"))?;
+        let f = &v["flow"];
+        println!(
+            "  cursor {}: {} {}:{} -> {}:{} denied by {}",
+            v["cursor"],
+            f["protocol"].as_str().unwrap_or("?"),
+            name(&f["src"]),
+            f["src"]["port"],
+            name(&f["dst"]),
+            f["dst"]["port"],
+            f["ingress"]["policies"]
+                .as_array()
+                .into_iter()
+                .chain(f["egress"]["policies"].as_array())
+                .flatten()
+                .filter_map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
     Ok(())
 }
 

@@ -407,7 +407,8 @@ fn a_full_connection_table_evicts_to_the_log_and_loses_no_flow() -> Result<()> {
         &["--max-connections", "100", "--poll-interval", "100ms"],
     )?;
     let sport = udp_burst(&a, 1000, 2)?;
-    std::thread::sleep(Duration::from_millis(1500));
+    // Each poll admits what fits and evicts the oldest; wait for the polls, not a time.
+    observer.wait_stat("connections_evicted", 800)?;
     let out = observer.stop()?;
     let evicted = out.stats["connections_evicted"].as_u64().unwrap_or(0);
     assert!(evicted >= 800, "{}", out.stats);

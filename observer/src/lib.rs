@@ -20,4 +20,5 @@ pub mod enrich;
 pub mod export;
 pub mod flow;
 pub mod memory;
+pub mod metrics;
 pub mod policy;

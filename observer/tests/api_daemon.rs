@@ -1,18 +1,19 @@
-//! The gRPC API of a running observer in a lab node, read with `observer observe`: the
-//! flows a follower receives are the flow log's records, and its stream ends cleanly when
-//! the daemon stops. Needs root (it runs the datapath); fails loudly without it.
+//! The outputs of a running observer in a lab node besides the flow log: the gRPC API read
+//! with `observer observe` (a follower receives the flow log's records, and its stream
+//! ends cleanly when the daemon stops) and the Prometheus metrics endpoint. Needs root (it
+//! runs the datapath); fails loudly without it.
 
 mod support;
 
-use std::io::Read;
-use std::net::IpAddr;
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use observer::flow::FlowRecord;
-use observer_lab::Lab;
 use observer_lab::traffic::udp_exchange;
+use observer_lab::{Lab, in_netns};
 use support::{Observer, require_root, scratch_dir};
 
 fn observe(lab: &Lab, args: &[&str]) -> Command {
@@ -47,6 +48,19 @@ fn finish(mut child: Child, limit: Duration) -> Result<String> {
     }
 }
 
+/// `GET path` on the node's metrics port.
+fn scrape(lab: &Lab, path: &str) -> Result<String> {
+    let mut stream = in_netns(lab.node_netns(), || TcpStream::connect("127.0.0.1:9464"))??;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
 #[test]
 fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> Result<()> {
     require_root();
@@ -69,6 +83,23 @@ fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> 
 
     let (client_port, server_port) = udp_exchange(&a, &b, IpAddr::V4(b.ipv4), 3)?;
     observer.wait_stat("records_written", 1)?;
+    // The metrics endpoint, scraped from the node as Prometheus would.
+    let metrics = scrape(&lab, "/metrics")?;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        value("observer_records_total{state=\"expired\",verdict=\"none\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert!(value("observer_datapath_events_total{counter=\"packets_seen\"}") >= 6.0);
+    assert_eq!(value("observer_lost_total{what=\"api_subscriber\"}"), 0.0);
+    assert!(scrape(&lab, "/other")?.starts_with("HTTP/1.1 404"));
+
     let status = observe(&lab, &["--status"]).output()?;
     assert!(status.status.success(), "{status:?}");
     let status: serde_json::Value = serde_json::from_slice(&status.stdout)?;

@@ -83,6 +83,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8_192,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     api_buffer_flows: usize,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`), or `off`.
+    #[arg(long, default_value = DEFAULT_METRICS_LISTEN, value_parser = parse_listen)]
+    metrics_listen: Listen,
     /// Benchmarking aid: also attach an empty classifier, the cost floor.
     #[arg(long, hide = true)]
     attach_empty_program: bool,
@@ -91,7 +94,10 @@ pub struct RunArgs {
 /// Default of `--grpc-listen`.
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:4245";
 
-/// `--grpc-listen`: an address, or none (`off`).
+/// Default of `--metrics-listen`.
+pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9464";
+
+/// `--grpc-listen`, `--metrics-listen`: an address, or none (`off`).
 #[derive(Clone, Debug)]
 struct Listen(Option<std::net::SocketAddr>);
 
@@ -139,6 +145,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         identity_retention: args.identity_retention,
         grpc_listen: args.grpc_listen.0,
         api_buffer_flows: args.api_buffer_flows,
+        metrics_listen: args.metrics_listen.0,
     };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

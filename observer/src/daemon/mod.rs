@@ -31,6 +31,7 @@ use crate::datapath::{
 use crate::enrich::{Enricher, NatTable};
 use crate::export::{FlowLog, FlowLogTarget};
 use crate::flow::{ConnectionTable, InterfaceNames, Sweep, TableConfig, WallClock};
+use crate::metrics::{Metrics, server as metrics_server};
 use poller::{MapPoller, PollResult};
 pub use stats::RunStats;
 
@@ -81,6 +82,8 @@ pub struct RunConfig {
     pub grpc_listen: Option<SocketAddr>,
     /// Flows the API keeps for subscribers to read and resume from.
     pub api_buffer_flows: usize,
+    /// Where Prometheus metrics are served (`None`: not served).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Runs until SIGINT or SIGTERM, then writes every connection it has and detaches.
@@ -137,7 +140,22 @@ pub async fn run(config: RunConfig) -> Result<()> {
         None => None,
     };
 
+    let metrics = Arc::new(Metrics::new());
+    let metrics_task = match config.metrics_listen {
+        Some(address) => {
+            let listener = metrics_server::bind(address).await?;
+            let bound = listener.local_addr().unwrap_or(address);
+            info!(address = %bound, "metrics at /metrics");
+            Some(tokio::spawn(metrics_server::serve(
+                listener,
+                Arc::clone(&metrics),
+            )))
+        }
+        None => None,
+    };
+
     let mut node = NodeState {
+        metrics: Arc::clone(&metrics),
         hub: Arc::clone(&hub),
         table: ConnectionTable::new(config.table, WallClock::now()),
         attachments,
@@ -202,6 +220,10 @@ pub async fn run(config: RunConfig) -> Result<()> {
     node.stats
         .update(&counters, &reader_stats, &node.table, &node.log);
     node.stats.api = hub.status();
+    metrics.observe_stats(&node.stats);
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     node.stats.interfaces = stopped_on;
     if let Some(path) = &config.stats_file {
         node.stats.write(path)?;
@@ -241,6 +263,8 @@ struct NodeState {
     waiting_for_view: bool,
     /// Written records go here too, for the gRPC API's subscribers.
     hub: Arc<FlowHub>,
+    /// Prometheus metrics, updated with the stats and the written records.
+    metrics: Arc<Metrics>,
 }
 
 impl NodeState {
@@ -287,6 +311,7 @@ impl NodeState {
                     self.apply(polled);
                     self.stats.update(counters, reader_stats, &self.table, &self.log);
                     self.stats.api = self.hub.status();
+                    self.metrics.observe_stats(&self.stats);
                     self.stats.interfaces = self.attachments.names();
                     self.stats.warn_on_new_losses();
                     if let Some(path) = &config.stats_file
@@ -392,6 +417,7 @@ impl NodeState {
             self.stats.log_write_errors += 1;
             warn!(error = format!("{e:#}"), "flow log write failed");
         }
+        self.metrics.observe_records(&sweep.records);
         self.hub.publish(&sweep.records);
     }
 }

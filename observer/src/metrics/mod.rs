@@ -1,0 +1,325 @@
+//! Prometheus metrics: the run's counters and what the written records say (connections
+//! by state and verdict, denied connections by namespace pair), in the text exposition
+//! format. `server` serves them over HTTP; this part does no I/O.
+//!
+//! The daemon keeps absolute totals (`RunStats`); Prometheus counters only go up by
+//! deltas, so each update adds what grew since the previous one.
+
+pub mod server;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::daemon::RunStats;
+use crate::flow::FlowRecord;
+
+/// A datapath or userspace counter, by name (`packets_seen`, `parse_error_*`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CounterLabels {
+    counter: String,
+}
+
+/// What a loss counter counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LossLabels {
+    what: String,
+}
+
+/// A written record's state and verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecordLabels {
+    state: String,
+    verdict: String,
+}
+
+/// The namespaces of a denied connection (empty: not a pod, or unknown).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespacePair {
+    source_namespace: String,
+    destination_namespace: String,
+}
+
+/// The observer's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    datapath: Family<CounterLabels, Counter>,
+    lost: Family<LossLabels, Counter>,
+    records: Family<RecordLabels, Counter>,
+    denied: Family<NamespacePair, Counter>,
+    connections: Gauge,
+    evicted: Counter,
+    subscribers: Gauge,
+    cluster_views: Counter,
+    cluster_invalid_objects: Gauge,
+    /// Totals at the previous update, by metric and label.
+    previous: Mutex<HashMap<String, u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// The metrics, registered under the `observer_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("observer");
+        let datapath = Family::<CounterLabels, Counter>::default();
+        registry.register(
+            "datapath_events",
+            "Kernel counters summed over CPUs: packets_seen, non_ip, non_first_fragments, \
+             flow_map_full, parse_error_* (docs/api.md)",
+            datapath.clone(),
+        );
+        let lost = Family::<LossLabels, Counter>::default();
+        registry.register(
+            "lost",
+            "Events and packets lost for good, by what: ringbuf_new_flow, ringbuf_end, \
+             ringbuf_overflow (packets), table_full (packets), api_subscriber (flows)",
+            lost.clone(),
+        );
+        let records = Family::<RecordLabels, Counter>::default();
+        registry.register(
+            "records",
+            "Connection records written, by state and verdict (none: no verdict)",
+            records.clone(),
+        );
+        let denied = Family::<NamespacePair, Counter>::default();
+        registry.register(
+            "denied_connections",
+            "Records the declared policies deny, by source and destination namespace",
+            denied.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Connections held in the table now",
+            connections.clone(),
+        );
+        let evicted = Counter::default();
+        registry.register(
+            "connections_evicted",
+            "Connections written early to keep the table at --max-connections",
+            evicted.clone(),
+        );
+        let subscribers = Gauge::default();
+        registry.register(
+            "api_subscribers",
+            "gRPC streams open now",
+            subscribers.clone(),
+        );
+        let cluster_views = Counter::default();
+        registry.register(
+            "cluster_views",
+            "Cluster states published (manifest loads or Kubernetes states)",
+            cluster_views.clone(),
+        );
+        let cluster_invalid_objects = Gauge::default();
+        registry.register(
+            "cluster_invalid_objects",
+            "Objects of the latest cluster state left out as invalid",
+            cluster_invalid_objects.clone(),
+        );
+        Self {
+            registry,
+            datapath,
+            lost,
+            records,
+            denied,
+            connections,
+            evicted,
+            subscribers,
+            cluster_views,
+            cluster_invalid_objects,
+            previous: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Brings the counters up to the run's totals.
+    pub fn observe_stats(&self, stats: &RunStats) {
+        let mut previous = self
+            .previous
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut grow = |key: String, total: u64, counter: &Counter| {
+            let before = previous.insert(key, total).unwrap_or(0);
+            counter.inc_by(total.saturating_sub(before));
+        };
+        for (name, value) in &stats.datapath.0 {
+            let losses = [
+                ("ringbuf_new_flow_failed", "ringbuf_new_flow"),
+                ("ringbuf_end_failed", "ringbuf_end"),
+                ("ringbuf_overflow_failed", "ringbuf_overflow"),
+            ];
+            if let Some((_, what)) = losses.iter().find(|(counter, _)| counter == name) {
+                let labels = LossLabels {
+                    what: what.to_string(),
+                };
+                grow(
+                    format!("lost/{what}"),
+                    *value,
+                    &self.lost.get_or_create(&labels),
+                );
+            } else {
+                let labels = CounterLabels {
+                    counter: name.to_string(),
+                };
+                grow(
+                    format!("datapath/{name}"),
+                    *value,
+                    &self.datapath.get_or_create(&labels),
+                );
+            }
+        }
+        for (what, value) in [
+            ("table_full", stats.table_full_packets),
+            ("api_subscriber", stats.api.flows_lost_to_subscribers),
+            ("events_malformed", stats.events_malformed),
+        ] {
+            let labels = LossLabels {
+                what: what.to_string(),
+            };
+            grow(
+                format!("lost/{what}"),
+                value,
+                &self.lost.get_or_create(&labels),
+            );
+        }
+        grow(
+            "connections_evicted".into(),
+            stats.connections_evicted,
+            &self.evicted,
+        );
+        grow(
+            "cluster_views".into(),
+            stats.cluster_views,
+            &self.cluster_views,
+        );
+        self.connections
+            .set(i64::try_from(stats.connections_live).unwrap_or(i64::MAX));
+        self.subscribers
+            .set(i64::try_from(stats.api.subscribers).unwrap_or(i64::MAX));
+        self.cluster_invalid_objects
+            .set(i64::try_from(stats.cluster_invalid_objects).unwrap_or(i64::MAX));
+    }
+
+    /// Counts written records.
+    pub fn observe_records(&self, records: &[FlowRecord]) {
+        for record in records {
+            let verdict = record
+                .policy
+                .as_ref()
+                .map_or("none", |p| p.verdict.as_str());
+            let state = crate::api::convert::state_name(record.state);
+            self.records
+                .get_or_create(&RecordLabels {
+                    state: state.to_string(),
+                    verdict: verdict.to_string(),
+                })
+                .inc();
+            if verdict == "deny" {
+                let namespace =
+                    |side: &crate::flow::RecordEndpoint| side.identity.namespace.clone();
+                self.denied
+                    .get_or_create(&NamespacePair {
+                        source_namespace: namespace(&record.src).unwrap_or_default(),
+                        destination_namespace: namespace(&record.dst).unwrap_or_default(),
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+    use crate::api::fixtures::flows;
+    use crate::daemon::RunStats;
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn totals_become_counters_that_only_grow_by_what_grew() {
+        let metrics = Metrics::new();
+        let mut stats = RunStats::default();
+        stats.datapath.0.insert("packets_seen", 100);
+        stats.datapath.0.insert("ringbuf_end_failed", 2);
+        stats.table_full_packets = 3;
+        stats.connections_live = 7;
+        metrics.observe_stats(&stats);
+        stats.datapath.0.insert("packets_seen", 150);
+        metrics.observe_stats(&stats);
+        metrics.observe_stats(&stats);
+        let text = metrics.render();
+        assert_eq!(
+            value(
+                &text,
+                "observer_datapath_events_total{counter=\"packets_seen\"}"
+            ),
+            Some(150.0),
+            "{text}"
+        );
+        assert_eq!(
+            value(&text, "observer_lost_total{what=\"ringbuf_end\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, "observer_lost_total{what=\"table_full\"}"),
+            Some(3.0)
+        );
+        assert_eq!(value(&text, "observer_connections"), Some(7.0));
+        assert!(text.contains("# TYPE observer_lost counter"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn records_are_counted_by_state_and_verdict_and_denials_by_namespaces() {
+        let metrics = Metrics::new();
+        metrics.observe_records(&flows());
+        let text = metrics.render();
+        for (series, count) in [
+            (
+                "observer_records_total{state=\"closed\",verdict=\"allow\"}",
+                1.0,
+            ),
+            (
+                "observer_records_total{state=\"expired\",verdict=\"deny\"}",
+                1.0,
+            ),
+            (
+                "observer_records_total{state=\"active\",verdict=\"none\"}",
+                1.0,
+            ),
+            (
+                "observer_records_total{state=\"evicted\",verdict=\"none\"}",
+                1.0,
+            ),
+            (
+                "observer_denied_connections_total{source_namespace=\"shop\",destination_namespace=\"db\"}",
+                1.0,
+            ),
+        ] {
+            assert_eq!(value(&text, series), Some(count), "{series} in {text}");
+        }
+    }
+}

@@ -102,10 +102,7 @@ async fn a_follower_gets_every_flow_in_order_as_it_was_written() {
         .await
         .expect("stream")
         .into_inner();
-    // The subscription starts with the next flow: wait until the server registered it.
-    while hub.status().subscribers == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The server fixed the stream's start (the next flow) before it answered.
     hub.publish(&flows());
     let mut received = Vec::new();
     while received.len() < 4 {
@@ -175,7 +172,7 @@ async fn violations_are_a_filter_and_a_cursor_resumes_exactly_after_it() {
     assert_eq!(cursors_and_ports(&events), vec![(1003, 77)]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_subscriber_is_told_exactly_which_flows_it_lost() {
     let hub = FlowHub::with_first_cursor(8, 1);
     let mut api = serve(&hub).await;
@@ -188,13 +185,13 @@ async fn a_slow_subscriber_is_told_exactly_which_flows_it_lost() {
         .await
         .expect("stream")
         .into_inner();
-    while hub.status().subscribers == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // Published while the client reads nothing: the stream's queue fills, the ring wraps.
-    let one = &flows()[..1];
-    for _ in 0..3000 {
-        hub.publish(one);
+    // Published while the client reads nothing, in batches as the daemon publishes, with
+    // the server's stream task running on another thread: it sends until its queue and
+    // the connection's buffers are full, then waits, and the ring wraps under it.
+    let batch: Vec<FlowRecord> = std::iter::repeat_n(flows()[0].clone(), 100).collect();
+    for _ in 0..200 {
+        hub.publish(&batch);
+        tokio::task::yield_now().await;
     }
     hub.close();
     let mut next = 1;
@@ -222,9 +219,13 @@ async fn a_slow_subscriber_is_told_exactly_which_flows_it_lost() {
             }
         }
     }
-    assert_eq!(next, 3001, "every cursor accounted for");
+    assert_eq!(next, 20_001, "every cursor accounted for");
     assert!(lost > 0, "the subscriber kept up: nothing was overwritten");
-    assert_eq!(delivered + lost, 3000);
+    assert!(
+        delivered > 8,
+        "the stream sent nothing before it fell behind"
+    );
+    assert_eq!(delivered + lost, 20_000);
     let status = api
         .client
         .server_status(ServerStatusRequest {})
@@ -232,8 +233,11 @@ async fn a_slow_subscriber_is_told_exactly_which_flows_it_lost() {
         .expect("status")
         .into_inner();
     assert_eq!(status.flows_lost_to_subscribers, lost);
-    assert_eq!(status.flows_published, 3000);
-    assert_eq!((status.oldest_cursor, status.newest_cursor), (2993, 3000));
+    assert_eq!(status.flows_published, 20_000);
+    assert_eq!(
+        (status.oldest_cursor, status.newest_cursor),
+        (19_993, 20_000)
+    );
 }
 
 #[tokio::test]
@@ -282,4 +286,92 @@ async fn a_bad_filter_is_refused_naming_it() {
         status.message(),
         "allow[0].source_ip: \"10.0.0.0/33\" is not an address or CIDR"
     );
+}
+
+#[tokio::test]
+async fn a_cursor_this_run_has_not_written_is_refused() {
+    let hub = FlowHub::with_first_cursor(64, 1000);
+    hub.publish(&flows());
+    let mut api = serve(&hub).await;
+    for cursor in [1004, 5_000_000, u64::MAX] {
+        let status = api
+            .client
+            .get_flows(GetFlowsRequest {
+                start: Some(Start::AfterCursor(cursor)),
+                follow: true,
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{cursor}");
+        assert!(status.message().contains("1004"), "{}", status.message());
+    }
+    // The newest written cursor itself is fine: nothing follows it yet.
+    let events = collect(
+        &mut api,
+        GetFlowsRequest {
+            start: Some(Start::AfterCursor(1003)),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(events.is_empty());
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_ends_its_stream_even_when_nothing_matches() {
+    let hub = FlowHub::with_first_cursor(64, 1);
+    let mut api = serve(&hub).await;
+    let stream = api
+        .client
+        .get_flows(GetFlowsRequest {
+            follow: true,
+            allow: vec![FlowFilter {
+                namespace: vec!["nowhere".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("stream")
+        .into_inner();
+    assert_eq!(hub.status().subscribers, 1);
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while hub.status().subscribers != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream outlived its client"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_does_not_follow_ends_at_the_flows_held_when_it_started() {
+    let hub = FlowHub::with_first_cursor(100_000, 1);
+    let batch: Vec<FlowRecord> = std::iter::repeat_n(flows()[0].clone(), 500).collect();
+    hub.publish(&batch);
+    let mut api = serve(&hub).await;
+    let publisher = {
+        let hub = Arc::clone(&hub);
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                hub.publish(&batch);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let events = collect(
+        &mut api,
+        GetFlowsRequest {
+            start: Some(Start::Last(100)),
+            ..Default::default()
+        },
+    )
+    .await;
+    publisher.await.expect("publisher");
+    let cursors: Vec<u64> = cursors_and_ports(&events).iter().map(|(c, _)| *c).collect();
+    assert_eq!(cursors.len(), 100, "exactly the newest 100 at the start");
+    assert!(cursors.windows(2).all(|w| w[1] == w[0] + 1));
 }

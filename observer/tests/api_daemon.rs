@@ -48,6 +48,19 @@ fn finish(mut child: Child, limit: Duration) -> Result<String> {
     }
 }
 
+/// Streams open on the node's API, from `observer observe --status`.
+fn subscribers(lab: &Lab) -> Result<u64> {
+    let status = observe(lab, &["--status"]).output()?;
+    if !status.status.success() {
+        bail!(
+            "observe --status: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    }
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout)?;
+    status["subscribers"].as_u64().context("subscribers")
+}
+
 /// `GET path` on the node's metrics port.
 fn scrape(lab: &Lab, path: &str) -> Result<String> {
     let mut stream = in_netns(lab.node_netns(), || TcpStream::connect("127.0.0.1:9464"))??;
@@ -80,6 +93,15 @@ fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> 
         .stderr(Stdio::piped())
         .spawn()
         .context("starting observe")?;
+
+    // The follower is connected before the daemon can stop.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while subscribers(&lab)? < 1 {
+        if Instant::now() > deadline {
+            bail!("observe never subscribed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let (client_port, server_port) = udp_exchange(&a, &b, IpAddr::V4(b.ipv4), 3)?;
     observer.wait_stat("records_written", 1)?;

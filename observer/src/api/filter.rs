@@ -105,6 +105,8 @@ struct FlowFilter {
 }
 
 const VERDICTS: [&str; 4] = ["allow", "deny", "undefined", "none"];
+/// The records' protocol names; others are numbers.
+const PROTOCOLS: [&str; 5] = ["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"];
 
 impl FlowFilter {
     fn compile(f: &proto::FlowFilter, at: &Context) -> Result<Self, FilterError> {
@@ -136,15 +138,30 @@ impl FlowFilter {
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
-        let destination_port =
-            f.destination_port
-                .iter()
-                .map(|&p| {
-                    u16::try_from(p).ok().filter(|&p| p != 0).ok_or_else(|| {
-                        at.error("destination_port", &p.to_string(), "is not a port")
-                    })
+        // 0 selects what has no port: ICMP other than echo, and non-first fragments.
+        let destination_port = f
+            .destination_port
+            .iter()
+            .map(|&p| {
+                u16::try_from(p)
+                    .map_err(|_| at.error("destination_port", &p.to_string(), "is not a port"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let protocol = f
+            .protocol
+            .iter()
+            .map(|p| {
+                let known = PROTOCOLS.iter().any(|name| name.eq_ignore_ascii_case(p))
+                    || p.parse::<u8>().is_ok();
+                known.then(|| p.to_ascii_lowercase()).ok_or_else(|| {
+                    at.error(
+                        "protocol",
+                        p,
+                        "is not TCP, UDP, SCTP, ICMP, ICMPv6 or a number",
+                    )
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let verdict = f
             .verdict
             .iter()
@@ -182,7 +199,7 @@ impl FlowFilter {
             namespace: f.namespace.clone(),
             source_label: labels("source_label", &f.source_label)?,
             destination_label: labels("destination_label", &f.destination_label)?,
-            protocol: f.protocol.iter().map(|p| p.to_ascii_lowercase()).collect(),
+            protocol,
             destination_port,
             verdict,
             state,

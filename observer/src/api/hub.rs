@@ -24,6 +24,29 @@ pub struct FlowHub {
     subscribers: AtomicU64,
 }
 
+/// Where a subscription starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// With the next flow written.
+    Next,
+    /// With the oldest flow held.
+    Oldest,
+    /// With the newest N flows held.
+    Last(u64),
+    /// Right after this cursor.
+    After(u64),
+}
+
+/// A subscription's start: the cursor before its first flow, and the next cursor to be
+/// written when it started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// The cursor before the first flow.
+    pub after: u64,
+    /// The next cursor to be written at the start.
+    pub end: u64,
+}
+
 /// The hub's counters, for `ServerStatus` and the stats file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct HubStatus {
@@ -79,16 +102,19 @@ impl FlowHub {
         if records.is_empty() {
             return;
         }
+        // Copied before taking the lock, which readers share.
+        let shared: Vec<Arc<FlowRecord>> = records.iter().cloned().map(Arc::new).collect();
         let next = {
             let mut ring = self.ring();
-            for record in records {
-                ring.push(Arc::new(record.clone()));
+            for record in shared {
+                ring.push(record);
             }
             ring.next_cursor()
         };
         self.published
             .fetch_add(records.len() as u64, Ordering::Relaxed);
-        self.newest.send_modify(|(newest, _)| *newest = next);
+        self.newest
+            .send_modify(|(newest, _)| *newest = (*newest).max(next));
     }
 
     /// Up to `max` flows after cursor `after`, and what the reader lost before them.
@@ -96,17 +122,22 @@ impl FlowHub {
         self.ring().read_after(after, max)
     }
 
-    /// The cursor before the first flow a new subscription starts with: the oldest held
-    /// (`from_oldest`), the newest `last`, or the next one written (none given).
-    pub fn start_after(&self, from_oldest: bool, last: Option<u64>) -> u64 {
+    /// Where a new subscription starts, read under one lock with the next cursor to be
+    /// written (a stream that does not follow ends there): the cursor before its first
+    /// flow. `Err` carries the next cursor when `start` is a cursor this run has not
+    /// written yet (from another node's observer, or a clock that went back).
+    pub fn start(&self, start: StartAt) -> Result<Span, u64> {
         let ring = self.ring();
         let next = ring.next_cursor();
         let oldest = ring.bounds().map_or(next, |b| *b.start());
-        match (from_oldest, last) {
-            (true, _) => oldest - 1,
-            (false, Some(n)) => next.saturating_sub(n).max(oldest) - 1,
-            (false, None) => next - 1,
-        }
+        let after = match start {
+            StartAt::Next => next - 1,
+            StartAt::Oldest => oldest - 1,
+            StartAt::Last(n) => next.saturating_sub(n).max(oldest) - 1,
+            StartAt::After(cursor) if cursor >= next => return Err(next),
+            StartAt::After(cursor) => cursor,
+        };
+        Ok(Span { after, end: next })
     }
 
     /// Wake-ups: the next cursor to be written, and whether the hub is closed.

@@ -8,7 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::filter::Selection;
-use super::hub::FlowHub;
+use super::hub::{FlowHub, Span, StartAt, SubscriberGuard};
 use super::proto::{
     self, FlowEvent, GetFlowsRequest, GetFlowsResponse, LostFlows, ServerStatusRequest,
     ServerStatusResponse, get_flows_request::Start, get_flows_response::Event, lost_flows::Reason,
@@ -53,15 +53,30 @@ impl proto::observer_server::Observer for ObserverService {
         let request = request.into_inner();
         let selection = Selection::compile(&request.allow, &request.deny)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let after = match request.start {
-            None => self.hub.start_after(false, None),
-            Some(Start::FromOldest(from_oldest)) => self.hub.start_after(from_oldest, None),
-            Some(Start::AfterCursor(cursor)) => cursor,
-            Some(Start::Last(n)) => self.hub.start_after(false, Some(n)),
+        let start = match request.start {
+            None | Some(Start::FromOldest(false)) => StartAt::Next,
+            Some(Start::FromOldest(true)) => StartAt::Oldest,
+            Some(Start::AfterCursor(cursor)) => StartAt::After(cursor),
+            Some(Start::Last(n)) => StartAt::Last(n),
         };
+        let span = self.hub.start(start).map_err(|next| {
+            Status::out_of_range(format!(
+                "after_cursor is not a cursor this observer has written (its next is {next}): \
+                 it comes from another node's observer, or the clock went back"
+            ))
+        })?;
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        // Counted from here, so a status request after the answer already sees it.
+        let subscriber = self.hub.subscriber();
         let hub = Arc::clone(&self.hub);
-        tokio::spawn(stream_flows(hub, selection, after, request.follow, tx));
+        tokio::spawn(stream_flows(
+            hub,
+            subscriber,
+            selection,
+            span,
+            request.follow,
+            tx,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -81,45 +96,53 @@ impl proto::observer_server::Observer for ObserverService {
     }
 }
 
-/// Sends one subscriber its flows, from cursor `after` on, until the client goes away,
-/// or, without `follow`, the flows held at the start are sent, or the hub closes and
-/// what is left is sent.
+/// Sends one subscriber its flows after `span.after` until the client goes away, or,
+/// without `follow`, up to `span.end`, or the hub closes and what is left is sent.
 async fn stream_flows(
     hub: Arc<FlowHub>,
+    _subscriber: SubscriberGuard,
     selection: Selection,
-    mut after: u64,
+    span: Span,
     follow: bool,
     tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
 ) {
-    let _subscriber = hub.subscriber();
     let mut wake = hub.watch();
-    let end_at = wake.borrow().0;
+    let mut after = span.after;
+    // Without `follow`, nothing at or past the end is due (not even as a gap).
+    let last_due = if follow { u64::MAX } else { span.end - 1 };
     loop {
+        if after >= last_due {
+            return;
+        }
         let batch = hub.read_after(after, READ_BATCH);
         for gap in batch.lost {
             let (range, reason) = match gap {
                 Gap::Overwritten(range) => (range, Reason::Overwritten),
                 Gap::EarlierRun(range) => (range, Reason::EarlierRun),
             };
-            if reason == Reason::Overwritten {
-                hub.count_lost(range.end() - range.start() + 1);
+            let (first, last) = (*range.start(), (*range.end()).min(last_due));
+            if first > last {
+                return;
             }
-            after = *range.end();
             let lost = LostFlows {
-                first_cursor: *range.start(),
-                last_cursor: *range.end(),
+                first_cursor: first,
+                last_cursor: last,
                 reason: reason as i32,
             };
             if send(&tx, Event::Lost(lost)).await.is_err() {
                 return;
             }
+            if reason == Reason::Overwritten {
+                hub.count_lost(last - first + 1);
+            }
+            after = last;
         }
         let read = batch.items.len();
         for (cursor, record) in batch.items {
-            after = cursor;
-            if !follow && cursor >= end_at {
+            if cursor > last_due {
                 return;
             }
+            after = cursor;
             if selection.matches(&record) {
                 let flow = FlowEvent {
                     cursor,
@@ -130,19 +153,27 @@ async fn stream_flows(
                 }
             }
         }
+        if tx.is_closed() {
+            return;
+        }
         if read == READ_BATCH {
+            // More to read: let other tasks run between batches.
+            tokio::task::yield_now().await;
             continue;
         }
         // Caught up.
         let (next, closed) = *wake.borrow_and_update();
-        if next > after + 1 {
+        if next.saturating_sub(1) > after {
             continue;
         }
         if !follow || closed {
             return;
         }
-        if wake.changed().await.is_err() {
-            return;
+        // A client that went away is noticed here too, not only by a failed send: a
+        // filter that rarely matches would otherwise keep its stream alive.
+        tokio::select! {
+            changed = wake.changed() => if changed.is_err() { return },
+            () = tx.closed() => return,
         }
     }
 }

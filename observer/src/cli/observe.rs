@@ -31,7 +31,7 @@ pub struct ObserveArgs {
     /// Start with the newest N flows the server holds.
     #[arg(long)]
     last: Option<u64>,
-    /// Only violations: flows the declared policies deny (same as `--verdict deny`).
+    /// Violations: flows the declared policies deny (adds `deny` to `--verdict`).
     #[arg(long)]
     violations: bool,
     /// Verdict: allow, deny, undefined, none.
@@ -116,9 +116,18 @@ async fn observe(args: ObserveArgs) -> Result<()> {
         let line = match message.event {
             Some(Event::Flow(event)) => {
                 let Some(flow) = event.flow else { continue };
-                let record = FlowRecord::try_from(&flow)
-                    .with_context(|| format!("flow at cursor {}", event.cursor))?;
-                json!({ "cursor": event.cursor, "flow": record })
+                match FlowRecord::try_from(&flow) {
+                    Ok(record) => json!({ "cursor": event.cursor, "flow": record }),
+                    Err(e) => {
+                        // A newer server may send what this client does not know: say so,
+                        // and go on with the rest.
+                        eprintln!(
+                            "observer: skipping the flow at cursor {}: {e}",
+                            event.cursor
+                        );
+                        continue;
+                    }
+                }
             }
             Some(Event::Lost(lost)) => {
                 let reason = match Reason::try_from(lost.reason) {

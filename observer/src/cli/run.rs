@@ -74,7 +74,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     identity_retention: Duration,
     /// Address of the gRPC API (flows and violations for subscribers; `observer observe`
-    /// is a client), or `off`.
+    /// is a client), or `off`. It has no TLS or authentication: expose it beyond the node
+    /// only on a trusted network.
     #[arg(long, default_value = DEFAULT_GRPC_LISTEN, value_parser = parse_listen)]
     grpc_listen: Listen,
     /// Written flows the API keeps for subscribers to read and resume from; a subscriber
@@ -92,7 +93,8 @@ pub struct RunArgs {
 }
 
 /// Default of `--grpc-listen`.
-pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:4245";
+/// The node only: the API has no TLS or authentication yet.
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4245";
 
 /// Default of `--metrics-listen`.
 pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9464";

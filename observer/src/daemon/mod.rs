@@ -125,9 +125,10 @@ pub async fn run(config: RunConfig) -> Result<()> {
         }
     };
 
-    let hub = FlowHub::new(config.api_buffer_flows);
+    // Without the API, records are not copied into a buffer nobody reads.
     let api = match config.grpc_listen {
         Some(address) => {
+            let hub = FlowHub::new(config.api_buffer_flows);
             let listener = api_server::bind(address).await?;
             let bound = listener.local_addr().unwrap_or(address);
             info!(address = %bound, "gRPC API listening");
@@ -135,7 +136,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
             let task = tokio::spawn(api_server::serve(listener, Arc::clone(&hub), async {
                 let _ = stopped.await;
             }));
-            Some((task, stop))
+            Some((hub, task, stop))
         }
         None => None,
     };
@@ -156,7 +157,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
 
     let mut node = NodeState {
         metrics: Arc::clone(&metrics),
-        hub: Arc::clone(&hub),
+        hub: api.as_ref().map(|(hub, _, _)| Arc::clone(hub)),
         table: ConnectionTable::new(config.table, WallClock::now()),
         attachments,
         names: InterfaceNames::new(),
@@ -210,16 +211,17 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let sweep = node.table.drain(&node.names);
     node.write(sweep);
     // Subscribers get what is left, then their streams end.
-    hub.close();
-    if let Some((task, stop)) = api {
+    if let Some((hub, mut task, stop)) = api {
+        hub.close();
         let _ = stop.send(());
-        if tokio::time::timeout(API_DRAIN, task).await.is_err() {
+        if tokio::time::timeout(API_DRAIN, &mut task).await.is_err() {
             warn!("gRPC subscribers still reading after {API_DRAIN:?}; closing their streams");
+            task.abort();
         }
     }
     node.stats
         .update(&counters, &reader_stats, &node.table, &node.log);
-    node.stats.api = hub.status();
+    node.stats.api = node.api_status();
     metrics.observe_stats(&node.stats);
     if let Some(task) = metrics_task {
         task.abort();
@@ -261,8 +263,8 @@ struct NodeState {
     /// held back (their identities would be empty), while events and polls go on, so
     /// nothing backs up into the ring buffer meanwhile.
     waiting_for_view: bool,
-    /// Written records go here too, for the gRPC API's subscribers.
-    hub: Arc<FlowHub>,
+    /// Written records go here too, for the gRPC API's subscribers (when it is on).
+    hub: Option<Arc<FlowHub>>,
     /// Prometheus metrics, updated with the stats and the written records.
     metrics: Arc<Metrics>,
 }
@@ -310,7 +312,7 @@ impl NodeState {
                     };
                     self.apply(polled);
                     self.stats.update(counters, reader_stats, &self.table, &self.log);
-                    self.stats.api = self.hub.status();
+                    self.stats.api = self.api_status();
                     self.metrics.observe_stats(&self.stats);
                     self.stats.interfaces = self.attachments.names();
                     self.stats.warn_on_new_losses();
@@ -383,6 +385,14 @@ impl NodeState {
         }
     }
 
+    /// The API's counters (zero when it is off).
+    fn api_status(&self) -> crate::api::hub::HubStatus {
+        self.hub
+            .as_ref()
+            .map(|hub| hub.status())
+            .unwrap_or_default()
+    }
+
     /// Waits for the running poll and applies it.
     async fn apply_poll(&mut self) {
         if let Some(polled) = self.poller.result().await {
@@ -418,6 +428,8 @@ impl NodeState {
             warn!(error = format!("{e:#}"), "flow log write failed");
         }
         self.metrics.observe_records(&sweep.records);
-        self.hub.publish(&sweep.records);
+        if let Some(hub) = &self.hub {
+            hub.publish(&sweep.records);
+        }
     }
 }

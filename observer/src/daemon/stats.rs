@@ -80,14 +80,15 @@ impl RunStats {
         self.records_written = log.written();
     }
 
-    /// Events or packets lost for good: ring-buffer reservations that failed, and packets
-    /// the full connection table refused.
+    /// Events or packets lost for good: ring-buffer reservations that failed, packets the
+    /// full connection table refused, and flows API subscribers fell too far behind for.
     pub fn losses(&self) -> u64 {
         self.datapath.get(Counter::RingBufNewFlowFailed)
             + self.datapath.get(Counter::RingBufEndFailed)
             + self.datapath.get(Counter::RingBufOverflowFailed)
             + self.events_malformed
             + self.table_full_packets
+            + self.api.flows_lost_to_subscribers
     }
 
     /// Logs a warning when losses grew since the last call.
@@ -99,8 +100,10 @@ impl RunStats {
                 ringbuf_end_failed = self.datapath.get(Counter::RingBufEndFailed),
                 ringbuf_overflow_failed = self.datapath.get(Counter::RingBufOverflowFailed),
                 table_full_packets = self.table_full_packets,
-                "flow events lost: the ring buffer was full (raise --ringbuf-bytes) or the \
-                 connection table was (raise --max-connections)"
+                api_flows_lost_to_subscribers = self.api.flows_lost_to_subscribers,
+                "flow events lost: the ring buffer was full (raise --ringbuf-bytes), the \
+                 connection table was (raise --max-connections), or a gRPC subscriber fell \
+                 behind (raise --api-buffer-flows)"
             );
             self.losses_reported = losses;
         }

@@ -54,6 +54,7 @@ fn each_field_selects_its_flows() {
         ),
         (filter(|f| f.protocol = s(&["udp", "icmp"])), vec![2, 3]),
         (filter(|f| f.destination_port = vec![5432, 53]), vec![1, 2]),
+        (filter(|f| f.protocol = s(&["17"])), vec![]),
         (filter(|f| f.state = s(&["evicted", "closed"])), vec![0, 3]),
         (
             filter(|f| f.workload = s(&["StatefulSet/postgres"])),
@@ -92,6 +93,7 @@ fn bad_values_are_refused_naming_the_filter_and_field() {
             filter(|f| f.destination_port = vec![70_000]),
             "destination_port",
         ),
+        (filter(|f| f.protocol = s(&["tpc"])), "protocol"),
         (filter(|f| f.verdict = s(&["denied"])), "verdict"),
         (filter(|f| f.state = s(&["open"])), "state"),
         (filter(|f| f.workload = s(&["web"])), "workload"),

@@ -29,6 +29,18 @@ enum Command {
     Observe(observe::ObserveArgs),
 }
 
+/// Parses a command line as the `observer` binary would, without running it: manifests
+/// that start the observer (deploy/daemonset.yaml) are checked with it.
+pub fn check_args<I, T>(args: I) -> Result<(), String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Entry point of the `observer` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

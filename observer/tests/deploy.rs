@@ -1,0 +1,127 @@
+//! The Kubernetes manifests in deploy/: real API shapes (typed with k8s-openapi, and no
+//! field the API would drop), arguments the observer accepts, and names that agree
+//! across files.
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use serde_json::Value;
+
+fn documents(file: &str) -> Vec<Value> {
+    let path = format!("{}/../deploy/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .collect()
+}
+
+/// Decodes `value` as `T` and checks that encoding it again gives the same document: a
+/// misspelt or misplaced field would be dropped by the typed decoding.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(value: &Value) -> T {
+    let object: T = serde_json::from_value(value.clone()).expect("a valid object");
+    let again = serde_json::to_value(&object).expect("encodes");
+    assert_eq!(&again, value, "fields the API would not keep");
+    object
+}
+
+#[test]
+fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
+    let docs = documents("daemonset.yaml");
+    assert_eq!(docs.len(), 1);
+    let daemonset: DaemonSet = typed(&docs[0]);
+    let spec = &daemonset.spec;
+    let pod = spec.template.spec.as_ref().expect("pod spec");
+    assert_eq!(
+        spec.selector.match_labels,
+        spec.template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone()),
+        "the selector selects the template's pods"
+    );
+    assert_eq!(
+        pod.host_network,
+        Some(true),
+        "pod interfaces are in the host's netns"
+    );
+    let container = &pod.containers[0];
+    let args = container.args.clone().expect("args");
+    let mut command = vec!["observer".to_string()];
+    command.extend(args.iter().cloned());
+    observer::cli::check_args(&command).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+
+    let value_of = |flag: &str| {
+        let at = args.iter().position(|a| a == flag).expect(flag);
+        args[at + 1].clone()
+    };
+    // The unauthenticated API stays on the node.
+    assert!(value_of("--grpc-listen").starts_with("127.0.0.1:"));
+    let metrics_port: i32 = value_of("--metrics-listen")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("metrics port");
+    let ports = container.ports.as_ref().expect("ports");
+    assert!(
+        ports
+            .iter()
+            .any(|p| p.container_port == metrics_port && p.name.as_deref() == Some("metrics"))
+    );
+    let annotations = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        annotations.get("prometheus.io/port"),
+        Some(&metrics_port.to_string())
+    );
+    let privileged = container
+        .security_context
+        .as_ref()
+        .and_then(|s| s.privileged);
+    assert_eq!(privileged, Some(true), "loading eBPF programs");
+    // What the observer writes is on writable volumes.
+    let mounts = container.volume_mounts.clone().unwrap_or_default();
+    for flag in ["--flow-log", "--stats-file"] {
+        let path = value_of(flag);
+        assert!(
+            mounts
+                .iter()
+                .any(|m| path.starts_with(&format!("{}/", m.mount_path))),
+            "{flag} {path} is not on a mounted volume"
+        );
+    }
+}
+
+#[test]
+fn the_names_agree_across_the_namespace_rbac_and_daemonset() {
+    let namespace: Namespace = typed(&documents("namespace.yaml")[0]);
+    let namespace = namespace.metadata.name.expect("namespace name");
+    let rbac = documents("rbac.yaml");
+    let account: ServiceAccount = typed(
+        rbac.iter()
+            .find(|d| d["kind"] == "ServiceAccount")
+            .expect("a ServiceAccount"),
+    );
+    let daemonset: DaemonSet = typed(&documents("daemonset.yaml")[0]);
+    assert_eq!(
+        daemonset.metadata.namespace.as_deref(),
+        Some(namespace.as_str())
+    );
+    assert_eq!(
+        account.metadata.namespace.as_deref(),
+        Some(namespace.as_str())
+    );
+    let pod = daemonset.spec.template.spec.expect("pod spec");
+    assert_eq!(pod.service_account_name, account.metadata.name);
+    let binding = rbac
+        .iter()
+        .find(|d| d["kind"] == "ClusterRoleBinding")
+        .expect("a ClusterRoleBinding");
+    assert_eq!(
+        binding["subjects"][0]["name"],
+        Value::from(pod.service_account_name.clone())
+    );
+    assert_eq!(binding["subjects"][0]["namespace"], Value::from(namespace));
+}

@@ -97,6 +97,7 @@ async fn fan_out() {
     tokio::spawn(server::serve(
         listener,
         Arc::clone(&hub),
+        None,
         std::future::pending(),
     ));
     let mut clients = Vec::new();

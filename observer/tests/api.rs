@@ -42,7 +42,7 @@ async fn serve(hub: &Arc<FlowHub>) -> Api {
         .expect("bind");
     let address = listener.local_addr().expect("address");
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, Arc::clone(hub), async {
+    tokio::spawn(server::serve(listener, Arc::clone(hub), None, async {
         let _ = stopped.await;
     }));
     let client = ObserverClient::connect(format!("http://{address}"))

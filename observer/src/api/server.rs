@@ -1,10 +1,12 @@
 //! The tonic service: thin handlers over the hub, the filters and the conversion.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 use super::filter::Selection;
@@ -184,15 +186,51 @@ async fn send(tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>, event: Event)
         .map_err(|_| ())
 }
 
-/// Serves the API on `listener` until `shutdown` resolves; then streams end once they
-/// have sent what the hub holds (the hub must be closed first).
+/// The server's TLS files (PEM): its certificate chain and key, and optionally the CA
+/// that client certificates must chain to (mutual TLS: clients without one are refused).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// CA of the clients' certificates.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Reads the files, naming the one that cannot be read.
+    pub fn load(&self) -> anyhow::Result<ServerTlsConfig> {
+        let cert = read_pem(&self.cert)?;
+        let key = read_pem(&self.key)?;
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &self.client_ca {
+            config = config.client_ca_root(Certificate::from_pem(read_pem(ca)?));
+        }
+        Ok(config)
+    }
+}
+
+/// The contents of a PEM file, naming it when it cannot be read.
+pub fn read_pem(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Serves the API on `listener` (with TLS when `tls` is given) until `shutdown` resolves;
+/// then streams end once they have sent what the hub holds (the hub must be closed first).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     hub: Arc<FlowHub>,
+    tls: Option<ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_service(ObserverService::new(hub).into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

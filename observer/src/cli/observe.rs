@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
@@ -11,7 +13,9 @@ use crate::api::proto::{
     FlowFilter, GetFlowsRequest, ServerStatusRequest, get_flows_request::Start,
     get_flows_response::Event, lost_flows::Reason, observer_client::ObserverClient,
 };
+use crate::api::server::read_pem;
 use crate::flow::FlowRecord;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// Arguments of `observer observe`.
 #[derive(Debug, Args)]
@@ -73,6 +77,19 @@ pub struct ObserveArgs {
     /// Print the server's buffer and loss counters instead of flows.
     #[arg(long)]
     status: bool,
+    /// CA (PEM) that the server's certificate chains to: connect with TLS (an https://
+    /// server address).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// This client's certificate (PEM), for servers that require one; needs --tls-key.
+    #[arg(long, requires = "tls_key", requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The name to expect in the server's certificate (default: the address's host).
+    #[arg(long, requires = "tls_ca")]
+    tls_server_name: Option<String>,
 }
 
 /// Streams and prints until the server ends the stream (or, with `--follow`, until
@@ -85,9 +102,23 @@ pub fn run(args: ObserveArgs) -> Result<()> {
 }
 
 async fn observe(args: ObserveArgs) -> Result<()> {
-    let mut client = ObserverClient::connect(args.server.clone())
+    let mut endpoint = Endpoint::from_shared(args.server.clone())
+        .with_context(|| format!("--server {}", args.server))?;
+    if let Some(ca) = &args.tls_ca {
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(ca)?));
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            tls = tls.identity(Identity::from_pem(read_pem(cert)?, read_pem(key)?));
+        }
+        if let Some(name) = &args.tls_server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+    }
+    let channel = endpoint
+        .connect()
         .await
         .with_context(|| format!("connecting to the observer API at {}", args.server))?;
+    let mut client = ObserverClient::new(channel);
     let stdout = std::io::stdout();
     if args.status {
         let status = client

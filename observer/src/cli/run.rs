@@ -10,6 +10,7 @@ use observer_common::{
 };
 
 use super::parse_duration;
+use crate::api::server::TlsFiles;
 use crate::cluster::kubernetes::KubernetesSourceConfig;
 use crate::daemon::{self, ClusterConfig, RunConfig};
 use crate::datapath::{DEFAULT_INTERFACE_PATTERN, DatapathConfig, InterfacePattern};
@@ -74,8 +75,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     identity_retention: Duration,
     /// Address of the gRPC API (flows and violations for subscribers; `observer observe`
-    /// is a client), or `off`. It has no TLS or authentication: expose it beyond the node
-    /// only on a trusted network.
+    /// is a client), or `off`. Without --grpc-tls-* it is plaintext and unauthenticated:
+    /// expose it beyond the node only with mutual TLS or on a trusted network.
     #[arg(long, default_value = DEFAULT_GRPC_LISTEN, value_parser = parse_listen)]
     grpc_listen: Listen,
     /// Written flows the API keeps for subscribers to read and resume from; a subscriber
@@ -84,6 +85,16 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8_192,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     api_buffer_flows: usize,
+    /// Serve the gRPC API over TLS with this certificate chain (PEM); needs
+    /// --grpc-tls-key.
+    #[arg(long, requires = "grpc_tls_key")]
+    grpc_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --grpc-tls-cert.
+    #[arg(long, requires = "grpc_tls_cert")]
+    grpc_tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, requires = "grpc_tls_cert")]
+    grpc_tls_client_ca: Option<PathBuf>,
     /// Address of the Prometheus metrics endpoint (`GET /metrics`), or `off`.
     #[arg(long, default_value = DEFAULT_METRICS_LISTEN, value_parser = parse_listen)]
     metrics_listen: Listen,
@@ -147,6 +158,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         identity_retention: args.identity_retention,
         grpc_listen: args.grpc_listen.0,
         api_buffer_flows: args.api_buffer_flows,
+        api_tls: match (args.grpc_tls_cert, args.grpc_tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: args.grpc_tls_client_ca,
+            }),
+            _ => None,
+        },
         metrics_listen: args.metrics_listen.0,
     };
     tokio::runtime::Builder::new_multi_thread()

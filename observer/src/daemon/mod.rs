@@ -82,6 +82,8 @@ pub struct RunConfig {
     pub grpc_listen: Option<SocketAddr>,
     /// Flows the API keeps for subscribers to read and resume from.
     pub api_buffer_flows: usize,
+    /// TLS for the API (`None`: plaintext).
+    pub api_tls: Option<api_server::TlsFiles>,
     /// Where Prometheus metrics are served (`None`: not served).
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -129,11 +131,16 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let api = match config.grpc_listen {
         Some(address) => {
             let hub = FlowHub::new(config.api_buffer_flows);
+            let tls = config
+                .api_tls
+                .as_ref()
+                .map(|files| files.load())
+                .transpose()?;
             let listener = api_server::bind(address).await?;
             let bound = listener.local_addr().unwrap_or(address);
-            info!(address = %bound, "gRPC API listening");
+            info!(address = %bound, tls = tls.is_some(), "gRPC API listening");
             let (stop, stopped) = oneshot::channel::<()>();
-            let task = tokio::spawn(api_server::serve(listener, Arc::clone(&hub), async {
+            let task = tokio::spawn(api_server::serve(listener, Arc::clone(&hub), tls, async {
                 let _ = stopped.await;
             }));
             Some((hub, task, stop))

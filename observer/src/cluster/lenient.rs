@@ -48,13 +48,34 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
             Err(error) => Self::Undecodable {
                 metadata: value
                     .get("metadata")
-                    .and_then(|m| ObjectMeta::deserialize(m).ok())
+                    .map(identity)
                     .unwrap_or_default()
                     .into(),
                 error: error.to_string().into(),
             },
         })
     }
+}
+
+/// The object's metadata, or, when that does not decode as a whole (a label that is a
+/// number, say), the fields that identify it: the store's key needs name and namespace,
+/// and the watcher needs the resource version (without one it would relist the kind).
+fn identity(metadata: &serde_json::Value) -> ObjectMeta {
+    ObjectMeta::deserialize(metadata).unwrap_or_else(|_| {
+        let field = |name: &str| {
+            metadata
+                .get(name)
+                .and_then(|v| v.as_str())
+                .map(String::from)
+        };
+        ObjectMeta {
+            name: field("name"),
+            namespace: field("namespace"),
+            uid: field("uid"),
+            resource_version: field("resourceVersion"),
+            ..ObjectMeta::default()
+        }
+    })
 }
 
 impl<K: Resource<DynamicType = ()>> Resource for Lenient<K> {
@@ -103,7 +124,8 @@ mod tests {
         let list = r#"[
             {"metadata":{"name":"good","namespace":"shop"},"spec":{"containers":[]}},
             {"metadata":{"name":"bad","namespace":"shop"},"spec":{"containers":"not-a-list"}},
-            {"metadata":{"name":7},"spec":{}}
+            {"metadata":{"name":7},"spec":{}},
+            {"metadata":{"name":"odd","namespace":"shop","resourceVersion":"9","labels":{"n":1}}}
         ]"#;
         let objects: Vec<Lenient<Pod>> = serde_json::from_str(list).expect("a JSON list");
         assert_eq!(
@@ -121,6 +143,15 @@ mod tests {
         }
         match &objects[2] {
             Lenient::Undecodable { metadata, .. } => assert_eq!(metadata.name, None),
+            other => panic!("decoded: {other:?}"),
+        }
+        // Metadata that does not decode as a whole still yields what identifies it.
+        match &objects[3] {
+            Lenient::Undecodable { metadata, .. } => {
+                assert_eq!(metadata.name.as_deref(), Some("odd"));
+                assert_eq!(metadata.namespace.as_deref(), Some("shop"));
+                assert_eq!(metadata.resource_version.as_deref(), Some("9"));
+            }
             other => panic!("decoded: {other:?}"),
         }
     }

@@ -261,7 +261,7 @@ struct NodeState {
     log: FlowLog,
     poller: MapPoller,
     /// Keys of written connections, deleted from the map at the next poll.
-    release: Vec<observer_common::FlowKey>,
+    release: Vec<(observer_common::FlowKey, observer_common::FlowStats)>,
     stats: RunStats,
     pattern: InterfacePattern,
     enricher: Enricher,

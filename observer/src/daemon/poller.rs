@@ -13,8 +13,8 @@ pub struct PollResult {
     pub entries: Vec<(FlowKey, FlowStats)>,
     /// Entries that could not be read.
     pub errors: u64,
-    /// For the keys released before the read: what the kernel counted after the read their
-    /// records were written from (see `FlowMapReader::remove`).
+    /// For the keys released before the read: what the kernel counted beyond what their
+    /// records reported (see `FlowMapReader::remove`).
     pub tails: Vec<(FlowKey, FlowStats)>,
     /// CLOCK_MONOTONIC when the read started (after the release).
     pub read_started_ns: u64,
@@ -22,7 +22,7 @@ pub struct PollResult {
 
 /// Handle to the poller thread. One poll is in flight at a time.
 pub struct MapPoller {
-    requests: std::sync::mpsc::Sender<Vec<FlowKey>>,
+    requests: std::sync::mpsc::Sender<Vec<(FlowKey, FlowStats)>>,
     results: mpsc::Receiver<PollResult>,
     in_flight: bool,
 }
@@ -30,7 +30,7 @@ pub struct MapPoller {
 impl MapPoller {
     /// Starts the thread; it owns the map from now on.
     pub fn spawn(mut reader: FlowMapReader) -> std::io::Result<Self> {
-        let (requests, inbox) = std::sync::mpsc::channel::<Vec<FlowKey>>();
+        let (requests, inbox) = std::sync::mpsc::channel::<Vec<(FlowKey, FlowStats)>>();
         let (outbox, results) = mpsc::channel(1);
         std::thread::Builder::new()
             .name("flow-map-poller".into())
@@ -67,9 +67,10 @@ impl MapPoller {
         self.in_flight
     }
 
-    /// Starts a poll that first deletes `release`; false (and nothing sent) when one is
-    /// already running or the thread is gone.
-    pub fn request(&mut self, release: &mut Vec<FlowKey>) -> bool {
+    /// Starts a poll that first deletes `release` (keys with the counts their records
+    /// reported); false (and nothing sent) when one is already running or the thread is
+    /// gone.
+    pub fn request(&mut self, release: &mut Vec<(FlowKey, FlowStats)>) -> bool {
         if self.in_flight {
             return false;
         }

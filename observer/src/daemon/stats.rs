@@ -40,7 +40,7 @@ pub struct RunStats {
     /// Connections written early as `evicted` because the table held more than
     /// `--max-connections` (not a loss: later traffic starts a new record).
     pub connections_evicted: u64,
-    /// Packets of overflow events and release tails refused while the table was at twice
+    /// Packets of overflow events for new connections refused while the table was at twice
     /// `--max-connections`: lost.
     pub table_full_packets: u64,
     /// Records written to the flow log.

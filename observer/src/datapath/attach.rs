@@ -152,9 +152,11 @@ impl Attachments {
 
     fn release(&mut self, links: Vec<Link>) {
         for link in links {
-            if let Ok(p) = program(&mut self.ebpf, link.program) {
-                // The interface may be gone already; the link is released either way.
-                let _ = p.detach(link.id);
+            if let Ok(p) = program(&mut self.ebpf, link.program)
+                && let Err(e) = p.detach(link.id)
+            {
+                // The interface may be gone already (the link is released either way).
+                tracing::debug!(program = link.program, error = %e, "detach");
             }
         }
     }

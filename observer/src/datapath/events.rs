@@ -10,6 +10,9 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
+/// How long the final drain may take.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Owns the ring buffer.
 pub struct EventReader {
     ring: RingBuf<MapData>,
@@ -47,11 +50,19 @@ impl EventReader {
         let mut fd = unsafe { AsyncFd::register_with_interest(self.ring, Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {e}"))?;
         let mut batch = Vec::with_capacity(1024);
-        let mut stopping = false;
+        // Set when told to stop: the drain ends at the latest then, even if a program left
+        // attached (a failed detach) keeps the ring from ever being empty.
+        let mut stop_by: Option<std::time::Instant> = None;
         loop {
             let mut emptied = false;
-            if stopping {
+            if let Some(deadline) = stop_by {
                 emptied = read_batch(fd.get_mut(), &mut batch, &stats);
+                if !emptied && std::time::Instant::now() > deadline {
+                    tracing::warn!(
+                        "the ring buffer was still filling after the programs were detached"
+                    );
+                    emptied = true;
+                }
             } else {
                 tokio::select! {
                     ready = fd.readable_mut() => {
@@ -61,7 +72,7 @@ impl EventReader {
                         }
                     }
                     // A dropped sender means stop too.
-                    _ = &mut stop => stopping = true,
+                    _ = &mut stop => stop_by = Some(std::time::Instant::now() + DRAIN_LIMIT),
                 }
             }
             stats

@@ -13,9 +13,6 @@ use super::flow_cache::FlowCache;
 pub struct FlowMapReader {
     map: PerCpuHashMap<MapData, FlowKey, FlowStats>,
     cache: Option<FlowCache>,
-    /// Every key's totals as the latest `read_all` returned them: the counts the records
-    /// written since were made from.
-    last_read: HashMap<FlowKey, FlowStats>,
 }
 
 impl FlowMapReader {
@@ -23,7 +20,6 @@ impl FlowMapReader {
         Ok(Self {
             map: PerCpuHashMap::try_from(map)?,
             cache,
-            last_read: HashMap::new(),
         })
     }
 
@@ -48,19 +44,19 @@ impl FlowMapReader {
         }
         totals.retain(|_, stats| stats.packets > 0);
         out.extend(totals.iter().map(|(key, stats)| (*key, *stats)));
-        self.last_read = totals;
         errors
     }
 
-    /// Deletes keys whose connections were written, and returns, per key, what the kernel
-    /// counted after the read those records were made from (the tail: late packets that
-    /// would otherwise be dropped with the key). Missing keys are not an error.
+    /// Deletes keys whose connections were written, each with the counts its record
+    /// reported for it, and returns, per key, what the kernel counted beyond those (the
+    /// tail: late packets that would otherwise be dropped with the key). Missing keys are
+    /// not an error.
     ///
     /// A map key is read, then deleted: a packet counted between the two system calls is
     /// lost. That window is one system call, where it used to be a whole poll interval.
-    pub fn remove(&mut self, keys: &[FlowKey]) -> Vec<(FlowKey, FlowStats)> {
+    pub fn remove(&mut self, released: &[(FlowKey, FlowStats)]) -> Vec<(FlowKey, FlowStats)> {
         let mut tails = Vec::new();
-        for key in keys {
+        for (key, reported) in released {
             let mut last = FlowStats::default();
             if let Ok(values) = self.map.get(key, 0) {
                 values.iter().for_each(|v| add(&mut last, v));
@@ -69,22 +65,17 @@ impl FlowMapReader {
             if let Some(cache) = &self.cache {
                 add(&mut last, &cache.release(key));
             }
-            // Keys never read (their record came from events alone) have no baseline: their
-            // counts are left out rather than counted twice.
-            if let Some(read) = self.last_read.remove(key)
-                && let Some(tail) = tail(&last, &read)
-            {
+            if let Some(tail) = tail(&last, reported) {
                 tails.push((*key, tail));
             }
         }
-
         tails
     }
 }
 
-/// What `last` counted beyond `read` (the same key, later): `None` when nothing. The tail's
-/// packets are stamped with `last`'s last-seen time, and carry the flags `read` had not
-/// seen.
+/// What `last` counted beyond `read` (the same key, later: here, what a record reported):
+/// `None` when nothing. The tail's packets are stamped with `last`'s last-seen time, and
+/// carry the flags `read` had not seen.
 fn tail(last: &FlowStats, read: &FlowStats) -> Option<FlowStats> {
     let packets = last.packets.checked_sub(read.packets).filter(|p| *p > 0)?;
     Some(FlowStats {

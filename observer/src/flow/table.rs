@@ -7,8 +7,8 @@
 //! active (`report_interval`), and when the daemon stops. Pure logic: the caller passes the
 //! time and applies the returned list of kernel keys to release.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use observer_common::{FlowKey, FlowStats, ip_proto, stats_flags, tcp_flags};
 
@@ -32,8 +32,9 @@ pub struct TableConfig {
     /// An active connection with new traffic is reported this often (0: never).
     pub report_interval_ns: u64,
     /// Connections held before the sweep evicts the least recently active (written as
-    /// `evicted`). Between sweeps the table may grow to twice this; beyond that, new
-    /// connections are refused until the next sweep makes room (see [`TableLosses`]).
+    /// `evicted`). Between sweeps, connections opened by events may take the table to
+    /// twice this; beyond that, events cannot open new ones until the next sweep makes
+    /// room (see [`TableLosses`]); map values and tails always can.
     pub max_connections: usize,
 }
 
@@ -53,8 +54,9 @@ impl Default for TableConfig {
 pub struct Sweep {
     /// Records to write, in no particular order.
     pub records: Vec<FlowRecord>,
-    /// Keys of connections that were written and forgotten: delete them from the map.
-    pub release: Vec<FlowKey>,
+    /// Keys of connections that were written and forgotten, each with the counts its
+    /// record reported: delete them from the map, and hand back what came beyond those.
+    pub release: Vec<(FlowKey, FlowStats)>,
 }
 
 /// Interface names by index, for the records' `interfaces` field.
@@ -93,9 +95,10 @@ pub struct TableLosses {
     /// Connections written early (`evicted`) to keep the table at its limit. Nothing is
     /// lost: their later traffic is counted in a new record.
     pub evicted: u64,
-    /// Packets of overflow events and release tails for new connections while the table
-    /// was at twice its limit: they had nowhere else to be counted, so they are lost.
-    /// (Flow map values and new-flow events are not lost: the next poll reads them again.)
+    /// Packets of overflow events for new connections while the table was at twice its
+    /// limit: they had nowhere else to be counted, so they are lost. (New-flow events are
+    /// only dropped: the next read delivers their keys. Map values and tails are always
+    /// taken.)
     pub refused_packets: u64,
 }
 
@@ -108,6 +111,9 @@ pub struct ConnectionTable {
     losses: TableLosses,
     /// When the latest applied map read started (CLOCK_MONOTONIC).
     read_started_ns: u64,
+    /// Keys released by the latest sweep, not yet deleted: their events are ignored, since
+    /// a packet of theirs is in the written record or comes back as the key's tail.
+    releasing: HashSet<FlowKey>,
 }
 
 impl ConnectionTable {
@@ -119,14 +125,19 @@ impl ConnectionTable {
             connections: HashMap::new(),
             losses: TableLosses::default(),
             read_started_ns: 0,
+            releasing: HashSet::new(),
         }
     }
 
     /// A map read that started at `read_started_ns` is being applied. Events about packets
     /// from before it carry nothing new: the read holds those packets, or, for keys released
     /// just before it, the record or the tail does.
+    ///
+    /// The poll being applied deleted the keys the previous sweep released (the daemon
+    /// sends them with each poll request), so their events count again from here.
     pub fn read_started(&mut self, read_started_ns: u64) {
         self.read_started_ns = self.read_started_ns.max(read_started_ns);
+        self.releasing.clear();
     }
 
     /// True when an event's packet was counted before the latest read started. A new-flow
@@ -165,8 +176,9 @@ impl ConnectionTable {
 
     /// A value read from the flow map (summed over CPUs): replaces the key's map counters.
     pub fn record_poll(&mut self, key: &FlowKey, stats: FlowStats) {
-        // Refused when the table is full: the key stays in the map, the next poll retries.
-        if let Some(observation) = self.observation(key) {
+        // Never refused: map keys are bounded by the map, and a refused key would never be
+        // written, released, or make room in the map.
+        if let Some(observation) = self.observation(key, Admit::Always) {
             observation.kernel = stats;
         }
     }
@@ -175,10 +187,11 @@ impl ConnectionTable {
     /// for the next read; once a read holds the packet, the event is ignored (counting it
     /// again after its connection was written would report it twice).
     pub fn record_new_flow(&mut self, key: &FlowKey, packet: &FlowStats) {
-        if self.predates_read(packet) {
+        if self.predates_read(packet) || self.releasing.contains(key) {
             return;
         }
-        if let Some(observation) = self.observation(key)
+        // At the limit, a hint is dropped: the next read delivers the key anyway.
+        if let Some(observation) = self.observation(key, Admit::BelowHardLimit)
             && observation.kernel.packets == 0
         {
             observation.kernel = *packet;
@@ -187,7 +200,7 @@ impl ConnectionTable {
 
     /// A TCP FIN or RST event.
     pub fn record_end(&mut self, key: &FlowKey, packet: &FlowStats) {
-        if self.predates_read(packet) {
+        if self.predates_read(packet) || self.releasing.contains(key) {
             return;
         }
         self.record_new_flow(key, packet);
@@ -199,7 +212,7 @@ impl ConnectionTable {
 
     /// A packet the kernel could not store in the full map: counted here instead.
     pub fn record_overflow(&mut self, key: &FlowKey, packet: &FlowStats) {
-        match self.observation(key) {
+        match self.observation(key, Admit::BelowHardLimit) {
             Some(observation) => observation.overflow = merge(&observation.overflow, packet),
             None => self.losses.refused_packets += packet.packets,
         }
@@ -210,23 +223,22 @@ impl ConnectionTable {
     /// new-flow event since the record (the key's first packet on another CPU) put a packet
     /// there that the tail already holds.
     pub fn record_tail(&mut self, key: &FlowKey, tail: &FlowStats) {
-        match self.observation(key) {
-            Some(observation) => {
-                observation.kernel = FlowStats::default();
-                observation.overflow = merge(&observation.overflow, tail);
-            }
-            None => self.losses.refused_packets += tail.packets,
+        // Never refused: tails are bounded by the keys released, and refusing one would
+        // lose what an eviction promised to keep.
+        if let Some(observation) = self.observation(key, Admit::Always) {
+            observation.kernel = FlowStats::default();
+            observation.overflow = merge(&observation.overflow, tail);
         }
     }
 
-    /// The key's observation, created with its connection if need be; None when that would
-    /// take the table past twice its limit.
-    fn observation(&mut self, key: &FlowKey) -> Option<&mut Observation> {
+    /// The key's observation, created with its connection if need be; None when `admit`
+    /// forbids a new connection past twice the limit.
+    fn observation(&mut self, key: &FlowKey, admit: Admit) -> Option<&mut Observation> {
         let (connection_key, _) = ConnectionKey::of(key);
-        let live = self.connections.len();
+        let room = self.connections.len() < self.config.max_connections.saturating_mul(2);
         let connection = match self.connections.entry(connection_key) {
             Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) if live < self.config.max_connections.saturating_mul(2) => {
+            Entry::Vacant(entry) if room || admit == Admit::Always => {
                 entry.insert(Connection::default())
             }
             Entry::Vacant(_) => return None,
@@ -264,9 +276,7 @@ impl ConnectionTable {
             if let Some(state) = state {
                 let summary = summarize(key, connection, names);
                 sweep.records.push(summary.record(key, state, &clock));
-                sweep
-                    .release
-                    .extend(connection.observations.iter().map(|o| o.key));
+                sweep.release.extend(connection.released());
                 return false;
             }
             let due = config.report_interval_ns > 0
@@ -284,11 +294,14 @@ impl ConnectionTable {
             true
         });
         self.evict_beyond_limit(names, &mut sweep);
+        self.releasing
+            .extend(sweep.release.iter().map(|(key, _)| *key));
         sweep
     }
 
     /// Above the limit, writes the least recently active connections as `evicted` until the
-    /// table is a sixteenth below it, so a table under pressure does not evict every sweep.
+    /// table is a sixteenth below it (exactly at it for limits under 16), so a table under
+    /// pressure does not evict every sweep.
     fn evict_beyond_limit(&mut self, names: &InterfaceNames, sweep: &mut Sweep) {
         let limit = self.config.max_connections;
         if self.connections.len() <= limit {
@@ -304,12 +317,14 @@ impl ConnectionTable {
         for (_, key) in &by_age[..excess] {
             if let Some(connection) = self.connections.remove(key) {
                 let summary = summarize(key, &connection, names);
-                sweep
-                    .records
-                    .push(summary.record(key, FlowState::Evicted, &self.clock));
-                sweep
-                    .release
-                    .extend(connection.observations.iter().map(|o| o.key));
+                // A closed connection still in its grace period is what it is.
+                let state = if summary.closed {
+                    FlowState::Closed
+                } else {
+                    FlowState::Evicted
+                };
+                sweep.records.push(summary.record(key, state, &self.clock));
+                sweep.release.extend(connection.released());
                 self.losses.evicted += 1;
             }
         }
@@ -327,9 +342,7 @@ impl ConnectionTable {
                 FlowState::Active
             };
             sweep.records.push(summary.record(&key, state, &self.clock));
-            sweep
-                .release
-                .extend(connection.observations.iter().map(|o| o.key));
+            sweep.release.extend(connection.released());
         }
         sweep
     }
@@ -342,7 +355,21 @@ struct Activity {
     closed: bool,
 }
 
+/// Whether a key may open a connection past twice the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admit {
+    /// Map values and tails: bounded by the map and the keys released.
+    Always,
+    /// Event-borne packets: bounded by nothing else.
+    BelowHardLimit,
+}
+
 impl Connection {
+    /// The connection's keys with the map counts its record reported for each.
+    fn released(&self) -> impl Iterator<Item = (FlowKey, FlowStats)> + '_ {
+        self.observations.iter().map(|o| (o.key, o.kernel))
+    }
+
     fn activity(&self, key: &ConnectionKey) -> Activity {
         let (mut first_seen, mut last_seen) = (u64::MAX, 0);
         let (mut low_flags, mut high_flags) = (0u16, 0u16);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use observer::api::hub::FlowHub;
 use observer::api::proto::{
-    FlowFilter, GetFlowsRequest, ServerStatusRequest, get_flows_request::Start,
+    FlowFilter, GetFlowsRequest, GetFlowsResponse, ServerStatusRequest, get_flows_request::Start,
     get_flows_response::Event, lost_flows::Reason, observer_client::ObserverClient,
 };
 use observer::api::server;
@@ -15,12 +15,9 @@ use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn flows() -> Vec<FlowRecord> {
-    include_str!("data/api/flows.jsonl")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("fixture flow"))
-        .collect()
-}
+mod support;
+
+use support::api_flows as flows;
 
 /// A server on a loopback port, stopped when dropped.
 struct Api {
@@ -52,6 +49,18 @@ async fn serve(hub: &Arc<FlowHub>) -> Api {
         client,
         stop: Some(stop),
     }
+}
+
+/// A stream that follows from the next flow written.
+async fn follow(api: &mut Api) -> tonic::Streaming<GetFlowsResponse> {
+    api.client
+        .get_flows(GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .expect("stream")
+        .into_inner()
 }
 
 /// Everything a stream sends until it ends.
@@ -93,15 +102,7 @@ fn cursors_and_ports(events: &[Event]) -> Vec<(u64, u32)> {
 async fn a_follower_gets_every_flow_in_order_as_it_was_written() {
     let hub = FlowHub::with_first_cursor(64, 1000);
     let mut api = serve(&hub).await;
-    let mut stream = api
-        .client
-        .get_flows(GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await
-        .expect("stream")
-        .into_inner();
+    let mut stream = follow(&mut api).await;
     // The server fixed the stream's start (the next flow) before it answered.
     hub.publish(&flows());
     let mut received = Vec::new();
@@ -176,15 +177,7 @@ async fn violations_are_a_filter_and_a_cursor_resumes_exactly_after_it() {
 async fn a_slow_subscriber_is_told_exactly_which_flows_it_lost() {
     let hub = FlowHub::with_first_cursor(8, 1);
     let mut api = serve(&hub).await;
-    let mut stream = api
-        .client
-        .get_flows(GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await
-        .expect("stream")
-        .into_inner();
+    let mut stream = follow(&mut api).await;
     // Published while the client reads nothing, in batches as the daemon publishes, with
     // the server's stream task running on another thread: it sends until its queue and
     // the connection's buffers are full, then waits, and the ring wraps under it.

@@ -10,19 +10,15 @@ use observer::api::proto::{
     observer_client::ObserverClient,
 };
 use observer::api::server;
-use observer::flow::FlowRecord;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use tokio::sync::oneshot;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn flows() -> Vec<FlowRecord> {
-    include_str!("data/api/flows.jsonl")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("fixture flow"))
-        .collect()
-}
+mod support;
+
+use support::api_flows as flows;
 
 /// A CA, a server certificate for `localhost`, and a client certificate, as PEM.
 struct Pki {

@@ -175,28 +175,28 @@ fn record_endpoint(
     e: Option<&proto::Endpoint>,
     side: &'static str,
 ) -> Result<RecordEndpoint, ConvertError> {
-    let e = e.ok_or(ConvertError {
-        field: side,
-        value: String::new(),
-        problem: "is missing",
-    })?;
-    let ip: IpAddr = e.ip.parse().map_err(|_| ConvertError {
-        field: if side == "source" {
+    let bad = |field, value: String, problem| ConvertError {
+        field,
+        value,
+        problem,
+    };
+    let source = side == "source";
+    let e = e.ok_or(bad(side, String::new(), "is missing"))?;
+    let ip: IpAddr = e.ip.parse().map_err(|_| {
+        let field = if source {
             "source.ip"
         } else {
             "destination.ip"
-        },
-        value: e.ip.clone(),
-        problem: "is not an address",
+        };
+        bad(field, e.ip.clone(), "is not an address")
     })?;
-    let port = u16::try_from(e.port).map_err(|_| ConvertError {
-        field: if side == "source" {
+    let port = u16::try_from(e.port).map_err(|_| {
+        let field = if source {
             "source.port"
         } else {
             "destination.port"
-        },
-        value: e.port.to_string(),
-        problem: "is not a port",
+        };
+        bad(field, e.port.to_string(), "is not a port")
     })?;
     Ok(RecordEndpoint {
         ip,

@@ -13,6 +13,15 @@ use observer::flow::FlowRecord;
 use observer_lab::Lab;
 use observer_lab::observer::ObserverProcess;
 
+/// Four flow-log records covering every field (`tests/data/api/flows.jsonl`), for the API
+/// tests.
+pub fn api_flows() -> Vec<FlowRecord> {
+    include_str!("../data/api/flows.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("fixture flow"))
+        .collect()
+}
+
 /// Fails loudly when not root: these tests are never skipped silently.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

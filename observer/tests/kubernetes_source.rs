@@ -337,6 +337,12 @@ async fn bad_input_is_counted_never_fatal() {
         "Pod",
         r#"{"type":"ADDED","object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"garbled","namespace":"shop","resourceVersion":"999"},"spec":{"containers":"not-a-list"}}}"#,
     );
+    // An update of a live pod that does not decode: counted, and the last version that
+    // decoded stays in the view (the pod still exists; its identity must not vanish).
+    mock.state().inject_raw(
+        "Pod",
+        r#"{"type":"MODIFIED","object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"canary-abc","namespace":"shop","resourceVersion":"1000"},"spec":{"containers":"not-a-list"}}}"#,
+    );
     let mut late = web_pod("late-no-namespace", Some("10.244.1.43"));
     late["metadata"]
         .as_object_mut()
@@ -349,8 +355,16 @@ async fn bad_input_is_counted_never_fatal() {
     })
     .await;
     assert!(!has_pod(&state, "garbled") && !has_pod(&state, "late-no-namespace"));
+    assert_eq!(
+        pod(&state, "canary-abc")
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref()),
+        Some("10.244.1.41"),
+        "the last good version of a pod whose update did not decode"
+    );
     let counters = source.counters();
     assert_eq!(counters.watch_errors, errors_before, "{counters:?}");
-    assert_eq!(counters.invalid_objects, 4, "{counters:?}");
+    assert_eq!(counters.invalid_objects, 5, "{counters:?}");
     assert_eq!(counters.relists, 0, "{counters:?}");
 }

@@ -14,7 +14,7 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::reflector::{self, Store, store::WriterDropped};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::WriterDropped};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Config, Resource};
 use tokio::sync::{Notify, watch};
@@ -211,14 +211,26 @@ impl Spawner<'_> {
     fn spawn<K: Tracked>(&mut self, config: watcher::Config) -> Store<Lenient<K>> {
         let (reader, writer) = reflector::store::<Lenient<K>>();
         let kept = self.kept.clone();
+        let stored = reader.clone();
         let stream = watcher(Api::<Lenient<K>>::all(self.client.clone()), config)
             .default_backoff()
-            .modify(move |obj: &mut Lenient<K>| match obj {
-                Lenient::Decoded(object) => object.trim(&kept),
-                Lenient::Undecodable { metadata, .. } => {
-                    // Only its name is needed, to report it.
-                    metadata.managed_fields = None;
-                    metadata.annotations = None;
+            .modify(move |obj: &mut Lenient<K>| {
+                let previous = stored
+                    .get(&ObjectRef::from_obj(&*obj))
+                    .and_then(|p| p.usable().cloned());
+                match obj {
+                    Lenient::Decoded(object) => object.trim(&kept),
+                    Lenient::Undecodable {
+                        metadata,
+                        last_good,
+                        ..
+                    } => {
+                        // Only its name is needed, to report it; the last version that
+                        // decoded stays in use.
+                        metadata.managed_fields = None;
+                        metadata.annotations = None;
+                        *last_good = previous.map(Arc::new);
+                    }
                 }
             })
             .reflect(writer);
@@ -325,7 +337,7 @@ fn valid<K: Tracked>(store: &Store<Lenient<K>>) -> Vec<K> {
     store
         .state()
         .iter()
-        .filter_map(|obj| obj.decoded())
+        .filter_map(|obj| obj.usable())
         .filter(|obj| obj.invalid_reason().is_none())
         .cloned()
         .collect()

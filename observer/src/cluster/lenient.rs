@@ -5,7 +5,8 @@
 //! with a field of the wrong shape fails the list, the watcher retries it forever, and
 //! the kind never becomes ready. Wrapping each object in [`Lenient`] turns that object
 //! into an [`Lenient::Undecodable`] entry, kept with its metadata so it can be named,
-//! counted and left out, while the rest of the list is used.
+//! counted and left out, while the rest of the list is used. An update that does not
+//! decode carries the object's last version that did, which stays in use.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -26,15 +27,18 @@ pub(crate) enum Lenient<K> {
         metadata: Box<ObjectMeta>,
         /// The decoder's message, naming the field.
         error: Arc<str>,
+        /// The last version of the same object that decoded, if any: an update that does
+        /// not decode keeps it in use rather than dropping a live object.
+        last_good: Option<Arc<K>>,
     },
 }
 
 impl<K> Lenient<K> {
-    /// The decoded object, if it decoded.
-    pub(crate) fn decoded(&self) -> Option<&K> {
+    /// The version to use: the decoded object, or the last one that decoded.
+    pub(crate) fn usable(&self) -> Option<&K> {
         match self {
             Self::Decoded(object) => Some(object),
-            Self::Undecodable { .. } => None,
+            Self::Undecodable { last_good, .. } => last_good.as_deref(),
         }
     }
 }
@@ -52,6 +56,7 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
                     .unwrap_or_default()
                     .into(),
                 error: error.to_string().into(),
+                last_good: None,
             },
         })
     }
@@ -129,13 +134,13 @@ mod tests {
         ]"#;
         let objects: Vec<Lenient<Pod>> = serde_json::from_str(list).expect("a JSON list");
         assert_eq!(
-            objects[0]
-                .decoded()
-                .and_then(|p| p.metadata.name.as_deref()),
+            objects[0].usable().and_then(|p| p.metadata.name.as_deref()),
             Some("good")
         );
         match &objects[1] {
-            Lenient::Undecodable { metadata, error } => {
+            Lenient::Undecodable {
+                metadata, error, ..
+            } => {
                 assert_eq!(metadata.name.as_deref(), Some("bad"));
                 assert!(error.contains("sequence"), "{error}");
             }

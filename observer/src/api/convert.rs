@@ -38,7 +38,7 @@ impl From<&FlowRecord> for proto::Flow {
             tcp_flags: r.tcp_flags.clone(),
             first_seen: r.first_seen.clone(),
             last_seen: r.last_seen.clone(),
-            state: state_name(r.state).to_string(),
+            state: r.state.name().to_string(),
             interfaces: r.interfaces.clone(),
             non_first_fragments: r.non_first_fragments,
             service: r.service.as_ref().map(|s| proto::Service {
@@ -101,16 +101,6 @@ fn direction(d: &DirectionReport) -> proto::DirectionVerdict {
     }
 }
 
-/// The record's name of a state (its JSON).
-pub fn state_name(state: FlowState) -> &'static str {
-    match state {
-        FlowState::Active => "active",
-        FlowState::Closed => "closed",
-        FlowState::Expired => "expired",
-        FlowState::Evicted => "evicted",
-    }
-}
-
 impl TryFrom<&proto::Flow> for FlowRecord {
     type Error = ConvertError;
 
@@ -120,8 +110,8 @@ impl TryFrom<&proto::Flow> for FlowRecord {
             value: value.to_string(),
             problem,
         };
-        let state = serde_json::from_value(serde_json::Value::String(f.state.clone()))
-            .map_err(|_| bad("state", &f.state, "is not a flow state"))?;
+        let state = FlowState::from_name(&f.state)
+            .ok_or_else(|| bad("state", &f.state, "is not a flow state"))?;
         let icmp = match &f.icmp {
             Some(i) => Some(IcmpInfo {
                 icmp_type: u8::try_from(i.r#type)

@@ -177,8 +177,9 @@ impl FlowFilter {
             .state
             .iter()
             .map(|v| {
-                serde_json::from_value(serde_json::Value::String(v.to_ascii_lowercase()))
-                    .map_err(|_| at.error("state", v, "is not active, closed, expired or evicted"))
+                FlowState::from_name(&v.to_ascii_lowercase()).ok_or_else(|| {
+                    at.error("state", v, "is not active, closed, expired or evicted")
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let workload = f
@@ -220,9 +221,7 @@ impl FlowFilter {
             && any(&self.destination_label, |sel| labels_match(dst, sel))
             && any(&self.protocol, |p| flow.protocol.eq_ignore_ascii_case(p))
             && any(&self.destination_port, |&p| flow.dst.port == p)
-            && any(&self.verdict, |v| {
-                flow.policy.as_ref().map_or("none", |p| p.verdict.as_str()) == v
-            })
+            && any(&self.verdict, |v| flow.verdict_name() == v)
             && any(&self.state, |s| flow.state == *s)
             && any(&self.workload, |(kind, name)| {
                 [src, dst].iter().any(|side| {

@@ -161,6 +161,39 @@ pub enum FlowState {
     Evicted,
 }
 
+impl FlowState {
+    /// Every state, in the order they are documented.
+    pub const ALL: [FlowState; 4] = [
+        FlowState::Active,
+        FlowState::Closed,
+        FlowState::Expired,
+        FlowState::Evicted,
+    ];
+
+    /// The state's name in the record's JSON (and on the wire).
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowState::Active => "active",
+            FlowState::Closed => "closed",
+            FlowState::Expired => "expired",
+            FlowState::Evicted => "evicted",
+        }
+    }
+
+    /// The state with this name.
+    pub fn from_name(name: &str) -> Option<FlowState> {
+        Self::ALL.into_iter().find(|state| state.name() == name)
+    }
+}
+
+impl FlowRecord {
+    /// The verdict's name, `none` when the record has none (no cluster state, or a
+    /// protocol NetworkPolicy does not cover): what filters and metrics select on.
+    pub fn verdict_name(&self) -> &str {
+        self.policy.as_ref().map_or("none", |p| p.verdict.as_str())
+    }
+}
+
 /// The record's name for an IP protocol number.
 pub fn protocol_name(protocol: u8) -> String {
     match protocol {
@@ -203,4 +236,19 @@ pub fn tcp_flag_names(flags: u16) -> Vec<String> {
         .filter(|(bit, _)| flags & bit != 0)
         .map(|(_, name)| (*name).to_string())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FlowState;
+
+    #[test]
+    fn state_names_are_the_json_names() {
+        for state in FlowState::ALL {
+            let json = serde_json::to_value(state).expect("serializes");
+            assert_eq!(json, state.name());
+            assert_eq!(FlowState::from_name(state.name()), Some(state));
+        }
+        assert_eq!(FlowState::from_name("open"), None);
+    }
 }

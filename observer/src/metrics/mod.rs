@@ -214,11 +214,8 @@ impl Metrics {
     /// Counts written records.
     pub fn observe_records(&self, records: &[FlowRecord]) {
         for record in records {
-            let verdict = record
-                .policy
-                .as_ref()
-                .map_or("none", |p| p.verdict.as_str());
-            let state = crate::api::convert::state_name(record.state);
+            let verdict = record.verdict_name();
+            let state = record.state.name();
             self.records
                 .get_or_create(&RecordLabels {
                     state: state.to_string(),

@@ -226,14 +226,10 @@ pub async fn run(config: RunConfig) -> Result<()> {
             task.abort();
         }
     }
-    node.stats
-        .update(&counters, &reader_stats, &node.table, &node.log);
-    node.stats.api = node.api_status();
-    metrics.observe_stats(&node.stats);
+    node.refresh_stats(&counters, &reader_stats, stopped_on);
     if let Some(task) = metrics_task {
         task.abort();
     }
-    node.stats.interfaces = stopped_on;
     if let Some(path) = &config.stats_file {
         node.stats.write(path)?;
     }
@@ -318,10 +314,7 @@ impl NodeState {
                         anyhow::bail!("the flow map poller stopped");
                     };
                     self.apply(polled);
-                    self.stats.update(counters, reader_stats, &self.table, &self.log);
-                    self.stats.api = self.api_status();
-                    self.metrics.observe_stats(&self.stats);
-                    self.stats.interfaces = self.attachments.names();
+                    self.refresh_stats(counters, reader_stats, self.attachments.names());
                     self.stats.warn_on_new_losses();
                     if let Some(path) = &config.stats_file
                         && let Err(e) = self.stats.write(path)
@@ -392,12 +385,23 @@ impl NodeState {
         }
     }
 
-    /// The API's counters (zero when it is off).
-    fn api_status(&self) -> crate::api::hub::HubStatus {
-        self.hub
+    /// Brings the stats, and the metrics made from them, up to date; `interfaces` are
+    /// those attached now (at exit: when the run stopped).
+    fn refresh_stats(
+        &mut self,
+        counters: &crate::datapath::CounterReader,
+        reader_stats: &EventReaderStats,
+        interfaces: Vec<String>,
+    ) {
+        self.stats
+            .update(counters, reader_stats, &self.table, &self.log);
+        self.stats.api = self
+            .hub
             .as_ref()
             .map(|hub| hub.status())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.stats.interfaces = interfaces;
+        self.metrics.observe_stats(&self.stats);
     }
 
     /// Waits for the running poll and applies it.

@@ -54,14 +54,15 @@ impl EventReader {
         // attached (a failed detach) keeps the ring from ever being empty.
         let mut stop_by: Option<std::time::Instant> = None;
         loop {
-            let mut emptied = false;
+            // Stopping, and the ring is empty (or the drain's time is up).
+            let mut done = false;
             if let Some(deadline) = stop_by {
-                emptied = read_batch(fd.get_mut(), &mut batch, &stats);
-                if !emptied && std::time::Instant::now() > deadline {
+                done = read_batch(fd.get_mut(), &mut batch, &stats);
+                if !done && std::time::Instant::now() > deadline {
                     tracing::warn!(
                         "the ring buffer was still filling after the programs were detached"
                     );
-                    emptied = true;
+                    done = true;
                 }
             } else {
                 tokio::select! {
@@ -83,7 +84,7 @@ impl EventReader {
                     return Ok(());
                 }
             }
-            if emptied {
+            if done {
                 return Ok(());
             }
         }

@@ -218,10 +218,9 @@ impl ConnectionTable {
         }
     }
 
-    /// What the kernel counted for a released key after the read its record was written
-    /// from: added here like overflow, and the key's map counters start over from zero. A
-    /// new-flow event since the record (the key's first packet on another CPU) put a packet
-    /// there that the tail already holds.
+    /// What the kernel counted for a released key beyond what its record reported: added
+    /// here like overflow, and the key's map counters start over from zero, since the key
+    /// was deleted from the map (events of it were ignored meanwhile: see `releasing`).
     pub fn record_tail(&mut self, key: &FlowKey, tail: &FlowStats) {
         // Never refused: tails are bounded by the keys released, and refusing one would
         // lose what an eviction promised to keep.

@@ -42,8 +42,7 @@ impl FlowMapReader {
         if let Some(cache) = &mut self.cache {
             cache.scan(|key, stats| add(totals.entry(key).or_default(), &stats));
         }
-        totals.retain(|_, stats| stats.packets > 0);
-        out.extend(totals.iter().map(|(key, stats)| (*key, *stats)));
+        out.extend(totals.into_iter().filter(|(_, stats)| stats.packets > 0));
         errors
     }
 

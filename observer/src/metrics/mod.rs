@@ -3,12 +3,9 @@
 //! format. `server` serves them over HTTP; this part does no I/O.
 //!
 //! The daemon keeps absolute totals (`RunStats`); Prometheus counters only go up by
-//! deltas, so each update adds what grew since the previous one.
+//! deltas, so each update adds what a total grew beyond the counter's value.
 
 pub mod server;
-
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -58,8 +55,6 @@ pub struct Metrics {
     subscribers: Gauge,
     cluster_views: Counter,
     cluster_invalid_objects: Gauge,
-    /// Totals at the previous update, by metric and label.
-    previous: Mutex<HashMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -139,70 +134,44 @@ impl Metrics {
             subscribers,
             cluster_views,
             cluster_invalid_objects,
-            previous: Mutex::new(HashMap::new()),
         }
     }
 
     /// Brings the counters up to the run's totals.
     pub fn observe_stats(&self, stats: &RunStats) {
-        let mut previous = self
-            .previous
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut grow = |key: String, total: u64, counter: &Counter| {
-            let before = previous.insert(key, total).unwrap_or(0);
-            counter.inc_by(total.saturating_sub(before));
+        // Only this method moves these counters, so what they hold is the last total.
+        let grow = |counter: &Counter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
         };
-        for (name, value) in &stats.datapath.0 {
-            let losses = [
-                ("ringbuf_new_flow_failed", "ringbuf_new_flow"),
-                ("ringbuf_end_failed", "ringbuf_end"),
-                ("ringbuf_overflow_failed", "ringbuf_overflow"),
-            ];
-            if let Some((_, what)) = losses.iter().find(|(counter, _)| counter == name) {
-                let labels = LossLabels {
-                    what: what.to_string(),
-                };
-                grow(
-                    format!("lost/{what}"),
-                    *value,
-                    &self.lost.get_or_create(&labels),
-                );
-            } else {
-                let labels = CounterLabels {
-                    counter: name.to_string(),
-                };
-                grow(
-                    format!("datapath/{name}"),
-                    *value,
-                    &self.datapath.get_or_create(&labels),
-                );
-            }
-        }
-        for (what, value) in [
+        let ring_losses = [
+            ("ringbuf_new_flow_failed", "ringbuf_new_flow"),
+            ("ringbuf_end_failed", "ringbuf_end"),
+            ("ringbuf_overflow_failed", "ringbuf_overflow"),
+        ];
+        let mut losses = vec![
             ("table_full", stats.table_full_packets),
             ("api_subscriber", stats.api.flows_lost_to_subscribers),
             ("events_malformed", stats.events_malformed),
-        ] {
+        ];
+        for (name, value) in &stats.datapath.0 {
+            match ring_losses.iter().find(|(counter, _)| counter == name) {
+                Some((_, what)) => losses.push((what, *value)),
+                None => {
+                    let labels = CounterLabels {
+                        counter: name.to_string(),
+                    };
+                    grow(&self.datapath.get_or_create(&labels), *value);
+                }
+            }
+        }
+        for (what, value) in losses {
             let labels = LossLabels {
                 what: what.to_string(),
             };
-            grow(
-                format!("lost/{what}"),
-                value,
-                &self.lost.get_or_create(&labels),
-            );
+            grow(&self.lost.get_or_create(&labels), value);
         }
-        grow(
-            "connections_evicted".into(),
-            stats.connections_evicted,
-            &self.evicted,
-        );
-        grow(
-            "cluster_views".into(),
-            stats.cluster_views,
-            &self.cluster_views,
-        );
+        grow(&self.evicted, stats.connections_evicted);
+        grow(&self.cluster_views, stats.cluster_views);
         self.connections
             .set(i64::try_from(stats.connections_live).unwrap_or(i64::MAX));
         self.subscribers

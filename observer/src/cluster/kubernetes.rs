@@ -215,22 +215,25 @@ impl Spawner<'_> {
         let stream = watcher(Api::<Lenient<K>>::all(self.client.clone()), config)
             .default_backoff()
             .modify(move |obj: &mut Lenient<K>| {
+                if let Lenient::Decoded(object) = obj {
+                    object.trim(&kept);
+                    return;
+                }
+                // Only looked up for the rare object that does not decode: the last
+                // version that did stays in use.
                 let previous = stored
                     .get(&ObjectRef::from_obj(&*obj))
                     .and_then(|p| p.usable().cloned());
-                match obj {
-                    Lenient::Decoded(object) => object.trim(&kept),
-                    Lenient::Undecodable {
-                        metadata,
-                        last_good,
-                        ..
-                    } => {
-                        // Only its name is needed, to report it; the last version that
-                        // decoded stays in use.
-                        metadata.managed_fields = None;
-                        metadata.annotations = None;
-                        *last_good = previous.map(Arc::new);
-                    }
+                if let Lenient::Undecodable {
+                    metadata,
+                    last_good,
+                    ..
+                } = obj
+                {
+                    // Only its name is needed, to report it.
+                    metadata.managed_fields = None;
+                    metadata.annotations = None;
+                    *last_good = previous.map(Arc::new);
                 }
             })
             .reflect(writer);

@@ -10,7 +10,10 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use observer::cluster::manifests;
 use observer::cluster::view::ClusterView;
 use observer::enrich::Enricher;
-use observer::flow::{Counts, FlowRecord, FlowState, RecordEndpoint};
+use observer::flow::{
+    Counts, FlowRecord, FlowState, IpProtocol, RecordEndpoint, TcpFlags, Timestamp,
+};
+use observer_common::tcp_flags;
 use observer_lab::synthetic::{Shape, cluster_yaml, pod_ip};
 
 /// The daemon's allocator (see `src/main.rs`), so the numbers are the daemon's.
@@ -32,7 +35,7 @@ fn record(src: IpAddr, dst: IpAddr, port: u16) -> FlowRecord {
     FlowRecord {
         src: endpoint(src, 40_000),
         dst: endpoint(dst, port),
-        protocol: "TCP".into(),
+        protocol: IpProtocol::TCP,
         icmp: None,
         fwd: Counts {
             packets: 10,
@@ -42,10 +45,11 @@ fn record(src: IpAddr, dst: IpAddr, port: u16) -> FlowRecord {
             packets: 8,
             bytes: 9_000,
         },
-        tcp_flags: vec!["SYN".into(), "ACK".into(), "FIN".into()],
-        first_seen: "2026-11-22T00:00:00Z".into(),
-        last_seen: "2026-11-22T00:00:01Z".into(),
+        tcp_flags: TcpFlags(tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN),
+        first_seen: Timestamp(1_795_305_600_000_000_000),
+        last_seen: Timestamp(1_795_305_601_000_000_000),
         state: FlowState::Closed,
+        node_name: Some("node-1".into()),
         interfaces: vec!["veth1".into()],
         non_first_fragments: false,
         service: None,

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use observer::flow::FlowRecord;
+use observer::flow::{FlowRecord, IpProtocol};
 use observer_lab::traffic::udp_exchange;
 use observer_lab::{Lab, in_netns};
 use support::{Observer, require_root, scratch_dir};
@@ -144,7 +144,7 @@ fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> 
         "cursors increase"
     );
     let ours = |r: &FlowRecord| {
-        r.protocol == "UDP"
+        r.protocol == IpProtocol::UDP
             && r.src.ip == IpAddr::V4(a.ipv4)
             && r.src.port == client_port
             && r.dst.port == server_port
@@ -159,7 +159,11 @@ fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> 
     assert_eq!(streamed, logged, "the API carries the flow log's record");
     assert_eq!(logged[0].fwd.packets, 3);
     // Every UDP record of the log reached the follower, in the log's order.
-    let all_udp: Vec<&FlowRecord> = out.records.iter().filter(|r| r.protocol == "UDP").collect();
+    let all_udp: Vec<&FlowRecord> = out
+        .records
+        .iter()
+        .filter(|r| r.protocol == IpProtocol::UDP)
+        .collect();
     let all_streamed: Vec<&FlowRecord> = received.iter().map(|(_, r)| r).collect();
     assert_eq!(all_streamed, all_udp);
     assert_eq!(out.stats["api"]["flows_lost_to_subscribers"], 0);

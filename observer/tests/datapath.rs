@@ -8,7 +8,7 @@ use std::net::{IpAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use observer::flow::{FlowRecord, FlowState};
+use observer::flow::{FlowRecord, FlowState, IpProtocol, Timestamp};
 use observer_lab::traffic::{ping, tcp_exchange, udp_exchange};
 use observer_lab::{Lab, OUTSIDE_IPV4, Pod, in_netns};
 use support::capture::{Capture, count_flow};
@@ -25,7 +25,7 @@ fn check_against_captures(
     server: (IpAddr, u16),
     captures: &[(&str, &[support::capture::Frame])],
 ) -> Result<()> {
-    let name = observer::flow::protocol_name(proto);
+    let name = observer::flow::IpProtocol(proto).to_string();
     let found: Vec<&FlowRecord> = records_between(records, &name, client.0, server.0)
         .into_iter()
         .filter(|r| matches!(proto, 1 | 58) || (r.src.port == client.1 && r.dst.port == server.1))
@@ -62,12 +62,8 @@ fn check_against_captures(
 }
 
 /// Seconds from one RFC 3339 time to another.
-fn seconds_between(from: &str, to: &str) -> f64 {
-    let parse = |t: &str| {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .unwrap_or_else(|e| panic!("time {t:?}: {e}"))
-    };
-    (parse(to) - parse(from)).as_seconds_f64()
+fn seconds_between(from: &Timestamp, to: &Timestamp) -> f64 {
+    (to.0 - from.0) as f64 / 1e9
 }
 
 #[test]
@@ -114,7 +110,7 @@ fn pod_to_pod_tcp_udp_icmp_counts_match_captures_ipv4_and_ipv6() -> Result<()> {
     assert_eq!(tcp.state, FlowState::Closed, "FIN both ways: {tcp:?}");
     for flag in ["SYN", "ACK", "FIN"] {
         assert!(
-            tcp.tcp_flags.iter().any(|f| f == flag),
+            tcp.tcp_flags.names().any(|f| f == flag),
             "{flag} missing in {tcp:?}"
         );
     }
@@ -241,7 +237,10 @@ fn crafted_sctp_fragments_and_malformed_frames_are_counted_never_misattributed()
             .records
             .iter()
             .filter(|r| {
-                r.protocol == proto && r.src.ip == src && r.src.port == sport && r.dst.port == dport
+                r.protocol.to_string() == proto
+                    && r.src.ip == src
+                    && r.src.port == sport
+                    && r.dst.port == dport
             })
             .collect();
         match found.as_slice() {
@@ -294,7 +293,7 @@ fn interfaces_created_after_start_are_observed_and_vanished_ones_detached() -> R
     let r = out
         .records
         .iter()
-        .find(|r| r.protocol == "UDP" && r.src.port == cport && r.dst.port == aport)
+        .find(|r| r.protocol == IpProtocol::UDP && r.src.port == cport && r.dst.port == aport)
         .with_context(|| format!("no record of the late pod's flow: {:#?}", out.records))?;
     assert_eq!((r.fwd.packets, r.rev.packets), (5, 5), "{r:?}");
     assert_eq!(
@@ -321,7 +320,9 @@ fn burst_records(records: &[FlowRecord], sport: u16) -> Vec<&FlowRecord> {
     records
         .iter()
         .filter(|r| {
-            r.protocol == "UDP" && r.src.port == sport && r.dst.ip == IpAddr::V4(OUTSIDE_IPV4)
+            r.protocol == IpProtocol::UDP
+                && r.src.port == sport
+                && r.dst.ip == IpAddr::V4(OUTSIDE_IPV4)
         })
         .collect()
 }
@@ -468,7 +469,7 @@ fn cache_slots_released_after_expiry_keep_counts_exact_across_cache_and_map() ->
             let found: Vec<&FlowRecord> = out
                 .records
                 .iter()
-                .filter(|r| r.protocol == "UDP" && r.src.port == *port)
+                .filter(|r| r.protocol == IpProtocol::UDP && r.src.port == *port)
                 .collect();
             assert_eq!(found.len(), 1, "flow from port {port}: {found:#?}");
             assert_eq!(
@@ -527,7 +528,7 @@ fn udp_records_from(flow_log: &std::path::Path, port: u16) -> Vec<FlowRecord> {
         .unwrap_or_default()
         .lines()
         .filter_map(|line| serde_json::from_str::<FlowRecord>(line).ok())
-        .filter(|r| r.protocol == "UDP" && r.src.port == port)
+        .filter(|r| r.protocol == IpProtocol::UDP && r.src.port == port)
         .collect()
 }
 
@@ -566,7 +567,7 @@ fn packets_counted_after_a_record_was_written_reach_a_later_record() -> Result<(
     let records: Vec<&FlowRecord> = out
         .records
         .iter()
-        .filter(|r| r.protocol == "UDP" && r.src.port == port)
+        .filter(|r| r.protocol == IpProtocol::UDP && r.src.port == port)
         .collect();
     let packets: u64 = records.iter().map(|r| r.fwd.packets).sum();
     assert_eq!(

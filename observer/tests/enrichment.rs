@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use observer::flow::FlowRecord;
+use observer::flow::{FlowRecord, IpProtocol, ServiceBackend};
+use observer::policy::{DirectionDecision, VerdictKind};
 use observer_lab::traffic::{ping, tcp_exchange, udp_exchange};
 use observer_lab::{Lab, OUTSIDE_IPV4, Pod};
 use support::{Observer, require_root, scratch_dir};
@@ -66,7 +67,7 @@ fn observe_with_manifests(
 fn one<'a>(records: &'a [FlowRecord], protocol: &str, sport: u16) -> Result<&'a FlowRecord> {
     records
         .iter()
-        .find(|r| r.protocol == protocol && r.src.port == sport)
+        .find(|r| r.protocol.to_string() == protocol && r.src.port == sport)
         .with_context(|| format!("no {protocol} record from port {sport}: {records:#?}"))
 }
 
@@ -115,11 +116,13 @@ fn lab_traffic_gets_identities_and_verdicts_across_ip_reuse() -> Result<()> {
     let dst_workload = r.dst.identity.workload.as_ref().context("no workload")?;
     assert_eq!(dst_workload.kind, "StatefulSet");
     let verdict = r.policy.as_ref().context("no verdict")?;
-    assert_eq!(verdict.verdict, "allow", "{verdict:?}");
-    assert_eq!(
-        verdict.ingress.policies,
-        vec!["shop/db-from-web-tcp".to_string()]
-    );
+    assert_eq!(verdict.kind(), VerdictKind::Allow, "{verdict:?}");
+    let allowing: Vec<String> = verdict
+        .ingress
+        .allowing_rules()
+        .map(|t| t.policy.to_string())
+        .collect();
+    assert_eq!(allowing, vec!["shop/db-from-web-tcp".to_string()]);
 
     let u = one(&out.records, "UDP", udp_before.0)?;
     assert_eq!(
@@ -128,8 +131,8 @@ fn lab_traffic_gets_identities_and_verdicts_across_ip_reuse() -> Result<()> {
         "attributed at its first packet"
     );
     let verdict = u.policy.as_ref().context("no verdict")?;
-    assert_eq!(verdict.verdict, "deny", "{verdict:?}");
-    assert_eq!(verdict.ingress.decision, "denied");
+    assert_eq!(verdict.kind(), VerdictKind::Deny, "{verdict:?}");
+    assert_eq!(verdict.ingress.decision, DirectionDecision::Denied);
 
     let after = one(&out.records, "UDP", udp_after.0)?;
     assert_eq!(after.dst.identity.pod.as_deref(), Some("db-1"), "{after:?}");
@@ -138,7 +141,7 @@ fn lab_traffic_gets_identities_and_verdicts_across_ip_reuse() -> Result<()> {
     let icmp = out
         .records
         .iter()
-        .find(|r| r.protocol == "ICMP" && r.dst.ip == IpAddr::V4(OUTSIDE_IPV4))
+        .find(|r| r.protocol == IpProtocol::ICMP && r.dst.ip == IpAddr::V4(OUTSIDE_IPV4))
         .context("no ping to the outside")?;
     assert!(icmp.dst.identity.external, "{icmp:?}");
     assert_eq!(icmp.src.identity.pod.as_deref(), Some("web-5d8f-x2x9q"));
@@ -210,14 +213,15 @@ fn service_connections_name_the_service_and_the_backend() -> Result<()> {
         ("shop", "db", 80)
     );
     assert_eq!(
-        (service.cluster_ip, service.backend.as_str()),
-        (db_vip, "observed")
+        (service.cluster_ip, service.backend),
+        (db_vip, ServiceBackend::Observed)
     );
     assert_eq!(r.interfaces, vec!["vetha".to_string(), "vethb".to_string()]);
     assert!(r.rev.bytes > 9000, "{r:?}");
     let verdict = r.policy.as_ref().context("no verdict")?;
     assert_eq!(
-        verdict.verdict, "allow",
+        verdict.kind(),
+        VerdictKind::Allow,
         "judged against the backend pod: {verdict:?}"
     );
 
@@ -226,8 +230,8 @@ fn service_connections_name_the_service_and_the_backend() -> Result<()> {
     assert!(e.dst.identity.external);
     let service = e.service.as_ref().context("no service")?;
     assert_eq!(
-        (service.name.as_str(), service.backend.as_str()),
-        ("ext", "conntrack")
+        (service.name.as_str(), service.backend),
+        ("ext", ServiceBackend::Conntrack)
     );
     Ok(())
 }

@@ -65,11 +65,10 @@ fn word(allowed: bool) -> &'static str {
     if allowed { "allow" } else { "deny" }
 }
 
-fn allowing_policies(v: &DirectionVerdict<'_>) -> BTreeSet<String> {
-    match v {
-        DirectionVerdict::AllowedBy(refs) => refs.iter().map(|r| r.policy.to_owned()).collect(),
-        _ => BTreeSet::new(),
-    }
+fn allowing_policies(v: &DirectionVerdict<&str>) -> BTreeSet<String> {
+    v.allowing_rules()
+        .map(|r| r.policy.name.to_owned())
+        .collect()
 }
 
 /// Checks one probe; returns a failure description.

@@ -1,5 +1,5 @@
-//! Privileged end to end: traffic recorded by `observer run` in a lab, replayed through
-//! `observer check` against a proposed policy set (what-if).
+//! Privileged end to end: traffic recorded by `observer run` in a lab with a cluster state,
+//! replayed through `observer check` against a policy set (what-if).
 
 mod support;
 
@@ -19,18 +19,10 @@ fn recorded_flows_replay_against_a_proposed_policy() -> Result<()> {
     let mut lab = Lab::new()?;
     let a = lab.add_pod("a")?;
     let b = lab.add_pod("b")?;
-    let mut observer = Observer::start(&lab, &dir, &["--interfaces", "veth*"])?;
-    observer.wait_attached(&["vetha", "vethb"])?;
-    let tcp = tcp_exchange(&a, &b, IpAddr::V4(b.ipv4), 1000, 1000)?;
-    let udp = udp_exchange(&a, &b, IpAddr::V6(b.ipv6), 2)?;
-    ping(&a, IpAddr::V4(b.ipv4), 1)?;
-    std::thread::sleep(Duration::from_millis(300));
-    observer.stop()?;
-
     let pod = |name: &str, p: &observer_lab::Pod| {
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: lab, labels: {{app: {name}}}}}\n\
-             spec: {{containers: [{{name: c, image: x}}]}}\n\
+             spec: {{nodeName: lab-node, containers: [{{name: c, image: x}}]}}\n\
              status: {{podIP: {}, podIPs: [{{ip: {}}}, {{ip: \"{}\"}}]}}\n",
             p.ipv4, p.ipv4, p.ipv6
         )
@@ -46,6 +38,22 @@ fn recorded_flows_replay_against_a_proposed_policy() -> Result<()> {
     );
     let manifest_path = dir.join("proposed.yaml");
     std::fs::write(&manifest_path, manifests)?;
+    // Recorded with a cluster state, so the records name pods and their node: the daemon's
+    // own lines, every field of them, are what check reads.
+    let manifest_arg = manifest_path.to_string_lossy().into_owned();
+    let mut observer = Observer::start(
+        &lab,
+        &dir,
+        &["--interfaces", "veth*", "--manifests", &manifest_arg],
+    )?;
+    observer.wait_attached(&["vetha", "vethb"])?;
+    observer.wait_stat("cluster_views", 1)?;
+    let tcp = tcp_exchange(&a, &b, IpAddr::V4(b.ipv4), 1000, 1000)?;
+    let udp = udp_exchange(&a, &b, IpAddr::V6(b.ipv6), 2)?;
+    ping(&a, IpAddr::V4(b.ipv4), 1)?;
+    std::thread::sleep(Duration::from_millis(300));
+    observer.stop()?;
+
     let flow_log = dir.join("flows.jsonl");
     let out = Command::new(env!("CARGO_BIN_EXE_observer"))
         .arg("check")
@@ -87,6 +95,29 @@ fn recorded_flows_replay_against_a_proposed_policy() -> Result<()> {
         "{tcp_verdict}"
     );
     assert_eq!(tcp_verdict["ingress"]["policies"][0], "lab/b-from-a-tcp");
+    let tier = &tcp_verdict["ingress"]["tiers"][0];
+    assert_eq!(
+        (
+            &tier["tier"],
+            &tier["policy"]["kind"],
+            &tier["policy"]["name"]
+        ),
+        (
+            &serde_json::json!("networkpolicy"),
+            &serde_json::json!("NetworkPolicy"),
+            &serde_json::json!("b-from-a-tcp")
+        ),
+        "{tcp_verdict}"
+    );
+    assert_eq!(
+        (&tier["rule_index"], &tier["action"]),
+        (&serde_json::json!(0), &serde_json::json!("allow"))
+    );
+    let tcp_record = records
+        .iter()
+        .find(|r| r["protocol"] == "TCP" && r["src"]["port"] == tcp.0)
+        .context("no TCP record")?;
+    assert_eq!(tcp_record["src"]["node"], "lab-node", "{tcp_record}");
     let udp_verdict = verdict_of("UDP", udp.0)?;
     assert_eq!(udp_verdict["verdict"], "deny", "{udp_verdict}");
     assert_eq!(

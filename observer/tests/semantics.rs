@@ -3,7 +3,8 @@
 
 use observer::cluster::manifests;
 use observer::policy::{
-    Category, DirectionVerdict, Endpoint, FlowQuery, PolicySnapshot, Protocol, decide, evaluate,
+    Category, DirectionDecision, Endpoint, FlowQuery, PolicySnapshot, Protocol, RuleAction, decide,
+    evaluate,
 };
 
 const CLUSTER: &str = r#"
@@ -112,7 +113,7 @@ fn node_exemption_only_for_own_node() {
     let v = evaluate(&s, &q(&s, "node:n1", "app/web", 8080, Tcp));
     assert!(v.allowed);
     assert_eq!(v.category, Category::NodeExempt);
-    assert_eq!(v.ingress, DirectionVerdict::Exempt);
+    assert_eq!(v.ingress.decision, DirectionDecision::Exempt);
     // By IP as well: 192.168.0.1 is n1 (the hostNetwork pod shares it; the node wins).
     let v = evaluate(&s, &q(&s, "192.168.0.1", "app/web", 8080, Tcp));
     assert_eq!(v.category, Category::NodeExempt);
@@ -130,7 +131,7 @@ fn host_network_pods_are_undefined() {
     let v = evaluate(&s, &q(&s, "other/agent", "app/web", 8080, Tcp));
     assert_eq!(v.category, Category::Undefined);
     assert!(!v.allowed, "undefined is never reported as allowed");
-    assert_eq!(v.ingress, DirectionVerdict::NotIsolated);
+    assert_eq!(v.ingress.decision, DirectionDecision::NotIsolated);
 }
 
 #[test]
@@ -237,7 +238,7 @@ spec:
     );
     // web has tier → not selected → not isolated.
     let v = evaluate(&s, &q(&s, "app/db", "app/web", 80, Tcp));
-    assert_eq!(v.ingress, DirectionVerdict::NotIsolated);
+    assert_eq!(v.ingress.decision, DirectionDecision::NotIsolated);
     // db lacks tier → selected. "other" has no team label: NotIn matches.
     assert!(allowed(&s, "other/client", "app/db", 80, Tcp));
     assert!(!allowed(&s, "app/web", "app/db", 80, Tcp));
@@ -259,25 +260,36 @@ spec: {podSelector: {matchLabels: {app: db}}, ingress: [{}]}
 "#,
     );
     let v = evaluate(&s, &q(&s, "other/client", "app/db", 80, Tcp));
-    let DirectionVerdict::AllowedBy(refs) = &v.ingress else {
-        panic!("{v:?}")
-    };
-    let got: Vec<_> = refs.iter().map(|r| (r.policy, r.rule_index)).collect();
-    assert_eq!(got, [("a-allow", 0), ("b-allow", 1)]);
-    assert_eq!(v.egress, DirectionVerdict::NotIsolated);
+    assert_eq!(v.ingress.decision, DirectionDecision::Allowed, "{v:?}");
+    let got: Vec<_> = v
+        .ingress
+        .tiers
+        .iter()
+        .map(|r| (r.policy.name, r.rule_index, r.action))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a-allow", Some(0), RuleAction::Allow),
+            ("b-allow", Some(1), RuleAction::Allow)
+        ]
+    );
+    assert_eq!(v.egress.decision, DirectionDecision::NotIsolated);
 }
 
 #[test]
 fn external_ends_are_one_sided() {
     let s = snap(DENY_ALL);
     let v = evaluate(&s, &q(&s, "8.8.8.8", "app/web", 80, Tcp));
-    assert_eq!(v.egress, DirectionVerdict::NotApplicable);
-    assert!(
-        matches!(v.ingress, DirectionVerdict::Denied { ref isolated_by } if isolated_by.len() == 1)
-    );
+    assert_eq!(v.egress.decision, DirectionDecision::NotApplicable);
+    assert_eq!(v.ingress.decision, DirectionDecision::Denied);
+    // The isolating policy's implicit default denies: no rule index.
+    assert_eq!(v.ingress.tiers.len(), 1, "{v:?}");
+    assert_eq!(v.ingress.tiers[0].rule_index, None);
+    assert_eq!(v.ingress.tiers[0].action, RuleAction::Deny);
     let v = evaluate(&s, &q(&s, "other/client", "8.8.8.8", 80, Tcp));
     assert!(v.allowed);
-    assert_eq!(v.ingress, DirectionVerdict::NotApplicable);
+    assert_eq!(v.ingress.decision, DirectionDecision::NotApplicable);
 }
 
 #[test]

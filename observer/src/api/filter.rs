@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::proto;
-use crate::flow::{EndpointIdentity, FlowRecord, FlowState};
+use crate::flow::{EndpointIdentity, FlowRecord, FlowState, IpProtocol};
+use crate::policy::VerdictKind;
 
 /// A filter value that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -97,16 +98,13 @@ struct FlowFilter {
     namespace: Vec<String>,
     source_label: Vec<LabelSelector>,
     destination_label: Vec<LabelSelector>,
-    protocol: Vec<String>,
+    protocol: Vec<IpProtocol>,
     destination_port: Vec<u16>,
-    verdict: Vec<String>,
+    /// None selects records without a verdict (`none`).
+    verdict: Vec<Option<VerdictKind>>,
     state: Vec<FlowState>,
     workload: Vec<(String, String)>,
 }
-
-const VERDICTS: [&str; 4] = ["allow", "deny", "undefined", "none"];
-/// The records' protocol names; others are numbers.
-const PROTOCOLS: [&str; 5] = ["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"];
 
 impl FlowFilter {
     fn compile(f: &proto::FlowFilter, at: &Context) -> Result<Self, FilterError> {
@@ -151,9 +149,7 @@ impl FlowFilter {
             .protocol
             .iter()
             .map(|p| {
-                let known = PROTOCOLS.iter().any(|name| name.eq_ignore_ascii_case(p))
-                    || p.parse::<u8>().is_ok();
-                known.then(|| p.to_ascii_lowercase()).ok_or_else(|| {
+                IpProtocol::parse(p).ok_or_else(|| {
                     at.error(
                         "protocol",
                         p,
@@ -167,9 +163,13 @@ impl FlowFilter {
             .iter()
             .map(|v| {
                 let lower = v.to_ascii_lowercase();
-                VERDICTS
-                    .contains(&lower.as_str())
-                    .then_some(lower)
+                if lower == "none" {
+                    return Ok(None);
+                }
+                VerdictKind::ALL
+                    .into_iter()
+                    .find(|kind| kind.name() == lower)
+                    .map(Some)
                     .ok_or_else(|| at.error("verdict", v, "is not allow, deny, undefined or none"))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -219,9 +219,9 @@ impl FlowFilter {
             })
             && any(&self.source_label, |sel| labels_match(src, sel))
             && any(&self.destination_label, |sel| labels_match(dst, sel))
-            && any(&self.protocol, |p| flow.protocol.eq_ignore_ascii_case(p))
+            && any(&self.protocol, |p| flow.protocol == *p)
             && any(&self.destination_port, |&p| flow.dst.port == p)
-            && any(&self.verdict, |v| flow.verdict_name() == v)
+            && any(&self.verdict, |v| flow.verdict_kind() == *v)
             && any(&self.state, |s| flow.state == *s)
             && any(&self.workload, |(kind, name)| {
                 [src, dst].iter().any(|side| {

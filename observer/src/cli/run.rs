@@ -98,13 +98,18 @@ pub struct RunArgs {
     /// Address of the Prometheus metrics endpoint (`GET /metrics`), or `off`.
     #[arg(long, default_value = DEFAULT_METRICS_LISTEN, value_parser = parse_listen)]
     metrics_listen: Listen,
+    /// This node's name, written into every record (`node_name`) so that records merged
+    /// from many nodes say which observer saw them. Default: $NODE_NAME (the DaemonSet sets
+    /// it from `spec.nodeName`), else the host name.
+    #[arg(long)]
+    node_name: Option<String>,
     /// Benchmarking aid: also attach an empty classifier, the cost floor.
     #[arg(long, hide = true)]
     attach_empty_program: bool,
 }
 
-/// Default of `--grpc-listen`.
-/// The node only: the API has no TLS or authentication yet.
+/// Default of `--grpc-listen`: the node only, since plaintext is unauthenticated (with
+/// `--grpc-tls-*` it may listen wider).
 pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4245";
 
 /// Default of `--metrics-listen`.
@@ -122,6 +127,15 @@ fn parse_listen(value: &str) -> Result<Listen, String> {
         .parse()
         .map(|address| Listen(Some(address)))
         .map_err(|_| format!("{value:?} is neither host:port (e.g. 0.0.0.0:4245) nor off"))
+}
+
+/// $NODE_NAME, else the kernel's host name.
+fn default_node_name() -> Option<String> {
+    std::env::var("NODE_NAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -167,6 +181,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             _ => None,
         },
         metrics_listen: args.metrics_listen.0,
+        node_name: args.node_name.or_else(default_node_name),
     };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

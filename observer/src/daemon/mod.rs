@@ -86,6 +86,8 @@ pub struct RunConfig {
     pub api_tls: Option<api_server::TlsFiles>,
     /// Where Prometheus metrics are served (`None`: not served).
     pub metrics_listen: Option<SocketAddr>,
+    /// This node's name, stamped on every record.
+    pub node_name: Option<String>,
 }
 
 /// Runs until SIGINT or SIGTERM, then writes every connection it has and detaches.
@@ -177,6 +179,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         enricher: Enricher::new(config.identity_retention.as_nanos() as u64),
         source_stats: Arc::clone(&source_stats),
         waiting_for_view: source_task.is_some(),
+        node_name: config.node_name.clone(),
     };
     let result = node
         .serve(
@@ -270,6 +273,8 @@ struct NodeState {
     hub: Option<Arc<FlowHub>>,
     /// Prometheus metrics, updated with the stats and the written records.
     metrics: Arc<Metrics>,
+    /// This node's name, stamped on every record.
+    node_name: Option<String>,
 }
 
 impl NodeState {
@@ -434,6 +439,9 @@ impl NodeState {
         self.release.extend(sweep.release);
         self.enricher
             .enrich_batch(&mut sweep.records, read_conntrack);
+        for record in &mut sweep.records {
+            record.node_name.clone_from(&self.node_name);
+        }
         if let Err(e) = self.log.write(&sweep.records) {
             self.stats.log_write_errors += 1;
             warn!(error = format!("{e:#}"), "flow log write failed");

@@ -21,18 +21,15 @@ use std::sync::Arc;
 
 use crate::cluster::identity::IdentityHistory;
 use crate::cluster::view::{ClusterView, Holder};
-use crate::flow::{EndpointIdentity, FlowRecord, FlowState, ServiceInfo, WorkloadInfo};
-use crate::policy::{Endpoint, FlowQuery, Protocol, VerdictReport, evaluate};
+use crate::flow::{
+    EndpointIdentity, FlowRecord, FlowState, IpProtocol, ServiceBackend, ServiceInfo, WorkloadInfo,
+};
+use crate::policy::{Endpoint, FlowQuery, Protocol, evaluate};
 
 /// How many past views are kept for verdicts of flows that started under them.
 const KEPT_VIEWS: usize = 16;
 
 pub use nat::{NatEntry, NatTable};
-
-/// `ServiceInfo::backend` values.
-const BACKEND_OBSERVED: &str = "observed";
-const BACKEND_CONNTRACK: &str = "conntrack";
-const BACKEND_UNRESOLVED: &str = "unresolved";
 
 /// The enrichment stage's state.
 #[derive(Debug)]
@@ -117,7 +114,7 @@ impl Enricher {
                 merge_into(
                     &mut records[j],
                     &front,
-                    service.with_backend(BACKEND_OBSERVED),
+                    service.with_backend(ServiceBackend::Observed),
                 );
                 merged[i] = true;
                 continue;
@@ -129,7 +126,7 @@ impl Enricher {
                     .or(Some(NatTable::default()));
             }
             let record = &mut records[i];
-            let protocol = crate::flow::protocol_number(&record.protocol);
+            let protocol = record.protocol.0;
             let backend = nat.as_ref().and_then(|table| {
                 table.backend(
                     protocol,
@@ -141,9 +138,9 @@ impl Enricher {
                 Some((ip, port)) => {
                     record.dst.ip = ip;
                     record.dst.port = port;
-                    service.with_backend(BACKEND_CONNTRACK)
+                    service.with_backend(ServiceBackend::Conntrack)
                 }
-                None => service.with_backend(BACKEND_UNRESOLVED),
+                None => service.with_backend(ServiceBackend::Unresolved),
             });
         }
         let mut index = 0;
@@ -156,14 +153,14 @@ impl Enricher {
     /// The Service a record addresses (its `dst` is a ClusterIP), at the record's time.
     fn service_of(&self, record: &FlowRecord) -> Option<ServiceInfo> {
         let view = self.view_at(record.first_seen_ns)?;
-        let protocol = Protocol::from_api(&record.protocol)?;
+        let protocol = policy_protocol(record.protocol)?;
         let service = view.service(record.dst.ip, record.dst.port, protocol)?;
         Some(ServiceInfo {
             namespace: service.namespace.clone(),
             name: service.name.clone(),
             port: service.port,
             cluster_ip: record.dst.ip,
-            backend: String::new(),
+            backend: ServiceBackend::Unresolved,
         })
     }
 
@@ -177,13 +174,13 @@ impl Enricher {
         let dst = self.identify(record.dst.ip, t);
         record.src.identity = identity(src);
         record.dst.identity = identity(dst);
-        let Some(protocol) = Protocol::from_api(&record.protocol) else {
+        let Some(protocol) = policy_protocol(record.protocol) else {
             return;
         };
         if record
             .service
             .as_ref()
-            .is_some_and(|s| s.backend == BACKEND_UNRESOLVED)
+            .is_some_and(|s| s.backend == ServiceBackend::Unresolved)
         {
             // Policy applies to the backend after DNAT, never to a ClusterIP.
             return;
@@ -200,17 +197,27 @@ impl Enricher {
             port: record.dst.port,
             protocol,
         };
-        record.policy = Some(VerdictReport::from(&evaluate(&view.policy, &query)));
+        record.policy = Some(evaluate(&view.policy, &query).owned());
+    }
+}
+
+/// The NetworkPolicy protocol of an IP protocol, for those policies cover.
+fn policy_protocol(protocol: IpProtocol) -> Option<Protocol> {
+    match protocol {
+        IpProtocol::TCP => Some(Protocol::Tcp),
+        IpProtocol::UDP => Some(Protocol::Udp),
+        IpProtocol::SCTP => Some(Protocol::Sctp),
+        _ => None,
     }
 }
 
 trait WithBackend {
-    fn with_backend(self, how: &str) -> ServiceInfo;
+    fn with_backend(self, how: ServiceBackend) -> ServiceInfo;
 }
 
 impl WithBackend for ServiceInfo {
-    fn with_backend(mut self, how: &str) -> ServiceInfo {
-        self.backend = how.to_owned();
+    fn with_backend(mut self, how: ServiceBackend) -> ServiceInfo {
+        self.backend = how;
         self
     }
 }
@@ -223,18 +230,14 @@ fn merge_into(back: &mut FlowRecord, front: &FlowRecord, service: ServiceInfo) {
     back.fwd.bytes = back.fwd.bytes.max(front.fwd.bytes);
     back.rev.packets = back.rev.packets.max(front.rev.packets);
     back.rev.bytes = back.rev.bytes.max(front.rev.bytes);
-    for flag in &front.tcp_flags {
-        if !back.tcp_flags.contains(flag) {
-            back.tcp_flags.push(flag.clone());
-        }
-    }
+    back.tcp_flags = back.tcp_flags | front.tcp_flags;
     if front.first_seen_ns < back.first_seen_ns {
         back.first_seen_ns = front.first_seen_ns;
-        back.first_seen = front.first_seen.clone();
+        back.first_seen = front.first_seen;
     }
     if front.last_seen_ns > back.last_seen_ns {
         back.last_seen_ns = front.last_seen_ns;
-        back.last_seen = front.last_seen.clone();
+        back.last_seen = front.last_seen;
     }
     if front.state == FlowState::Closed || back.state == FlowState::Closed {
         back.state = FlowState::Closed;

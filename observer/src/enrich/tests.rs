@@ -6,7 +6,8 @@ use std::sync::Arc;
 use super::Enricher;
 use crate::cluster::manifests;
 use crate::cluster::view::ClusterView;
-use crate::flow::{Counts, FlowRecord, FlowState, RecordEndpoint};
+use crate::flow::{Counts, FlowRecord, FlowState, IpProtocol, RecordEndpoint, TcpFlags, Timestamp};
+use crate::policy::{Category, VerdictKind};
 
 const POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
 metadata: {name: from-team-a, namespace: db}\n\
@@ -36,14 +37,15 @@ fn record(src: &str, dst: &str, first_seen_ns: u64) -> FlowRecord {
     FlowRecord {
         src: endpoint(src, 40_000),
         dst: endpoint(dst, 5432),
-        protocol: "TCP".into(),
+        protocol: IpProtocol::TCP,
         icmp: None,
         fwd: Counts::default(),
         rev: Counts::default(),
-        tcp_flags: Vec::new(),
-        first_seen: String::new(),
-        last_seen: String::new(),
+        tcp_flags: TcpFlags::default(),
+        first_seen: Timestamp::default(),
+        last_seen: Timestamp::default(),
         state: FlowState::Active,
+        node_name: None,
         interfaces: Vec::new(),
         non_first_fragments: false,
         service: None,
@@ -53,14 +55,10 @@ fn record(src: &str, dst: &str, first_seen_ns: u64) -> FlowRecord {
     }
 }
 
-fn verdict(enricher: &Enricher, first_seen_ns: u64) -> String {
+fn verdict(enricher: &Enricher, first_seen_ns: u64) -> Option<VerdictKind> {
     let mut records = vec![record("10.0.0.1", "10.0.0.2", first_seen_ns)];
     enricher.enrich_batch(&mut records, || None);
-    records[0]
-        .policy
-        .as_ref()
-        .map(|p| p.verdict.clone())
-        .unwrap_or_default()
+    records[0].verdict_kind()
 }
 
 #[test]
@@ -70,10 +68,14 @@ fn a_namespace_relabel_changes_only_flows_that_start_after_it() {
     enricher.update(200, view("b", ""));
     assert_eq!(
         verdict(&enricher, 150),
-        "allow",
+        Some(VerdictKind::Allow),
         "team=a when the flow began"
     );
-    assert_eq!(verdict(&enricher, 250), "deny", "team=b since");
+    assert_eq!(
+        verdict(&enricher, 250),
+        Some(VerdictKind::Deny),
+        "team=b since"
+    );
 }
 
 #[test]
@@ -114,8 +116,9 @@ fn unknown_addresses_are_external_and_nodes_resolve_to_the_node() {
     assert!(records[1].src.identity.pod.is_none());
     let verdict = records[1].policy.as_ref().expect("a verdict");
     assert_eq!(
-        verdict.category, "node-exempt",
+        verdict.category,
+        Category::NodeExempt,
         "the server runs on n1: {verdict:?}"
     );
-    assert_eq!(verdict.verdict, "allow");
+    assert_eq!(verdict.kind(), VerdictKind::Allow);
 }

@@ -1,7 +1,6 @@
 //! Kernel timestamps (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) to wall-clock time.
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use super::Timestamp;
 
 /// Converts CLOCK_MONOTONIC nanoseconds to wall-clock time with an offset taken once, so
 /// every record of a run uses the same mapping (a later NTP step does not reorder records).
@@ -31,13 +30,10 @@ impl WallClock {
         read_clock(libc::CLOCK_MONOTONIC)
     }
 
-    /// RFC 3339 wall-clock time of a monotonic timestamp, with nanoseconds.
-    pub fn rfc3339(&self, monotonic_ns: u64) -> String {
+    /// The wall-clock time of a monotonic timestamp.
+    pub fn wall(&self, monotonic_ns: u64) -> Timestamp {
         let wall = monotonic_ns as i128 + self.offset_ns;
-        OffsetDateTime::from_unix_timestamp_nanos(wall)
-            .ok()
-            .and_then(|t| t.format(&Rfc3339).ok())
-            .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+        Timestamp(wall.clamp(0, i64::MAX as i128) as i64)
     }
 }
 
@@ -56,8 +52,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_rfc3339_with_offset() {
+    fn maps_monotonic_to_wall_time_with_the_offset() {
         let clock = WallClock::with_offset(1_700_000_000_000_000_000);
-        assert_eq!(clock.rfc3339(5), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(clock.wall(5).to_string(), "2023-11-14T22:13:20.000000005Z");
     }
 }

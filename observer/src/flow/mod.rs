@@ -5,13 +5,15 @@ mod clock;
 mod key;
 mod record;
 mod table;
+mod vocab;
 
 pub use clock::WallClock;
 pub use key::{ConnectionKey, Endpoint};
 pub use record::{
     Counts, EndpointIdentity, FlowRecord, FlowState, IcmpInfo, RecordEndpoint, ServiceInfo,
-    WorkloadInfo, protocol_name, protocol_number, tcp_flag_names,
+    WorkloadInfo,
 };
 pub use table::{
     ConnectionTable, DEFAULT_MAX_CONNECTIONS, InterfaceNames, Sweep, TableConfig, TableLosses,
 };
+pub use vocab::{IpProtocol, ServiceBackend, TcpFlags, Timestamp};

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use observer_common::{ip_proto, tcp_flags};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::VerdictReport;
+use super::vocab::{IpProtocol, ServiceBackend, TcpFlags, Timestamp};
+use crate::policy::{Verdict, VerdictKind};
 
 /// One connection, as written to the flow log (one JSON object per line).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,8 +18,9 @@ pub struct FlowRecord {
     pub src: RecordEndpoint,
     /// The responder.
     pub dst: RecordEndpoint,
-    /// "TCP", "UDP", "SCTP", "ICMP", "ICMPv6", or the protocol number for others.
-    pub protocol: String,
+    /// The IP protocol (written as "TCP", "UDP", "SCTP", "ICMP", "ICMPv6", or the number
+    /// for others).
+    pub protocol: IpProtocol,
     /// ICMP type and code of the initiator's first message kind, for ICMP and ICMPv6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp: Option<IcmpInfo>,
@@ -27,15 +28,18 @@ pub struct FlowRecord {
     pub fwd: Counts,
     /// Responder to initiator.
     pub rev: Counts,
-    /// Union of the TCP flags seen in both directions, by name.
+    /// Union of the TCP flags seen in both directions (written by name).
     #[serde(default)]
-    pub tcp_flags: Vec<String>,
-    /// Wall-clock time of the first packet (RFC 3339).
-    pub first_seen: String,
-    /// Wall-clock time of the latest packet (RFC 3339).
-    pub last_seen: String,
+    pub tcp_flags: TcpFlags,
+    /// Wall-clock time of the first packet.
+    pub first_seen: Timestamp,
+    /// Wall-clock time of the latest packet.
+    pub last_seen: Timestamp,
     /// Why the record was written.
     pub state: FlowState,
+    /// The node whose observer wrote the record (a relay merges many nodes' records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
     /// Host-side interfaces where the connection was seen (one per pod on this node).
     #[serde(default)]
     pub interfaces: Vec<String>,
@@ -48,7 +52,7 @@ pub struct FlowRecord {
     /// The policy verdict (`verdict`, `category`, `ingress`, `egress`), when a cluster
     /// state is known and the protocol is one NetworkPolicy covers.
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<VerdictReport>,
+    pub policy: Option<Verdict>,
     /// CLOCK_MONOTONIC time of the first packet: identity is resolved at this time.
     #[serde(skip)]
     pub first_seen_ns: u64,
@@ -68,10 +72,8 @@ pub struct ServiceInfo {
     pub port: u16,
     /// The ClusterIP the initiator addressed.
     pub cluster_ip: IpAddr,
-    /// How `dst` (the backend) was found: `observed` (the backend's own interface on this
-    /// node saw the translated packets), `conntrack` (the node's NAT table), or
-    /// `unresolved` (neither was available: `dst` is then the ClusterIP itself).
-    pub backend: String,
+    /// How `dst` (the backend) was found.
+    pub backend: ServiceBackend,
 }
 
 /// Who an endpoint is: a pod, a node, or outside the cluster. Empty when the observer
@@ -187,55 +189,17 @@ impl FlowState {
 }
 
 impl FlowRecord {
-    /// The verdict's name, `none` when the record has none (no cluster state, or a
-    /// protocol NetworkPolicy does not cover): what filters and metrics select on.
-    pub fn verdict_name(&self) -> &str {
-        self.policy.as_ref().map_or("none", |p| p.verdict.as_str())
+    /// The verdict, None when the record has none (no cluster state, or a protocol
+    /// NetworkPolicy does not cover).
+    pub fn verdict_kind(&self) -> Option<VerdictKind> {
+        self.policy.as_ref().map(Verdict::kind)
     }
-}
 
-/// The record's name for an IP protocol number.
-pub fn protocol_name(protocol: u8) -> String {
-    match protocol {
-        ip_proto::TCP => "TCP".into(),
-        ip_proto::UDP => "UDP".into(),
-        ip_proto::SCTP => "SCTP".into(),
-        ip_proto::ICMP => "ICMP".into(),
-        ip_proto::ICMPV6 => "ICMPv6".into(),
-        other => other.to_string(),
+    /// The verdict's name, `none` when the record has none: what filters and metrics
+    /// select on.
+    pub fn verdict_name(&self) -> &'static str {
+        self.verdict_kind().map_or("none", VerdictKind::name)
     }
-}
-
-/// The IP protocol number of a record's protocol name (0 when unknown).
-pub fn protocol_number(name: &str) -> u8 {
-    match name {
-        "TCP" => ip_proto::TCP,
-        "UDP" => ip_proto::UDP,
-        "SCTP" => ip_proto::SCTP,
-        "ICMP" => ip_proto::ICMP,
-        "ICMPv6" => ip_proto::ICMPV6,
-        other => other.parse().unwrap_or(0),
-    }
-}
-
-/// Names of the TCP flags set in `flags`, in header order.
-pub fn tcp_flag_names(flags: u16) -> Vec<String> {
-    const NAMES: [(u16, &str); 9] = [
-        (tcp_flags::FIN, "FIN"),
-        (tcp_flags::SYN, "SYN"),
-        (tcp_flags::RST, "RST"),
-        (tcp_flags::PSH, "PSH"),
-        (tcp_flags::ACK, "ACK"),
-        (tcp_flags::URG, "URG"),
-        (tcp_flags::ECE, "ECE"),
-        (tcp_flags::CWR, "CWR"),
-        (tcp_flags::NS, "NS"),
-    ];
-    NAMES
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, name)| (*name).to_string())
-        .collect()
 }
 
 #[cfg(test)]

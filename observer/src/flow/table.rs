@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use observer_common::{FlowKey, FlowStats, ip_proto, stats_flags, tcp_flags};
 
 use super::{
-    ConnectionKey, Counts, Endpoint, FlowRecord, FlowState, RecordEndpoint, WallClock,
-    protocol_name, record::IcmpInfo, tcp_flag_names,
+    ConnectionKey, Counts, Endpoint, FlowRecord, FlowState, IpProtocol, RecordEndpoint, TcpFlags,
+    WallClock, record::IcmpInfo,
 };
 
 /// Default of [`TableConfig::max_connections`]: four times the default flow map, whose keys
@@ -529,14 +529,15 @@ impl Summary {
                 port: self.responder.port,
                 identity: Default::default(),
             },
-            protocol: protocol_name(key.protocol),
+            protocol: IpProtocol(key.protocol),
             icmp: self.icmp,
             fwd: self.fwd,
             rev: self.rev,
-            tcp_flags: tcp_flag_names(self.tcp_flags),
-            first_seen: clock.rfc3339(self.first_seen),
-            last_seen: clock.rfc3339(self.last_seen),
+            tcp_flags: TcpFlags(self.tcp_flags),
+            first_seen: clock.wall(self.first_seen),
+            last_seen: clock.wall(self.last_seen),
             state,
+            node_name: None,
             interfaces: self.interfaces.clone(),
             non_first_fragments: key.non_first_fragment,
             service: None,

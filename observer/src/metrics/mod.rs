@@ -31,8 +31,8 @@ struct LossLabels {
 /// A written record's state and verdict.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RecordLabels {
-    state: String,
-    verdict: String,
+    state: &'static str,
+    verdict: &'static str,
 }
 
 /// The namespaces of a denied connection (empty: not a pod, or unknown).
@@ -183,15 +183,13 @@ impl Metrics {
     /// Counts written records.
     pub fn observe_records(&self, records: &[FlowRecord]) {
         for record in records {
-            let verdict = record.verdict_name();
-            let state = record.state.name();
             self.records
                 .get_or_create(&RecordLabels {
-                    state: state.to_string(),
-                    verdict: verdict.to_string(),
+                    state: record.state.name(),
+                    verdict: record.verdict_name(),
                 })
                 .inc();
-            if verdict == "deny" {
+            if record.verdict_kind() == Some(crate::policy::VerdictKind::Deny) {
                 let namespace =
                     |side: &crate::flow::RecordEndpoint| side.identity.namespace.clone();
                 self.denied

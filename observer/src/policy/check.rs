@@ -19,9 +19,8 @@ use thiserror::Error;
 
 use super::evaluate::evaluate;
 use super::model::{Endpoint, FlowQuery, Protocol};
-use super::report::VerdictReport;
 use super::snapshot::PolicySnapshot;
-use super::verdict::Category;
+use super::verdict::{Verdict, VerdictKind};
 
 /// Counts of a `check` run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -32,7 +31,7 @@ pub struct CheckSummary {
     pub allowed: usize,
     /// Lines whose verdict is deny.
     pub denied: usize,
-    /// Lines involving hostNetwork pods ([`Category::Undefined`]).
+    /// Lines involving hostNetwork pods ([`super::Category::Undefined`]).
     pub undefined: usize,
     /// Lines reported with an `error` field (ICMP, unknown pod or node).
     pub not_evaluable: usize,
@@ -165,12 +164,12 @@ pub fn check_line(
         protocol,
     };
     let v = evaluate(snapshot, &query);
-    let outcome = match (v.category, v.allowed) {
-        (Category::Undefined, _) => LineOutcome::Undefined,
-        (_, true) => LineOutcome::Allow,
-        (_, false) => LineOutcome::Deny,
+    let outcome = match v.kind() {
+        VerdictKind::Undefined => LineOutcome::Undefined,
+        VerdictKind::Allow => LineOutcome::Allow,
+        VerdictKind::Deny => LineOutcome::Deny,
     };
-    out.report = Some(VerdictReport::from(&v));
+    out.report = Some(v.owned());
     finish(&out, outcome, line_no)
 }
 
@@ -290,8 +289,9 @@ fn parse_endpoint(v: Option<&Value>, field: &str) -> Result<EndpointSpec, String
                 node: text("node")?,
                 port,
             };
+            // A pod's `node` (flow-log records carry it) only says where it runs.
             match (&spec.namespace, &spec.pod, &spec.node, spec.ip) {
-                (Some(_), Some(_), None, _)
+                (Some(_), Some(_), _, _)
                 | (None, None, Some(_), _)
                 | (None, None, None, Some(_)) => Ok(spec),
                 (None, Some(_), _, _) => Err(format!("{field}.namespace: required with pod")),
@@ -384,7 +384,7 @@ struct OutLine {
     port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(flatten)]
-    report: Option<VerdictReport>,
+    report: Option<Verdict>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }

@@ -5,15 +5,21 @@ use std::net::IpAddr;
 use super::compile::{NamespaceScope, Peers, PortSpec, Ports, Rule};
 use super::model::{Endpoint, FlowQuery, NodeInfo, PodInfo};
 use super::snapshot::{PodEntry, PolicySnapshot};
-use super::tier::{NetworkPolicyTier, Tier};
+use super::tier::{NetworkPolicyTier, Tier, TierPolicy};
 use super::verdict::{
-    Category, Decision, DirectionVerdict, PolicyKind, PolicyRef, RuleRef, Verdict,
+    Category, Decision, DirectionDecision, DirectionVerdict, PolicyKind, PolicyRef, RuleAction,
+    Tier as TierName, TierDecision, Verdict,
 };
+
+/// A verdict borrowing its names from the snapshot.
+type Judged<'s> = Verdict<&'s str>;
+/// A direction's verdict borrowing its names from the snapshot.
+type JudgedDirection<'s> = DirectionVerdict<&'s str>;
 
 /// Evaluates a flow and explains it: every allowing rule, or every isolating policy.
 ///
 /// Allocates only for the reference lists it returns.
-pub fn evaluate<'s>(snapshot: &'s PolicySnapshot, query: &FlowQuery) -> Verdict<'s> {
+pub fn evaluate<'s>(snapshot: &'s PolicySnapshot, query: &FlowQuery) -> Verdict<&'s str> {
     run(snapshot, query, true)
 }
 
@@ -77,14 +83,14 @@ enum Dir {
     Egress,
 }
 
-fn run<'s>(snap: &'s PolicySnapshot, q: &FlowQuery, explain: bool) -> Verdict<'s> {
+fn run<'s>(snap: &'s PolicySnapshot, q: &FlowQuery, explain: bool) -> Judged<'s> {
     let (Some(src), Some(dst)) = (Side::resolve(snap, &q.src), Side::resolve(snap, &q.dst)) else {
         // An id from another snapshot: nothing can be said about it.
         return Verdict {
             allowed: false,
             category: Category::Undefined,
-            ingress: DirectionVerdict::NotApplicable,
-            egress: DirectionVerdict::NotApplicable,
+            ingress: DirectionVerdict::without_tiers(DirectionDecision::NotApplicable),
+            egress: DirectionVerdict::without_tiers(DirectionDecision::NotApplicable),
         };
     };
     let node_exempt = match (src, dst) {
@@ -93,12 +99,14 @@ fn run<'s>(snap: &'s PolicySnapshot, q: &FlowQuery, explain: bool) -> Verdict<'s
     };
     let egress = match src {
         Side::Pod { id, .. } => direction(snap, id, &dst, Dir::Egress, q, explain),
-        _ => DirectionVerdict::NotApplicable,
+        _ => DirectionVerdict::without_tiers(DirectionDecision::NotApplicable),
     };
     let ingress = match dst {
-        Side::Pod { .. } if node_exempt => DirectionVerdict::Exempt,
+        Side::Pod { .. } if node_exempt => {
+            DirectionVerdict::without_tiers(DirectionDecision::Exempt)
+        }
         Side::Pod { id, .. } => direction(snap, id, &src, Dir::Ingress, q, explain),
-        _ => DirectionVerdict::NotApplicable,
+        _ => DirectionVerdict::without_tiers(DirectionDecision::NotApplicable),
     };
     let category = if src.host_network() || dst.host_network() {
         Category::Undefined
@@ -123,16 +131,34 @@ fn direction<'s>(
     dir: Dir,
     q: &FlowQuery,
     explain: bool,
-) -> DirectionVerdict<'s> {
+) -> JudgedDirection<'s> {
     for tier in &snap.tiers {
         let v = match tier {
             Tier::NetworkPolicy(t) => netpol(snap, t, subject, peer, dir, q, explain),
         };
-        if v != DirectionVerdict::NotIsolated {
+        if v.decision != DirectionDecision::NotIsolated {
             return v;
         }
     }
-    DirectionVerdict::NotIsolated
+    DirectionVerdict::without_tiers(DirectionDecision::NotIsolated)
+}
+
+/// A NetworkPolicy tier decision.
+fn np_decision(
+    tp: &TierPolicy,
+    rule_index: Option<usize>,
+    action: RuleAction,
+) -> TierDecision<&str> {
+    TierDecision {
+        tier: TierName::NetworkPolicy,
+        policy: PolicyRef {
+            kind: PolicyKind::NetworkPolicy,
+            namespace: Some(&tp.policy.namespace),
+            name: &tp.policy.name,
+        },
+        rule_index,
+        action,
+    }
 }
 
 fn netpol<'s>(
@@ -143,17 +169,18 @@ fn netpol<'s>(
     dir: Dir,
     q: &FlowQuery,
     explain: bool,
-) -> DirectionVerdict<'s> {
+) -> JudgedDirection<'s> {
     let lists = match dir {
         Dir::Ingress => &tier.ingress,
         Dir::Egress => &tier.egress,
     };
     let selecting: &[u32] = lists.get(subject as usize).map_or(&[], |l| l);
+    let not_isolated = || DirectionVerdict::without_tiers(DirectionDecision::NotIsolated);
     if selecting.is_empty() {
-        return DirectionVerdict::NotIsolated;
+        return not_isolated();
     }
     let Some(subject_pod) = snap.pods.get(subject as usize) else {
-        return DirectionVerdict::NotIsolated;
+        return not_isolated();
     };
     // Named ports resolve on the destination: the subject for ingress, the peer for egress.
     let port_owner = match dir {
@@ -175,32 +202,30 @@ fn netpol<'s>(
                 continue;
             }
             if !explain {
-                return DirectionVerdict::AllowedBy(Vec::new());
+                return DirectionVerdict::without_tiers(DirectionDecision::Allowed);
             }
             any = true;
-            allowed.push(RuleRef {
-                kind: PolicyKind::NetworkPolicy,
-                namespace: &tp.policy.namespace,
-                policy: &tp.policy.name,
-                rule_index,
-            });
+            allowed.push(np_decision(tp, Some(rule_index), RuleAction::Allow));
         }
     }
     if any {
-        return DirectionVerdict::AllowedBy(allowed);
+        return DirectionVerdict {
+            decision: DirectionDecision::Allowed,
+            tiers: allowed,
+        };
     }
-    let isolated_by = if explain {
+    // Isolated and no rule allows: each selecting policy's implicit default denies.
+    let tiers = if explain {
         policies
-            .map(|tp| PolicyRef {
-                kind: PolicyKind::NetworkPolicy,
-                namespace: &tp.policy.namespace,
-                name: &tp.policy.name,
-            })
+            .map(|tp| np_decision(tp, None, RuleAction::Deny))
             .collect()
     } else {
         Vec::new()
     };
-    DirectionVerdict::Denied { isolated_by }
+    DirectionVerdict {
+        decision: DirectionDecision::Denied,
+        tiers,
+    }
 }
 
 fn rule_matches(

@@ -31,8 +31,9 @@
 //! (opinion = the pod is isolated). AdminNetworkPolicy (ordered by priority, actions
 //! Allow/Deny/Pass) goes before it, BaselineAdminNetworkPolicy after it, and Calico v3
 //! tiers slot in likewise: each is a new `Tier` variant with its own index, where Pass
-//! means "no opinion, continue". Verdicts name policies through [`PolicyKind`], so new
-//! kinds extend references without changing their shape.
+//! means "no opinion, continue". A verdict lists, per direction, the [`TierDecision`]s
+//! that led to it (tier, policy `{kind, namespace?, name}`, rule index, action), so new
+//! kinds extend the vocabularies ([`Tier`], [`PolicyKind`]) without changing its shape.
 
 mod compile;
 mod error;
@@ -55,7 +56,9 @@ pub use model::{
     ContainerPort, DEFAULT_NAMESPACE, Endpoint, FlowQuery, Labels, NAMESPACE_NAME_LABEL,
     NamespaceInfo, NodeId, NodeInfo, PodId, PodInfo, Protocol,
 };
-pub use report::{DirectionReport, RuleReport, VerdictReport};
 pub use selector::Selector;
 pub use snapshot::{ObjectError, PolicySnapshot, SnapshotInput};
-pub use verdict::{Category, Decision, DirectionVerdict, PolicyKind, PolicyRef, RuleRef, Verdict};
+pub use verdict::{
+    Category, Decision, DirectionDecision, DirectionVerdict, PolicyKind, PolicyRef, RuleAction,
+    Tier, TierDecision, Verdict, VerdictKind,
+};

@@ -1,100 +1,231 @@
-//! The result of evaluating a flow, per direction and overall.
+//! The result of evaluating a flow, per direction and overall: one shape for every policy
+//! kind.
 //!
-//! References borrow names from the snapshot (`'s`), so building a verdict copies no
-//! strings; keep the snapshot (e.g. an `arc_swap::Guard`) alive while using it.
+//! Each direction names the ordered list of tier decisions that led to it: which tier,
+//! which policy (`{kind, namespace?, name}`), which rule (by index; none for a policy's
+//! implicit default deny) and the rule's action (allow, deny, pass). An admin tier that
+//! passes to NetworkPolicy, a Calico tier that denies, and NetworkPolicy's union of
+//! allowing rules all fit it.
+//!
+//! The shape is generic over how names are held: the engine returns `Verdict<&'s str>`,
+//! borrowing names from the snapshot so that building a verdict copies no strings (keep the
+//! snapshot alive while using it); records carry the owned `Verdict` (`String`), made once
+//! by [`Verdict::owned`].
 
-use std::fmt;
+use serde::{Deserialize, Serialize};
 
-/// Which kind of policy a reference points at. Only NetworkPolicy exists today; admin
-/// tiers (AdminNetworkPolicy, BaselineAdminNetworkPolicy, Calico) will add variants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Which kind of object a policy reference points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PolicyKind {
     /// `networking.k8s.io/v1` NetworkPolicy.
     NetworkPolicy,
 }
 
-/// A policy that took part in a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PolicyRef<'s> {
-    /// The policy's kind.
-    pub kind: PolicyKind,
-    /// Its namespace (empty for future cluster-scoped kinds).
-    pub namespace: &'s str,
-    /// Its name.
-    pub name: &'s str,
-}
-
-/// One rule that allows a flow: index into the policy's `ingress` or `egress` list,
-/// whichever direction the containing [`DirectionVerdict`] is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RuleRef<'s> {
-    /// The policy's kind.
-    pub kind: PolicyKind,
-    /// The policy's namespace.
-    pub namespace: &'s str,
-    /// The policy's name.
-    pub policy: &'s str,
-    /// 0-based index of the rule in that direction's list.
-    pub rule_index: usize,
-}
-
-impl RuleRef<'_> {
-    /// The policy this rule belongs to.
-    pub fn policy_ref(&self) -> PolicyRef<'_> {
-        PolicyRef {
-            kind: self.kind,
-            namespace: self.namespace,
-            name: self.policy,
+impl PolicyKind {
+    /// The Kubernetes kind, as JSON and the proto write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NetworkPolicy => "NetworkPolicy",
         }
     }
 }
 
-impl fmt::Display for PolicyRef<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+/// A stage of evaluation. Only NetworkPolicy exists today; admin tiers (before it),
+/// baseline tiers (after it) and Calico's named tiers become variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// The NetworkPolicy tier: isolation by selection, a union of allowing rules.
+    #[serde(rename = "networkpolicy")]
+    NetworkPolicy,
+}
+
+impl Tier {
+    /// The tier's name in JSON and on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NetworkPolicy => "networkpolicy",
+        }
     }
 }
 
-/// The verdict for one direction (ingress at the destination, egress at the source).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DirectionVerdict<'s> {
+/// What a rule (or a policy's implicit default) does to a flow it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// The flow is allowed; evaluation ends.
+    Allow,
+    /// The flow is denied; evaluation ends.
+    Deny,
+    /// The tier has no opinion; the next tier decides.
+    Pass,
+}
+
+/// A policy that took part in a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de>"))]
+pub struct PolicyRef<S = String> {
+    /// The policy's kind.
+    pub kind: PolicyKind,
+    /// Its namespace; None for cluster-scoped kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<S>,
+    /// Its name.
+    pub name: S,
+}
+
+impl<S: AsRef<str>> std::fmt::Display for PolicyRef<S> {
+    /// `namespace/name`, or `name` alone for a cluster-scoped policy (as kubectl names
+    /// objects).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{}", ns.as_ref(), self.name.as_ref()),
+            None => f.write_str(self.name.as_ref()),
+        }
+    }
+}
+
+/// One step of a direction's decision: a rule of a policy in a tier, and its action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de>"))]
+pub struct TierDecision<S = String> {
+    /// The tier.
+    pub tier: Tier,
+    /// The policy.
+    pub policy: PolicyRef<S>,
+    /// 0-based index of the rule in the policy's list for this direction; None when no rule
+    /// matched and the policy's implicit default applies (NetworkPolicy isolation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_index: Option<usize>,
+    /// What it did.
+    pub action: RuleAction,
+}
+
+/// How one direction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirectionDecision {
     /// This side is not a pod (outside IP or node), so no policy applies here.
     NotApplicable,
-    /// The pod is not selected by any policy for this direction: everything is allowed.
+    /// No tier has an opinion about the pod for this direction: everything is allowed.
     NotIsolated,
     /// Ingress from the pod's own node: always allowed (API reference: "traffic from the
     /// pod's local node"), whatever policies say.
     Exempt,
-    /// Isolated, and these rules (all of them, sorted by policy) allow the flow. Empty
-    /// when produced by the fast [`super::decide`] path.
-    AllowedBy(Vec<RuleRef<'s>>),
-    /// Isolated, and no rule allows the flow.
-    Denied {
-        /// Policies that select the pod for this direction (empty on the fast path).
-        isolated_by: Vec<PolicyRef<'s>>,
-    },
+    /// A tier allowed the flow.
+    Allowed,
+    /// A tier denied the flow.
+    Denied,
 }
 
-impl DirectionVerdict<'_> {
-    /// Whether this direction lets the flow through.
-    pub fn permits(&self) -> bool {
-        !matches!(self, Self::Denied { .. })
-    }
+impl DirectionDecision {
+    /// Every decision, in documented order.
+    pub const ALL: [Self; 5] = [
+        Self::NotApplicable,
+        Self::NotIsolated,
+        Self::Exempt,
+        Self::Allowed,
+        Self::Denied,
+    ];
 
-    /// Stable kebab-case name, as used in `check` output.
-    pub fn decision(&self) -> &'static str {
+    /// Stable kebab-case name, as JSON writes it.
+    pub fn name(self) -> &'static str {
         match self {
             Self::NotApplicable => "not-applicable",
             Self::NotIsolated => "not-isolated",
             Self::Exempt => "exempt",
-            Self::AllowedBy(_) => "allowed",
-            Self::Denied { .. } => "denied",
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// The verdict for one direction (ingress at the destination, egress at the source).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DirectionVerdict<S = String> {
+    /// How the direction ended.
+    pub decision: DirectionDecision,
+    /// The tier decisions that led there, in evaluation order. For NetworkPolicy: every
+    /// allowing rule (sorted by policy) when allowed, every isolating policy (with no rule)
+    /// when denied. Empty when not applicable, not isolated or exempt, and on the
+    /// allocation-free [`super::decide`] path.
+    pub tiers: Vec<TierDecision<S>>,
+}
+
+impl<S> DirectionVerdict<S> {
+    /// A direction decided without any tier (not applicable, not isolated, exempt).
+    pub fn without_tiers(decision: DirectionDecision) -> Self {
+        Self {
+            decision,
+            tiers: Vec::new(),
+        }
+    }
+
+    /// Whether this direction lets the flow through.
+    pub fn permits(&self) -> bool {
+        self.decision != DirectionDecision::Denied
+    }
+
+    /// The rules that allowed the flow.
+    pub fn allowing_rules(&self) -> impl Iterator<Item = &TierDecision<S>> {
+        self.tiers
+            .iter()
+            .filter(|t| t.action == RuleAction::Allow && t.rule_index.is_some())
+    }
+}
+
+impl<S: AsRef<str>> DirectionVerdict<S> {
+    /// The same direction with owned names.
+    pub fn owned(&self) -> DirectionVerdict {
+        DirectionVerdict {
+            decision: self.decision,
+            tiers: self
+                .tiers
+                .iter()
+                .map(|t| TierDecision {
+                    tier: t.tier,
+                    policy: PolicyRef {
+                        kind: t.policy.kind,
+                        namespace: t.policy.namespace.as_ref().map(|n| n.as_ref().to_owned()),
+                        name: t.policy.name.as_ref().to_owned(),
+                    },
+                    rule_index: t.rule_index,
+                    action: t.action,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The overall verdict, as records and filters name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerdictKind {
+    /// Both directions permit the flow.
+    Allow,
+    /// A direction denies it: a violation.
+    Deny,
+    /// A hostNetwork pod is involved: CNIs differ.
+    Undefined,
+}
+
+impl VerdictKind {
+    /// Every kind, in documented order.
+    pub const ALL: [Self; 3] = [Self::Allow, Self::Deny, Self::Undefined];
+
+    /// The JSON name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Undefined => "undefined",
         }
     }
 }
 
 /// How the overall verdict was reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Category {
     /// Decided by policy (or by the absence of isolation).
     Decided,
@@ -118,17 +249,40 @@ impl Category {
 }
 
 /// Full verdict for a flow.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict<'s> {
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Verdict<S = String> {
     /// True only if every conformant implementation allows the flow: both directions
     /// permit it and the category is not [`Category::Undefined`].
     pub allowed: bool,
     /// How the verdict was reached.
     pub category: Category,
     /// Ingress at the destination.
-    pub ingress: DirectionVerdict<'s>,
+    pub ingress: DirectionVerdict<S>,
     /// Egress at the source.
-    pub egress: DirectionVerdict<'s>,
+    pub egress: DirectionVerdict<S>,
+}
+
+impl<S> Verdict<S> {
+    /// Allow, deny or undefined.
+    pub fn kind(&self) -> VerdictKind {
+        match (self.category, self.allowed) {
+            (Category::Undefined, _) => VerdictKind::Undefined,
+            (_, true) => VerdictKind::Allow,
+            (_, false) => VerdictKind::Deny,
+        }
+    }
+}
+
+impl<S: AsRef<str>> Verdict<S> {
+    /// The same verdict with owned names, for a record.
+    pub fn owned(&self) -> Verdict {
+        Verdict {
+            allowed: self.allowed,
+            category: self.category,
+            ingress: self.ingress.owned(),
+            egress: self.egress.owned(),
+        }
+    }
 }
 
 /// Allocation-free summary, from [`super::decide`].

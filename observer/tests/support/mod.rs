@@ -131,7 +131,7 @@ pub fn records_between<'a>(
     records
         .iter()
         .filter(|r| {
-            r.protocol == protocol
+            r.protocol.to_string() == protocol
                 && ((r.src.ip == a && r.dst.ip == b) || (r.src.ip == b && r.dst.ip == a))
         })
         .collect()

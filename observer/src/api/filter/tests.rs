@@ -54,7 +54,7 @@ fn each_field_selects_its_flows() {
         ),
         (filter(|f| f.protocol = s(&["udp", "icmp"])), vec![2, 3]),
         (filter(|f| f.destination_port = vec![5432, 53]), vec![1, 2]),
-        (filter(|f| f.protocol = s(&["17"])), vec![]),
+        (filter(|f| f.protocol = s(&["17"])), vec![2]),
         (filter(|f| f.state = s(&["evicted", "closed"])), vec![0, 3]),
         (
             filter(|f| f.workload = s(&["StatefulSet/postgres"])),

@@ -3,12 +3,18 @@
 //! One module per stage of a packet's facts (see `docs/architecture.md`):
 //! - [`datapath`]: everything that touches aya and netlink (load, attach, ring buffer, map
 //!   polling, counters). Nothing else imports aya.
-//! - [`flow`]: the connection table and the flow record (pure logic, no I/O).
+//! - [`flow`]: the connection table and the typed flow record (pure logic, no I/O).
 //! - [`policy`]: NetworkPolicy compilation and evaluation, verdicts, what-if checks (pure).
 //! - [`cluster`]: sources of cluster state, the per-flow view, the IP history.
 //! - [`enrich`]: names both ends of a record, its Service and its verdict (pure).
+//! - [`hub`]: where judged records are published, with cursors, to sinks and readers.
+//! - [`export`]: sinks that store records (the JSON Lines flow log).
+//! - [`metrics`]: Prometheus metrics (a sink, and the run's counters) and their endpoint.
+//! - [`api`]: the gRPC service, its filters and streams (readers of the hub).
+//! - [`wire`]: the gRPC schema's generated code and its conversion to and from records.
+//! - [`stats`]: the run's counters, filled by the daemon, read by metrics and the stats file.
 //! - [`daemon`]: the running observer, wiring the stages with bounded channels.
-//! - [`export`]: where records go (the JSON Lines flow log).
+//! - [`memory`]: returning freed memory to the OS after large rebuilds.
 //! - [`cli`]: one file per subcommand, argument parsing and wiring only.
 
 pub mod api;
@@ -19,6 +25,9 @@ pub mod datapath;
 pub mod enrich;
 pub mod export;
 pub mod flow;
+pub mod hub;
 pub mod memory;
 pub mod metrics;
 pub mod policy;
+pub mod stats;
+pub mod wire;

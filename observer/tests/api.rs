@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use observer::api::hub::FlowHub;
-use observer::api::proto::{
+use observer::api::server;
+use observer::flow::FlowRecord;
+use observer::hub::FlowHub;
+use observer::wire::proto::{
     FlowFilter, GetFlowsRequest, GetFlowsResponse, ServerStatusRequest, get_flows_request::Start,
     get_flows_response::Event, lost_flows::Reason, observer_client::ObserverClient,
 };
-use observer::api::server;
-use observer::flow::FlowRecord;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
@@ -104,7 +104,7 @@ async fn a_follower_gets_every_flow_in_order_as_it_was_written() {
     let mut api = serve(&hub).await;
     let mut stream = follow(&mut api).await;
     // The server fixed the stream's start (the next flow) before it answered.
-    hub.publish(&flows());
+    hub.publish(flows()).await;
     let mut received = Vec::new();
     while received.len() < 4 {
         let message = tokio::time::timeout(WAIT, stream.message())
@@ -125,7 +125,7 @@ async fn a_follower_gets_every_flow_in_order_as_it_was_written() {
         .collect();
     assert_eq!(back, flows());
     // Closing the hub ends the stream once it sent what is left.
-    hub.publish(&flows()[..1]);
+    hub.publish(flows()[..1].to_vec()).await;
     hub.close();
     let mut rest = Vec::new();
     while let Some(message) = tokio::time::timeout(WAIT, stream.message())
@@ -141,7 +141,7 @@ async fn a_follower_gets_every_flow_in_order_as_it_was_written() {
 #[tokio::test]
 async fn violations_are_a_filter_and_a_cursor_resumes_exactly_after_it() {
     let hub = FlowHub::with_first_cursor(64, 1000);
-    hub.publish(&flows());
+    hub.publish(flows()).await;
     let mut api = serve(&hub).await;
     let violations = GetFlowsRequest {
         start: Some(Start::FromOldest(true)),
@@ -183,7 +183,7 @@ async fn a_slow_subscriber_is_told_exactly_which_flows_it_lost() {
     // the connection's buffers are full, then waits, and the ring wraps under it.
     let batch: Vec<FlowRecord> = std::iter::repeat_n(flows()[0].clone(), 100).collect();
     for _ in 0..200 {
-        hub.publish(&batch);
+        hub.publish(batch.clone()).await;
         tokio::task::yield_now().await;
     }
     hub.close();
@@ -236,7 +236,7 @@ async fn a_slow_subscriber_is_told_exactly_which_flows_it_lost() {
 #[tokio::test]
 async fn a_cursor_from_an_earlier_run_is_answered_with_what_is_unknown() {
     let hub = FlowHub::with_first_cursor(64, 1000);
-    hub.publish(&flows()[..2]);
+    hub.publish(flows()[..2].to_vec()).await;
     let mut api = serve(&hub).await;
     let events = collect(
         &mut api,
@@ -284,7 +284,7 @@ async fn a_bad_filter_is_refused_naming_it() {
 #[tokio::test]
 async fn a_cursor_this_run_has_not_written_is_refused() {
     let hub = FlowHub::with_first_cursor(64, 1000);
-    hub.publish(&flows());
+    hub.publish(flows()).await;
     let mut api = serve(&hub).await;
     for cursor in [1004, 5_000_000, u64::MAX] {
         let status = api
@@ -344,13 +344,13 @@ async fn a_client_that_goes_away_ends_its_stream_even_when_nothing_matches() {
 async fn a_stream_that_does_not_follow_ends_at_the_flows_held_when_it_started() {
     let hub = FlowHub::with_first_cursor(100_000, 1);
     let batch: Vec<FlowRecord> = std::iter::repeat_n(flows()[0].clone(), 500).collect();
-    hub.publish(&batch);
+    hub.publish(batch.clone()).await;
     let mut api = serve(&hub).await;
     let publisher = {
         let hub = Arc::clone(&hub);
         tokio::spawn(async move {
             for _ in 0..20 {
-                hub.publish(&batch);
+                hub.publish(batch.clone()).await;
                 tokio::task::yield_now().await;
             }
         })

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use observer::api::hub::FlowHub;
-use observer::api::proto::{
+use observer::api::server;
+use observer::hub::FlowHub;
+use observer::wire::proto::{
     GetFlowsRequest, get_flows_request::Start, get_flows_response::Event,
     observer_client::ObserverClient,
 };
-use observer::api::server;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use tokio::sync::oneshot;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
@@ -50,7 +50,7 @@ fn pki() -> Pki {
 /// A mutual-TLS server with the fixture flows; returns its port and a stop handle.
 async fn serve_tls(pki: &Pki) -> (u16, oneshot::Sender<()>) {
     let hub = FlowHub::with_first_cursor(64, 1);
-    hub.publish(&flows());
+    hub.publish(flows()).await;
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(&pki.server.0, &pki.server.1))
         .client_ca_root(Certificate::from_pem(&pki.ca));

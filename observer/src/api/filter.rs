@@ -7,9 +7,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::proto;
 use crate::flow::{EndpointIdentity, FlowRecord, FlowState, IpProtocol};
 use crate::policy::VerdictKind;
+use crate::wire::proto;
 
 /// A filter value that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

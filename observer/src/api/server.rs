@@ -10,13 +10,12 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 use super::filter::Selection;
-use super::hub::{FlowHub, Span, StartAt, SubscriberGuard};
-use super::proto::{
+use crate::hub::{FlowHub, Gap, Span, StartAt, SubscriberGuard};
+use crate::wire::proto::{
     self, FlowEvent, GetFlowsRequest, GetFlowsResponse, LostFlows, ServerStatusRequest,
     ServerStatusResponse, get_flows_request::Start, get_flows_response::Event, lost_flows::Reason,
     observer_server::ObserverServer,
 };
-use super::ring::Gap;
 
 /// Flows read from the ring per lock.
 const READ_BATCH: usize = 256;
@@ -140,15 +139,15 @@ async fn stream_flows(
             after = last;
         }
         let read = batch.items.len();
-        for (cursor, record) in batch.items {
+        for (cursor, published) in batch.items {
             if cursor > last_due {
                 return;
             }
             after = cursor;
-            if selection.matches(&record) {
+            if selection.matches(&published.record) {
                 let flow = FlowEvent {
                     cursor,
-                    flow: Some(proto::Flow::from(record.as_ref())),
+                    flow: Some(published.wire().clone()),
                 };
                 if send(&tx, Event::Flow(flow)).await.is_err() {
                     return;

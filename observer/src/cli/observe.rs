@@ -9,12 +9,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 
-use crate::api::proto::{
+use crate::api::server::read_pem;
+use crate::flow::FlowRecord;
+use crate::wire::proto::{
     FlowFilter, GetFlowsRequest, ServerStatusRequest, get_flows_request::Start,
     get_flows_response::Event, lost_flows::Reason, observer_client::ObserverClient,
 };
-use crate::api::server::read_pem;
-use crate::flow::FlowRecord;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// Arguments of `observer observe`.

@@ -1,11 +1,13 @@
-//! The running observer: wires the datapath, the connection table and the flow log together.
+//! The running observer: wires the datapath, the connection table, enrichment and the hub
+//! together.
 //!
-//! One owning task holds the connection table, the attachments and the flow log; it is fed
-//! by bounded channels from the ring-buffer reader and the link watcher, and polls the flow
-//! map on a timer. Nothing is shared, so nothing is locked.
+//! One owning task holds the connection table and the attachments; it is fed by bounded
+//! channels from the ring-buffer reader and the link watcher, polls the flow map on a timer,
+//! and publishes written records to the hub, whose sinks (flow log, metrics) and readers
+//! (gRPC streams) run in their own tasks. Shared between tasks: the hub (its ring and sink
+//! list behind short locks) and counters (atomics).
 
 mod poller;
-mod stats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +21,6 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::api::hub::FlowHub;
 use crate::api::server as api_server;
 use crate::cluster::kubernetes::{KubernetesSource, KubernetesSourceConfig};
 use crate::cluster::publish::{SourceStats, watch_kubernetes, watch_manifests};
@@ -29,11 +30,12 @@ use crate::datapath::{
     LinkEvent, watch_links,
 };
 use crate::enrich::{Enricher, NatTable};
-use crate::export::{FlowLog, FlowLogTarget};
+use crate::export::{FlowLog, FlowLogStats, FlowLogTarget};
 use crate::flow::{ConnectionTable, InterfaceNames, Sweep, TableConfig, WallClock};
+use crate::hub::{FlowHub, WhenFull};
 use crate::metrics::{Metrics, server as metrics_server};
+use crate::stats::RunStats;
 use poller::{MapPoller, PollResult};
-pub use stats::RunStats;
 
 /// Capacity of the channel from the ring-buffer reader to the table task.
 const EVENT_CHANNEL: usize = 16_384;
@@ -45,6 +47,10 @@ const API_DRAIN: Duration = Duration::from_secs(2);
 const DETACH_GRACE: Duration = Duration::from_millis(20);
 /// Names of vanished interfaces kept for records that still refer to them.
 const DEPARTED_NAMES: usize = 4_096;
+/// Records queued for the flow log's writer before publishing waits for it.
+const FLOW_LOG_QUEUE: usize = 16_384;
+/// Records queued for the metrics before they are dropped (and counted).
+const METRICS_QUEUE: usize = 16_384;
 
 /// Where `observer run` learns about the cluster.
 #[derive(Clone, Debug)]
@@ -80,7 +86,7 @@ pub struct RunConfig {
     pub identity_retention: Duration,
     /// Where the gRPC API listens (`None`: no API).
     pub grpc_listen: Option<SocketAddr>,
-    /// Flows the API keeps for subscribers to read and resume from.
+    /// Flows the hub keeps for API subscribers to read and resume from.
     pub api_buffer_flows: usize,
     /// TLS for the API (`None`: plaintext).
     pub api_tls: Option<api_server::TlsFiles>,
@@ -129,10 +135,24 @@ pub async fn run(config: RunConfig) -> Result<()> {
         }
     };
 
-    // Without the API, records are not copied into a buffer nobody reads.
+    // Every written record is published here; the flow log and the metrics are sinks.
+    let hub = FlowHub::new(config.api_buffer_flows);
+    let log = FlowLog::open(&config.flow_log)?;
+    let log_stats = Arc::new(FlowLogStats::default());
+    let log_task = {
+        let queue = hub.subscribe("flow_log", FLOW_LOG_QUEUE, WhenFull::Wait);
+        let stats = Arc::clone(&log_stats);
+        tokio::task::spawn_blocking(move || log.follow(queue, &stats))
+    };
+    let metrics = Arc::new(Metrics::new());
+    let metrics_sink = {
+        let queue = hub.subscribe("metrics", METRICS_QUEUE, WhenFull::Drop);
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move { metrics.follow(queue).await })
+    };
+
     let api = match config.grpc_listen {
         Some(address) => {
-            let hub = FlowHub::new(config.api_buffer_flows);
             let tls = config
                 .api_tls
                 .as_ref()
@@ -145,12 +165,11 @@ pub async fn run(config: RunConfig) -> Result<()> {
             let task = tokio::spawn(api_server::serve(listener, Arc::clone(&hub), tls, async {
                 let _ = stopped.await;
             }));
-            Some((hub, task, stop))
+            Some((task, stop))
         }
         None => None,
     };
 
-    let metrics = Arc::new(Metrics::new());
     let metrics_task = match config.metrics_listen {
         Some(address) => {
             let listener = metrics_server::bind(address).await?;
@@ -166,12 +185,12 @@ pub async fn run(config: RunConfig) -> Result<()> {
 
     let mut node = NodeState {
         metrics: Arc::clone(&metrics),
-        hub: api.as_ref().map(|(hub, _, _)| Arc::clone(hub)),
+        hub: Arc::clone(&hub),
+        log_stats: Arc::clone(&log_stats),
         table: ConnectionTable::new(config.table, WallClock::now()),
         attachments,
         names: InterfaceNames::new(),
         departed: std::collections::VecDeque::new(),
-        log: FlowLog::open(&config.flow_log)?,
         poller: MapPoller::spawn(flows)?,
         release: Vec::new(),
         stats: RunStats::default(),
@@ -219,10 +238,18 @@ pub async fn run(config: RunConfig) -> Result<()> {
         node.apply_poll().await;
     }
     let sweep = node.table.drain(&node.names);
-    node.write(sweep);
+    node.write(sweep).await;
+    // Sinks get what is left and end; the flow log is written to the last line.
+    hub.close();
+    match log_task.await {
+        Ok(()) => {}
+        Err(e) => warn!(error = %e, "the flow log writer panicked"),
+    }
+    if let Err(e) = metrics_sink.await {
+        warn!(error = %e, "the metrics sink panicked");
+    }
     // Subscribers get what is left, then their streams end.
-    if let Some((hub, mut task, stop)) = api {
-        hub.close();
+    if let Some((mut task, stop)) = api {
         let _ = stop.send(());
         if tokio::time::timeout(API_DRAIN, &mut task).await.is_err() {
             warn!("gRPC subscribers still reading after {API_DRAIN:?}; closing their streams");
@@ -257,7 +284,6 @@ struct NodeState {
     /// Interface names by index, for attached interfaces and recently departed ones.
     names: InterfaceNames,
     departed: std::collections::VecDeque<u32>,
-    log: FlowLog,
     poller: MapPoller,
     /// Keys of written connections, deleted from the map at the next poll.
     release: Vec<(observer_common::FlowKey, observer_common::FlowStats)>,
@@ -269,8 +295,10 @@ struct NodeState {
     /// held back (their identities would be empty), while events and polls go on, so
     /// nothing backs up into the ring buffer meanwhile.
     waiting_for_view: bool,
-    /// Written records go here too, for the gRPC API's subscribers (when it is on).
-    hub: Option<Arc<FlowHub>>,
+    /// Where written records are published (flow log, metrics, gRPC streams).
+    hub: Arc<FlowHub>,
+    /// The flow log writer's counts.
+    log_stats: Arc<FlowLogStats>,
     /// Prometheus metrics, updated with the stats and the written records.
     metrics: Arc<Metrics>,
     /// This node's name, stamped on every record.
@@ -318,7 +346,7 @@ impl NodeState {
                     let Some(polled) = polled else {
                         anyhow::bail!("the flow map poller stopped");
                     };
-                    self.apply(polled);
+                    self.apply(polled).await;
                     self.refresh_stats(counters, reader_stats, self.attachments.names());
                     self.stats.warn_on_new_losses();
                     if let Some(path) = &config.stats_file
@@ -398,13 +426,13 @@ impl NodeState {
         reader_stats: &EventReaderStats,
         interfaces: Vec<String>,
     ) {
-        self.stats
-            .update(counters, reader_stats, &self.table, &self.log);
-        self.stats.api = self
-            .hub
-            .as_ref()
-            .map(|hub| hub.status())
-            .unwrap_or_default();
+        self.stats.update(
+            counters,
+            reader_stats,
+            &self.table,
+            &self.log_stats,
+            &self.hub,
+        );
         self.stats.interfaces = interfaces;
         self.metrics.observe_stats(&self.stats);
     }
@@ -412,12 +440,12 @@ impl NodeState {
     /// Waits for the running poll and applies it.
     async fn apply_poll(&mut self) {
         if let Some(polled) = self.poller.result().await {
-            self.apply(polled);
+            self.apply(polled).await;
         }
     }
 
     /// Takes a map read into the table, then writes what is due.
-    fn apply(&mut self, polled: PollResult) {
+    async fn apply(&mut self, polled: PollResult) {
         self.stats.map_read_errors += polled.errors;
         self.table.read_started(polled.read_started_ns);
         // Late packets of written connections: a later record carries them.
@@ -432,23 +460,17 @@ impl NodeState {
             return;
         }
         let sweep = self.table.sweep(WallClock::monotonic_now_ns(), &self.names);
-        self.write(sweep);
+        self.write(sweep).await;
     }
 
-    fn write(&mut self, mut sweep: Sweep) {
+    /// Judges a sweep's records and publishes them (waiting while the flow log catches up).
+    async fn write(&mut self, mut sweep: Sweep) {
         self.release.extend(sweep.release);
         self.enricher
             .enrich_batch(&mut sweep.records, read_conntrack);
         for record in &mut sweep.records {
             record.node_name.clone_from(&self.node_name);
         }
-        if let Err(e) = self.log.write(&sweep.records) {
-            self.stats.log_write_errors += 1;
-            warn!(error = format!("{e:#}"), "flow log write failed");
-        }
-        self.metrics.observe_records(&sweep.records);
-        if let Some(hub) = &self.hub {
-            hub.publish(&sweep.records);
-        }
+        self.hub.publish(sweep.records).await;
     }
 }

@@ -17,3 +17,16 @@ pub use table::{
     ConnectionTable, DEFAULT_MAX_CONNECTIONS, InterfaceNames, Sweep, TableConfig, TableLosses,
 };
 pub use vocab::{IpProtocol, ServiceBackend, TcpFlags, Timestamp};
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::FlowRecord;
+
+    /// Four flow-log records covering every field (`tests/data/api/flows.jsonl`).
+    pub(crate) fn flows() -> Vec<FlowRecord> {
+        include_str!("../../tests/data/api/flows.jsonl")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("fixture flow"))
+            .collect()
+    }
+}

@@ -2,7 +2,7 @@
 //! wall-clock timestamps and how a Service backend was found.
 //!
 //! Stages carry these as values (numbers, bits, nanoseconds, enums); their names exist
-//! only where a record meets text: serde here, the proto conversion in `api::convert`.
+//! only where a record meets text: serde here, the proto conversion in `wire::convert`.
 
 use std::fmt;
 

@@ -13,8 +13,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::daemon::RunStats;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
 use crate::flow::FlowRecord;
+use crate::hub::Published;
+use crate::stats::RunStats;
 
 /// A datapath or userspace counter, by name (`packets_seen`, `parse_error_*`, ...).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -148,14 +153,17 @@ impl Metrics {
             ("ringbuf_end_failed", "ringbuf_end"),
             ("ringbuf_overflow_failed", "ringbuf_overflow"),
         ];
-        let mut losses = vec![
-            ("table_full", stats.table_full_packets),
-            ("api_subscriber", stats.api.flows_lost_to_subscribers),
-            ("events_malformed", stats.events_malformed),
+        let mut losses: Vec<(String, u64)> = vec![
+            ("table_full".into(), stats.table_full_packets),
+            ("api_subscriber".into(), stats.api.flows_lost_to_subscribers),
+            ("events_malformed".into(), stats.events_malformed),
         ];
+        for sink in &stats.sinks {
+            losses.push((format!("sink_{}", sink.name), sink.lost));
+        }
         for (name, value) in &stats.datapath.0 {
             match ring_losses.iter().find(|(counter, _)| counter == name) {
-                Some((_, what)) => losses.push((what, *value)),
+                Some((_, what)) => losses.push(((*what).to_owned(), *value)),
                 None => {
                     let labels = CounterLabels {
                         counter: name.to_string(),
@@ -165,9 +173,7 @@ impl Metrics {
             }
         }
         for (what, value) in losses {
-            let labels = LossLabels {
-                what: what.to_string(),
-            };
+            let labels = LossLabels { what };
             grow(&self.lost.get_or_create(&labels), value);
         }
         grow(&self.evicted, stats.connections_evicted);
@@ -178,6 +184,13 @@ impl Metrics {
             .set(i64::try_from(stats.api.subscribers).unwrap_or(i64::MAX));
         self.cluster_invalid_objects
             .set(i64::try_from(stats.cluster_invalid_objects).unwrap_or(i64::MAX));
+    }
+
+    /// Counts the records the hub publishes, as a sink, until the hub closes.
+    pub async fn follow(&self, mut published: mpsc::Receiver<Arc<Published>>) {
+        while let Some(entry) = published.recv().await {
+            self.observe_records(std::slice::from_ref(&entry.record));
+        }
     }
 
     /// Counts written records.
@@ -214,8 +227,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::Metrics;
-    use crate::api::fixtures::flows;
-    use crate::daemon::RunStats;
+    use crate::flow::fixtures::flows;
+    use crate::stats::RunStats;
 
     fn value(text: &str, series: &str) -> Option<f64> {
         text.lines()

@@ -1,6 +1,6 @@
 use super::{FilterError, Selection};
-use crate::api::fixtures::flows;
-use crate::api::proto::FlowFilter;
+use crate::flow::fixtures::flows;
+use crate::wire::proto::FlowFilter;
 
 /// Which of the fixture flows (0: allowed web→api, 1: denied web→postgres, 2: UDP to an
 /// external IPv6 address without verdict, 3: ICMP echo, evicted) the filters pass.

@@ -1,4 +1,5 @@
 //! The run's counters: what the kernel counted, what userspace counted, and what was lost.
+//! The daemon fills them; the metrics and the stats file read them.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -8,10 +9,10 @@ use observer_common::Counter;
 use serde::Serialize;
 use tracing::warn;
 
-use crate::api::hub::HubStatus;
 use crate::datapath::{CounterReader, DatapathCounters, EventReaderStats};
-use crate::export::FlowLog;
+use crate::export::FlowLogStats;
 use crate::flow::ConnectionTable;
+use crate::hub::{FlowHub, HubStatus, SinkStatus};
 
 /// Snapshot of every counter, written as JSON to `--stats-file` and logged at exit.
 #[derive(Debug, Default, Serialize)]
@@ -51,21 +52,24 @@ pub struct RunStats {
     pub cluster_views: u64,
     /// Objects of the latest cluster state skipped as invalid.
     pub cluster_invalid_objects: u64,
-    /// The gRPC API's buffer and subscribers, with the flows subscribers were told they
-    /// lost (`flows_lost_to_subscribers`).
+    /// The hub's ring of recent flows and its readers (the gRPC API's streams), with the
+    /// flows readers were told they lost (`flows_lost_to_subscribers`).
     pub api: HubStatus,
+    /// The hub's sinks (flow log, metrics, ...): records delivered and lost to each.
+    pub sinks: Vec<SinkStatus>,
     #[serde(skip)]
     losses_reported: u64,
 }
 
 impl RunStats {
     /// Refreshes the snapshot.
-    pub(super) fn update(
+    pub fn update(
         &mut self,
         counters: &CounterReader,
         reader: &EventReaderStats,
         table: &ConnectionTable,
-        log: &FlowLog,
+        log: &FlowLogStats,
+        hub: &FlowHub,
     ) {
         match counters.read() {
             Ok(values) => self.datapath = values,
@@ -77,11 +81,20 @@ impl RunStats {
         let table_losses = table.losses();
         self.connections_evicted = table_losses.evicted;
         self.table_full_packets = table_losses.refused_packets;
-        self.records_written = log.written();
+        self.records_written = log.written.load(Ordering::Relaxed);
+        self.log_write_errors = log.write_errors.load(Ordering::Relaxed);
+        self.api = hub.status();
+        self.sinks = hub.sink_status();
+    }
+
+    /// Records lost to the hub's sinks' full queues.
+    pub fn lost_to_sinks(&self) -> u64 {
+        self.sinks.iter().map(|sink| sink.lost).sum()
     }
 
     /// Events or packets lost for good: ring-buffer reservations that failed, packets the
-    /// full connection table refused, and flows API subscribers fell too far behind for.
+    /// full connection table refused, flows API subscribers fell too far behind for, and
+    /// records sinks' full queues could not take.
     pub fn losses(&self) -> u64 {
         self.datapath.get(Counter::RingBufNewFlowFailed)
             + self.datapath.get(Counter::RingBufEndFailed)
@@ -89,10 +102,11 @@ impl RunStats {
             + self.events_malformed
             + self.table_full_packets
             + self.api.flows_lost_to_subscribers
+            + self.lost_to_sinks()
     }
 
     /// Logs a warning when losses grew since the last call.
-    pub(super) fn warn_on_new_losses(&mut self) {
+    pub fn warn_on_new_losses(&mut self) {
         let losses = self.losses();
         if losses > self.losses_reported {
             warn!(
@@ -101,9 +115,11 @@ impl RunStats {
                 ringbuf_overflow_failed = self.datapath.get(Counter::RingBufOverflowFailed),
                 table_full_packets = self.table_full_packets,
                 api_flows_lost_to_subscribers = self.api.flows_lost_to_subscribers,
+                records_lost_to_sinks = self.lost_to_sinks(),
                 "flow events lost: the ring buffer was full (raise --ringbuf-bytes), the \
-                 connection table was (raise --max-connections), or a gRPC subscriber fell \
-                 behind (raise --api-buffer-flows)"
+                 connection table was (raise --max-connections), a gRPC subscriber fell \
+                 behind (raise --api-buffer-flows), or a sink's queue was full (see sinks in \
+                 the stats)"
             );
             self.losses_reported = losses;
         }

@@ -1,21 +1,65 @@
-//! Where the daemon hands written records to the API: the ring of recent flows behind a
-//! short lock, a wake-up for subscribers waiting on new flows, and the counters.
+//! The one place judged records are published, always on: every record gets the next
+//! cursor and enters a ring of recent flows, shared (`Arc`), never copied again. Consumers
+//! subscribe in one of two ways:
 //!
-//! Publishing never waits for a subscriber: a slow one falls behind in the ring and, once
-//! overwritten, is told exactly which cursors it lost.
+//! - **Sinks** (the flow log, metrics, and the coming suggestion learner, OTLP exporter,
+//!   relay and console) each get a bounded queue ([`FlowHub::subscribe`]). A sink that
+//!   must not lose records (the flow log) asks for [`WhenFull::Wait`]: publishing waits for
+//!   room, pushing back on the table task. Any other asks for [`WhenFull::Drop`]: what its
+//!   full queue cannot take is counted as lost to it and reported (stats, metrics, log).
+//! - **Readers** (the gRPC streams) read the ring by cursor at their own pace; a reader
+//!   the ring overwrote is told exactly which cursors it lost.
+//!
+//! A record's wire form is made once, by the first stream that sends it
+//! ([`Published::wire`]), not once per stream.
+
+mod ring;
+mod sink;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::watch;
 
-use super::ring::{Batch, FlowRing};
-use crate::flow::FlowRecord;
+pub use ring::{Batch, FlowRing, Gap};
+use sink::Sink;
+pub use sink::{SinkStatus, WhenFull};
 
-/// The shared buffer of written flows.
+use crate::flow::FlowRecord;
+use crate::wire::proto;
+
+/// A published record: its cursor, the record, and its wire form once a stream needed it.
+#[derive(Debug)]
+pub struct Published {
+    /// Position in the hub's sequence: strictly increasing, never reused in a run.
+    pub cursor: u64,
+    /// The judged record.
+    pub record: FlowRecord,
+    wire: OnceLock<proto::Flow>,
+}
+
+impl Published {
+    /// A record published under `cursor`.
+    pub fn new(cursor: u64, record: FlowRecord) -> Self {
+        Self {
+            cursor,
+            record,
+            wire: OnceLock::new(),
+        }
+    }
+
+    /// The record as the wire's `Flow`, converted on first use and kept.
+    pub fn wire(&self) -> &proto::Flow {
+        self.wire.get_or_init(|| proto::Flow::from(&self.record))
+    }
+}
+
+/// The hub of written flows.
 #[derive(Debug)]
 pub struct FlowHub {
-    ring: Mutex<FlowRing<Arc<FlowRecord>>>,
+    ring: Mutex<FlowRing<Arc<Published>>>,
+    /// Sinks' queues, in the order they subscribed.
+    sinks: Mutex<Vec<Arc<Sink>>>,
     /// The next cursor to be written; subscribers wait on changes. Closed (`true`) when
     /// the daemon stops.
     newest: watch::Sender<(u64, bool)>,
@@ -47,7 +91,7 @@ pub struct Span {
     pub end: u64,
 }
 
-/// The hub's counters, for `ServerStatus` and the stats file.
+/// The ring's counters, for `ServerStatus` and the stats file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct HubStatus {
     /// Cursor of the oldest flow held (0: none).
@@ -82,6 +126,7 @@ impl FlowHub {
         let (newest, _) = watch::channel((ring.next_cursor(), false));
         Arc::new(Self {
             ring: Mutex::new(ring),
+            sinks: Mutex::new(Vec::new()),
             newest,
             published: AtomicU64::new(0),
             lost_to_subscribers: AtomicU64::new(0),
@@ -89,7 +134,7 @@ impl FlowHub {
         })
     }
 
-    fn ring(&self) -> MutexGuard<'_, FlowRing<Arc<FlowRecord>>> {
+    fn ring(&self) -> MutexGuard<'_, FlowRing<Arc<Published>>> {
         // A panic while holding the lock cannot leave the ring half-changed (push is one
         // VecDeque operation), so a poisoned lock is still usable.
         self.ring
@@ -97,28 +142,71 @@ impl FlowHub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds written records, in order, and wakes the subscribers.
-    pub fn publish(&self, records: &[FlowRecord]) {
+    fn sinks(&self) -> Vec<Arc<Sink>> {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// A new sink: a queue of `capacity` records that receives every record published from
+    /// now on, waiting or dropping (counted) when full as `when_full` says. `name` is what
+    /// the stats and metrics call it. Dropping the receiver ends the subscription (records
+    /// are then counted as lost to it only while it existed).
+    pub fn subscribe(
+        &self,
+        name: &'static str,
+        capacity: usize,
+        when_full: WhenFull,
+    ) -> tokio::sync::mpsc::Receiver<Arc<Published>> {
+        let (sink, rx) = Sink::new(name, capacity, when_full);
+        self.sinks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(Arc::new(sink));
+        rx
+    }
+
+    /// Publishes written records, in order: each gets the next cursor, enters the ring
+    /// (waking the readers) and every sink's queue. Waits only for sinks that asked to be
+    /// waited for.
+    pub async fn publish(&self, records: Vec<FlowRecord>) {
         if records.is_empty() {
             return;
         }
-        // Copied before taking the lock, which readers share.
-        let shared: Vec<Arc<FlowRecord>> = records.iter().cloned().map(Arc::new).collect();
-        let next = {
+        let count = records.len() as u64;
+        let (published, next) = {
             let mut ring = self.ring();
-            for record in shared {
-                ring.push(record);
-            }
-            ring.next_cursor()
+            let published: Vec<Arc<Published>> = records
+                .into_iter()
+                .map(|record| {
+                    let entry = Arc::new(Published::new(ring.next_cursor(), record));
+                    ring.push(Arc::clone(&entry));
+                    entry
+                })
+                .collect();
+            (published, ring.next_cursor())
         };
-        self.published
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.published.fetch_add(count, Ordering::Relaxed);
         self.newest
             .send_modify(|(newest, _)| *newest = (*newest).max(next));
+        for sink in self.sinks() {
+            sink.offer(&published).await;
+        }
+    }
+
+    /// Each sink's name, queue and losses.
+    pub fn sink_status(&self) -> Vec<SinkStatus> {
+        self.sinks().iter().map(|sink| sink.status()).collect()
+    }
+
+    /// Records lost to sinks' full queues, summed over sinks.
+    pub fn lost_to_sinks(&self) -> u64 {
+        self.sinks().iter().map(|sink| sink.status().lost).sum()
     }
 
     /// Up to `max` flows after cursor `after`, and what the reader lost before them.
-    pub fn read_after(&self, after: u64, max: usize) -> Batch<Arc<FlowRecord>> {
+    pub fn read_after(&self, after: u64, max: usize) -> Batch<Arc<Published>> {
         self.ring().read_after(after, max)
     }
 
@@ -145,17 +233,21 @@ impl FlowHub {
         self.newest.subscribe()
     }
 
-    /// The daemon is stopping: subscribers send what is left and end.
+    /// The daemon is stopping: readers send what is left and end, and sinks' queues close
+    /// once they have what was published.
     pub fn close(&self) {
         self.newest.send_modify(|(_, closed)| *closed = true);
+        for sink in self.sinks() {
+            sink.close();
+        }
     }
 
-    /// Counts flows a subscriber was told it lost.
+    /// Counts flows a reader was told it lost.
     pub fn count_lost(&self, flows: u64) {
         self.lost_to_subscribers.fetch_add(flows, Ordering::Relaxed);
     }
 
-    /// Registers a subscriber until the returned guard is dropped.
+    /// Registers a reader until the returned guard is dropped.
     pub fn subscriber(self: &Arc<Self>) -> SubscriberGuard {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         SubscriberGuard(Arc::clone(self))
@@ -178,7 +270,7 @@ impl FlowHub {
     }
 }
 
-/// Counts one connected subscriber while it lives.
+/// Counts one connected reader while it lives.
 #[derive(Debug)]
 pub struct SubscriberGuard(Arc<FlowHub>);
 
@@ -187,3 +279,6 @@ impl Drop for SubscriberGuard {
         self.0.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests;

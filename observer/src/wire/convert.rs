@@ -1,7 +1,7 @@
 //! Between the flow record (`flow::FlowRecord`, the typed record the flow log writes) and
 //! the wire's `proto::Flow`: the one place either is turned into the other. The server
 //! converts outgoing flows; `observer observe` converts them back and prints flow-log
-//! lines.
+//! lines. Each vocabulary's wire values are in one table below.
 
 use std::net::IpAddr;
 
@@ -383,7 +383,7 @@ fn record_counts(c: Option<&proto::Counts>) -> Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::fixtures::flows;
+    use crate::flow::fixtures::flows;
 
     #[test]
     fn every_field_survives_the_wire_and_back() {

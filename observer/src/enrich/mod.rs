@@ -15,7 +15,7 @@
 
 mod nat;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -89,27 +89,37 @@ impl Enricher {
         }
     }
 
+    /// Pairs each record addressed to a ClusterIP with the batch's backend-side record of
+    /// the same protocol and source (the first such record that addresses no Service), in
+    /// time linear in the batch.
     fn resolve_services(
         &self,
         records: &mut Vec<FlowRecord>,
         read_nat: impl FnOnce() -> Option<NatTable>,
     ) {
+        let services: Vec<Option<ServiceInfo>> =
+            records.iter().map(|r| self.service_of(r)).collect();
+        if services.iter().all(Option::is_none) {
+            return;
+        }
+        // Backend-side candidates by (protocol, source), first in batch order.
+        let mut candidates: HashMap<(IpProtocol, IpAddr, u16), usize> = HashMap::new();
+        for (j, r) in records.iter().enumerate() {
+            if services[j].is_none() {
+                candidates
+                    .entry((r.protocol, r.src.ip, r.src.port))
+                    .or_insert(j);
+            }
+        }
         let mut read_nat = Some(read_nat);
         let mut nat: Option<NatTable> = None;
         let mut merged = vec![false; records.len()];
-        for i in 0..records.len() {
-            let Some(service) = self.service_of(&records[i]) else {
+        for (i, service) in services.into_iter().enumerate() {
+            let Some(service) = service else {
                 continue;
             };
-            let partner = (0..records.len()).find(|&j| {
-                j != i
-                    && !merged[j]
-                    && records[j].protocol == records[i].protocol
-                    && records[j].src.ip == records[i].src.ip
-                    && records[j].src.port == records[i].src.port
-                    && self.service_of(&records[j]).is_none()
-            });
-            if let Some(j) = partner {
+            let source = (records[i].protocol, records[i].src.ip, records[i].src.port);
+            if let Some(&j) = candidates.get(&source) {
                 let front = records[i].clone();
                 merge_into(
                     &mut records[j],

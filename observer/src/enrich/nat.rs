@@ -2,6 +2,7 @@
 //! to a Service ClusterIP was DNATed to, for backends whose own interface is not on this
 //! node. Parsing is pure; the daemon reads the file.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// One conntrack entry: the original and the reply direction's tuples.
@@ -15,14 +16,25 @@ pub struct NatEntry {
     pub reply: (IpAddr, u16, IpAddr, u16),
 }
 
-/// Parsed conntrack entries.
+/// A connection's original direction: protocol, (src, sport), (dst, dport).
+type OriginalTuple = (u8, (IpAddr, u16), (IpAddr, u16));
+
+/// Parsed conntrack entries, indexed by their original direction.
 #[derive(Debug, Default, Clone)]
-pub struct NatTable(Vec<NatEntry>);
+pub struct NatTable(HashMap<OriginalTuple, (IpAddr, u16)>);
 
 impl NatTable {
-    /// Parses the text of `/proc/net/nf_conntrack`; lines it cannot read are skipped.
+    /// Parses the text of `/proc/net/nf_conntrack`; lines it cannot read are skipped. The
+    /// first entry of a tuple wins (the kernel lists each connection once).
     pub fn parse(text: &str) -> Self {
-        Self(text.lines().filter_map(parse_line).collect())
+        let mut index = HashMap::new();
+        for e in text.lines().filter_map(parse_line) {
+            let (src, sport, dst, dport) = e.original;
+            index
+                .entry((e.protocol, (src, sport), (dst, dport)))
+                .or_insert((e.reply.0, e.reply.1));
+        }
+        Self(index)
     }
 
     /// The backend (address, port) a connection from `src:sport` to `dst:dport` was
@@ -34,13 +46,8 @@ impl NatTable {
         dst: (IpAddr, u16),
     ) -> Option<(IpAddr, u16)> {
         self.0
-            .iter()
-            .find(|e| {
-                e.protocol == protocol
-                    && (e.original.0, e.original.1) == src
-                    && (e.original.2, e.original.3) == dst
-            })
-            .map(|e| (e.reply.0, e.reply.1))
+            .get(&(protocol, src, dst))
+            .copied()
             .filter(|backend| *backend != dst)
     }
 

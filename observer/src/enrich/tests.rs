@@ -3,10 +3,12 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::Enricher;
+use super::{Enricher, NatTable};
 use crate::cluster::manifests;
 use crate::cluster::view::ClusterView;
-use crate::flow::{Counts, FlowRecord, FlowState, IpProtocol, RecordEndpoint, TcpFlags, Timestamp};
+use crate::flow::{
+    Counts, FlowRecord, FlowState, IpProtocol, RecordEndpoint, ServiceBackend, TcpFlags, Timestamp,
+};
 use crate::policy::{Category, VerdictKind};
 
 const POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
@@ -121,4 +123,53 @@ fn unknown_addresses_are_external_and_nodes_resolve_to_the_node() {
         "the server runs on n1: {verdict:?}"
     );
     assert_eq!(verdict.kind(), VerdictKind::Allow);
+}
+
+#[test]
+fn service_sides_pair_by_source_and_the_rest_go_to_conntrack() {
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: db}\n\
+                   spec: {clusterIP: 10.96.0.5, ports: [{port: 80, targetPort: 5432}]}\n---\n";
+    let mut enricher = Enricher::new(1_000_000);
+    enricher.update(100, view("a", service));
+    let front = |port| {
+        let mut r = record("10.0.0.1", "10.96.0.5", 150);
+        r.src.port = port;
+        r.dst.port = 80;
+        r
+    };
+    let back = |port| {
+        let mut r = record("10.0.0.1", "10.0.0.2", 150);
+        r.src.port = port;
+        r
+    };
+    // Two pairs in either order, and a client side whose backend only conntrack knows.
+    let mut records = vec![front(1), back(2), front(3), back(1), front(2)];
+    let nat = NatTable::parse(
+        "ipv4 2 tcp 6 100 ESTABLISHED src=10.0.0.1 dst=10.96.0.5 sport=3 dport=80 \
+         src=10.0.0.2 dst=10.0.0.1 sport=5432 dport=3 [ASSURED] mark=0 use=1\n",
+    );
+    enricher.enrich_batch(&mut records, || Some(nat));
+    let seen: Vec<(u16, Option<ServiceBackend>, u16)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.src.port,
+                r.service.as_ref().map(|s| s.backend),
+                r.dst.port,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (2, Some(ServiceBackend::Observed), 5432),
+            (3, Some(ServiceBackend::Conntrack), 5432),
+            (1, Some(ServiceBackend::Observed), 5432),
+        ]
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.dst.ip == "10.0.0.2".parse::<IpAddr>().expect("ip"))
+    );
 }

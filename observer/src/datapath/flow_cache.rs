@@ -134,7 +134,7 @@ impl FlowCache {
                 {
                     let stats = std::ptr::read_volatile(&raw const (*slot).stats);
                     std::ptr::write_volatile(&raw mut (*slot).state, slot_state::RELEASED);
-                    super::flow_map::add(&mut total, &stats);
+                    super::flow_sum::add(&mut total, &stats);
                 }
             }
         }

@@ -7,6 +7,7 @@ mod counters;
 mod events;
 mod flow_cache;
 mod flow_map;
+mod flow_sum;
 mod interfaces;
 mod links;
 mod tick_clock;

@@ -4,7 +4,8 @@ use std::net::IpAddr;
 
 use super::compile::{NamespaceScope, Peers, PortSpec, Ports, Rule};
 use super::model::{Endpoint, FlowQuery, NodeInfo, PodInfo};
-use super::snapshot::{PodEntry, PolicySnapshot};
+use super::population::PodEntry;
+use super::snapshot::PolicySnapshot;
 use super::tier::{NetworkPolicyTier, Tier, TierPolicy};
 use super::verdict::{
     Category, Decision, DirectionDecision, DirectionVerdict, PolicyKind, PolicyRef, RuleAction,
@@ -53,12 +54,12 @@ impl<'s> Side<'s> {
         Some(match *e {
             Endpoint::Pod { id, ip } => Side::Pod {
                 id: id.0,
-                entry: snap.pods.get(id.0 as usize)?,
+                entry: snap.population.pods.get(id.0 as usize)?,
                 ip,
             },
             Endpoint::Node { id, ip } => Side::Node {
                 id: id.0,
-                info: snap.nodes.get(id.0 as usize)?,
+                info: snap.population.nodes.get(id.0 as usize)?,
                 ip,
             },
             Endpoint::External(ip) => Side::External(ip),
@@ -179,7 +180,7 @@ fn netpol<'s>(
     if selecting.is_empty() {
         return not_isolated();
     }
-    let Some(subject_pod) = snap.pods.get(subject as usize) else {
+    let Some(subject_pod) = snap.population.pods.get(subject as usize) else {
         return not_isolated();
     };
     // Named ports resolve on the destination: the subject for ingress, the peer for egress.
@@ -275,6 +276,7 @@ fn peer_matches(snap: &PolicySnapshot, policy_ns: u32, peers: &Peers, peer: &Sid
         let ns_ok = match &pp.namespaces {
             NamespaceScope::Own => pod.ns == policy_ns,
             NamespaceScope::Selected(sel) => snap
+                .population
                 .namespaces
                 .get(pod.ns as usize)
                 .is_some_and(|ns| sel.matches(&ns.info.labels)),

@@ -38,8 +38,10 @@
 mod compile;
 mod error;
 mod evaluate;
+mod input;
 mod ipblock;
 mod model;
+mod population;
 mod report;
 mod selector;
 mod snapshot;
@@ -51,13 +53,14 @@ pub mod check;
 pub use compile::{CompiledPolicy, compile};
 pub use error::{FieldError, FieldProblem};
 pub use evaluate::{decide, evaluate};
+pub use input::{ObjectError, SnapshotInput};
 pub use ipblock::{IpSet, IpSetBuilder};
 pub use model::{
     ContainerPort, DEFAULT_NAMESPACE, Endpoint, FlowQuery, Labels, NAMESPACE_NAME_LABEL,
     NamespaceInfo, NodeId, NodeInfo, PodId, PodInfo, Protocol,
 };
 pub use selector::Selector;
-pub use snapshot::{ObjectError, PolicySnapshot, SnapshotInput};
+pub use snapshot::PolicySnapshot;
 pub use verdict::{
     Category, Decision, DirectionDecision, DirectionVerdict, PolicyKind, PolicyRef, RuleAction,
     Tier, TierDecision, Verdict, VerdictKind,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::compile::CompiledPolicy;
-use super::snapshot::PolicySnapshot;
+use super::population::Population;
 
 /// One stage of evaluation. Future admin tiers (AdminNetworkPolicy with Allow/Deny/Pass
 /// before this one, BaselineAdminNetworkPolicy after it, Calico tiers) become variants.
@@ -45,7 +45,7 @@ pub(crate) struct NetworkPolicyTier {
 impl NetworkPolicyTier {
     /// Builds the tier. A later policy with the same namespace/name replaces an earlier
     /// one; sorting makes verdicts independent of input order.
-    pub(crate) fn build(snap: &PolicySnapshot, input: &[Arc<CompiledPolicy>]) -> Self {
+    pub(crate) fn build(snap: &Population, input: &[Arc<CompiledPolicy>]) -> Self {
         let mut unique = BTreeMap::new();
         for p in input {
             unique.insert((p.namespace.as_str(), p.name.as_str()), p);

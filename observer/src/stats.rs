@@ -19,6 +19,8 @@ use crate::hub::{FlowHub, HubStatus, SinkStatus};
 pub struct RunStats {
     /// Kernel counters summed over CPUs (see `observer_common::Counter`).
     pub datapath: DatapathCounters,
+    /// Packets the programs could not parse, over every `parse_error_*` reason.
+    pub malformed_packets: u64,
     /// Ring-buffer events read.
     pub events_received: u64,
     /// Ring-buffer items of the wrong size.
@@ -52,6 +54,12 @@ pub struct RunStats {
     pub cluster_views: u64,
     /// Objects of the latest cluster state skipped as invalid.
     pub cluster_invalid_objects: u64,
+    /// Full re-lists of a Kubernetes kind after its first list (410 Gone, a watch the
+    /// server ended without a bookmark), summed over kinds.
+    pub cluster_relists: u64,
+    /// Kubernetes list and watch errors (403, 5xx, timeouts, undecodable streams), summed
+    /// over kinds; each is retried with backoff.
+    pub cluster_watch_errors: u64,
     /// The hub's ring of recent flows and its readers (the gRPC API's streams), with the
     /// flows readers were told they lost (`flows_lost_to_subscribers`).
     pub api: HubStatus,
@@ -72,7 +80,10 @@ impl RunStats {
         hub: &FlowHub,
     ) {
         match counters.read() {
-            Ok(values) => self.datapath = values,
+            Ok(values) => {
+                self.malformed_packets = values.malformed_packets();
+                self.datapath = values;
+            }
             Err(e) => warn!(error = %e, "reading datapath counters"),
         }
         self.events_received = reader.received.load(Ordering::Relaxed);

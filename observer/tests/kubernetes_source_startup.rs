@@ -12,7 +12,7 @@ use serde_json::json;
 use kube_support::fixtures::{self, web_pod};
 use kube_support::harness::{has_pod, ready, start_source, wait_request, wait_requests};
 use kube_support::mock_apiserver::MockApiServer;
-use kube_support::mock_state::KINDS;
+use observer::cluster::kinds::watched_kinds;
 
 #[tokio::test]
 async fn not_ready_and_nothing_published_until_every_kind_has_listed() {
@@ -22,8 +22,9 @@ async fn not_ready_and_nothing_published_until_every_kind_has_listed() {
 
     // Every other kind has listed (its watch started), and the job list has
     // been refused twice, so the source is retrying it with backoff.
-    for (kind, _, _) in KINDS.iter().filter(|(k, _, _)| *k != "Job") {
-        wait_request(&mock, kind, |r| r.kind == *kind && r.watch).await;
+    for kind in watched_kinds().iter().filter(|k| k.kind != "Job") {
+        let kind = kind.kind;
+        wait_request(&mock, kind, |r| r.kind == kind && r.watch).await;
     }
     wait_requests(&mock, "job list retry", 2, |r| r.kind == "Job").await;
     assert!(!*source.readiness().borrow(), "ready without jobs");
@@ -39,9 +40,10 @@ async fn not_ready_and_nothing_published_until_every_kind_has_listed() {
     // RBAC fixed: the retry succeeds and the full state is published at once.
     mock.state().forbidden.clear();
     let state = ready(&source).await;
+    // Eleven fixtures, of which the EndpointSlice is not a kind the observer reads.
     assert_eq!(
         (state.jobs.len(), state.pods.len(), state.len()),
-        (1, 4, 11)
+        (1, 4, 10)
     );
     assert_eq!(source.counters().publishes, 1);
 }
@@ -76,7 +78,7 @@ async fn pod_field_selector_is_sent_when_configured() {
 }
 
 /// deploy/rbac.yaml must let the source list and watch every collection it
-/// reads (the mock serves exactly those; see the readiness test above).
+/// reads: the kinds of the registry (`observer::cluster::kinds`).
 #[test]
 fn rbac_grants_list_and_watch_on_every_watched_collection() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/rbac.yaml");
@@ -96,14 +98,12 @@ fn rbac_grants_list_and_watch_on_every_watched_collection() {
             .filter_map(|s| s.as_str().map(str::to_owned))
             .collect()
     };
-    for (kind, _, path) in KINDS {
-        // "/api/v1/pods" → ("", "pods"); "/apis/apps/v1/replicasets" → ("apps", ...)
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let (group, resource) = match parts.as_slice() {
-            ["api", _, resource] => ("", *resource),
-            ["apis", group, _, resource] => (*group, *resource),
-            _ => panic!("unexpected path {path}"),
-        };
+    for watched in watched_kinds() {
+        let (kind, group, resource) = (
+            watched.kind,
+            watched.group.as_str(),
+            watched.plural.as_str(),
+        );
         let granted = rules.iter().any(|rule| {
             let verbs = strings(&rule["verbs"]);
             strings(&rule["apiGroups"]).iter().any(|g| g == group)

@@ -26,6 +26,13 @@ pub fn run() -> Result<()> {
     packages()
 }
 
+/// What the build and the unprivileged tests need: the toolchain parts, not the Debian
+/// packages (installing those takes root, and only the privileged tests use them).
+pub fn toolchain() -> Result<()> {
+    rust_components()?;
+    bpf_linker()
+}
+
 fn rust_components() -> Result<()> {
     let installed = output(
         "rustup",

@@ -6,13 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::{
-    apps::v1::ReplicaSet,
-    batch::v1::Job,
-    core::v1::{Namespace, Node, Pod, Service},
-    discovery::v1::EndpointSlice,
-    networking::v1::NetworkPolicy,
-};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, ObjectRef, Store, store::WriterDropped};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -20,10 +15,10 @@ use kube::{Api, Client, Config, Resource};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use super::kinds::{ClusterKind, KindVisitor, visit_kinds};
 use super::lenient::Lenient;
 use super::source::{ClusterSource, CounterSnapshot, SourceCounters};
 use super::state::ClusterObjects;
-use super::trim::Tracked;
 
 /// Errors building the Kubernetes client.
 #[derive(Debug, thiserror::Error)]
@@ -131,27 +126,19 @@ impl KubernetesSource {
             page_size: config.page_size,
             ..watcher::Config::default()
         };
-        let mut pod_config = base.clone();
-        pod_config.field_selector = config.pod_field_selector.clone();
-
         let mut tasks = Vec::new();
         let mut spawner = Spawner {
             client: &client,
+            base,
+            pod_field_selector: config.pod_field_selector.clone(),
             kept,
             counters: counters.clone(),
             dirty: dirty.clone(),
             tasks: &mut tasks,
+            stores: Vec::new(),
         };
-        let stores = Stores {
-            namespaces: spawner.spawn(base.clone()),
-            pods: spawner.spawn(pod_config),
-            nodes: spawner.spawn(base.clone()),
-            policies: spawner.spawn(base.clone()),
-            services: spawner.spawn(base.clone()),
-            endpoint_slices: spawner.spawn(base.clone()),
-            replica_sets: spawner.spawn(base.clone()),
-            jobs: spawner.spawn(base),
-        };
+        visit_kinds(&mut spawner);
+        let stores = Stores(spawner.stores);
 
         let (snap_tx, snapshots) = watch::channel(Arc::new(ClusterObjects::default()));
         let (ready_tx, ready) = watch::channel(false);
@@ -194,13 +181,37 @@ impl ClusterSource for KubernetesSource {
     }
 }
 
-/// What the watchers of all kinds share.
+impl KubernetesSource {
+    /// The live counters, for a reader that outlives the source's handle (the daemon's
+    /// stats read them while the source runs in its own task).
+    pub fn shared_counters(&self) -> Arc<SourceCounters> {
+        Arc::clone(&self.counters)
+    }
+}
+
+/// What the watchers of all kinds share; visiting the registry spawns one per kind.
 struct Spawner<'a> {
     client: &'a Client,
+    /// The watch settings of every kind.
+    base: watcher::Config,
+    /// Narrows the pod watch (see [`KubernetesSourceConfig::pod_field_selector`]).
+    pod_field_selector: Option<String>,
     kept: Arc<[String]>,
     counters: Arc<SourceCounters>,
     dirty: Arc<Notify>,
     tasks: &'a mut Vec<JoinHandle<()>>,
+    stores: Vec<Box<dyn KindStore>>,
+}
+
+impl KindVisitor for Spawner<'_> {
+    fn visit<K: ClusterKind>(&mut self) {
+        let mut config = self.base.clone();
+        if <K as ClusterKind>::KIND == <Pod as ClusterKind>::KIND {
+            config.field_selector = self.pod_field_selector.clone();
+        }
+        let store = self.spawn::<K>(config);
+        self.stores.push(Box::new(store));
+    }
 }
 
 impl Spawner<'_> {
@@ -208,7 +219,7 @@ impl Spawner<'_> {
     /// and returns the store it fills.
     /// Objects are decoded one by one ([`Lenient`]): one that does not decode is counted
     /// and left out instead of failing its list.
-    fn spawn<K: Tracked>(&mut self, config: watcher::Config) -> Store<Lenient<K>> {
+    fn spawn<K: ClusterKind>(&mut self, config: watcher::Config) -> Store<Lenient<K>> {
         let (reader, writer) = reflector::store::<Lenient<K>>();
         let kept = self.kept.clone();
         let stored = reader.clone();
@@ -216,7 +227,8 @@ impl Spawner<'_> {
             .default_backoff()
             .modify(move |obj: &mut Lenient<K>| {
                 if let Lenient::Decoded(object) = obj {
-                    object.trim(&kept);
+                    // Not shared yet (just decoded), so this trims in place.
+                    Arc::make_mut(object).trim(&kept);
                     return;
                 }
                 // Only looked up for the rare object that does not decode: the last
@@ -233,7 +245,7 @@ impl Spawner<'_> {
                     // Only its name is needed, to report it.
                     metadata.managed_fields = None;
                     metadata.annotations = None;
-                    *last_good = previous.map(Arc::new);
+                    *last_good = previous;
                 }
             })
             .reflect(writer);
@@ -272,7 +284,7 @@ impl Spawner<'_> {
     }
 }
 
-fn check_valid<K: Tracked>(obj: &Lenient<K>, counters: &SourceCounters) {
+fn check_valid<K: ClusterKind>(obj: &Lenient<K>, counters: &SourceCounters) {
     let reason = match obj {
         Lenient::Decoded(object) => match object.invalid_reason() {
             Some(reason) => reason.to_string(),
@@ -293,57 +305,49 @@ fn check_valid<K: Tracked>(obj: &Lenient<K>, counters: &SourceCounters) {
     );
 }
 
-/// The reflector stores of all kinds.
-struct Stores {
-    namespaces: Store<Lenient<Namespace>>,
-    pods: Store<Lenient<Pod>>,
-    nodes: Store<Lenient<Node>>,
-    policies: Store<Lenient<NetworkPolicy>>,
-    services: Store<Lenient<Service>>,
-    endpoint_slices: Store<Lenient<EndpointSlice>>,
-    replica_sets: Store<Lenient<ReplicaSet>>,
-    jobs: Store<Lenient<Job>>,
+/// One kind's reflector store, behind a type-erased face so that the stores of every kind
+/// of the registry fit in one list.
+trait KindStore: Send + Sync {
+    /// Resolves once the kind has listed.
+    fn wait_until_ready(&self) -> BoxFuture<'_, Result<(), WriterDropped>>;
+
+    /// Puts the kind's usable, valid objects into `objects` (shared, not copied).
+    fn fill(&self, objects: &mut ClusterObjects);
 }
+
+impl<K: ClusterKind> KindStore for Store<Lenient<K>> {
+    fn wait_until_ready(&self) -> BoxFuture<'_, Result<(), WriterDropped>> {
+        Box::pin(Store::wait_until_ready(self))
+    }
+
+    fn fill(&self, objects: &mut ClusterObjects) {
+        *K::of_mut(objects) = self
+            .state()
+            .iter()
+            .filter_map(|obj| obj.usable())
+            .filter(|obj| obj.invalid_reason().is_none())
+            .cloned()
+            .collect();
+    }
+}
+
+/// The reflector stores of all kinds.
+struct Stores(Vec<Box<dyn KindStore>>);
 
 impl Stores {
     async fn wait_until_ready(&self) -> Result<(), WriterDropped> {
-        tokio::try_join!(
-            self.namespaces.wait_until_ready(),
-            self.pods.wait_until_ready(),
-            self.nodes.wait_until_ready(),
-            self.policies.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.endpoint_slices.wait_until_ready(),
-            self.replica_sets.wait_until_ready(),
-            self.jobs.wait_until_ready(),
-        )?;
+        futures::future::try_join_all(self.0.iter().map(|store| store.wait_until_ready())).await?;
         Ok(())
     }
 
     fn snapshot(&self) -> ClusterObjects {
-        let mut objects = ClusterObjects {
-            namespaces: valid(&self.namespaces),
-            pods: valid(&self.pods),
-            nodes: valid(&self.nodes),
-            policies: valid(&self.policies),
-            services: valid(&self.services),
-            endpoint_slices: valid(&self.endpoint_slices),
-            replica_sets: valid(&self.replica_sets),
-            jobs: valid(&self.jobs),
-        };
+        let mut objects = ClusterObjects::default();
+        for store in &self.0 {
+            store.fill(&mut objects);
+        }
         objects.sort();
         objects
     }
-}
-
-fn valid<K: Tracked>(store: &Store<Lenient<K>>) -> Vec<K> {
-    store
-        .state()
-        .iter()
-        .filter_map(|obj| obj.usable())
-        .filter(|obj| obj.invalid_reason().is_none())
-        .cloned()
-        .collect()
 }
 
 /// Publishes a snapshot once every store is ready, then again (at most every

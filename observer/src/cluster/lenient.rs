@@ -18,8 +18,8 @@ use serde::de::{Deserialize, DeserializeOwned, Deserializer};
 /// An object of kind `K` as the API sent it.
 #[derive(Clone, Debug)]
 pub(crate) enum Lenient<K> {
-    /// Decoded as `K`.
-    Decoded(K),
+    /// Decoded as `K` (shared: states hand the same allocation on).
+    Decoded(Arc<K>),
     /// Not a valid `K`: its metadata (as far as it decodes) and why.
     Undecodable {
         /// The object's metadata, or empty metadata when even that does not decode
@@ -35,10 +35,10 @@ pub(crate) enum Lenient<K> {
 
 impl<K> Lenient<K> {
     /// The version to use: the decoded object, or the last one that decoded.
-    pub(crate) fn usable(&self) -> Option<&K> {
+    pub(crate) fn usable(&self) -> Option<&Arc<K>> {
         match self {
             Self::Decoded(object) => Some(object),
-            Self::Undecodable { last_good, .. } => last_good.as_deref(),
+            Self::Undecodable { last_good, .. } => last_good.as_ref(),
         }
     }
 }
@@ -48,7 +48,7 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
         // Only input that is not JSON at all fails here, and with it the whole response.
         let value = serde_json::Value::deserialize(deserializer)?;
         Ok(match K::deserialize(&value) {
-            Ok(object) => Self::Decoded(object),
+            Ok(object) => Self::Decoded(Arc::new(object)),
             Err(error) => Self::Undecodable {
                 metadata: value
                     .get("metadata")
@@ -83,7 +83,7 @@ fn identity(metadata: &serde_json::Value) -> ObjectMeta {
     })
 }
 
-impl<K: Resource<DynamicType = ()>> Resource for Lenient<K> {
+impl<K: Resource<DynamicType = ()> + Clone> Resource for Lenient<K> {
     type DynamicType = ();
     type Scope = K::Scope;
 
@@ -112,7 +112,9 @@ impl<K: Resource<DynamicType = ()>> Resource for Lenient<K> {
 
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         match self {
-            Self::Decoded(object) => object.meta_mut(),
+            // Copies only when the object is already shared (never while it is decoded
+            // and trimmed, before it enters a store).
+            Self::Decoded(object) => Arc::make_mut(object).meta_mut(),
             Self::Undecodable { metadata, .. } => metadata,
         }
     }

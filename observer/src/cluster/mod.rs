@@ -11,11 +11,11 @@
 //! - `identity`: the time-aware IP → holder history.
 
 pub mod identity;
+pub mod kinds;
 pub mod kubernetes;
 mod lenient;
 pub mod manifests;
 pub mod publish;
 pub mod source;
 pub mod state;
-mod trim;
 pub mod view;

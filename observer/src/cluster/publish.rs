@@ -10,7 +10,9 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::manifests::{expand_paths, load_paths};
+use super::state::{ChangedKinds, ClusterObjects};
 use super::view::ClusterView;
+use crate::policy::ObjectError;
 
 /// Counters of the static source.
 #[derive(Debug, Default)]
@@ -30,19 +32,21 @@ pub async fn watch_manifests(
     stats: Arc<SourceStats>,
 ) {
     let mut last = None;
+    let mut previous: Option<Built> = None;
     loop {
         let fingerprint = fingerprint(&paths);
         if last.as_ref() != Some(&fingerprint) {
-            let view = tokio::task::block_in_place(|| {
-                let view = load(&paths, &stats);
+            let built = tokio::task::block_in_place(|| {
+                let built = load(&paths, &stats, previous.as_ref());
                 crate::memory::release_unused();
-                view
+                built
             });
             // Counted before sending, so a receiver that sees the view sees the count.
             stats.published.fetch_add(1, Ordering::Relaxed);
-            if out.send(Some(Arc::new(view))).is_err() {
+            if out.send(Some(Arc::clone(&built.view))).is_err() {
                 return;
             }
+            previous = Some(built);
             last = Some(fingerprint);
         }
         tokio::time::sleep(interval).await;
@@ -61,27 +65,51 @@ pub async fn watch_kubernetes(
         warn!("the Kubernetes source stopped before its first full state");
         return;
     }
+    let mut previous: Option<Built> = None;
     loop {
         let objects = states.borrow_and_update().clone();
-        let view = tokio::task::block_in_place(|| {
-            let (view, errors) = ClusterView::build(&objects);
+        let built = tokio::task::block_in_place(|| {
+            let (view, errors) = rebuild(previous.as_ref(), objects);
             for e in &errors {
                 warn!(error = %e, "cluster: object left out");
             }
             let invalid = errors.len() as u64 + source.counters().invalid_objects;
             stats.invalid_objects.store(invalid, Ordering::Relaxed);
-            drop(objects);
             crate::memory::release_unused();
             view
         });
         stats.published.fetch_add(1, Ordering::Relaxed);
-        if out.send(Some(Arc::new(view))).is_err() || states.changed().await.is_err() {
+        let sent = out.send(Some(Arc::clone(&built.view)));
+        previous = Some(built);
+        if sent.is_err() || states.changed().await.is_err() {
             return;
         }
     }
 }
 
-fn load(paths: &[PathBuf], stats: &SourceStats) -> ClusterView {
+/// A published view and the state it was built from, kept to tell what the next state
+/// changed.
+struct Built {
+    objects: Arc<ClusterObjects>,
+    view: Arc<ClusterView>,
+}
+
+/// The view of `objects`, rebuilding only what the kinds that changed since `previous`
+/// affect.
+fn rebuild(previous: Option<&Built>, objects: Arc<ClusterObjects>) -> (Built, Vec<ObjectError>) {
+    let changed = previous.map_or_else(ChangedKinds::all, |p| p.objects.changed_kinds(&objects));
+    if !changed.is_empty() {
+        info!(kinds = ?changed.kinds(), "cluster state changed; rebuilding what they affect");
+    }
+    let (view, errors) = ClusterView::rebuild(previous.map(|p| &*p.view), &objects, &changed);
+    let built = Built {
+        objects,
+        view: Arc::new(view),
+    };
+    (built, errors)
+}
+
+fn load(paths: &[PathBuf], stats: &SourceStats, previous: Option<&Built>) -> Built {
     let loaded = load_paths(paths);
     for w in &loaded.warnings {
         warn!(warning = %w, "manifests");
@@ -90,8 +118,9 @@ fn load(paths: &[PathBuf], stats: &SourceStats) -> ClusterView {
         warn!(error = %e, "manifests: skipped");
     }
     let load_errors = loaded.errors.len();
-    let objects = loaded.into_objects();
-    let (view, errors) = ClusterView::build(&objects);
+    let objects = Arc::new(loaded.into_objects());
+    let (built, errors) = rebuild(previous, objects);
+    let objects = &built.objects;
     for e in &errors {
         warn!(error = %e, "manifests: object left out");
     }
@@ -104,7 +133,7 @@ fn load(paths: &[PathBuf], stats: &SourceStats) -> ClusterView {
         services = objects.services.len(),
         "cluster state loaded from manifests"
     );
-    view
+    built
 }
 
 /// Names, sizes and modification times of the files behind `paths`.

@@ -141,7 +141,7 @@ mod tests {
     async fn wait_ready_returns_snapshot_published_before_readiness() {
         let (src, ready_tx) = fixed();
         let mut objs = ClusterObjects::default();
-        objs.pods.push(Default::default());
+        objs.pods.push(Arc::default());
         src.tx.send_replace(Arc::new(objs));
         ready_tx.send_replace(true);
         let got = wait_ready(&src).await.expect("ready");

@@ -2,79 +2,127 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::{
     apps::v1::ReplicaSet,
     batch::v1::Job,
     core::v1::{Namespace, Node, Pod, Service},
-    discovery::v1::EndpointSlice,
     networking::v1::NetworkPolicy,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-/// One immutable view of the cluster, as published by a
-/// [`ClusterSource`](super::source::ClusterSource).
+use super::kinds::{ClusterKind, KindVisitor, visit_kinds};
+
+/// One immutable state of the cluster, as published by a
+/// [`ClusterSource`](super::source::ClusterSource) or loaded from manifests.
 ///
-/// Objects are trimmed (no `managedFields`, no `resourceVersion`, most
-/// annotations removed) and each list is sorted by `(namespace, name)` so that
-/// two snapshots of the same cluster compare equal.
+/// Objects are shared (`Arc`): a new state copies pointers, not objects, and an object
+/// that did not change is the same allocation in both states. The Kubernetes source trims
+/// them (no `managedFields`, no `resourceVersion`, most annotations removed), and each
+/// list is sorted by `(namespace, name)`, so that two states of the same cluster compare
+/// equal. The kinds are those of the registry (`super::kinds`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClusterObjects {
     /// All namespaces.
-    pub namespaces: Vec<Namespace>,
+    pub namespaces: Vec<Arc<Namespace>>,
     /// All pods (pending pods without an IP included).
-    pub pods: Vec<Pod>,
+    pub pods: Vec<Arc<Pod>>,
     /// All nodes.
-    pub nodes: Vec<Node>,
+    pub nodes: Vec<Arc<Node>>,
     /// All `networking.k8s.io/v1` network policies.
-    pub policies: Vec<NetworkPolicy>,
+    pub policies: Vec<Arc<NetworkPolicy>>,
     /// All services.
-    pub services: Vec<Service>,
-    /// All `discovery.k8s.io/v1` endpoint slices.
-    pub endpoint_slices: Vec<EndpointSlice>,
+    pub services: Vec<Arc<Service>>,
     /// All replica sets, needed to map pods to their Deployment.
-    pub replica_sets: Vec<ReplicaSet>,
+    pub replica_sets: Vec<Arc<ReplicaSet>>,
     /// All jobs, needed to map pods to their CronJob.
-    pub jobs: Vec<Job>,
+    pub jobs: Vec<Arc<Job>>,
 }
 
 impl ClusterObjects {
     /// Sorts every list by `(namespace, name)`, making equality independent of
     /// the order in which objects arrived.
     pub fn sort(&mut self) {
-        sort_by_key(&mut self.namespaces, |o| &o.metadata);
-        sort_by_key(&mut self.pods, |o| &o.metadata);
-        sort_by_key(&mut self.nodes, |o| &o.metadata);
-        sort_by_key(&mut self.policies, |o| &o.metadata);
-        sort_by_key(&mut self.services, |o| &o.metadata);
-        sort_by_key(&mut self.endpoint_slices, |o| &o.metadata);
-        sort_by_key(&mut self.replica_sets, |o| &o.metadata);
-        sort_by_key(&mut self.jobs, |o| &o.metadata);
+        struct Sort<'a>(&'a mut ClusterObjects);
+        impl KindVisitor for Sort<'_> {
+            fn visit<K: ClusterKind>(&mut self) {
+                K::of_mut(self.0).sort_by(|a, b| {
+                    let (a, b) = (a.meta(), b.meta());
+                    (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+                });
+            }
+        }
+        visit_kinds(&mut Sort(self));
     }
 
     /// Total number of objects of all kinds.
     pub fn len(&self) -> usize {
-        self.namespaces.len()
-            + self.pods.len()
-            + self.nodes.len()
-            + self.policies.len()
-            + self.services.len()
-            + self.endpoint_slices.len()
-            + self.replica_sets.len()
-            + self.jobs.len()
+        struct Count<'a>(&'a ClusterObjects, usize);
+        impl KindVisitor for Count<'_> {
+            fn visit<K: ClusterKind>(&mut self) {
+                self.1 += K::of(self.0).len();
+            }
+        }
+        let mut count = Count(self, 0);
+        visit_kinds(&mut count);
+        count.1
     }
 
     /// True when no object of any kind is present.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The kinds whose objects differ between `self` and `other` (both sorted). Objects
+    /// shared by both states are compared by pointer, the rest by value.
+    pub fn changed_kinds(&self, other: &ClusterObjects) -> ChangedKinds {
+        struct Diff<'a>(&'a ClusterObjects, &'a ClusterObjects, ChangedKinds);
+        impl KindVisitor for Diff<'_> {
+            fn visit<K: ClusterKind>(&mut self) {
+                let (a, b) = (K::of(self.0), K::of(self.1));
+                let same =
+                    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y) || x == y);
+                if !same {
+                    self.2.0.push(K::KIND);
+                }
+            }
+        }
+        let mut diff = Diff(self, other, ChangedKinds::default());
+        visit_kinds(&mut diff);
+        diff.2
+    }
 }
 
-fn sort_by_key<T>(items: &mut [T], meta: impl Fn(&T) -> &ObjectMeta) {
-    items.sort_by(|a, b| {
-        let (a, b) = (meta(a), meta(b));
-        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
-    });
+/// The kinds that changed between two states, by their Kubernetes kind name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangedKinds(Vec<&'static str>);
+
+impl ChangedKinds {
+    /// Every kind: for a state with nothing to compare with.
+    pub fn all() -> Self {
+        Self(
+            super::kinds::watched_kinds()
+                .iter()
+                .map(|k| k.kind)
+                .collect(),
+        )
+    }
+
+    /// Whether kind `K` changed.
+    pub fn contains<K: ClusterKind>(&self) -> bool {
+        self.0.contains(&K::KIND)
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The kinds that changed, in registry order.
+    pub fn kinds(&self) -> &[&'static str] {
+        &self.0
+    }
 }
 
 /// The kind of controller that ultimately owns a pod.
@@ -226,5 +274,4 @@ fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::api::server as api_server;
 use crate::cluster::kubernetes::{KubernetesSource, KubernetesSourceConfig};
 use crate::cluster::publish::{SourceStats, watch_kubernetes, watch_manifests};
+use crate::cluster::source::SourceCounters;
 use crate::cluster::view::ClusterView;
 use crate::datapath::{
     Attachments, Datapath, DatapathConfig, DatapathMaps, EventReaderStats, InterfacePattern,
@@ -113,6 +114,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let (stop_events, events_stop) = oneshot::channel();
     let event_task = tokio::spawn(events.run(event_tx, Arc::clone(&reader_stats), events_stop));
     let (view_tx, mut view_rx) = watch::channel(None);
+    let mut kube_counters = None;
     let source_stats = Arc::new(SourceStats::default());
     let source_task = match &config.cluster {
         ClusterConfig::None => None,
@@ -126,6 +128,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
             let source = KubernetesSource::connect(kube.clone())
                 .await
                 .context("connecting to the Kubernetes API")?;
+            kube_counters = Some(source.shared_counters());
             info!("waiting for the first full cluster state from the Kubernetes API");
             Some(tokio::spawn(watch_kubernetes(
                 source,
@@ -199,6 +202,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         source_stats: Arc::clone(&source_stats),
         waiting_for_view: source_task.is_some(),
         node_name: config.node_name.clone(),
+        kube_counters,
     };
     let result = node
         .serve(
@@ -303,6 +307,8 @@ struct NodeState {
     metrics: Arc<Metrics>,
     /// This node's name, stamped on every record.
     node_name: Option<String>,
+    /// The Kubernetes source's relists and errors, when it is the source.
+    kube_counters: Option<Arc<SourceCounters>>,
 }
 
 impl NodeState {
@@ -434,6 +440,11 @@ impl NodeState {
             &self.hub,
         );
         self.stats.interfaces = interfaces;
+        if let Some(counters) = &self.kube_counters {
+            let now = counters.snapshot();
+            self.stats.cluster_relists = now.relists;
+            self.stats.cluster_watch_errors = now.watch_errors;
+        }
         self.metrics.observe_stats(&self.stats);
     }
 

@@ -25,6 +25,16 @@ impl DatapathCounters {
     pub fn get(&self, counter: Counter) -> u64 {
         self.0.get(counter.name()).copied().unwrap_or(0)
     }
+
+    /// Packets that could not be parsed, over every reason (each reason is a counter of
+    /// its own): counted, never turned into a flow.
+    pub fn malformed_packets(&self) -> u64 {
+        Counter::ALL
+            .into_iter()
+            .filter(|c| c.is_parse_error())
+            .map(|c| self.get(c))
+            .sum()
+    }
 }
 
 impl CounterReader {

@@ -35,7 +35,9 @@ pub struct Published {
     pub cursor: u64,
     /// The judged record.
     pub record: FlowRecord,
-    wire: OnceLock<proto::Flow>,
+    /// Boxed: an empty `OnceLock` of the message itself would take its whole size (several
+    /// hundred bytes) in every buffered entry, read or not.
+    wire: OnceLock<Box<proto::Flow>>,
 }
 
 impl Published {
@@ -50,7 +52,8 @@ impl Published {
 
     /// The record as the wire's `Flow`, converted on first use and kept.
     pub fn wire(&self) -> &proto::Flow {
-        self.wire.get_or_init(|| proto::Flow::from(&self.record))
+        self.wire
+            .get_or_init(|| Box::new(proto::Flow::from(&self.record)))
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Metrics {
     subscribers: Gauge,
     cluster_views: Counter,
     cluster_invalid_objects: Gauge,
+    cluster_relists: Counter,
+    cluster_watch_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -128,6 +130,18 @@ impl Metrics {
             "Objects of the latest cluster state left out as invalid",
             cluster_invalid_objects.clone(),
         );
+        let cluster_relists = Counter::default();
+        registry.register(
+            "cluster_relists",
+            "Full re-lists of a Kubernetes kind after its first list (e.g. after 410 Gone)",
+            cluster_relists.clone(),
+        );
+        let cluster_watch_errors = Counter::default();
+        registry.register(
+            "cluster_watch_errors",
+            "Kubernetes list or watch errors (each retried with backoff)",
+            cluster_watch_errors.clone(),
+        );
         Self {
             registry,
             datapath,
@@ -139,6 +153,8 @@ impl Metrics {
             subscribers,
             cluster_views,
             cluster_invalid_objects,
+            cluster_relists,
+            cluster_watch_errors,
         }
     }
 
@@ -178,6 +194,8 @@ impl Metrics {
         }
         grow(&self.evicted, stats.connections_evicted);
         grow(&self.cluster_views, stats.cluster_views);
+        grow(&self.cluster_relists, stats.cluster_relists);
+        grow(&self.cluster_watch_errors, stats.cluster_watch_errors);
         self.connections
             .set(i64::try_from(stats.connections_live).unwrap_or(i64::MAX));
         self.subscribers

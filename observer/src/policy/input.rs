@@ -42,10 +42,10 @@ pub struct ObjectError {
 impl SnapshotInput {
     /// Converts k8s-openapi objects, skipping (and returning errors for) invalid ones.
     pub fn from_objects(
-        namespaces: &[Namespace],
-        pods: &[Pod],
-        nodes: &[Node],
-        policies: &[NetworkPolicy],
+        namespaces: &[Arc<Namespace>],
+        pods: &[Arc<Pod>],
+        nodes: &[Arc<Node>],
+        policies: &[Arc<NetworkPolicy>],
     ) -> (Self, Vec<ObjectError>) {
         let mut errors = Vec::new();
         let mut input = Self::default();

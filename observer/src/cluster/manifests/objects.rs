@@ -1,68 +1,47 @@
 //! Dispatch of one document by `kind`, typed deserialization and validation.
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{LoadError, LoadErrorKind, LoadWarning, Location, Manifests};
-use crate::policy::{FieldError, NamespaceInfo, NodeInfo, PodInfo, compile};
+use crate::cluster::kinds::{ClusterKind, KindInfo, KindVisitor, visit_kinds, watched_kinds};
+use crate::policy::FieldError;
 
-const NETWORKING_V1: &str = "networking.k8s.io/v1";
-const DISCOVERY_V1: &str = "discovery.k8s.io/v1";
-const APPS_V1: &str = "apps/v1";
-const BATCH_V1: &str = "batch/v1";
-
-/// The kinds we load, keyed by (apiVersion, kind).
-#[derive(Clone, Copy)]
-enum Kind {
-    Namespace,
-    Pod,
-    Node,
-    NetworkPolicy,
-    Service,
-    EndpointSlice,
-    ReplicaSet,
-    Job,
+/// The registry kind a document's (apiVersion, kind) names, and the item kind of a typed
+/// list such as `PodList`.
+fn registry_kind<'k>(kinds: &'k [KindInfo], api_version: &str, kind: &str) -> Option<&'k KindInfo> {
+    kinds
+        .iter()
+        .find(|k| k.api_version == api_version && k.kind == kind)
 }
 
-impl Kind {
-    fn from(api_version: &str, kind: &str) -> Option<Self> {
-        match (api_version, kind) {
-            ("v1", "Namespace") => Some(Self::Namespace),
-            ("v1", "Pod") => Some(Self::Pod),
-            ("v1", "Node") => Some(Self::Node),
-            (NETWORKING_V1, "NetworkPolicy") => Some(Self::NetworkPolicy),
-            ("v1", "Service") => Some(Self::Service),
-            (DISCOVERY_V1, "EndpointSlice") => Some(Self::EndpointSlice),
-            (APPS_V1, "ReplicaSet") => Some(Self::ReplicaSet),
-            (BATCH_V1, "Job") => Some(Self::Job),
-            _ => None,
-        }
-    }
-
-    /// Item kind of a typed list such as `PodList`.
-    fn of_list(api_version: &str, list_kind: &str) -> Option<(&'static str, &'static str)> {
-        match (api_version, list_kind) {
-            ("v1", "NamespaceList") => Some(("v1", "Namespace")),
-            ("v1", "PodList") => Some(("v1", "Pod")),
-            ("v1", "NodeList") => Some(("v1", "Node")),
-            (NETWORKING_V1, "NetworkPolicyList") => Some((NETWORKING_V1, "NetworkPolicy")),
-            ("v1", "ServiceList") => Some(("v1", "Service")),
-            (DISCOVERY_V1, "EndpointSliceList") => Some((DISCOVERY_V1, "EndpointSlice")),
-            (APPS_V1, "ReplicaSetList") => Some((APPS_V1, "ReplicaSet")),
-            (BATCH_V1, "JobList") => Some((BATCH_V1, "Job")),
-            _ => None,
-        }
-    }
+fn list_item_kind<'k>(
+    kinds: &'k [KindInfo],
+    api_version: &str,
+    list_kind: &str,
+) -> Option<&'k KindInfo> {
+    let item = list_kind.strip_suffix("List")?;
+    registry_kind(kinds, api_version, item)
 }
 
 /// Loads one document (an object, a list, or null) into `out`.
 pub(super) fn load_document(value: Value, location: &Location, out: &mut Manifests) {
-    Ctx { location, out }.load(value, "", None);
+    let kinds = watched_kinds();
+    Ctx {
+        location,
+        out,
+        kinds: &kinds,
+    }
+    .load(value, "", None);
 }
 
 struct Ctx<'a> {
     location: &'a Location,
     out: &'a mut Manifests,
+    /// The registry's kinds, as documents name them.
+    kinds: &'a [KindInfo],
 }
 
 impl Ctx<'_> {
@@ -110,11 +89,14 @@ impl Ctx<'_> {
             }
             (api, Some(kind)) => (api.unwrap_or_default().to_owned(), kind.to_owned()),
         };
-        if kind == "List" || Kind::of_list(&api, &kind).is_some() {
-            return self.load_list(map, prefix, Kind::of_list(&api, &kind));
+        let kinds = self.kinds;
+        let list_item = list_item_kind(kinds, &api, &kind);
+        if kind == "List" || list_item.is_some() {
+            let defaults = list_item.map(|k| (k.api_version.as_str(), k.kind));
+            return self.load_list(map, prefix, defaults);
         }
-        match Kind::from(&api, &kind) {
-            Some(k) => self.load_object(k, Value::Object(map), prefix),
+        match registry_kind(kinds, &api, &kind) {
+            Some(k) => self.load_object(k.kind, Value::Object(map), prefix),
             None => {
                 let name = map
                     .get("metadata")
@@ -135,7 +117,7 @@ impl Ctx<'_> {
         &mut self,
         mut map: Map<String, Value>,
         prefix: &str,
-        defaults: Option<(&'static str, &'static str)>,
+        defaults: Option<(&str, &str)>,
     ) {
         match map.remove("items") {
             None | Some(Value::Null) => {}
@@ -153,39 +135,39 @@ impl Ctx<'_> {
         }
     }
 
-    fn load_object(&mut self, kind: Kind, value: Value, prefix: &str) {
-        let result = match kind {
-            Kind::Namespace => typed(value, prefix).and_then(|o| {
-                validate(NamespaceInfo::from_k8s(&o), "Namespace", prefix)?;
-                self.out.objects.namespaces.push(o);
-                Ok(())
-            }),
-            Kind::Pod => typed(value, prefix).and_then(|o| {
-                validate(PodInfo::from_k8s(&o), "Pod", prefix)?;
-                self.out.objects.pods.push(o);
-                Ok(())
-            }),
-            Kind::Node => typed(value, prefix).and_then(|o| {
-                validate(NodeInfo::from_k8s(&o), "Node", prefix)?;
-                self.out.objects.nodes.push(o);
-                Ok(())
-            }),
-            Kind::NetworkPolicy => typed(value, prefix).and_then(|o| {
-                validate(compile(&o), "NetworkPolicy", prefix)?;
-                self.out.objects.policies.push(o);
-                Ok(())
-            }),
-            // Read for identity (services, workloads); their own checks happen where used.
-            Kind::Service => typed(value, prefix).map(|o| self.out.objects.services.push(o)),
-            Kind::EndpointSlice => {
-                typed(value, prefix).map(|o| self.out.objects.endpoint_slices.push(o))
-            }
-            Kind::ReplicaSet => typed(value, prefix).map(|o| self.out.objects.replica_sets.push(o)),
-            Kind::Job => typed(value, prefix).map(|o| self.out.objects.jobs.push(o)),
-        };
-        if let Err(e) = result {
-            self.error(e);
+    /// Loads an object of a registry kind: typed, checked as the view will read it, and
+    /// added to the state.
+    fn load_object(&mut self, kind: &str, value: Value, prefix: &str) {
+        struct Load<'c, 'a> {
+            ctx: &'c mut Ctx<'a>,
+            kind: &'c str,
+            value: Option<Value>,
+            prefix: &'c str,
         }
+        impl KindVisitor for Load<'_, '_> {
+            fn visit<K: ClusterKind>(&mut self) {
+                if K::KIND != self.kind {
+                    return;
+                }
+                let Some(value) = self.value.take() else {
+                    return;
+                };
+                let result = typed::<K>(value, self.prefix).and_then(|object| {
+                    validate(object.check(), K::KIND, self.prefix)?;
+                    K::of_mut(&mut self.ctx.out.objects).push(Arc::new(object));
+                    Ok(())
+                });
+                if let Err(e) = result {
+                    self.ctx.error(e);
+                }
+            }
+        }
+        visit_kinds(&mut Load {
+            ctx: self,
+            kind,
+            value: Some(value),
+            prefix,
+        });
     }
 }
 
@@ -220,12 +202,12 @@ fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, LoadError
     })
 }
 
-fn validate<T>(
-    result: Result<T, FieldError>,
+fn validate(
+    result: Result<(), FieldError>,
     kind: &'static str,
     prefix: &str,
 ) -> Result<(), LoadErrorKind> {
-    result.map(drop).map_err(|mut error| {
+    result.map_err(|mut error| {
         error.field = format!("{prefix}{}", error.field);
         LoadErrorKind::Invalid { kind, error }
     })

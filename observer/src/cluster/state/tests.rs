@@ -31,13 +31,17 @@ fn pod(ns: Option<&str>, owners: Vec<OwnerReference>) -> Pod {
 }
 
 fn objects() -> ClusterObjects {
-    let rs = |name: &str, uid: &str, owners| ReplicaSet {
-        metadata: meta(Some("shop"), name, uid, owners),
-        ..Default::default()
+    let rs = |name: &str, uid: &str, owners| {
+        Arc::new(ReplicaSet {
+            metadata: meta(Some("shop"), name, uid, owners),
+            ..Default::default()
+        })
     };
-    let job = |name: &str, uid: &str, owners| Job {
-        metadata: meta(Some("shop"), name, uid, owners),
-        ..Default::default()
+    let job = |name: &str, uid: &str, owners| {
+        Arc::new(Job {
+            metadata: meta(Some("shop"), name, uid, owners),
+            ..Default::default()
+        })
     };
     ClusterObjects {
         replica_sets: vec![
@@ -210,18 +214,21 @@ fn workload_display_and_kind_round_trip() {
 
 #[test]
 fn sort_makes_snapshots_order_independent() {
-    let ns = |name: &str| Namespace {
-        metadata: meta(None, name, name, vec![]),
-        ..Default::default()
+    let ns = |name: &str| {
+        Arc::new(Namespace {
+            metadata: meta(None, name, name, vec![]),
+            ..Default::default()
+        })
     };
+    let p = |ns: &str| Arc::new(pod(Some(ns), vec![]));
     let mut a = ClusterObjects {
         namespaces: vec![ns("b"), ns("a")],
-        pods: vec![pod(Some("z"), vec![]), pod(Some("a"), vec![])],
+        pods: vec![p("z"), p("a")],
         ..Default::default()
     };
     let mut b = ClusterObjects {
         namespaces: vec![ns("a"), ns("b")],
-        pods: vec![pod(Some("a"), vec![]), pod(Some("z"), vec![])],
+        pods: vec![p("a"), p("z")],
         ..Default::default()
     };
     assert_ne!(a, b);
@@ -231,4 +238,28 @@ fn sort_makes_snapshots_order_independent() {
     assert_eq!(a.len(), 4);
     assert!(!a.is_empty());
     assert!(ClusterObjects::default().is_empty());
+}
+
+#[test]
+fn changed_kinds_compare_shared_objects_by_pointer_and_the_rest_by_value() {
+    let p = |ns: &str| Arc::new(pod(Some(ns), vec![]));
+    let shared = p("a");
+    let a = ClusterObjects {
+        pods: vec![Arc::clone(&shared), p("b")],
+        jobs: objects().jobs,
+        ..Default::default()
+    };
+    // Same pods (one shared, one an equal copy), other jobs.
+    let b = ClusterObjects {
+        pods: vec![shared, p("b")],
+        ..Default::default()
+    };
+    let changed = a.changed_kinds(&b);
+    assert_eq!(changed.kinds(), ["Job"]);
+    assert!(changed.contains::<Job>() && !changed.contains::<Pod>());
+    assert!(a.changed_kinds(&a.clone()).is_empty());
+    assert_eq!(
+        ClusterObjects::default().changed_kinds(&a).kinds(),
+        ["Pod", "Job"]
+    );
 }

@@ -1,10 +1,9 @@
-//! Per-kind trimming and validation of objects coming from the API.
-//!
-//! Trimming runs before objects enter the reflector stores: it bounds memory
-//! on large clusters and, by removing fields that change often but that the
-//! observer never reads, keeps no-op updates from producing new snapshots.
+//! Each kind of the registry: where its objects are in a state, how they are trimmed
+//! (before they enter the Kubernetes source's stores: it bounds memory on large clusters
+//! and, by removing fields that change often but that the observer never reads, keeps
+//! no-op updates from producing new states) and how a manifest object is checked.
 
-use std::fmt::Debug;
+use std::sync::Arc;
 
 use k8s_openapi::api::{
     apps::v1::ReplicaSet,
@@ -12,36 +11,25 @@ use k8s_openapi::api::{
     core::v1::{
         Container, Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus, Service,
     },
-    discovery::v1::EndpointSlice,
     networking::v1::NetworkPolicy,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
-use serde::de::DeserializeOwned;
 
-/// A kind the Kubernetes source watches.
-pub(crate) trait Tracked:
-    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static
-{
-    /// Human-readable kind, for logs.
-    const KIND: &'static str;
-    /// Whether objects of this kind must carry `metadata.namespace`.
-    const NAMESPACED: bool;
+use super::ClusterKind;
+use crate::cluster::state::ClusterObjects;
+use crate::policy::{FieldError, NamespaceInfo, NodeInfo, PodInfo, compile};
 
-    /// Removes everything the observer does not read.
-    fn trim(&mut self, kept_annotations: &[String]);
-
-    /// Why this object cannot be used, if it cannot.
-    fn invalid_reason(&self) -> Option<&'static str> {
-        let meta = self.meta();
-        if meta.name.as_deref().is_none_or(str::is_empty) {
-            return Some("missing metadata.name");
+/// The accessors of a kind's list in [`ClusterObjects`].
+macro_rules! objects_field {
+    ($field:ident) => {
+        fn of(objects: &ClusterObjects) -> &Vec<Arc<Self>> {
+            &objects.$field
         }
-        if Self::NAMESPACED && meta.namespace.as_deref().is_none_or(str::is_empty) {
-            return Some("missing metadata.namespace");
+
+        fn of_mut(objects: &mut ClusterObjects) -> &mut Vec<Arc<Self>> {
+            &mut objects.$field
         }
-        None
-    }
+    };
 }
 
 /// Trims fields every kind shares.
@@ -69,9 +57,15 @@ fn trim_container(c: &Container) -> Container {
     }
 }
 
-impl Tracked for Pod {
+impl ClusterKind for Pod {
     const KIND: &'static str = "Pod";
     const NAMESPACED: bool = true;
+
+    objects_field!(pods);
+
+    fn check(&self) -> Result<(), FieldError> {
+        PodInfo::from_k8s(self).map(drop)
+    }
 
     fn trim(&mut self, kept: &[String]) {
         trim_meta(&mut self.metadata, kept);
@@ -88,8 +82,8 @@ impl Tracked for Pod {
             subdomain: s.subdomain,
             ..Default::default()
         });
-        // Conditions and container statuses change on every probe flip;
-        // readiness is read from EndpointSlices instead.
+        // Conditions and container statuses change on every probe flip, and the
+        // observer does not read them.
         self.status = self.status.take().map(|s| PodStatus {
             host_ip: s.host_ip,
             host_ips: s.host_ips,
@@ -101,9 +95,15 @@ impl Tracked for Pod {
     }
 }
 
-impl Tracked for Node {
+impl ClusterKind for Node {
     const KIND: &'static str = "Node";
     const NAMESPACED: bool = false;
+
+    objects_field!(nodes);
+
+    fn check(&self) -> Result<(), FieldError> {
+        NodeInfo::from_k8s(self).map(drop)
+    }
 
     fn trim(&mut self, kept: &[String]) {
         trim_meta(&mut self.metadata, kept);
@@ -122,45 +122,52 @@ impl Tracked for Node {
     }
 }
 
-impl Tracked for Namespace {
+impl ClusterKind for Namespace {
     const KIND: &'static str = "Namespace";
     const NAMESPACED: bool = false;
 
+    objects_field!(namespaces);
+
+    fn check(&self) -> Result<(), FieldError> {
+        NamespaceInfo::from_k8s(self).map(drop)
+    }
+
     fn trim(&mut self, kept: &[String]) {
         trim_meta(&mut self.metadata, kept);
     }
 }
 
-impl Tracked for NetworkPolicy {
+impl ClusterKind for NetworkPolicy {
     const KIND: &'static str = "NetworkPolicy";
     const NAMESPACED: bool = true;
 
+    objects_field!(policies);
+
+    fn check(&self) -> Result<(), FieldError> {
+        compile(self).map(drop)
+    }
+
     fn trim(&mut self, kept: &[String]) {
         trim_meta(&mut self.metadata, kept);
     }
 }
 
-impl Tracked for Service {
+impl ClusterKind for Service {
     const KIND: &'static str = "Service";
     const NAMESPACED: bool = true;
 
-    fn trim(&mut self, kept: &[String]) {
-        trim_meta(&mut self.metadata, kept);
-    }
-}
-
-impl Tracked for EndpointSlice {
-    const KIND: &'static str = "EndpointSlice";
-    const NAMESPACED: bool = true;
+    objects_field!(services);
 
     fn trim(&mut self, kept: &[String]) {
         trim_meta(&mut self.metadata, kept);
     }
 }
 
-impl Tracked for ReplicaSet {
+impl ClusterKind for ReplicaSet {
     const KIND: &'static str = "ReplicaSet";
     const NAMESPACED: bool = true;
+
+    objects_field!(replica_sets);
 
     /// Only metadata (ownerReferences) is read: the pod template is dropped.
     fn trim(&mut self, kept: &[String]) {
@@ -170,9 +177,11 @@ impl Tracked for ReplicaSet {
     }
 }
 
-impl Tracked for Job {
+impl ClusterKind for Job {
     const KIND: &'static str = "Job";
     const NAMESPACED: bool = true;
+
+    objects_field!(jobs);
 
     /// Only metadata (ownerReferences) is read: the pod template is dropped.
     fn trim(&mut self, kept: &[String]) {

@@ -11,7 +11,8 @@
 //! - [`export`]: sinks that store records (the JSON Lines flow log).
 //! - [`metrics`]: Prometheus metrics (a sink, and the run's counters) and their endpoint.
 //! - [`api`]: the gRPC service, its filters and streams (readers of the hub).
-//! - [`wire`]: the gRPC schema's generated code and its conversion to and from records.
+//! - [`wire`]: the gRPC schema's generated code and its conversion to and from records
+//!   (the `observer-api` crate, with the record and the verdict's shape).
 //! - [`stats`]: the run's counters, filled by the daemon, read by metrics and the stats file.
 //! - [`daemon`]: the running observer, wiring the stages with bounded channels.
 //! - [`memory`]: returning freed memory to the OS after large rebuilds.
@@ -30,4 +31,8 @@ pub mod memory;
 pub mod metrics;
 pub mod policy;
 pub mod stats;
-pub mod wire;
+/// The gRPC schema's generated code and the one conversion between it and the record (from
+/// `observer-api`, which clients use without the rest of the daemon).
+pub mod wire {
+    pub use observer_api::{convert, proto};
+}

@@ -1,22 +1,22 @@
-//! Flows: the connection table that turns per-hook counters into connections, and the flow
-//! record that leaves the daemon. Pure logic: no I/O, no async.
+//! Flows: the connection table that turns per-hook counters into connections, written as
+//! the typed flow record of `observer-api`. Pure logic: no I/O, no async.
 
 mod clock;
 mod key;
-mod record;
 mod table;
-mod vocab;
 
 pub use clock::WallClock;
 pub use key::{ConnectionKey, Endpoint};
-pub use record::{
+/// The record and its values are the API's (`observer-api`): the table makes them, the
+/// later stages fill them in, the edges write them.
+pub use observer_api::record::{
     Counts, EndpointIdentity, FlowRecord, FlowState, IcmpInfo, RecordEndpoint, ServiceInfo,
     WorkloadInfo,
 };
+pub use observer_api::vocab::{IpProtocol, ServiceBackend, TcpFlags, Timestamp};
 pub use table::{
     ConnectionTable, DEFAULT_MAX_CONNECTIONS, InterfaceNames, Sweep, TableConfig, TableLosses,
 };
-pub use vocab::{IpProtocol, ServiceBackend, TcpFlags, Timestamp};
 
 #[cfg(test)]
 pub(crate) mod fixtures {

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use observer_common::{FlowKey, FlowStats, ip_proto, stats_flags, tcp_flags};
 
 use super::{
-    ConnectionKey, Counts, Endpoint, FlowRecord, FlowState, IpProtocol, RecordEndpoint, TcpFlags,
-    WallClock, record::IcmpInfo,
+    ConnectionKey, Counts, Endpoint, FlowRecord, FlowState, IcmpInfo, IpProtocol, RecordEndpoint,
+    TcpFlags, WallClock,
 };
 
 /// Default of [`TableConfig::max_connections`]: four times the default flow map, whose keys

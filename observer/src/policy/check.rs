@@ -20,7 +20,7 @@ use thiserror::Error;
 use super::evaluate::evaluate;
 use super::model::{Endpoint, FlowQuery, Protocol};
 use super::snapshot::PolicySnapshot;
-use super::verdict::{Verdict, VerdictKind};
+use observer_api::verdict::{Verdict, VerdictKind};
 
 /// Counts of a `check` run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -7,8 +7,8 @@ use super::model::{Endpoint, FlowQuery, NodeInfo, PodInfo};
 use super::population::PodEntry;
 use super::snapshot::PolicySnapshot;
 use super::tier::{NetworkPolicyTier, Tier, TierPolicy};
-use super::verdict::{
-    Category, Decision, DirectionDecision, DirectionVerdict, PolicyKind, PolicyRef, RuleAction,
+use observer_api::verdict::{
+    Category, DirectionDecision, DirectionVerdict, PolicyKind, PolicyRef, RuleAction,
     Tier as TierName, TierDecision, Verdict,
 };
 
@@ -22,6 +22,15 @@ type JudgedDirection<'s> = DirectionVerdict<&'s str>;
 /// Allocates only for the reference lists it returns.
 pub fn evaluate<'s>(snapshot: &'s PolicySnapshot, query: &FlowQuery) -> Verdict<&'s str> {
     run(snapshot, query, true)
+}
+
+/// Allocation-free summary, from [`decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Decision {
+    /// Same meaning as [`Verdict::allowed`].
+    pub allowed: bool,
+    /// Same meaning as [`Verdict::category`].
+    pub category: Category,
 }
 
 /// Like [`evaluate`] but stops at the first allowing rule and never allocates.

@@ -42,26 +42,25 @@ mod input;
 mod ipblock;
 mod model;
 mod population;
-mod report;
 mod selector;
 mod snapshot;
 mod tier;
-mod verdict;
 
 pub mod check;
 
 pub use compile::{CompiledPolicy, compile};
 pub use error::{FieldError, FieldProblem};
-pub use evaluate::{decide, evaluate};
+pub use evaluate::{Decision, decide, evaluate};
 pub use input::{ObjectError, SnapshotInput};
 pub use ipblock::{IpSet, IpSetBuilder};
 pub use model::{
     ContainerPort, DEFAULT_NAMESPACE, Endpoint, FlowQuery, Labels, NAMESPACE_NAME_LABEL,
     NamespaceInfo, NodeId, NodeInfo, PodId, PodInfo, Protocol,
 };
+/// The verdict's shape is the API's (`observer-api`): the engine fills it, records carry it.
+pub use observer_api::verdict::{
+    Category, DirectionDecision, DirectionVerdict, PolicyKind, PolicyRef, RuleAction, Tier,
+    TierDecision, Verdict, VerdictKind,
+};
 pub use selector::Selector;
 pub use snapshot::PolicySnapshot;
-pub use verdict::{
-    Category, Decision, DirectionDecision, DirectionVerdict, PolicyKind, PolicyRef, RuleAction,
-    Tier, TierDecision, Verdict, VerdictKind,
-};

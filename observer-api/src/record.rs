@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::vocab::{IpProtocol, ServiceBackend, TcpFlags, Timestamp};
-use crate::policy::{Verdict, VerdictKind};
+use crate::verdict::{Verdict, VerdictKind};
 
 /// One connection, as written to the flow log (one JSON object per line).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,15 +5,16 @@
 
 use std::net::IpAddr;
 
-use super::proto;
-use crate::flow::{
-    Counts, EndpointIdentity, FlowRecord, FlowState, IcmpInfo, IpProtocol, RecordEndpoint,
-    ServiceBackend, ServiceInfo, TcpFlags, Timestamp, WorkloadInfo,
+use crate::proto;
+use crate::record::{
+    Counts, EndpointIdentity, FlowRecord, FlowState, IcmpInfo, RecordEndpoint, ServiceInfo,
+    WorkloadInfo,
 };
-use crate::policy::{
+use crate::verdict::{
     Category, DirectionDecision, DirectionVerdict, PolicyKind, PolicyRef, RuleAction, Tier,
     TierDecision, Verdict, VerdictKind,
 };
+use crate::vocab::{IpProtocol, ServiceBackend, TcpFlags, Timestamp};
 
 /// A field of a received flow that does not fit the record.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -383,7 +384,7 @@ fn record_counts(c: Option<&proto::Counts>) -> Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::fixtures::flows;
+    use crate::fixtures::flows;
 
     #[test]
     fn every_field_survives_the_wire_and_back() {

@@ -1,5 +1,5 @@
-//! The result of evaluating a flow, per direction and overall: one shape for every policy
-//! kind.
+//! The verdict on a flow, per direction and overall: one shape for every policy kind. The
+//! observer's policy engine produces it; records, the flow log and the wire carry it.
 //!
 //! Each direction names the ordered list of tier decisions that led to it: which tier,
 //! which policy (`{kind, namespace?, name}`), which rule (by index; none for a policy's
@@ -148,7 +148,7 @@ pub struct DirectionVerdict<S = String> {
     /// The tier decisions that led there, in evaluation order. For NetworkPolicy: every
     /// allowing rule (sorted by policy) when allowed, every isolating policy (with no rule)
     /// when denied. Empty when not applicable, not isolated or exempt, and on the
-    /// allocation-free [`super::decide`] path.
+    /// policy engine's allocation-free `decide` path.
     pub tiers: Vec<TierDecision<S>>,
 }
 
@@ -283,13 +283,4 @@ impl<S: AsRef<str>> Verdict<S> {
             egress: self.egress.owned(),
         }
     }
-}
-
-/// Allocation-free summary, from [`super::decide`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Decision {
-    /// Same meaning as [`Verdict::allowed`].
-    pub allowed: bool,
-    /// Same meaning as [`Verdict::category`].
-    pub category: Category,
 }

@@ -10,6 +10,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result, bail};
+use observer_api::record::{FlowRecord, RecordEndpoint};
+use observer_api::verdict::RuleAction;
 use observer_lab::observer::ObserverProcess;
 use observer_lab::traffic::{ping, tcp_exchange, tcp_exchange_via, udp_exchange};
 use observer_lab::{Lab, OUTSIDE_IPV4, Pod};
@@ -49,8 +51,13 @@ pub fn run() -> Result<()> {
     println!("  Service shop/api {api_vip}:80 -> api:8080 (nftables DNAT, as kube-proxy does)");
 
     let manifests_arg = manifests.to_string_lossy().to_string();
-    let mut observer =
-        ObserverProcess::start(&lab, &binary, &dir, &["--manifests", &manifests_arg])?;
+    // The lab node's name in the manifests; on a cluster the DaemonSet passes spec.nodeName.
+    let mut observer = ObserverProcess::start(
+        &lab,
+        &binary,
+        &dir,
+        &["--manifests", &manifests_arg, "--node-name", "lab-node"],
+    )?;
     observer.wait_attached(&["vethweb", "vethapi", "vethdb"])?;
     // A gRPC subscriber, as a consumer would run one: every violation, as it is written.
     let violations = Lab::command_in(lab.node_netns(), &binary.to_string_lossy())
@@ -73,67 +80,50 @@ pub fn run() -> Result<()> {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let stopped = observer.stop()?;
 
-    // Names come from the records themselves: the observer's enrichment.
-    let name = |end: &serde_json::Value| -> String {
-        match (
-            end["namespace"].as_str(),
-            end["pod"].as_str(),
-            end["node"].as_str(),
-        ) {
-            (Some(ns), Some(pod), _) => format!("{ns}/{pod}"),
-            (_, None, Some(node)) => format!("node {node}"),
-            _ => end["ip"].as_str().unwrap_or("?").to_string(),
-        }
-    };
+    // Names come from the records themselves: the observer's enrichment. The flow log is
+    // read back through the record's own type (observer-api), as any Rust consumer would.
     println!(
-        "\n{:<6} {:<28} {:<28} {:>12} {:>12} {:<6} {:<7} {:<18} policy",
+        "\n{:<6} {:<28} {:<28} {:>12} {:>12} {:<6} {:<7} {:<18} decided by",
         "proto", "from", "to", "fwd pkts/B", "rev pkts/B", "state", "verdict", "service"
     );
     let mut shown = 0;
+    let mut node = None;
     for line in stopped.flow_log.lines() {
-        let r: serde_json::Value =
+        let r: FlowRecord =
             serde_json::from_str(line).with_context(|| format!("flow log line: {line}"))?;
-        let (src, dst) = (name(&r["src"]), name(&r["dst"]));
+        let (src, dst) = (name(&r.src), name(&r.dst));
         // Link-local IPv6 housekeeping (router and neighbour discovery) is real traffic, but
         // not what the demo is about.
         if src.starts_with("fe80") || dst.starts_with("ff02") || dst.starts_with("fe80") {
             continue;
         }
         shown += 1;
-        let service = match r["service"]["name"].as_str() {
-            Some(svc) => format!(
-                "{}/{svc}:{}",
-                r["service"]["namespace"].as_str().unwrap_or("?"),
-                r["service"]["port"]
-            ),
-            None => "-".into(),
-        };
-        let deciding = r["ingress"]["policies"]
-            .as_array()
-            .into_iter()
-            .chain(r["egress"]["policies"].as_array())
-            .flatten()
-            .filter_map(|p| p.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
+        node = node.or(r.node_name.clone());
+        let service = r.service.as_ref().map_or("-".into(), |s| {
+            format!("{}/{}:{}", s.namespace, s.name, s.port)
+        });
         println!(
             "{:<6} {:<28} {:<28} {:>12} {:>12} {:<6} {:<7} {:<18} {}",
-            r["protocol"].as_str().unwrap_or("?"),
-            format!("{src}:{}", r["src"]["port"]),
-            format!("{dst}:{}", r["dst"]["port"]),
-            format!("{}/{}", r["fwd"]["packets"], r["fwd"]["bytes"]),
-            format!("{}/{}", r["rev"]["packets"], r["rev"]["bytes"]),
-            r["state"].as_str().unwrap_or("?"),
-            r["verdict"].as_str().unwrap_or("-"),
+            r.protocol.to_string(),
+            format!("{src}:{}", r.src.port),
+            format!("{dst}:{}", r.dst.port),
+            format!("{}/{}", r.fwd.packets, r.fwd.bytes),
+            format!("{}/{}", r.rev.packets, r.rev.bytes),
+            r.state.name(),
+            r.verdict_name(),
             service,
-            deciding
+            decided_by(&r)
         );
     }
     if shown == 0 {
         bail!("the observer wrote no pod records: {}", stopped.flow_log);
     }
     let total = stopped.flow_log.lines().count();
-    println!("\n{shown} pod connections shown ({total} records in all, with IPv6 housekeeping)");
+    println!(
+        "\n{shown} pod connections shown ({total} records in all, with IPv6 housekeeping), \
+         observed on node {}",
+        node.as_deref().unwrap_or("?")
+    );
     println!(
         "flow log (JSON Lines): {}",
         observer_file(&dir, "flows.jsonl")
@@ -159,26 +149,62 @@ violations streamed over gRPC (observer observe --follow --violations): {}",
     for line in lines.lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("observe line: {line}"))?;
-        let f = &v["flow"];
+        let f: FlowRecord = serde_json::from_value(v["flow"].clone())
+            .with_context(|| format!("observe line's flow: {line}"))?;
         println!(
-            "  cursor {}: {} {}:{} -> {}:{} denied by {}",
+            "  cursor {}: {} {}:{} -> {}:{} {}",
             v["cursor"],
-            f["protocol"].as_str().unwrap_or("?"),
-            name(&f["src"]),
-            f["src"]["port"],
-            name(&f["dst"]),
-            f["dst"]["port"],
-            f["ingress"]["policies"]
-                .as_array()
-                .into_iter()
-                .chain(f["egress"]["policies"].as_array())
-                .flatten()
-                .filter_map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
+            f.protocol,
+            name(&f.src),
+            f.src.port,
+            name(&f.dst),
+            f.dst.port,
+            decided_by(&f)
         );
     }
     Ok(())
+}
+
+/// How the record names an end: namespace/pod, the node, or the address.
+fn name(end: &RecordEndpoint) -> String {
+    let id = &end.identity;
+    match (&id.namespace, &id.pod, &id.node) {
+        (Some(ns), Some(pod), _) => format!("{ns}/{pod}"),
+        (_, None, Some(node)) => format!("node {node}"),
+        _ => end.ip.to_string(),
+    }
+}
+
+/// The tier decisions behind a verdict, per direction: which policy's which rule allowed
+/// the flow, or which policies isolate the pod with no rule allowing it.
+fn decided_by(r: &FlowRecord) -> String {
+    let Some(verdict) = &r.policy else {
+        return "- (no verdict: not covered by NetworkPolicy)".into();
+    };
+    let mut steps = Vec::new();
+    for (direction, d) in [("ingress", &verdict.ingress), ("egress", &verdict.egress)] {
+        for t in &d.tiers {
+            let (action, rule) = match (t.action, t.rule_index) {
+                (RuleAction::Allow, Some(i)) => ("allowed by", format!(" rule {i}")),
+                (RuleAction::Deny, None) => ("denied: no rule of", " allows".to_string()),
+                (RuleAction::Deny, Some(i)) => ("denied by", format!(" rule {i}")),
+                (RuleAction::Pass, i) => (
+                    "passed on by",
+                    i.map_or(String::new(), |i| format!(" rule {i}")),
+                ),
+                (RuleAction::Allow, None) => ("allowed by", String::new()),
+            };
+            steps.push(format!(
+                "{direction} {action} {} {}{rule}",
+                t.policy.kind.name(),
+                t.policy
+            ));
+        }
+    }
+    if steps.is_empty() {
+        return "- (no policy selects either pod)".into();
+    }
+    steps.join("; ")
 }
 
 /// The lab as Kubernetes would describe it: namespace shop, Deployments web and api, a

@@ -107,3 +107,79 @@ fn usage_errors_exit_2() {
     assert_eq!(run(&["--flows", "-"], "").status.code(), Some(2));
     assert_eq!(run(&["stray"], "").status.code(), Some(2));
 }
+
+#[test]
+fn a_manifests_path_that_cannot_be_read_exits_1_without_judging() {
+    let out = run(
+        &[
+            "--manifests",
+            "/nonexistent/observer-check/cluster.yaml",
+            "--flows",
+            "-",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.stdout.len(), 0, "no verdict against an empty cluster");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/observer-check/cluster.yaml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_fifo_as_manifest_is_refused_not_waited_on() {
+    let path = std::env::temp_dir().join(format!("check-cli-{}-fifo.yaml", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let made = Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let out = run(
+        &[
+            "--manifests",
+            path.to_str().unwrap_or_default(),
+            "--flows",
+            "-",
+        ],
+        "",
+    );
+    std::fs::remove_file(&path).ok();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+}
+
+#[test]
+fn an_endless_flow_line_is_refused_with_its_line_number() {
+    let path = manifest_file("endless");
+    let out = Command::new(env!("CARGO_BIN_EXE_observer"))
+        .args(["check", "--manifests"])
+        .arg(&path)
+        .args(["--flows", "/dev/zero"])
+        .output()
+        .expect("check runs");
+    std::fs::remove_file(&path).ok();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 1: longer than"), "{stderr}");
+}
+
+#[test]
+fn observer_run_refuses_a_missing_manifests_path_at_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_observer"))
+        .args([
+            "run",
+            "--manifests",
+            "/nonexistent/observer-run/cluster.yaml",
+        ])
+        .output()
+        .expect("observer run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--manifests /nonexistent/observer-run/cluster.yaml"),
+        "{stderr}"
+    );
+}

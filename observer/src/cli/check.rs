@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::cluster::manifests::load_paths;
+use crate::cluster::manifests::{LoadErrorKind, load_paths};
 use crate::policy::PolicySnapshot;
 use crate::policy::check::{CheckError, check_lines};
 
@@ -26,7 +26,9 @@ pub struct CheckArgs {
 
 /// Prints one JSON verdict per flow line on stdout; load problems and a summary go to
 /// stderr. Exit status: 0 when every line was evaluated, 2 for a malformed flow line
-/// (the message names the line), 1 for I/O errors.
+/// (the message names the line), 1 for I/O errors, a manifests path that cannot be read
+/// among them: judging against a cluster with a file missing would answer for a cluster
+/// nobody described.
 pub fn run(args: CheckArgs) -> ExitCode {
     let loaded = load_paths(&args.manifests);
     for w in &loaded.warnings {
@@ -34,6 +36,17 @@ pub fn run(args: CheckArgs) -> ExitCode {
     }
     for e in &loaded.errors {
         eprintln!("error: {e}");
+    }
+    let unreadable = loaded
+        .errors
+        .iter()
+        .filter(|e| matches!(e.kind, LoadErrorKind::Io(_)))
+        .count();
+    if unreadable > 0 {
+        eprintln!(
+            "error: {unreadable} manifests path(s) could not be read (--manifests): no flow judged"
+        );
+        return ExitCode::from(1);
     }
     let (input, object_errors) = loaded.snapshot_input();
     for e in &object_errors {

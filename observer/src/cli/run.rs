@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use observer_common::{
     DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_MAP_ENTRIES, DEFAULT_RING_BUFFER_BYTES,
@@ -140,6 +140,11 @@ fn default_node_name() -> Option<String> {
 
 /// Runs the daemon until SIGINT/SIGTERM.
 pub fn run(args: RunArgs) -> Result<()> {
+    // A path that does not exist would start a daemon that judges against a cluster with
+    // those objects missing: refuse it at start, naming it.
+    for path in &args.manifests {
+        std::fs::metadata(path).with_context(|| format!("--manifests {}", path.display()))?;
+    }
     let config = RunConfig {
         interfaces: InterfacePattern::parse(&args.interfaces).map_err(anyhow::Error::msg)?,
         flow_log: FlowLogTarget::parse(&args.flow_log),

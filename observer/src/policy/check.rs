@@ -10,7 +10,7 @@
 //! on ICMP) and pods or nodes not in the manifests. Malformed lines stop the run with
 //! [`CheckError::Line`], naming the 1-based line number. Blank lines are skipped.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -74,19 +74,42 @@ pub enum LineOutcome {
     NotEvaluable,
 }
 
+/// The longest input line read: a flow line is a few hundred bytes, a flow-log record with
+/// many labels a few kilobytes. Longer input (`--flows /dev/zero`) is refused, not buffered.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
 /// Evaluates every line of `input`, writing one JSON line per non-blank input line.
 pub fn check_lines(
     snapshot: &PolicySnapshot,
-    input: impl BufRead,
+    mut input: impl BufRead,
     mut output: impl Write,
 ) -> Result<CheckSummary, CheckError> {
     let mut summary = CheckSummary::default();
-    for (i, line) in input.lines().enumerate() {
-        let line_no = i + 1;
-        let text = line.map_err(|source| CheckError::Read {
-            line: line_no,
-            source,
-        })?;
+    let mut buf = Vec::new();
+    for line_no in 1.. {
+        buf.clear();
+        let read = (&mut input)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| CheckError::Read {
+                line: line_no,
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        if buf.len() > MAX_LINE_BYTES {
+            return Err(CheckError::Line {
+                line: line_no,
+                message: format!("longer than {MAX_LINE_BYTES} bytes: not a flow line"),
+            });
+        }
+        let Ok(text) = std::str::from_utf8(&buf) else {
+            return Err(CheckError::Line {
+                line: line_no,
+                message: "not UTF-8 text".into(),
+            });
+        };
         if text.trim().is_empty() {
             continue;
         }

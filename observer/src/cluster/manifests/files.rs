@@ -30,6 +30,19 @@ pub fn expand_paths(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, io::Erro
     out
 }
 
+/// Reads a regular file. Anything else (a FIFO would block the read for ever, a device
+/// could be endless) is refused.
+fn read_regular(path: &Path) -> io::Result<String> {
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a manifest must be a file or a directory of files)",
+        ));
+    }
+    fs::read_to_string(path)
+}
+
 fn is_manifest(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
@@ -40,10 +53,9 @@ fn is_manifest(p: &Path) -> bool {
 pub fn load_paths(paths: &[PathBuf]) -> Manifests {
     let mut out = Manifests::default();
     for item in expand_paths(paths) {
-        let read = item.and_then(|p| {
-            fs::read_to_string(&p)
-                .map(|t| (p.clone(), t))
-                .map_err(|e| (p, e))
+        let read = item.and_then(|p| match read_regular(&p) {
+            Ok(text) => Ok((p, text)),
+            Err(e) => Err((p, e)),
         });
         match read {
             Ok((path, text)) => parse_into(&path.display().to_string(), &text, &mut out),

@@ -113,7 +113,7 @@ pub fn check_lines(
         if text.trim().is_empty() {
             continue;
         }
-        let (json, outcome) = check_line(snapshot, line_no, &text)?;
+        let (json, outcome) = check_line(snapshot, line_no, text)?;
         writeln!(output, "{json}").map_err(CheckError::Write)?;
         summary.lines += 1;
         match outcome {

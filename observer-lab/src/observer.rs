@@ -24,6 +24,8 @@ pub struct Stopped {
     pub flow_log: String,
     /// The final stats.
     pub stats: serde_json::Value,
+    /// Everything the observer logged (its stderr).
+    pub log: String,
 }
 
 impl ObserverProcess {
@@ -130,6 +132,7 @@ impl ObserverProcess {
         Ok(Stopped {
             flow_log: std::fs::read_to_string(&self.flow_log).unwrap_or_default(),
             stats: self.stats_now()?,
+            log: self.log(),
         })
     }
 }

@@ -183,3 +183,21 @@ fn observer_run_refuses_a_missing_manifests_path_at_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn observer_run_refuses_a_stats_file_it_cannot_write_at_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_observer"))
+        .args([
+            "run",
+            "--stats-file",
+            "/nonexistent/observer-run/stats.json",
+        ])
+        .output()
+        .expect("observer run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--stats-file /nonexistent/observer-run/stats.json"),
+        "{stderr}"
+    );
+}

@@ -84,7 +84,14 @@ fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> 
     let mut observer = Observer::start(
         &lab,
         &dir,
-        &["--interfaces", "veth*", "--idle-timeout", "1s"],
+        &[
+            "--interfaces",
+            "veth*",
+            "--idle-timeout",
+            "1s",
+            "--log-format",
+            "json",
+        ],
     )?;
     observer.wait_attached(&["vetha", "vethb"])?;
     // From the oldest flow held, so it misses nothing however late it connects.
@@ -120,6 +127,11 @@ fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> 
     );
     assert!(value("observer_datapath_events_total{counter=\"packets_seen\"}") >= 6.0);
     assert_eq!(value("observer_lost_total{what=\"api_subscriber\"}"), 0.0);
+    assert_eq!(value("observer_lost_total{what=\"sink_metrics\"}"), 0.0);
+    assert!(
+        metrics.contains("observer_cluster_watch_errors_total"),
+        "{metrics}"
+    );
     assert!(scrape(&lab, "/other")?.starts_with("HTTP/1.1 404"));
 
     let status = observe(&lab, &["--status"]).output()?;
@@ -167,5 +179,32 @@ fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> 
     let all_streamed: Vec<&FlowRecord> = received.iter().map(|(_, r)| r).collect();
     assert_eq!(all_streamed, all_udp);
     assert_eq!(out.stats["api"]["flows_lost_to_subscribers"], 0);
+    // The hub's sinks: the flow log got every record, waiting rather than dropping.
+    let sinks = out.stats["sinks"].as_array().context("sinks")?;
+    let flow_log = sinks
+        .iter()
+        .find(|s| s["name"] == "flow_log")
+        .context("flow_log sink")?;
+    assert_eq!(flow_log["when_full"], "wait");
+    assert_eq!(flow_log["lost"], 0);
+    assert_eq!(
+        flow_log["delivered"].as_u64(),
+        Some(out.records.len() as u64),
+        "{}",
+        out.stats
+    );
+    // --log-format json: every line of the log is one JSON object with a level.
+    let lines: Vec<&str> = out.log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("log line: {line}"))?;
+        assert!(entry["level"].is_string(), "{line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("gRPC API listening")),
+        "{}",
+        out.log
+    );
     Ok(())
 }

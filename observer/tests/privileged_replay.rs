@@ -52,7 +52,14 @@ fn recorded_flows_replay_against_a_proposed_policy() -> Result<()> {
     let udp = udp_exchange(&a, &b, IpAddr::V6(b.ipv6), 2)?;
     ping(&a, IpAddr::V4(b.ipv4), 1)?;
     std::thread::sleep(Duration::from_millis(300));
-    observer.stop()?;
+    let stopped = observer.stop()?;
+    // Its stderr is a file, not a terminal: plain text, no colour codes.
+    assert!(stopped.log.contains("attached"), "{}", stopped.log);
+    assert!(
+        !stopped.log.contains('\u{1b}'),
+        "ANSI codes: {:?}",
+        stopped.log
+    );
 
     let flow_log = dir.join("flows.jsonl");
     let out = Command::new(env!("CARGO_BIN_EXE_observer"))

@@ -145,6 +145,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     for path in &args.manifests {
         std::fs::metadata(path).with_context(|| format!("--manifests {}", path.display()))?;
     }
+    // Written on every poll: a path that cannot be written fails now, naming the flag, not
+    // with a warning every second.
+    if let Some(path) = &args.stats_file {
+        crate::stats::RunStats::default()
+            .write(path)
+            .with_context(|| format!("--stats-file {}", path.display()))?;
+    }
     let config = RunConfig {
         interfaces: InterfacePattern::parse(&args.interfaces).map_err(anyhow::Error::msg)?,
         flow_log: FlowLogTarget::parse(&args.flow_log),

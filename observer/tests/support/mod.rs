@@ -56,6 +56,8 @@ pub struct Outcome {
     pub records: Vec<FlowRecord>,
     /// The final stats.
     pub stats: serde_json::Value,
+    /// Everything the observer logged.
+    pub log: String,
 }
 
 impl Outcome {
@@ -117,6 +119,7 @@ impl Observer {
         Ok(Outcome {
             records,
             stats: stopped.stats,
+            log: stopped.log,
         })
     }
 }

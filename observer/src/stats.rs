@@ -54,6 +54,9 @@ pub struct RunStats {
     pub cluster_views: u64,
     /// Objects of the latest cluster state skipped as invalid.
     pub cluster_invalid_objects: u64,
+    /// Manifest files served from their last good content because their latest content
+    /// does not parse or cannot be read.
+    pub cluster_source_stale: u64,
     /// Full re-lists of a Kubernetes kind after its first list (410 Gone, a watch the
     /// server ended without a bookmark), summed over kinds.
     pub cluster_relists: u64,

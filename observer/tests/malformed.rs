@@ -303,3 +303,53 @@ fn unevaluable_lines_are_reported_per_line() {
     assert_eq!(lines[3]["src"]["pod"], "a");
     assert_eq!(lines[3]["dst"]["kind"], "external");
 }
+
+#[test]
+fn a_byte_order_mark_is_not_content() {
+    let m = manifests::parse("bom.yaml", &format!("\u{feff}{}", with_good("")));
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    assert_eq!(m.objects.policies.len(), 2);
+    let json =
+        "\u{feff}{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"x\"}}";
+    let m = manifests::parse("bom.json", json);
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    assert_eq!(m.objects.namespaces.len(), 1);
+}
+
+#[test]
+fn entries_of_a_directory_that_are_not_read_are_named() {
+    let dir = std::env::temp_dir().join(format!("malformed-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("nested")).expect("dirs");
+    std::fs::write(dir.join("good.yaml"), GOOD_POLICY).expect("write");
+    std::fs::write(dir.join("nested/deny.yaml"), GOOD_POLICY).expect("write");
+    std::os::unix::fs::symlink(dir.join("missing.yaml"), dir.join("dangling.yaml")).expect("link");
+    std::os::unix::fs::symlink(dir.join("loop.yaml"), dir.join("loop.yaml")).expect("loop");
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(dir.join("pipe.yaml"))
+        .status()
+        .expect("mkfifo");
+    assert!(fifo.success());
+    let m = load_paths(std::slice::from_ref(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        m.objects.policies.len(),
+        1,
+        "only good.yaml: {:?}",
+        m.warnings
+    );
+    for (entry, why) in [
+        ("nested", "subdirectory"),
+        ("dangling.yaml", "leads nowhere"),
+        ("loop.yaml", "leads nowhere"),
+        ("pipe.yaml", "not a regular file"),
+    ] {
+        assert!(
+            m.warnings
+                .iter()
+                .any(|w| w.location.file.ends_with(entry) && w.message.contains(why)),
+            "{entry}: {:?}",
+            m.warnings
+        );
+    }
+}

@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::manifests::{expand_paths, load_paths};
+use super::manifests::{LiveManifests, Reload};
 use super::state::{ChangedKinds, ClusterObjects};
 use super::view::ClusterView;
 use crate::policy::ObjectError;
@@ -21,33 +21,37 @@ pub struct SourceStats {
     pub published: AtomicU64,
     /// Documents or objects skipped as invalid, in the latest load.
     pub invalid_objects: AtomicU64,
+    /// Manifest files whose latest content does not parse or cannot be read, served from
+    /// their last good content.
+    pub stale_files: AtomicU64,
 }
 
-/// Loads `paths` now and publishes a view, then polls the files every `interval` and
-/// publishes a new view whenever one changes (a file added, removed, or modified).
+/// Loads `paths` now and publishes a view, then looks at the files every `interval` and
+/// publishes a new view whenever one changed (added, removed, or a new content). A file
+/// whose new content does not parse keeps its last good content in the view, and is
+/// counted stale (`cluster_source_stale`) until it parses again (`manifests/live.rs`).
 pub async fn watch_manifests(
     paths: Vec<PathBuf>,
     interval: Duration,
     out: watch::Sender<Option<Arc<ClusterView>>>,
     stats: Arc<SourceStats>,
 ) {
-    let mut last = None;
+    let mut live = LiveManifests::default();
     let mut previous: Option<Built> = None;
     loop {
-        let fingerprint = fingerprint(&paths);
-        if last.as_ref() != Some(&fingerprint) {
-            let built = tokio::task::block_in_place(|| {
-                let built = load(&paths, &stats, previous.as_ref());
-                crate::memory::release_unused();
-                built
-            });
+        let built = tokio::task::block_in_place(|| {
+            let reload = live.reload(&paths)?;
+            let built = load(reload, &stats, previous.as_ref());
+            crate::memory::release_unused();
+            Some(built)
+        });
+        if let Some(built) = built {
             // Counted before sending, so a receiver that sees the view sees the count.
             stats.published.fetch_add(1, Ordering::Relaxed);
             if out.send(Some(Arc::clone(&built.view))).is_err() {
                 return;
             }
             previous = Some(built);
-            last = Some(fingerprint);
         }
         tokio::time::sleep(interval).await;
     }
@@ -109,43 +113,36 @@ fn rebuild(previous: Option<&Built>, objects: Arc<ClusterObjects>) -> (Built, Ve
     (built, errors)
 }
 
-fn load(paths: &[PathBuf], stats: &SourceStats, previous: Option<&Built>) -> Built {
-    let loaded = load_paths(paths);
-    for w in &loaded.warnings {
-        warn!(warning = %w, "manifests");
+/// Logs what a reload found and builds its view.
+fn load(reload: Reload, stats: &SourceStats, previous: Option<&Built>) -> Built {
+    for message in &reload.messages {
+        match message.split_once(": ") {
+            Some(("error", m)) => warn!(error = m, "manifests: skipped"),
+            Some(("info", m)) => info!(message = m, "manifests"),
+            _ => warn!(
+                warning = message.trim_start_matches("warning: "),
+                "manifests"
+            ),
+        }
     }
-    for e in &loaded.errors {
-        warn!(error = %e, "manifests: skipped");
-    }
-    let load_errors = loaded.errors.len();
-    let objects = Arc::new(loaded.into_objects());
+    stats
+        .stale_files
+        .store(reload.stale.len() as u64, Ordering::Relaxed);
+    let objects = Arc::new(reload.objects);
     let (built, errors) = rebuild(previous, objects);
-    let objects = &built.objects;
     for e in &errors {
         warn!(error = %e, "manifests: object left out");
     }
     stats
         .invalid_objects
-        .store((load_errors + errors.len()) as u64, Ordering::Relaxed);
+        .store((reload.invalid + errors.len()) as u64, Ordering::Relaxed);
+    let objects = &built.objects;
     info!(
         pods = objects.pods.len(),
         policies = objects.policies.len(),
         services = objects.services.len(),
+        stale_files = reload.stale.len(),
         "cluster state loaded from manifests"
     );
     built
-}
-
-/// Names, sizes and modification times of the files behind `paths`.
-fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    expand_paths(paths)
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|f| {
-            let meta = std::fs::metadata(&f).ok();
-            let len = meta.as_ref().map_or(0, |m| m.len());
-            let modified = meta.and_then(|m| m.modified().ok());
-            (f, len, modified)
-        })
-        .collect()
 }

@@ -69,6 +69,17 @@ impl ClusterObjects {
         count.1
     }
 
+    /// Adds `other`'s objects (shared, not copied) to this state's.
+    pub fn extend(&mut self, other: &ClusterObjects) {
+        struct Extend<'a>(&'a mut ClusterObjects, &'a ClusterObjects);
+        impl KindVisitor for Extend<'_> {
+            fn visit<K: ClusterKind>(&mut self) {
+                K::of_mut(self.0).extend(K::of(self.1).iter().cloned());
+            }
+        }
+        visit_kinds(&mut Extend(self, other));
+    }
+
     /// True when no object of any kind is present.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

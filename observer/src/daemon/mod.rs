@@ -421,6 +421,7 @@ impl NodeState {
             self.stats.cluster_views = self.source_stats.published.load(Ordering::Relaxed);
             self.stats.cluster_invalid_objects =
                 self.source_stats.invalid_objects.load(Ordering::Relaxed);
+            self.stats.cluster_source_stale = self.source_stats.stale_files.load(Ordering::Relaxed);
         }
     }
 

@@ -62,6 +62,7 @@ pub struct Metrics {
     cluster_invalid_objects: Gauge,
     cluster_relists: Counter,
     cluster_watch_errors: Counter,
+    cluster_source_stale: Gauge,
 }
 
 impl Default for Metrics {
@@ -142,6 +143,12 @@ impl Metrics {
             "Kubernetes list or watch errors (each retried with backoff)",
             cluster_watch_errors.clone(),
         );
+        let cluster_source_stale = Gauge::default();
+        registry.register(
+            "cluster_source_stale",
+            "Manifest files served from their last good content (the latest does not parse)",
+            cluster_source_stale.clone(),
+        );
         Self {
             registry,
             datapath,
@@ -155,6 +162,7 @@ impl Metrics {
             cluster_invalid_objects,
             cluster_relists,
             cluster_watch_errors,
+            cluster_source_stale,
         }
     }
 
@@ -202,6 +210,8 @@ impl Metrics {
             .set(i64::try_from(stats.api.subscribers).unwrap_or(i64::MAX));
         self.cluster_invalid_objects
             .set(i64::try_from(stats.cluster_invalid_objects).unwrap_or(i64::MAX));
+        self.cluster_source_stale
+            .set(i64::try_from(stats.cluster_source_stale).unwrap_or(i64::MAX));
     }
 
     /// Counts the records the hub publishes, as a sink, until the hub closes.

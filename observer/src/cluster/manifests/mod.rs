@@ -11,6 +11,7 @@
 
 mod documents;
 mod files;
+mod live;
 mod objects;
 
 use std::fmt;
@@ -20,7 +21,8 @@ use thiserror::Error;
 use super::state::ClusterObjects;
 use crate::policy::{FieldError, ObjectError, SnapshotInput};
 
-pub use files::{expand_paths, load_paths};
+pub use files::{Expanded, expand_paths, load_paths};
+pub use live::{LiveManifests, Reload};
 
 /// Objects loaded from one or more files, with what went wrong.
 #[derive(Debug, Default)]
@@ -126,8 +128,10 @@ impl fmt::Display for LoadWarning {
 }
 
 /// Parses one file's text into `out`. Names ending in `.json` are read as JSON (one or
-/// more concatenated values); anything else as YAML with `---` separated documents.
+/// more concatenated values); anything else as YAML with `---` separated documents. A
+/// leading UTF-8 byte order mark (as some Windows editors write) is not content.
 pub fn parse_into(file_name: &str, text: &str, out: &mut Manifests) {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for doc in documents::split(file_name, text) {
         match doc {
             Ok(d) => objects::load_document(d.value, &d.location, out),

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use observer::api::server;
+use observer::api::server::{self, ApiConfig};
 use observer::flow::FlowRecord;
 use observer::hub::{FlowHub, WhenFull};
 use observer::wire::proto::{
@@ -115,7 +115,7 @@ async fn fan_out() {
     tokio::spawn(server::serve(
         listener,
         Arc::clone(&hub),
-        None,
+        ApiConfig::default(),
         std::future::pending(),
     ));
     let mut clients = Vec::new();

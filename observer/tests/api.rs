@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use observer::api::server;
+use observer::api::server::{self, ApiConfig};
 use observer::flow::FlowRecord;
 use observer::hub::FlowHub;
 use observer::wire::proto::{
@@ -34,12 +34,16 @@ impl Drop for Api {
 }
 
 async fn serve(hub: &Arc<FlowHub>) -> Api {
+    serve_with(hub, ApiConfig::default()).await
+}
+
+async fn serve_with(hub: &Arc<FlowHub>, config: ApiConfig) -> Api {
     let listener = server::bind("127.0.0.1:0".parse().expect("address"))
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, Arc::clone(hub), None, async {
+    tokio::spawn(server::serve(listener, Arc::clone(hub), config, async {
         let _ = stopped.await;
     }));
     let client = ObserverClient::connect(format!("http://{address}"))
@@ -367,4 +371,57 @@ async fn a_stream_that_does_not_follow_ends_at_the_flows_held_when_it_started() 
     let cursors: Vec<u64> = cursors_and_ports(&events).iter().map(|(c, _)| *c).collect();
     assert_eq!(cursors.len(), 100, "exactly the newest 100 at the start");
     assert!(cursors.windows(2).all(|w| w[1] == w[0] + 1));
+}
+
+#[tokio::test]
+async fn streams_beyond_the_cap_are_refused_until_one_ends() {
+    let hub = FlowHub::with_first_cursor(64, 1);
+    let config = ApiConfig {
+        max_streams: 2,
+        ..ApiConfig::default()
+    };
+    let mut api = serve_with(&hub, config).await;
+    let first = follow(&mut api).await;
+    let _second = follow(&mut api).await;
+    let refused = api
+        .client
+        .get_flows(GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("a third stream");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("--grpc-max-streams"),
+        "{refused:?}"
+    );
+    // A status request is not a stream: still answered.
+    assert_eq!(hub.status().subscribers, 2);
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let again = api
+            .client
+            .get_flows(GetFlowsRequest {
+                follow: true,
+                ..Default::default()
+            })
+            .await;
+        match again {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the ended stream's slot never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 }

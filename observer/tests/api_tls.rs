@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use observer::api::server;
+use observer::api::server::{self, ApiConfig};
 use observer::hub::FlowHub;
 use observer::wire::proto::{
     GetFlowsRequest, get_flows_request::Start, get_flows_response::Event,
@@ -62,7 +62,10 @@ async fn serve_tls(pki: &Pki) -> (u16, oneshot::Sender<()>) {
     tokio::spawn(server::serve(
         listener,
         Arc::clone(&hub),
-        Some(tls),
+        ApiConfig {
+            tls: Some(tls),
+            ..ApiConfig::default()
+        },
         async {
             let _ = stopped.await;
         },

@@ -165,39 +165,3 @@ fn an_endless_flow_line_is_refused_with_its_line_number() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 1: longer than"), "{stderr}");
 }
-
-#[test]
-fn observer_run_refuses_a_missing_manifests_path_at_start() {
-    let out = Command::new(env!("CARGO_BIN_EXE_observer"))
-        .args([
-            "run",
-            "--manifests",
-            "/nonexistent/observer-run/cluster.yaml",
-        ])
-        .output()
-        .expect("observer run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--manifests /nonexistent/observer-run/cluster.yaml"),
-        "{stderr}"
-    );
-}
-
-#[test]
-fn observer_run_refuses_a_stats_file_it_cannot_write_at_start() {
-    let out = Command::new(env!("CARGO_BIN_EXE_observer"))
-        .args([
-            "run",
-            "--stats-file",
-            "/nonexistent/observer-run/stats.json",
-        ])
-        .output()
-        .expect("observer run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--stats-file /nonexistent/observer-run/stats.json"),
-        "{stderr}"
-    );
-}

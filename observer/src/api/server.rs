@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
@@ -21,18 +21,47 @@ use crate::wire::proto::{
 const READ_BATCH: usize = 256;
 /// Messages queued per stream before its task waits for the client to read: a slow
 /// client holds its task back, never the daemon, and falls behind in the ring.
-const STREAM_QUEUE: usize = 256;
+pub const STREAM_QUEUE: usize = 256;
+
+/// Default of [`ApiConfig::max_streams`].
+pub const DEFAULT_MAX_STREAMS: usize = 64;
+
+/// How the API serves.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// TLS (`None`: plaintext).
+    pub tls: Option<ServerTlsConfig>,
+    /// Flow streams open at once, over all clients; more are refused with
+    /// `RESOURCE_EXHAUSTED`. Each holds at most [`STREAM_QUEUE`] messages, so this bounds the
+    /// memory clients can make the daemon hold.
+    pub max_streams: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            max_streams: DEFAULT_MAX_STREAMS,
+        }
+    }
+}
 
 /// The `Observer` service.
 #[derive(Debug, Clone)]
 pub struct ObserverService {
     hub: Arc<FlowHub>,
+    streams: Arc<Semaphore>,
+    max_streams: usize,
 }
 
 impl ObserverService {
-    /// Serves `hub`.
-    pub fn new(hub: Arc<FlowHub>) -> Self {
-        Self { hub }
+    /// Serves `hub`, with at most `max_streams` flow streams open at once.
+    pub fn new(hub: Arc<FlowHub>, max_streams: usize) -> Self {
+        Self {
+            hub,
+            streams: Arc::new(Semaphore::new(max_streams)),
+            max_streams,
+        }
     }
 
     /// As a tonic service, for a router.
@@ -51,6 +80,13 @@ impl proto::observer_server::Observer for ObserverService {
         &self,
         request: Request<GetFlowsRequest>,
     ) -> Result<Response<FlowStream>, Status> {
+        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} flow streams are open, the most this observer serves at once \
+                 (--grpc-max-streams); try again when one ends",
+                self.max_streams
+            ))
+        })?;
         let request = request.into_inner();
         let selection = Selection::compile(&request.allow, &request.deny)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -70,14 +106,11 @@ impl proto::observer_server::Observer for ObserverService {
         // Counted from here, so a status request after the answer already sees it.
         let subscriber = self.hub.subscriber();
         let hub = Arc::clone(&self.hub);
-        tokio::spawn(stream_flows(
-            hub,
-            subscriber,
-            selection,
-            span,
-            request.follow,
-            tx,
-        ));
+        tokio::spawn(async move {
+            stream_flows(hub, subscriber, selection, span, request.follow, tx).await;
+            // The stream's slot is free once its task ends.
+            drop(permit);
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -216,21 +249,30 @@ pub fn read_pem(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Serves the API on `listener` (with TLS when `tls` is given) until `shutdown` resolves;
-/// then streams end once they have sent what the hub holds (the hub must be closed first).
+/// Checks TLS material the way serving will use it (certificate chain and key parsed and
+/// matched, client CA parsed), so that bad files stop the daemon at start rather than
+/// leave an API that accepts no connection.
+pub fn check_tls(tls: &ServerTlsConfig) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .tls_config(tls.clone())
+        .map(drop)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; then streams end once they have
+/// sent what the hub holds (the hub must be closed first).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     hub: Arc<FlowHub>,
-    tls: Option<ServerTlsConfig>,
+    config: ApiConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
+    if let Some(tls) = config.tls {
         server = server.tls_config(tls)?;
     }
     server
-        .add_service(ObserverService::new(hub).into_server())
+        .add_service(ObserverService::new(hub, config.max_streams).into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -85,6 +85,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8_192,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     api_buffer_flows: usize,
+    /// Flow streams the gRPC API serves at once, over all clients; more are refused with
+    /// RESOURCE_EXHAUSTED. Each buffers at most 256 flows.
+    #[arg(long, default_value_t = crate::api::server::DEFAULT_MAX_STREAMS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    grpc_max_streams: usize,
     /// Serve the gRPC API over TLS with this certificate chain (PEM); needs
     /// --grpc-tls-key.
     #[arg(long, requires = "grpc_tls_key")]
@@ -193,6 +198,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             _ => None,
         },
         metrics_listen: args.metrics_listen.0,
+        api_max_streams: args.grpc_max_streams,
         node_name: args.node_name.or_else(default_node_name),
     };
     tokio::runtime::Builder::new_multi_thread()

@@ -91,6 +91,8 @@ pub struct RunConfig {
     pub api_buffer_flows: usize,
     /// TLS for the API (`None`: plaintext).
     pub api_tls: Option<api_server::TlsFiles>,
+    /// Flow streams the API serves at once.
+    pub api_max_streams: usize,
     /// Where Prometheus metrics are served (`None`: not served).
     pub metrics_listen: Option<SocketAddr>,
     /// This node's name, stamped on every record.
@@ -99,6 +101,26 @@ pub struct RunConfig {
 
 /// Runs until SIGINT or SIGTERM, then writes every connection it has and detaches.
 pub async fn run(config: RunConfig) -> Result<()> {
+    // Before anything is loaded: bad TLS files must stop the daemon, not leave an API that
+    // says it listens and accepts nothing.
+    let tls = match &config.api_tls {
+        Some(files) => {
+            let tls = files.load()?;
+            api_server::check_tls(&tls).map_err(|e| {
+                anyhow::anyhow!(
+                    "--grpc-tls-cert {} / --grpc-tls-key {}{}: {e}",
+                    files.cert.display(),
+                    files.key.display(),
+                    files.client_ca.as_ref().map_or(String::new(), |ca| format!(
+                        " / --grpc-tls-client-ca {}",
+                        ca.display()
+                    ))
+                )
+            })?;
+            Some(tls)
+        }
+        None => None,
+    };
     let datapath = Datapath::load(config.datapath)?;
     let (attachments, maps) = datapath.start(config.attach_empty_program)?;
     let DatapathMaps {
@@ -154,20 +176,29 @@ pub async fn run(config: RunConfig) -> Result<()> {
         tokio::spawn(async move { metrics.follow(queue).await })
     };
 
+    // A serving task that ends before the daemon stops is an error that stops it.
+    let (served_tx, mut served_rx) = mpsc::channel::<String>(2);
     let api = match config.grpc_listen {
         Some(address) => {
-            let tls = config
-                .api_tls
-                .as_ref()
-                .map(|files| files.load())
-                .transpose()?;
             let listener = api_server::bind(address).await?;
             let bound = listener.local_addr().unwrap_or(address);
             info!(address = %bound, tls = tls.is_some(), "gRPC API listening");
             let (stop, stopped) = oneshot::channel::<()>();
-            let task = tokio::spawn(api_server::serve(listener, Arc::clone(&hub), tls, async {
+            let api_config = api_server::ApiConfig {
+                tls,
+                max_streams: config.api_max_streams,
+            };
+            let serve = api_server::serve(listener, Arc::clone(&hub), api_config, async {
                 let _ = stopped.await;
-            }));
+            });
+            let failed = served_tx.clone();
+            let task = tokio::spawn(async move {
+                let result = serve.await;
+                if let Err(e) = &result {
+                    let _ = failed.try_send(format!("the gRPC API stopped serving: {e}"));
+                }
+                result
+            });
             Some((task, stop))
         }
         None => None,
@@ -178,10 +209,12 @@ pub async fn run(config: RunConfig) -> Result<()> {
             let listener = metrics_server::bind(address).await?;
             let bound = listener.local_addr().unwrap_or(address);
             info!(address = %bound, "metrics at /metrics");
-            Some(tokio::spawn(metrics_server::serve(
-                listener,
-                Arc::clone(&metrics),
-            )))
+            let serve = metrics_server::serve(listener, Arc::clone(&metrics));
+            let failed = served_tx.clone();
+            Some(tokio::spawn(async move {
+                serve.await;
+                let _ = failed.try_send("the metrics endpoint stopped serving".to_string());
+            }))
         }
         None => None,
     };
@@ -206,9 +239,12 @@ pub async fn run(config: RunConfig) -> Result<()> {
     };
     let result = node
         .serve(
-            link_rx,
-            &mut event_rx,
-            &mut view_rx,
+            Inputs {
+                links: link_rx,
+                events: &mut event_rx,
+                views: &mut view_rx,
+                served: &mut served_rx,
+            },
             &config,
             &counters,
             &reader_stats,
@@ -311,16 +347,29 @@ struct NodeState {
     kube_counters: Option<Arc<SourceCounters>>,
 }
 
+/// What the table task waits on, besides its timer and signals.
+struct Inputs<'a> {
+    links: mpsc::Receiver<LinkEvent>,
+    events: &'a mut mpsc::Receiver<FlowEvent>,
+    views: &'a mut watch::Receiver<Option<Arc<ClusterView>>>,
+    /// Why a serving task (gRPC API, metrics) stopped, if one did.
+    served: &'a mut mpsc::Receiver<String>,
+}
+
 impl NodeState {
     async fn serve(
         &mut self,
-        mut links: mpsc::Receiver<LinkEvent>,
-        events: &mut mpsc::Receiver<FlowEvent>,
-        views: &mut watch::Receiver<Option<Arc<ClusterView>>>,
+        inputs: Inputs<'_>,
         config: &RunConfig,
         counters: &crate::datapath::CounterReader,
         reader_stats: &EventReaderStats,
     ) -> Result<()> {
+        let Inputs {
+            mut links,
+            events,
+            views,
+            served,
+        } = inputs;
         let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
         let mut terminate =
             signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -334,6 +383,7 @@ impl NodeState {
                     Some(link) => self.on_link(link),
                     None => anyhow::bail!("the interface watcher stopped"),
                 },
+                Some(stopped) = served.recv() => anyhow::bail!(stopped),
                 event = events.recv() => match event {
                     Some(event) => self.on_event(&event),
                     None => anyhow::bail!("the ring buffer reader stopped"),

@@ -1,8 +1,12 @@
-//! Serves the metrics at `GET /metrics` (HTTP/1.1), a task per connection.
+//! Serves the metrics at `GET /metrics` (HTTP/1.1), a task per connection, bounded: at most
+//! [`MAX_CONNECTIONS`] at once, each given [`HEADER_TIMEOUT`] to send its request headers and
+//! [`CONNECTION_TIMEOUT`] in all, so idle or half-sent connections cannot pile up; accept
+//! errors (out of file descriptors) back off instead of spinning.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -11,10 +15,20 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::Metrics;
+
+/// Connections served at once; more wait in the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Time a connection has to send its request headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a connection may stay open in all (a scrape takes milliseconds).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest pause after failed accepts.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The exposition format prometheus-client writes.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -28,11 +42,29 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Answers scrapes until the task is aborted.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::ZERO;
     loop {
+        // A free slot first: beyond the cap, connections wait in the accept queue.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                if !backoff.is_zero() {
+                    tracing::info!("accepting metrics connections again");
+                    backoff = Duration::ZERO;
+                }
+                stream
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "accepting a metrics connection");
+                // Out of file descriptors, say: retrying at once would spin and flood the
+                // log. Warn when it starts, then wait longer each time, up to a second.
+                if backoff.is_zero() {
+                    tracing::warn!(error = %e, "accepting a metrics connection failed; backing off");
+                }
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                tokio::time::sleep(backoff).await;
                 continue;
             }
         };
@@ -42,12 +74,17 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 let metrics = Arc::clone(&metrics);
                 async move { Ok::<_, Infallible>(respond(&request, &metrics)) }
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "metrics connection");
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "metrics connection"),
+                Err(_) => tracing::debug!("metrics connection open too long: closed"),
             }
+            drop(slot);
         });
     }
 }

@@ -32,19 +32,23 @@ impl ObserverProcess {
     /// Starts `binary run` in the lab's node with `extra` args (and a 100 ms poll interval
     /// unless `extra` sets one).
     pub fn start(lab: &Lab, binary: &Path, dir: &Path, extra: &[&str]) -> Result<Self> {
-        let flow_log = dir.join("flows.jsonl");
+        // `--flow-log PATH` in `extra` replaces the default in `dir`.
+        let flow_log = extra
+            .iter()
+            .position(|a| *a == "--flow-log")
+            .and_then(|i| extra.get(i + 1))
+            .map_or_else(|| dir.join("flows.jsonl"), PathBuf::from);
         let stats_file = dir.join("stats.json");
         let log_file = dir.join("observer.log");
         for stale in [&flow_log, &stats_file] {
             let _ = std::fs::remove_file(stale);
         }
         let mut command = Lab::command_in(lab.node_netns(), &binary.to_string_lossy());
-        command
-            .arg("run")
-            .arg("--flow-log")
-            .arg(&flow_log)
-            .arg("--stats-file")
-            .arg(&stats_file);
+        command.arg("run");
+        if !extra.contains(&"--flow-log") {
+            command.arg("--flow-log").arg(&flow_log);
+        }
+        command.arg("--stats-file").arg(&stats_file);
         if !extra.contains(&"--poll-interval") {
             command.args(["--poll-interval", "100ms"]);
         }

@@ -46,8 +46,11 @@ pub struct RunStats {
     /// Packets of overflow events for new connections refused while the table was at twice
     /// `--max-connections`: lost.
     pub table_full_packets: u64,
-    /// Records written to the flow log.
+    /// Records written to the flow log (whole lines).
     pub records_written: u64,
+    /// Records lost to flow log writes that failed (a full disk), each counted once; the
+    /// log keeps whole lines only.
+    pub flow_log_lost_records: u64,
     /// Interfaces attached now (at exit: when the run stopped), sorted.
     pub interfaces: Vec<String>,
     /// Cluster views published by the source (manifest loads and reloads).
@@ -97,6 +100,7 @@ impl RunStats {
         self.table_full_packets = table_losses.refused_packets;
         self.records_written = log.written.load(Ordering::Relaxed);
         self.log_write_errors = log.write_errors.load(Ordering::Relaxed);
+        self.flow_log_lost_records = log.lost.load(Ordering::Relaxed);
         self.api = hub.status();
         self.sinks = hub.sink_status();
     }
@@ -117,6 +121,7 @@ impl RunStats {
             + self.table_full_packets
             + self.api.flows_lost_to_subscribers
             + self.lost_to_sinks()
+            + self.flow_log_lost_records
     }
 
     /// Logs a warning when losses grew since the last call.
@@ -130,6 +135,7 @@ impl RunStats {
                 table_full_packets = self.table_full_packets,
                 api_flows_lost_to_subscribers = self.api.flows_lost_to_subscribers,
                 records_lost_to_sinks = self.lost_to_sinks(),
+                flow_log_lost_records = self.flow_log_lost_records,
                 "flow events lost: the ring buffer was full (raise --ringbuf-bytes), the \
                  connection table was (raise --max-connections), a gRPC subscriber fell \
                  behind (raise --api-buffer-flows), or a sink's queue was full (see sinks in \

@@ -14,7 +14,7 @@ use crate::api::server::TlsFiles;
 use crate::cluster::kubernetes::KubernetesSourceConfig;
 use crate::daemon::{self, ClusterConfig, RunConfig};
 use crate::datapath::{DEFAULT_INTERFACE_PATTERN, DatapathConfig, InterfacePattern};
-use crate::export::FlowLogTarget;
+use crate::export::{FlowLogTarget, Rotation};
 use crate::flow::{DEFAULT_MAX_CONNECTIONS, TableConfig};
 
 /// Arguments of `observer run`.
@@ -26,6 +26,13 @@ pub struct RunArgs {
     /// Where to write connection records (JSON Lines); `-` is stdout.
     #[arg(long, default_value = "-")]
     flow_log: String,
+    /// Rotate a file flow log when it reaches this many bytes (0: never; then rotate it
+    /// outside, e.g. logrotate with a SIGHUP, which reopens it).
+    #[arg(long, default_value_t = 0)]
+    flow_log_max_bytes: u64,
+    /// Rotated flow log files kept (`PATH.1` is the newest).
+    #[arg(long, default_value_t = 3)]
+    flow_log_keep: usize,
     /// Write counters (kernel, userspace, losses) as JSON here on every poll and at exit.
     #[arg(long)]
     stats_file: Option<PathBuf>,
@@ -160,6 +167,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     let config = RunConfig {
         interfaces: InterfacePattern::parse(&args.interfaces).map_err(anyhow::Error::msg)?,
         flow_log: FlowLogTarget::parse(&args.flow_log),
+        flow_log_rotation: (args.flow_log_max_bytes > 0).then_some(Rotation {
+            max_bytes: args.flow_log_max_bytes,
+            keep: args.flow_log_keep,
+        }),
         stats_file: args.stats_file,
         datapath: DatapathConfig {
             flow_map_entries: args.flow_map_entries,

@@ -31,7 +31,7 @@ use crate::datapath::{
     LinkEvent, watch_links,
 };
 use crate::enrich::{Enricher, NatTable};
-use crate::export::{FlowLog, FlowLogStats, FlowLogTarget};
+use crate::export::{FlowLog, FlowLogStats, FlowLogTarget, Rotation};
 use crate::flow::{ConnectionTable, InterfaceNames, Sweep, TableConfig, WallClock};
 use crate::hub::{FlowHub, WhenFull};
 use crate::metrics::{Metrics, server as metrics_server};
@@ -71,6 +71,8 @@ pub struct RunConfig {
     pub interfaces: InterfacePattern,
     /// Where records go.
     pub flow_log: FlowLogTarget,
+    /// Size limit and rotation of a file flow log (`None`: grows until rotated outside).
+    pub flow_log_rotation: Option<Rotation>,
     /// Where the stats JSON is written (each poll and at exit).
     pub stats_file: Option<PathBuf>,
     /// Map sizes.
@@ -162,7 +164,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
 
     // Every written record is published here; the flow log and the metrics are sinks.
     let hub = FlowHub::new(config.api_buffer_flows);
-    let log = FlowLog::open(&config.flow_log)?;
+    let log = FlowLog::open(&config.flow_log, config.flow_log_rotation)?;
     let log_stats = Arc::new(FlowLogStats::default());
     let log_task = {
         let queue = hub.subscribe("flow_log", FLOW_LOG_QUEUE, WhenFull::Wait);
@@ -373,12 +375,19 @@ impl NodeState {
         let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
         let mut terminate =
             signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        // SIGHUP reopens the flow log (after logrotate moved it); it no longer kills the
+        // daemon with records unwritten.
+        let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
         let mut poll = tokio::time::interval(config.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = interrupt.recv() => return Ok(()),
                 _ = terminate.recv() => return Ok(()),
+                _ = hangup.recv() => {
+                    info!("SIGHUP: the flow log is reopened before its next write");
+                    self.log_stats.reopen.store(true, Ordering::Relaxed);
+                }
                 link = links.recv() => match link {
                     Some(link) => self.on_link(link),
                     None => anyhow::bail!("the interface watcher stopped"),

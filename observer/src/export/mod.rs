@@ -3,4 +3,4 @@
 
 mod flow_log;
 
-pub use flow_log::{FlowLog, FlowLogStats, FlowLogTarget};
+pub use flow_log::{FlowLog, FlowLogStats, FlowLogTarget, Rotation};

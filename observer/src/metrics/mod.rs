@@ -181,6 +181,7 @@ impl Metrics {
             ("table_full".into(), stats.table_full_packets),
             ("api_subscriber".into(), stats.api.flows_lost_to_subscribers),
             ("events_malformed".into(), stats.events_malformed),
+            ("flow_log".into(), stats.flow_log_lost_records),
         ];
         for sink in &stats.sinks {
             losses.push((format!("sink_{}", sink.name), sink.lost));

@@ -353,3 +353,89 @@ fn entries_of_a_directory_that_are_not_read_are_named() {
         );
     }
 }
+
+#[test]
+fn what_the_api_server_refuses_is_refused_naming_the_field() {
+    let policy = |spec: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: x}}\nspec: {spec}\n"
+        )
+    };
+    let block = |except: &str| {
+        policy(&format!(
+            "{{podSelector: {{}}, ingress: [{{from: [{{ipBlock: {{cidr: 10.0.0.0/16, except: [{except}]}}}}]}}]}}"
+        ))
+    };
+    let cases = [
+        (block("10.1.0.0/24"), "spec.ingress[0].from[0].ipBlock.except[0]", "not inside"),
+        (block("\"fd00::/64\""), "spec.ingress[0].from[0].ipBlock.except[0]", "not inside"),
+        (block("10.0.0.0/16"), "spec.ingress[0].from[0].ipBlock.except[0]", "not inside"),
+        (
+            policy("{podSelector: {matchLabels: {\"bad key!\": x}}}"),
+            "spec.podSelector.matchLabels",
+            "invalid label key",
+        ),
+        (
+            policy("{podSelector: {matchExpressions: [{key: app, operator: In, values: [-bad-]}]}}"),
+            "spec.podSelector.matchExpressions[0].values[0]",
+            "invalid label value",
+        ),
+        (
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: Bad_Name, namespace: x}\nspec: {podSelector: {}}\n".to_string(),
+            "metadata.name",
+            "invalid name",
+        ),
+    ];
+    for (doc, field, what) in cases {
+        let (m, message) = single_error(&doc);
+        assert!(
+            message.contains(field) && message.contains(what),
+            "{field}: {message}"
+        );
+        assert_eq!(m.objects.policies.len(), 2, "the others still load");
+    }
+    // Inside its cidr, smaller: fine.
+    let m = manifests::parse("ok.yaml", &block("10.0.1.0/24"));
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
+
+#[test]
+fn a_duplicate_key_is_refused_not_resolved_to_the_last() {
+    let doc = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\n\
+               spec:\n  podSelector: {matchLabels: {app: db}}\n  podSelector: {}\n";
+    let (m, message) = single_error(doc);
+    assert!(
+        message.contains("duplicate key \"podSelector\""),
+        "{message}"
+    );
+    assert_eq!(m.objects.policies.len(), 2);
+}
+
+#[test]
+fn an_unknown_field_is_a_warning_naming_it_and_strict_refuses_it() {
+    let doc = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: typo, namespace: x}\n\
+               spec:\n  podSelecter: {matchLabels: {app: db}}\n  ingress: [{form: [{podSelector: {}}]}]\n";
+    let m = manifests::parse("typo.yaml", doc);
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    let warnings: Vec<String> = m.warnings.iter().map(ToString::to_string).collect();
+    for field in ["spec.podSelecter", "spec.ingress[0].form"] {
+        assert!(
+            warnings.iter().any(|w| w.contains(field)),
+            "{field}: {warnings:?}"
+        );
+    }
+    let mut strict = Manifests {
+        strict: true,
+        ..Manifests::default()
+    };
+    manifests::parse_into("typo.yaml", doc, &mut strict);
+    assert!(strict.objects.policies.is_empty(), "refused under --strict");
+    assert!(
+        strict
+            .errors
+            .iter()
+            .any(|e| e.to_string().contains("spec.podSelecter")),
+        "{:?}",
+        strict.errors
+    );
+}

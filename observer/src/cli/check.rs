@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::cluster::manifests::{LoadErrorKind, load_paths};
+use crate::cluster::manifests::{LoadErrorKind, load_paths_strict};
 use crate::policy::PolicySnapshot;
 use crate::policy::check::{CheckError, check_lines};
 
@@ -19,6 +19,10 @@ pub struct CheckArgs {
     /// Pods, Nodes and NetworkPolicies.
     #[arg(long, required = true, num_args = 1..)]
     manifests: Vec<PathBuf>,
+    /// Refuse manifest objects with unknown fields (a misspelt field is otherwise ignored
+    /// with a warning, as kubectl apply does).
+    #[arg(long)]
+    strict: bool,
     /// Flows, one JSON object per line (flow-log records are valid input); `-` is stdin.
     #[arg(long)]
     flows: String,
@@ -30,7 +34,7 @@ pub struct CheckArgs {
 /// among them: judging against a cluster with a file missing would answer for a cluster
 /// nobody described.
 pub fn run(args: CheckArgs) -> ExitCode {
-    let loaded = load_paths(&args.manifests);
+    let loaded = load_paths_strict(&args.manifests, args.strict);
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }

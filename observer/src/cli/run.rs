@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// pods and carry policy verdicts.
     #[arg(long, num_args = 1..)]
     manifests: Vec<PathBuf>,
+    /// Refuse manifest objects with unknown fields (otherwise ignored with a warning, as
+    /// kubectl apply does).
+    #[arg(long, requires = "manifests")]
+    strict: bool,
     /// Cluster state from the Kubernetes API with this kubeconfig. Without --manifests and
     /// --kubeconfig, the in-cluster service account is used when running in a pod
     /// (KUBERNETES_SERVICE_HOST is set); otherwise records carry addresses only.
@@ -186,7 +190,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         poll_interval: args.poll_interval.max(Duration::from_millis(10)),
         attach_empty_program: args.attach_empty_program,
         cluster: if !args.manifests.is_empty() {
-            ClusterConfig::Manifests(args.manifests)
+            ClusterConfig::Manifests {
+                paths: args.manifests,
+                strict: args.strict,
+            }
         } else if args.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
         {
             ClusterConfig::Kubernetes(KubernetesSourceConfig {

@@ -32,11 +32,12 @@ pub struct SourceStats {
 /// counted stale (`cluster_source_stale`) until it parses again (`manifests/live.rs`).
 pub async fn watch_manifests(
     paths: Vec<PathBuf>,
+    strict: bool,
     interval: Duration,
     out: watch::Sender<Option<Arc<ClusterView>>>,
     stats: Arc<SourceStats>,
 ) {
-    let mut live = LiveManifests::default();
+    let mut live = LiveManifests::new(strict);
     let mut previous: Option<Built> = None;
     loop {
         let built = tokio::task::block_in_place(|| {

@@ -58,8 +58,14 @@ const METRICS_QUEUE: usize = 16_384;
 pub enum ClusterConfig {
     /// No cluster state: records carry addresses only.
     None,
-    /// Manifest files or directories, reloaded when they change.
-    Manifests(Vec<PathBuf>),
+    /// Manifest files or directories, reloaded when they change; `strict` refuses objects
+    /// with unknown fields.
+    Manifests {
+        /// Files or directories.
+        paths: Vec<PathBuf>,
+        /// Refuse unknown fields.
+        strict: bool,
+    },
     /// The Kubernetes API (watches).
     Kubernetes(KubernetesSourceConfig),
 }
@@ -142,8 +148,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let source_stats = Arc::new(SourceStats::default());
     let source_task = match &config.cluster {
         ClusterConfig::None => None,
-        ClusterConfig::Manifests(paths) => Some(tokio::spawn(watch_manifests(
+        ClusterConfig::Manifests { paths, strict } => Some(tokio::spawn(watch_manifests(
             paths.clone(),
+            *strict,
             MANIFEST_POLL,
             view_tx,
             Arc::clone(&source_stats),

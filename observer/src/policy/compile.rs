@@ -123,6 +123,12 @@ pub fn compile(np: &NetworkPolicy) -> Result<CompiledPolicy, FieldError> {
         Some(n) if !n.is_empty() => n.to_owned(),
         _ => return Err(FieldError::new("metadata.name", FieldProblem::Missing)),
     };
+    if let Some(problem) = super::names::dns_subdomain_problem(&name) {
+        return Err(FieldError::new(
+            "metadata.name",
+            FieldProblem::Name(format!("{name:?}: {problem}")),
+        ));
+    }
     let namespace = np
         .metadata
         .namespace

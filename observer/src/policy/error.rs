@@ -49,6 +49,22 @@ pub enum FieldProblem {
     /// A peer without podSelector, namespaceSelector or ipBlock.
     #[error("a peer must set podSelector, namespaceSelector or ipBlock")]
     EmptyPeer,
+    /// A label key that is not a qualified name, or a label value that is not valid.
+    #[error("invalid label {0}")]
+    Label(String),
+    /// An object name the API server would refuse.
+    #[error("invalid name {0}")]
+    Name(String),
+    /// An `except` that is not a strict subset of its `cidr`.
+    #[error(
+        "except {except} is not inside cidr {cidr} (it must be a smaller range within it, of the same family)"
+    )]
+    ExceptOutsideCidr {
+        /// The except.
+        except: String,
+        /// Its ipBlock's cidr.
+        cidr: String,
+    },
     /// A peer with ipBlock and a selector.
     #[error("ipBlock may not be combined with podSelector or namespaceSelector")]
     MixedPeer,

@@ -78,7 +78,24 @@ pub fn parse_ip_block(block: &IPBlock, field: &str) -> Result<(IpNet, Vec<IpNet>
         .iter()
         .flatten()
         .enumerate()
-        .map(|(i, e)| parse_cidr(e, &format!("{field}.except[{i}]")))
+        .map(|(i, e)| {
+            let at = format!("{field}.except[{i}]");
+            let except = parse_cidr(e, &at)?;
+            // As the API server validates it: a strict subset of the cidr, same family.
+            let inside = except.addr().is_ipv4() == cidr.addr().is_ipv4()
+                && except.prefix_len() > cidr.prefix_len()
+                && cidr.trunc().contains(&except.trunc());
+            if !inside {
+                return Err(FieldError::new(
+                    at,
+                    FieldProblem::ExceptOutsideCidr {
+                        except: e.clone(),
+                        cidr: block.cidr.clone(),
+                    },
+                ));
+            }
+            Ok(except)
+        })
         .collect::<Result<_, _>>()?;
     Ok((cidr, except))
 }

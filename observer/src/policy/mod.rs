@@ -41,6 +41,7 @@ mod evaluate;
 mod input;
 mod ipblock;
 mod model;
+mod names;
 mod population;
 mod selector;
 mod snapshot;

@@ -4,6 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::error::{FieldError, FieldProblem};
 use super::model::Labels;
+use super::names::{label_key_problem, label_value_problem};
 
 /// A validated label selector. The empty selector matches everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -35,6 +36,19 @@ impl Selector {
         };
         let mut requirements = Vec::new();
         for (key, value) in sel.match_labels.iter().flatten() {
+            let at = format!("{field}.matchLabels");
+            if let Some(problem) = label_key_problem(key) {
+                return Err(FieldError::new(
+                    at,
+                    FieldProblem::Label(format!("key {key:?}: {problem}")),
+                ));
+            }
+            if let Some(problem) = label_value_problem(value) {
+                return Err(FieldError::new(
+                    format!("{at}.{key}"),
+                    FieldProblem::Label(format!("value {value:?}: {problem}")),
+                ));
+            }
             requirements.push(Requirement {
                 key: key.clone(),
                 op: Op::In(Box::new([value.clone()])),
@@ -47,6 +61,20 @@ impl Selector {
                     format!("{field}.key"),
                     FieldProblem::Missing,
                 ));
+            }
+            if let Some(problem) = label_key_problem(&expr.key) {
+                return Err(FieldError::new(
+                    format!("{field}.key"),
+                    FieldProblem::Label(format!("key {:?}: {problem}", expr.key)),
+                ));
+            }
+            for (j, value) in expr.values.iter().flatten().enumerate() {
+                if let Some(problem) = label_value_problem(value) {
+                    return Err(FieldError::new(
+                        format!("{field}.values[{j}]"),
+                        FieldProblem::Label(format!("value {value:?}: {problem}")),
+                    ));
+                }
             }
             let mut values: Vec<String> = expr.values.clone().unwrap_or_default();
             values.sort();

@@ -20,6 +20,7 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
 };
 use kube::Resource;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::state::ClusterObjects;
@@ -27,7 +28,15 @@ use crate::policy::FieldError;
 
 /// A kind of cluster object the observer reads.
 pub trait ClusterKind:
-    Resource<DynamicType = ()> + Clone + Debug + PartialEq + DeserializeOwned + Send + Sync + 'static
+    Resource<DynamicType = ()>
+    + Clone
+    + Debug
+    + PartialEq
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
 {
     /// The Kubernetes kind, for logs and manifests.
     const KIND: &'static str;

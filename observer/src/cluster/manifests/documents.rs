@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::unique::Unique;
 use super::{LoadError, LoadErrorKind, Location};
 
 /// One parsed document and where it came from.
@@ -22,7 +23,7 @@ pub(super) fn split(file: &str, text: &str) -> Vec<Result<Document, LoadError>> 
 
 fn json_documents(file: &str, text: &str) -> Vec<Result<Document, LoadError>> {
     let mut out = Vec::new();
-    let stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let stream = serde_json::Deserializer::from_str(text).into_iter::<Unique>();
     for (i, item) in stream.enumerate() {
         let location = Location {
             file: file.to_owned(),
@@ -30,7 +31,7 @@ fn json_documents(file: &str, text: &str) -> Vec<Result<Document, LoadError>> {
             line: None,
         };
         match item {
-            Ok(value) => out.push(Ok(Document { value, location })),
+            Ok(Unique(value)) => out.push(Ok(Document { value, location })),
             Err(e) => {
                 // A JSON stream cannot resynchronise after a syntax error.
                 out.push(Err(LoadError {
@@ -84,13 +85,13 @@ fn yaml_documents(file: &str, text: &str) -> Vec<Result<Document, LoadError>> {
             body.push_str(if l.trim_end() == "..." { "" } else { l });
             body.push('\n');
         }
-        match serde_yaml_ng::from_str::<Value>(&body) {
+        match serde_yaml_ng::from_str::<Unique>(&body).map(|u| u.0) {
             Ok(value) => out.push(Ok(Document { value, location })),
             Err(_) => {
                 // Re-parse with leading newlines so the message's line numbers are
                 // absolute within the file (only on the rare error path).
                 let padded = "\n".repeat(start) + &body;
-                let message = match serde_yaml_ng::from_str::<Value>(&padded) {
+                let message = match serde_yaml_ng::from_str::<Unique>(&padded) {
                     Err(e) => e.to_string(),
                     Ok(_) => "invalid YAML".to_owned(),
                 };

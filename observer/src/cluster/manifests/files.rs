@@ -109,7 +109,15 @@ fn is_manifest(p: &Path) -> bool {
 /// Reads and parses every file; unreadable files become [`LoadErrorKind::Io`] errors and
 /// skipped directory entries warnings.
 pub fn load_paths(paths: &[PathBuf]) -> Manifests {
-    let mut out = Manifests::default();
+    load_paths_strict(paths, false)
+}
+
+/// [`load_paths`], refusing objects with unknown fields when `strict`.
+pub fn load_paths_strict(paths: &[PathBuf], strict: bool) -> Manifests {
+    let mut out = Manifests {
+        strict,
+        ..Manifests::default()
+    };
     let expanded = expand_paths(paths);
     out.warnings.extend(expanded.warnings());
     for item in expanded.files {

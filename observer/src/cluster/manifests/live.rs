@@ -54,6 +54,8 @@ struct FileState {
 #[derive(Debug, Default)]
 pub struct LiveManifests {
     files: BTreeMap<PathBuf, FileState>,
+    /// Refuse objects with unknown fields instead of warning (`--strict`).
+    strict: bool,
 }
 
 /// A reload that changed something.
@@ -71,6 +73,14 @@ pub struct Reload {
 }
 
 impl LiveManifests {
+    /// A source that refuses objects with unknown fields when `strict`.
+    pub fn new(strict: bool) -> Self {
+        Self {
+            strict,
+            ..Self::default()
+        }
+    }
+
     /// Looks at `paths` again; `None` when no file changed since the last call.
     pub fn reload(&mut self, paths: &[PathBuf]) -> Option<Reload> {
         let expanded = expand_paths(paths);
@@ -95,7 +105,7 @@ impl LiveManifests {
                     stale: None,
                 }
             });
-            changed |= refresh(&path, state, unreadable, &mut messages);
+            changed |= refresh(&path, state, unreadable, self.strict, &mut messages);
         }
         let before = self.files.len();
         self.files.retain(|path, _| seen.contains(path));
@@ -126,6 +136,7 @@ fn refresh(
     path: &Path,
     state: &mut FileState,
     unreadable: Option<String>,
+    strict: bool,
     messages: &mut Vec<String>,
 ) -> bool {
     let name = path.display();
@@ -156,7 +167,10 @@ fn refresh(
         return false;
     }
     state.hash = Some(hash);
-    let mut parsed = Manifests::default();
+    let mut parsed = Manifests {
+        strict,
+        ..Manifests::default()
+    };
     parse_into(&name.to_string(), &text, &mut parsed);
     messages.extend(parsed.warnings.iter().map(|w| format!("warning: {w}")));
     messages.extend(parsed.errors.iter().map(|e| format!("error: {e}")));

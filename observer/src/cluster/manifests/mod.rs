@@ -13,6 +13,7 @@ mod documents;
 mod files;
 mod live;
 mod objects;
+mod unique;
 
 use std::fmt;
 
@@ -21,7 +22,7 @@ use thiserror::Error;
 use super::state::ClusterObjects;
 use crate::policy::{FieldError, ObjectError, SnapshotInput};
 
-pub use files::{Expanded, expand_paths, load_paths};
+pub use files::{Expanded, expand_paths, load_paths, load_paths_strict};
 pub use live::{LiveManifests, Reload};
 
 /// Objects loaded from one or more files, with what went wrong.
@@ -33,6 +34,8 @@ pub struct Manifests {
     pub warnings: Vec<LoadWarning>,
     /// Documents or objects that were skipped because they are invalid.
     pub errors: Vec<LoadError>,
+    /// Refuse objects with unknown fields (`--strict`), instead of warning about them.
+    pub strict: bool,
 }
 
 impl Manifests {

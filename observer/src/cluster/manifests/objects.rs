@@ -152,14 +152,35 @@ impl Ctx<'_> {
                 let Some(value) = self.value.take() else {
                     return;
                 };
-                let result = typed::<K>(value, self.prefix).and_then(|object| {
-                    validate(object.check(), K::KIND, self.prefix)?;
-                    K::of_mut(&mut self.ctx.out.objects).push(Arc::new(object));
-                    Ok(())
-                });
-                if let Err(e) = result {
-                    self.ctx.error(e);
+                let input = value.clone();
+                let object = match typed::<K>(value, self.prefix).and_then(|object| {
+                    validate(object.check(), K::KIND, self.prefix).map(|()| object)
+                }) {
+                    Ok(object) => object,
+                    Err(e) => return self.ctx.error(e),
+                };
+                // Fields the type does not have are dropped by decoding: a misspelt
+                // `podSelecter` would leave `podSelector` empty and select every pod.
+                let unknown = serde_json::to_value(&object)
+                    .map(|decoded| unknown_fields(&input, &decoded, self.prefix))
+                    .unwrap_or_default();
+                if self.ctx.out.strict && !unknown.is_empty() {
+                    return self.ctx.error(LoadErrorKind::Schema {
+                        field: unknown.join(", "),
+                        message: format!("unknown field of {} (--strict)", K::KIND),
+                    });
                 }
+                for field in unknown {
+                    let message = format!(
+                        "unknown field {field} of {} ignored (as kubectl apply warns; --strict refuses it)",
+                        K::KIND
+                    );
+                    self.ctx.out.warnings.push(LoadWarning {
+                        location: self.ctx.location.clone(),
+                        message,
+                    });
+                }
+                K::of_mut(&mut self.ctx.out.objects).push(Arc::new(object));
             }
         }
         visit_kinds(&mut Load {
@@ -211,4 +232,41 @@ fn validate(
         error.field = format!("{prefix}{}", error.field);
         LoadErrorKind::Invalid { kind, error }
     })
+}
+
+/// Paths of the fields of `input` that decoding dropped (absent from `decoded`, the typed
+/// object written back). Null fields are not fields.
+fn unknown_fields(input: &Value, decoded: &Value, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(input, decoded, prefix.trim_end_matches('.'), &mut out);
+    out
+}
+
+fn walk(input: &Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (input, decoded) {
+        (Value::Object(input), Value::Object(decoded)) => {
+            for (key, value) in input {
+                if value.is_null() {
+                    continue;
+                }
+                match decoded.get(key) {
+                    Some(d) => walk(value, d, &join(key), out),
+                    None => out.push(join(key)),
+                }
+            }
+        }
+        (Value::Array(input), Value::Array(decoded)) => {
+            for (i, (value, d)) in input.iter().zip(decoded).enumerate() {
+                walk(value, d, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
 }

@@ -76,11 +76,23 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
         annotations.get("prometheus.io/port"),
         Some(&metrics_port.to_string())
     );
-    let privileged = container
+    // Not privileged: exactly the capabilities privileged_capabilities.rs runs it with.
+    let security = container
         .security_context
         .as_ref()
-        .and_then(|s| s.privileged);
-    assert_eq!(privileged, Some(true), "loading eBPF programs");
+        .expect("a security context");
+    assert_eq!(security.privileged, Some(false));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    let capabilities = security.capabilities.as_ref().expect("capabilities");
+    assert_eq!(capabilities.drop.as_deref(), Some(&["ALL".to_string()][..]));
+    let mut added = capabilities.add.clone().unwrap_or_default();
+    added.sort();
+    assert_eq!(added, ["BPF", "NET_ADMIN", "PERFMON"]);
+    assert_eq!(
+        security.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        Some("RuntimeDefault")
+    );
     // What the observer writes is on writable volumes.
     let mounts = container.volume_mounts.clone().unwrap_or_default();
     for flag in ["--flow-log", "--stats-file"] {

@@ -1,0 +1,69 @@
+//! Privileged: the daemon needs exactly CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, the set
+//! `deploy/daemonset.yaml` grants instead of `privileged: true`. It runs here with every
+//! other capability dropped from its bounding set (root without CAP_SYS_ADMIN and the rest),
+//! loads and attaches its programs, and records traffic.
+
+mod support;
+
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use observer::flow::{FlowRecord, IpProtocol};
+use observer_lab::Lab;
+use observer_lab::observer::ObserverProcess;
+use observer_lab::traffic::udp_exchange;
+use support::{require_root, scratch_dir};
+
+/// CAP_NET_ADMIN (12), CAP_PERFMON (38), CAP_BPF (39).
+const GRANTED: u64 = (1 << 12) | (1 << 38) | (1 << 39);
+
+#[test]
+fn the_daemon_runs_with_only_bpf_net_admin_and_perfmon() -> Result<()> {
+    require_root();
+    let dir = scratch_dir("capabilities");
+    let wrapper = dir.join("observer-with-three-caps");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec setpriv --bounding-set=-all,+bpf,+net_admin,+perfmon \
+             --inh-caps=-all {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_observer")
+        ),
+    )?;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+    let mut lab = Lab::new()?;
+    let a = lab.add_pod("a")?;
+    let b = lab.add_pod("b")?;
+    let mut observer = ObserverProcess::start(
+        &lab,
+        Path::new(&wrapper),
+        &dir,
+        &["--interfaces", "veth*", "--idle-timeout", "1s"],
+    )?;
+    observer.wait_attached(&["vetha", "vethb"])?;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", observer.pid()))?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .context("CapEff")?;
+    assert_eq!(effective, GRANTED, "effective capabilities {effective:#x}");
+    let (client, server) = udp_exchange(&a, &b, IpAddr::V4(b.ipv4), 3)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let stopped = observer.stop()?;
+    let records: Vec<FlowRecord> = stopped
+        .flow_log
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let ours: Vec<&FlowRecord> = records
+        .iter()
+        .filter(|r| r.protocol == IpProtocol::UDP && r.src.port == client && r.dst.port == server)
+        .collect();
+    assert_eq!(ours.len(), 1, "{records:?}\n{}", stopped.log);
+    assert_eq!((ours[0].fwd.packets, ours[0].rev.packets), (3, 3));
+    Ok(())
+}

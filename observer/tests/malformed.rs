@@ -439,3 +439,29 @@ fn an_unknown_field_is_a_warning_naming_it_and_strict_refuses_it() {
         strict.errors
     );
 }
+
+#[test]
+fn deep_nesting_is_refused_before_parsing() {
+    // 100,000 levels in 200 KB: the parser alone took minutes on this.
+    let levels = 100_000;
+    let deep = format!(
+        "{GOOD_POLICY}---\na: {}{}\n",
+        "[".repeat(levels),
+        "]".repeat(levels)
+    );
+    let m = manifests::parse("deep.yaml", &deep);
+    assert_eq!(m.objects.policies.len(), 1, "the other document loads");
+    let message = m
+        .errors
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        message.contains("nested deeper than 100 levels"),
+        "{message}"
+    );
+    assert!(message.contains("document 2"), "{message}");
+    // Brackets in quotes and comments are text.
+    let quoted = format!("{GOOD_POLICY}# {}\n", "[".repeat(200));
+    assert!(manifests::parse("quoted.yaml", &quoted).errors.is_empty());
+}

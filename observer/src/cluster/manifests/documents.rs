@@ -45,6 +45,39 @@ fn json_documents(file: &str, text: &str) -> Vec<Result<Document, LoadError>> {
     out
 }
 
+/// Flow collections (`[...]`, `{...}`) nested deeper than this are refused unparsed. The
+/// parser's own limit is 128 levels of any kind; Kubernetes objects need a dozen.
+const MAX_FLOW_DEPTH: usize = 100;
+
+/// The first line (1-based, within `body`) where flow collections nest deeper than
+/// [`MAX_FLOW_DEPTH`], and the depth there. Brackets in quoted scalars and comments do
+/// not count; one pass over the text.
+fn too_deep(body: &str) -> Option<(usize, usize)> {
+    let mut depth: usize = 0;
+    for (i, line) in body.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some((i + 1, depth));
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            previous = c;
+        }
+    }
+    None
+}
+
 /// A line that starts a new YAML document (`---`, optionally followed by content).
 fn is_separator(line: &str) -> bool {
     line.strip_prefix("---")
@@ -85,15 +118,30 @@ fn yaml_documents(file: &str, text: &str) -> Vec<Result<Document, LoadError>> {
             body.push_str(if l.trim_end() == "..." { "" } else { l });
             body.push('\n');
         }
+        if let Some((line, depth)) = too_deep(&body) {
+            // The parser's time grows with the square of flow nesting (100,000 levels
+            // took minutes): refuse before parsing, in one pass.
+            out.push(Err(LoadError {
+                location,
+                kind: LoadErrorKind::Syntax(format!(
+                    "nested deeper than {MAX_FLOW_DEPTH} levels ({depth} at line {})",
+                    start + line
+                )),
+            }));
+            continue;
+        }
         match serde_yaml_ng::from_str::<Unique>(&body).map(|u| u.0) {
             Ok(value) => out.push(Ok(Document { value, location })),
-            Err(_) => {
-                // Re-parse with leading newlines so the message's line numbers are
-                // absolute within the file (only on the rare error path).
-                let padded = "\n".repeat(start) + &body;
-                let message = match serde_yaml_ng::from_str::<Unique>(&padded) {
-                    Err(e) => e.to_string(),
-                    Ok(_) => "invalid YAML".to_owned(),
+            Err(e) => {
+                // The parser counts lines from the document's start: make them the file's.
+                let message = e.to_string();
+                let message = match (e.location(), message.rsplit_once(" at line ")) {
+                    (Some(at), Some((what, _))) => format!(
+                        "{what} at line {} column {}",
+                        at.line() + start,
+                        at.column()
+                    ),
+                    _ => message,
                 };
                 out.push(Err(LoadError {
                     location,

@@ -76,7 +76,7 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
         annotations.get("prometheus.io/port"),
         Some(&metrics_port.to_string())
     );
-    // Not privileged: exactly the capabilities privileged_capabilities.rs runs it with.
+    // Not privileged: exactly the capabilities privileged_node.rs runs it with.
     let security = container
         .security_context
         .as_ref()

@@ -439,6 +439,16 @@ impl NodeState {
                         Ok(()) => {
                             if self.names.get(&index) != Some(&name) {
                                 info!(interface = %name, index, "attached");
+                                let others = self.attachments.other_observers(&name);
+                                if !others.is_empty() {
+                                    self.stats.other_observer_interfaces += 1;
+                                    warn!(
+                                        interface = %name,
+                                        programs = ?others,
+                                        "another observer's programs are attached here too: \
+                                         every packet is counted by both and costs twice"
+                                    );
+                                }
                             }
                             self.names.insert(index, name);
                         }

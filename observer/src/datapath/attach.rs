@@ -122,6 +122,38 @@ impl Attachments {
         names
     }
 
+    /// Other observers' programs at the hooks of interface `name`: programs named like
+    /// ours that are not ours (another observer attached to the same interfaces counts
+    /// every packet again and doubles the per-packet cost). Only TCX links can be listed;
+    /// on older kernels this finds nothing.
+    pub fn other_observers(&mut self, name: &str) -> Vec<u32> {
+        if self.legacy_tc {
+            return Vec::new();
+        }
+        let mut ours = Vec::new();
+        for program_name in [INGRESS_PROGRAM, EGRESS_PROGRAM, EMPTY_PROGRAM] {
+            if let Ok(info) = program(&mut self.ebpf, program_name).and_then(|p| Ok(p.info()?)) {
+                ours.push((info.id(), info.name_as_str().map(str::to_owned)));
+            }
+        }
+        let mut others = Vec::new();
+        for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
+            let Ok((_, attached)) = SchedClassifier::query_tcx(name, hook) else {
+                continue;
+            };
+            for info in attached {
+                let same_name = ours
+                    .iter()
+                    .any(|(_, n)| n.is_some() && n.as_deref() == info.name_as_str());
+                let ours_too = ours.iter().any(|(id, _)| *id == info.id());
+                if same_name && !ours_too && !others.contains(&info.id()) {
+                    others.push(info.id());
+                }
+            }
+        }
+        others
+    }
+
     /// Runs the loaded classifier `name` once on `frame` through BPF_PROG_TEST_RUN, as
     /// if the frame had reached its hook on the loopback interface, without attaching it:
     /// the tier of exact parser tests that needs no namespaces. `gso_segs` above 1 makes

@@ -1,7 +1,8 @@
-//! Privileged: the daemon needs exactly CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, the set
-//! `deploy/daemonset.yaml` grants instead of `privileged: true`. It runs here with every
-//! other capability dropped from its bounding set (root without CAP_SYS_ADMIN and the rest),
-//! loads and attaches its programs, and records traffic.
+//! Privileged: how the daemon lives on a node. It needs exactly CAP_BPF, CAP_NET_ADMIN and
+//! CAP_PERFMON, the set `deploy/daemonset.yaml` grants instead of `privileged: true`: it
+//! runs here with every other capability dropped from its bounding set (root without
+//! CAP_SYS_ADMIN and the rest), loads and attaches its programs, and records traffic. And a
+//! second observer attached to the same interfaces is noticed and reported.
 
 mod support;
 
@@ -65,5 +66,44 @@ fn the_daemon_runs_with_only_bpf_net_admin_and_perfmon() -> Result<()> {
         .collect();
     assert_eq!(ours.len(), 1, "{records:?}\n{}", stopped.log);
     assert_eq!((ours[0].fwd.packets, ours[0].rev.packets), (3, 3));
+    Ok(())
+}
+
+#[test]
+fn a_second_observer_on_the_same_interfaces_is_noticed() -> Result<()> {
+    require_root();
+    let (first_dir, second_dir) = (
+        scratch_dir("first-observer"),
+        scratch_dir("second-observer"),
+    );
+    let mut lab = Lab::new()?;
+    lab.add_pod("a")?;
+    let binary = Path::new(env!("CARGO_BIN_EXE_observer"));
+    let mut first = ObserverProcess::start(&lab, binary, &first_dir, &["--interfaces", "veth*"])?;
+    first.wait_attached(&["vetha"])?;
+    // The second one serves nothing (the first holds the ports) but attaches all the same.
+    let mut second = ObserverProcess::start(
+        &lab,
+        binary,
+        &second_dir,
+        &[
+            "--interfaces",
+            "veth*",
+            "--grpc-listen",
+            "off",
+            "--metrics-listen",
+            "off",
+        ],
+    )?;
+    second.wait_attached(&["vetha"])?;
+    let stopped = second.stop()?;
+    first.stop()?;
+    assert_eq!(
+        stopped.stats["other_observer_interfaces"].as_u64(),
+        Some(1),
+        "{}",
+        stopped.stats
+    );
+    assert!(stopped.log.contains("another observer"), "{}", stopped.log);
     Ok(())
 }

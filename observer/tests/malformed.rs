@@ -465,3 +465,40 @@ fn deep_nesting_is_refused_before_parsing() {
     let quoted = format!("{GOOD_POLICY}# {}\n", "[".repeat(200));
     assert!(manifests::parse("quoted.yaml", &quoted).errors.is_empty());
 }
+
+#[test]
+fn the_daemons_own_records_replay_through_the_records_type() {
+    let policy = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n\
+                  apiVersion: v1\nkind: Pod\nmetadata: {name: web-1, namespace: shop, labels: {app: web}}\n\
+                  spec: {nodeName: node-a}\nstatus: {podIP: 10.244.1.10}\n---\n\
+                  apiVersion: v1\nkind: Pod\nmetadata: {name: api-1, namespace: shop, labels: {app: api}}\n\
+                  spec: {nodeName: node-a}\nstatus: {podIP: 10.244.1.20}\n---\n\
+                  apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: api, namespace: shop}\n\
+                  spec: {podSelector: {matchLabels: {app: api}}, ingress: [{ports: [{port: 9999}]}]}\n";
+    let m = manifests::parse("cluster.yaml", policy);
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    let (input, _) = m.snapshot_input();
+    let snapshot = PolicySnapshot::build(&input);
+    // Every field the flow log writes (node, labels, workload, service, verdict, tiers).
+    let records = include_str!("data/api/flows.jsonl");
+    let mut out = Vec::new();
+    let summary = check_lines(&snapshot, records.as_bytes(), &mut out).expect("all lines read");
+    assert_eq!(summary.lines, records.lines().count());
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out).lines().next().unwrap_or("{}"))
+            .expect("an output line");
+    // web-1 -> api-1:8080, where only port 9999 is allowed now.
+    assert_eq!(first["verdict"], "deny", "{first}");
+    assert_eq!(first["src"]["pod"], "web-1");
+    // A record with a field the type refuses is named as not a record.
+    let broken = records
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .replace("\"state\":\"closed\"", "\"state\":\"open\"");
+    let err = check_lines(&snapshot, broken.as_bytes(), Vec::new()).expect_err("refused");
+    assert!(
+        matches!(&err, CheckError::Line { line: 1, message } if message.contains("not a flow-log record")),
+        "{err}"
+    );
+}

@@ -3,7 +3,8 @@
 //! Input line: `{"src": E, "dst": E, "dst_port": N, "protocol": "TCP"}` where `E` is
 //! `"namespace/pod"`, an IP literal, or `{"ip", "namespace", "pod", "node", "port"}`; the
 //! port may also be `dst.port`. Protocol is TCP, UDP or SCTP in any case (default TCP).
-//! Flow records written by the daemon are valid input; unknown fields are ignored.
+//! Flow records written by the daemon are valid input, read through the record's own type
+//! (`observer_api::record::FlowRecord`): every field it writes is understood.
 //!
 //! Lines that cannot be evaluated get a result with an `error` field instead of a
 //! verdict: ICMP/ICMPv6 (NetworkPolicy v1 only covers TCP, UDP and SCTP, and CNIs differ
@@ -20,7 +21,9 @@ use thiserror::Error;
 use super::evaluate::evaluate;
 use super::model::{Endpoint, FlowQuery, Protocol};
 use super::snapshot::PolicySnapshot;
+use observer_api::record::{FlowRecord, RecordEndpoint};
 use observer_api::verdict::{Verdict, VerdictKind};
+use observer_api::vocab::IpProtocol;
 
 /// Counts of a `check` run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -141,6 +144,13 @@ pub fn check_line(
     let obj = value
         .as_object()
         .ok_or_else(|| bad("expected a JSON object".into()))?;
+    // A flow-log record is read through the record's own type, so every field the daemon
+    // writes is understood (and a record that is not one is refused, naming the field).
+    if is_flow_record(obj) {
+        let record: FlowRecord = serde_json::from_value(value.clone())
+            .map_err(|e| bad(format!("not a flow-log record: {e}")))?;
+        return judge(snapshot, line_no, record_query(&record));
+    }
     let src = parse_endpoint(obj.get("src"), "src").map_err(bad)?;
     let dst = parse_endpoint(obj.get("dst"), "dst").map_err(bad)?;
     let proto = match obj.get("protocol") {
@@ -153,7 +163,52 @@ pub fn check_line(
         Some(other) => return Err(bad(format!("protocol: expected a string, got {other}"))),
     };
     let port = dst_port(obj, dst.port).map_err(bad)?;
+    judge(snapshot, line_no, (src, dst, proto, port))
+}
 
+/// A line the daemon wrote: it has the record's counts and state.
+fn is_flow_record(obj: &Map<String, Value>) -> bool {
+    ["fwd", "rev", "state", "first_seen"]
+        .iter()
+        .all(|k| obj.contains_key(*k))
+}
+
+/// What `check` judges of a flow-log record: its ends as identified (pod by namespace and
+/// name, else node, else address), protocol and destination port.
+fn record_query(r: &FlowRecord) -> (EndpointSpec, EndpointSpec, ProtoField, Option<u16>) {
+    let spec = |e: &RecordEndpoint| EndpointSpec {
+        ip: Some(e.ip),
+        namespace: e
+            .identity
+            .namespace
+            .clone()
+            .filter(|_| e.identity.pod.is_some()),
+        pod: e.identity.pod.clone(),
+        node: e.identity.node.clone().filter(|_| e.identity.pod.is_none()),
+        port: Some(e.port),
+    };
+    let proto = match r.protocol {
+        IpProtocol::TCP => ProtoField::Known(Protocol::Tcp),
+        IpProtocol::UDP => ProtoField::Known(Protocol::Udp),
+        IpProtocol::SCTP => ProtoField::Known(Protocol::Sctp),
+        IpProtocol::ICMPV6 => ProtoField::Icmp("ICMPv6"),
+        IpProtocol::ICMP => ProtoField::Icmp("ICMP"),
+        // Not a protocol NetworkPolicy names: not evaluable, as ICMP.
+        _ => ProtoField::Icmp("other IP protocol"),
+    };
+    (spec(&r.src), spec(&r.dst), proto, Some(r.dst.port))
+}
+
+/// Judges resolved line parts.
+fn judge(
+    snapshot: &PolicySnapshot,
+    line_no: usize,
+    (src, dst, proto, port): (EndpointSpec, EndpointSpec, ProtoField, Option<u16>),
+) -> Result<(String, LineOutcome), CheckError> {
+    let bad = |message: String| CheckError::Line {
+        line: line_no,
+        message,
+    };
     let mut out = OutLine {
         line: line_no,
         src: src.echo(snapshot),
@@ -164,11 +219,10 @@ pub fn check_line(
     };
     let resolved = (src.resolve(snapshot), dst.resolve(snapshot));
     let (protocol, port, src_ep, dst_ep) = match (proto, port, resolved) {
-        (ProtoField::Icmp(_), ..) => {
-            out.error = Some(
-                "ICMP is not covered by NetworkPolicy v1 (TCP, UDP and SCTP only): not evaluable"
-                    .into(),
-            );
+        (ProtoField::Icmp(name), ..) => {
+            out.error = Some(format!(
+                "{name} is not covered by NetworkPolicy v1 (TCP, UDP and SCTP only): not evaluable"
+            ));
             return finish(&out, LineOutcome::NotEvaluable, line_no);
         }
         (ProtoField::Known(_), None, _) => {

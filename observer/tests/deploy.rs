@@ -55,6 +55,16 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
     };
     // The unauthenticated API stays on the node.
     assert!(value_of("--grpc-listen").starts_with("127.0.0.1:"));
+    // Probes ask the API itself, with a command the observer accepts.
+    for probe in [&container.readiness_probe, &container.liveness_probe] {
+        let command = probe
+            .as_ref()
+            .and_then(|p| p.exec.as_ref())
+            .and_then(|e| e.command.clone())
+            .expect("an exec probe");
+        assert_eq!(command, ["observer", "observe", "--status"]);
+        observer::cli::check_args(&command).unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    }
     let metrics_port: i32 = value_of("--metrics-listen")
         .rsplit(':')
         .next()

@@ -128,8 +128,9 @@ pub struct RunArgs {
 /// `--grpc-tls-*` it may listen wider).
 pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4245";
 
-/// Default of `--metrics-listen`.
-pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9464";
+/// Default of `--metrics-listen`: the node only. The metrics name namespace pairs of denied
+/// connections; exposing them (for Prometheus) is an explicit choice (deploy/README.md).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 /// `--grpc-listen`, `--metrics-listen`: an address, or none (`off`).
 #[derive(Clone, Debug)]

@@ -36,6 +36,8 @@ pub struct RunStats {
     pub map_read_errors: u64,
     /// Interfaces that matched the pattern but could not be attached.
     pub attach_failures: u64,
+    /// Attaches tried again after a failure.
+    pub attach_retries: u64,
     /// Interfaces where another observer's programs were found attached too.
     pub other_observer_interfaces: u64,
     /// Flow log writes that failed.

@@ -2,7 +2,8 @@
 //! CAP_PERFMON, the set `deploy/daemonset.yaml` grants instead of `privileged: true`: it
 //! runs here with every other capability dropped from its bounding set (root without
 //! CAP_SYS_ADMIN and the rest), loads and attaches its programs, and records traffic. And a
-//! second observer attached to the same interfaces is noticed and reported.
+//! second observer attached to the same interfaces is noticed and reported, and an attach
+//! that fails (no file descriptor left) is retried until it works.
 
 mod support;
 
@@ -105,5 +106,56 @@ fn a_second_observer_on_the_same_interfaces_is_noticed() -> Result<()> {
         stopped.stats
     );
     assert!(stopped.log.contains("another observer"), "{}", stopped.log);
+    Ok(())
+}
+
+#[test]
+fn an_attach_that_fails_is_retried_until_it_works() -> Result<()> {
+    require_root();
+    let dir = scratch_dir("attach-retry");
+    let mut lab = Lab::new()?;
+    lab.add_pod("a")?;
+    let binary = Path::new(env!("CARGO_BIN_EXE_observer"));
+    let mut observer = ObserverProcess::start(&lab, binary, &dir, &["--interfaces", "veth*"])?;
+    observer.wait_attached(&["vetha"])?;
+    let pid = observer.pid().to_string();
+    let limit = |soft: &str| -> Result<()> {
+        let status = std::process::Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={soft}:")])
+            .status()?;
+        anyhow::ensure!(status.success(), "prlimit {soft}");
+        Ok(())
+    };
+    // No file descriptor to spare: the new pod's links cannot be made.
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count();
+    limit(&open.to_string())?;
+    lab.add_pod("b")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = observer.stats_now()?;
+        if stats["attach_failures"].as_u64() >= Some(1) {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the attach never failed: {stats}\n{}",
+            observer.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Room again: a later poll's retry attaches it.
+    limit("4096")?;
+    observer.wait_attached(&["vetha", "vethb"])?;
+    let stopped = observer.stop()?;
+    assert!(
+        stopped.stats["attach_retries"].as_u64() >= Some(1),
+        "{}",
+        stopped.stats
+    );
+    assert!(
+        stopped.log.contains("attached on a retry"),
+        "{}",
+        stopped.log
+    );
     Ok(())
 }

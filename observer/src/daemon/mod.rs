@@ -245,6 +245,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         waiting_for_view: source_task.is_some(),
         node_name: config.node_name.clone(),
         kube_counters,
+        pending_attach: std::collections::HashMap::new(),
     };
     let result = node
         .serve(
@@ -354,6 +355,8 @@ struct NodeState {
     node_name: Option<String>,
     /// The Kubernetes source's relists and errors, when it is the source.
     kube_counters: Option<Arc<SourceCounters>>,
+    /// Interfaces whose attach failed, retried at every poll.
+    pending_attach: std::collections::HashMap<u32, String>,
 }
 
 /// What the table task waits on, besides its timer and signals.
@@ -410,6 +413,7 @@ impl NodeState {
                     }
                 }
                 _ = poll.tick() => {
+                    self.retry_attach();
                     if !self.poller.request(&mut self.release) && !self.poller.in_flight() {
                         anyhow::bail!("the flow map poller stopped");
                     }
@@ -431,12 +435,28 @@ impl NodeState {
         }
     }
 
+    /// Tries again the attaches that failed.
+    fn retry_attach(&mut self) {
+        let pending: Vec<(u32, String)> = self
+            .pending_attach
+            .iter()
+            .map(|(index, name)| (*index, name.clone()))
+            .collect();
+        for (index, name) in pending {
+            self.stats.attach_retries += 1;
+            self.on_link(LinkEvent::Present { index, name });
+        }
+    }
+
     fn on_link(&mut self, link: LinkEvent) {
         match link {
             LinkEvent::Present { index, name } => {
                 if self.pattern.matches(&name) {
                     match self.attachments.attach(index, &name) {
                         Ok(()) => {
+                            if self.pending_attach.remove(&index).is_some() {
+                                info!(interface = %name, index, "attached on a retry");
+                            }
                             if self.names.get(&index) != Some(&name) {
                                 info!(interface = %name, index, "attached");
                                 let others = self.attachments.other_observers(&name);
@@ -454,7 +474,13 @@ impl NodeState {
                         }
                         Err(e) => {
                             self.stats.attach_failures += 1;
-                            warn!(interface = %name, index, error = format!("{e:#}"), "attach failed");
+                            // Retried at every poll until it works or the interface goes
+                            // (out of file descriptors, say, the next try may succeed);
+                            // warned once per interface.
+                            if self.pending_attach.insert(index, name.clone()).is_none() {
+                                warn!(interface = %name, index, error = format!("{e:#}"), "attach failed; retrying at every poll");
+                            }
+                            return;
                         }
                     }
                 } else if let Some(old) = self.attachments.detach(index) {
@@ -462,6 +488,7 @@ impl NodeState {
                 }
             }
             LinkEvent::Gone { index } => {
+                self.pending_attach.remove(&index);
                 if let Some(name) = self.attachments.detach(index) {
                     info!(interface = %name, index, "interface gone, detached");
                     self.departed.push_back(index);

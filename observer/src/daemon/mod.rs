@@ -480,7 +480,6 @@ impl NodeState {
                             if self.pending_attach.insert(index, name.clone()).is_none() {
                                 warn!(interface = %name, index, error = format!("{e:#}"), "attach failed; retrying at every poll");
                             }
-                            return;
                         }
                     }
                 } else if let Some(old) = self.attachments.detach(index) {

@@ -122,7 +122,11 @@ impl FlowLog {
             }
         }
         self.written += count;
-        self.rotate_if_full()?;
+        // The batch is written: a rotation that fails loses nothing, so it is only logged
+        // (the next write tries again).
+        if let Err(e) = self.rotate_if_full() {
+            warn!(error = format!("{e:#}"), "rotating the flow log failed");
+        }
         Ok(count)
     }
 

@@ -163,7 +163,7 @@ impl Enricher {
     /// The Service a record addresses (its `dst` is a ClusterIP), at the record's time.
     fn service_of(&self, record: &FlowRecord) -> Option<ServiceInfo> {
         let view = self.view_at(record.first_seen_ns)?;
-        let protocol = policy_protocol(record.protocol)?;
+        let protocol = Protocol::of_ip(record.protocol)?;
         let service = view.service(record.dst.ip, record.dst.port, protocol)?;
         Some(ServiceInfo {
             namespace: service.namespace.clone(),
@@ -184,7 +184,7 @@ impl Enricher {
         let dst = self.identify(record.dst.ip, t);
         record.src.identity = identity(src);
         record.dst.identity = identity(dst);
-        let Some(protocol) = policy_protocol(record.protocol) else {
+        let Some(protocol) = Protocol::of_ip(record.protocol) else {
             return;
         };
         if record
@@ -208,16 +208,6 @@ impl Enricher {
             protocol,
         };
         record.policy = Some(evaluate(&view.policy, &query).owned());
-    }
-}
-
-/// The NetworkPolicy protocol of an IP protocol, for those policies cover.
-fn policy_protocol(protocol: IpProtocol) -> Option<Protocol> {
-    match protocol {
-        IpProtocol::TCP => Some(Protocol::Tcp),
-        IpProtocol::UDP => Some(Protocol::Udp),
-        IpProtocol::SCTP => Some(Protocol::Sctp),
-        _ => None,
     }
 }
 

@@ -187,14 +187,12 @@ fn record_query(r: &FlowRecord) -> (EndpointSpec, EndpointSpec, ProtoField, Opti
         node: e.identity.node.clone().filter(|_| e.identity.pod.is_none()),
         port: Some(e.port),
     };
-    let proto = match r.protocol {
-        IpProtocol::TCP => ProtoField::Known(Protocol::Tcp),
-        IpProtocol::UDP => ProtoField::Known(Protocol::Udp),
-        IpProtocol::SCTP => ProtoField::Known(Protocol::Sctp),
-        IpProtocol::ICMPV6 => ProtoField::Icmp("ICMPv6"),
-        IpProtocol::ICMP => ProtoField::Icmp("ICMP"),
+    let proto = match (Protocol::of_ip(r.protocol), r.protocol) {
+        (Some(known), _) => ProtoField::Known(known),
+        (None, IpProtocol::ICMPV6) => ProtoField::Icmp("ICMPv6"),
+        (None, IpProtocol::ICMP) => ProtoField::Icmp("ICMP"),
         // Not a protocol NetworkPolicy names: not evaluable, as ICMP.
-        _ => ProtoField::Icmp("other IP protocol"),
+        (None, _) => ProtoField::Icmp("other IP protocol"),
     };
     (spec(&r.src), spec(&r.dst), proto, Some(r.dst.port))
 }

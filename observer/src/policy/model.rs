@@ -42,6 +42,17 @@ impl Protocol {
         }
     }
 
+    /// The protocol of an IP protocol number, for those NetworkPolicy covers.
+    pub fn of_ip(protocol: observer_api::vocab::IpProtocol) -> Option<Self> {
+        use observer_api::vocab::IpProtocol;
+        match protocol {
+            IpProtocol::TCP => Some(Self::Tcp),
+            IpProtocol::UDP => Some(Self::Udp),
+            IpProtocol::SCTP => Some(Self::Sctp),
+            _ => None,
+        }
+    }
+
     /// Parses any case, for user input such as flow files.
     pub fn from_any_case(s: &str) -> Option<Self> {
         Self::from_api(&s.to_ascii_uppercase())

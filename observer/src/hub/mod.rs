@@ -145,11 +145,16 @@ impl FlowHub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn sinks(&self) -> Vec<Arc<Sink>> {
+    fn sink_list(&self) -> MutexGuard<'_, Vec<Arc<Sink>>> {
+        // Pushing an `Arc` cannot leave the list half-changed: a poisoned lock is usable.
         self.sinks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+    }
+
+    /// The sinks now, copied so that no lock is held while publishing waits for one.
+    fn sinks(&self) -> Vec<Arc<Sink>> {
+        self.sink_list().clone()
     }
 
     /// A new sink: a queue of `capacity` records that receives every record published from
@@ -163,10 +168,7 @@ impl FlowHub {
         when_full: WhenFull,
     ) -> tokio::sync::mpsc::Receiver<Arc<Published>> {
         let (sink, rx) = Sink::new(name, capacity, when_full);
-        self.sinks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(Arc::new(sink));
+        self.sink_list().push(Arc::new(sink));
         rx
     }
 
@@ -201,11 +203,6 @@ impl FlowHub {
     /// Each sink's name, queue and losses.
     pub fn sink_status(&self) -> Vec<SinkStatus> {
         self.sinks().iter().map(|sink| sink.status()).collect()
-    }
-
-    /// Records lost to sinks' full queues, summed over sinks.
-    pub fn lost_to_sinks(&self) -> u64 {
-        self.sinks().iter().map(|sink| sink.status().lost).sum()
     }
 
     /// Up to `max` flows after cursor `after`, and what the reader lost before them.

@@ -7,6 +7,7 @@
 //! (gRPC streams) run in their own tasks. Shared between tasks: the hub (its ring and sink
 //! list behind short locks) and counters (atomics).
 
+mod links;
 mod poller;
 
 use std::net::SocketAddr;
@@ -246,6 +247,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         node_name: config.node_name.clone(),
         kube_counters,
         pending_attach: std::collections::HashMap::new(),
+        stats_file_failing: false,
     };
     let result = node
         .serve(
@@ -357,6 +359,8 @@ struct NodeState {
     kube_counters: Option<Arc<SourceCounters>>,
     /// Interfaces whose attach failed, retried at every poll.
     pending_attach: std::collections::HashMap<u32, String>,
+    /// The last stats file write failed: warned once, until one succeeds again.
+    stats_file_failing: bool,
 }
 
 /// What the table task waits on, besides its timer and signals.
@@ -425,78 +429,8 @@ impl NodeState {
                     self.apply(polled).await;
                     self.refresh_stats(counters, reader_stats, self.attachments.names());
                     self.stats.warn_on_new_losses();
-                    if let Some(path) = &config.stats_file
-                        && let Err(e) = self.stats.write(path)
-                    {
-                        warn!(error = %e, "writing the stats file");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Tries again the attaches that failed.
-    fn retry_attach(&mut self) {
-        let pending: Vec<(u32, String)> = self
-            .pending_attach
-            .iter()
-            .map(|(index, name)| (*index, name.clone()))
-            .collect();
-        for (index, name) in pending {
-            self.stats.attach_retries += 1;
-            self.on_link(LinkEvent::Present { index, name });
-        }
-    }
-
-    fn on_link(&mut self, link: LinkEvent) {
-        match link {
-            LinkEvent::Present { index, name } => {
-                if self.pattern.matches(&name) {
-                    match self.attachments.attach(index, &name) {
-                        Ok(()) => {
-                            if self.pending_attach.remove(&index).is_some() {
-                                info!(interface = %name, index, "attached on a retry");
-                            }
-                            if self.names.get(&index) != Some(&name) {
-                                info!(interface = %name, index, "attached");
-                                let others = self.attachments.other_observers(&name);
-                                if !others.is_empty() {
-                                    self.stats.other_observer_interfaces += 1;
-                                    warn!(
-                                        interface = %name,
-                                        programs = ?others,
-                                        "another observer's programs are attached here too: \
-                                         every packet is counted by both and costs twice"
-                                    );
-                                }
-                            }
-                            self.names.insert(index, name);
-                        }
-                        Err(e) => {
-                            self.stats.attach_failures += 1;
-                            // Retried at every poll until it works or the interface goes
-                            // (out of file descriptors, say, the next try may succeed);
-                            // warned once per interface.
-                            if self.pending_attach.insert(index, name.clone()).is_none() {
-                                warn!(interface = %name, index, error = format!("{e:#}"), "attach failed; retrying at every poll");
-                            }
-                        }
-                    }
-                } else if let Some(old) = self.attachments.detach(index) {
-                    info!(interface = %old, renamed = %name, index, "detached: no longer matches");
-                }
-            }
-            LinkEvent::Gone { index } => {
-                self.pending_attach.remove(&index);
-                if let Some(name) = self.attachments.detach(index) {
-                    info!(interface = %name, index, "interface gone, detached");
-                    self.departed.push_back(index);
-                    while self.departed.len() > DEPARTED_NAMES {
-                        if let Some(old) = self.departed.pop_front()
-                            && !self.attachments.is_attached(old)
-                        {
-                            self.names.remove(&old);
-                        }
+                    if let Some(path) = &config.stats_file {
+                        self.write_stats_file(path);
                     }
                 }
             }

@@ -11,7 +11,7 @@ use observer_common::{
 
 use super::parse_duration;
 use crate::api::server::TlsFiles;
-use crate::cluster::kubernetes::KubernetesSourceConfig;
+use crate::cluster::kubernetes::{ApiLimits, KubernetesSourceConfig};
 use crate::daemon::{self, ClusterConfig, RunConfig};
 use crate::datapath::{DEFAULT_INTERFACE_PATTERN, DatapathConfig, InterfacePattern};
 use crate::export::{FlowLogTarget, Rotation};
@@ -81,6 +81,10 @@ pub struct RunArgs {
     /// Kubeconfig context (default: its current context).
     #[arg(long, requires = "kubeconfig")]
     kube_context: Option<String>,
+    /// Deadline of a Kubernetes API list (headers and body) and of a watch's headers; a
+    /// request past it fails, is logged and retried with a growing backoff.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    kube_request_timeout: Duration,
     /// How long the owner of an IP is remembered after it lets go of it, to attribute
     /// records written late.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
@@ -200,6 +204,10 @@ pub fn run(args: RunArgs) -> Result<()> {
             ClusterConfig::Kubernetes(KubernetesSourceConfig {
                 kubeconfig: args.kubeconfig,
                 context: args.kube_context,
+                limits: ApiLimits {
+                    request_timeout: args.kube_request_timeout,
+                    ..ApiLimits::default()
+                },
                 ..KubernetesSourceConfig::default()
             })
         } else {

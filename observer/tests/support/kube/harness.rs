@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::{Client, Config};
-use observer::cluster::kubernetes::{KubernetesSource, KubernetesSourceConfig};
+use kube::Config;
+use observer::cluster::kubernetes::{KubernetesSource, KubernetesSourceConfig, client_with_limits};
 use observer::cluster::source::wait_ready;
 use observer::cluster::state::{ClusterObjects, workload_of};
 use tokio::sync::watch;
@@ -20,7 +20,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// Starts a source pointed at `mock` with a plain-HTTP client.
 pub fn start_source(mock: &MockApiServer, config: &KubernetesSourceConfig) -> KubernetesSource {
     let url = mock.url().parse().expect("mock url");
-    let client = Client::try_from(Config::new(url)).expect("client");
+    let client = client_with_limits(Config::new(url), config.limits).expect("client");
     KubernetesSource::start(client, config)
 }
 

@@ -154,12 +154,22 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
         continue_token: param("continue"),
         limit: param("limit").and_then(|l| l.parse().ok()),
         field_selector: param("fieldSelector"),
+        at: std::time::Instant::now(),
     };
     let mut state = shared.state.lock().expect("mock state poisoned");
     state.requests.push(record.clone());
     let count = state.requests.len();
     let response = if state.forbidden.contains(kind) {
         status(StatusCode::FORBIDDEN, "Forbidden", "forbidden by the test")
+    } else if record.watch && state.short_watches.contains(kind) {
+        let (_, rx) = mpsc::unbounded_channel();
+        stream_response(rx, None)
+    } else if !record.watch && state.hang_lists.contains(kind) {
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(BodyExt::boxed(StreamBody::new(futures::stream::pending())))
+            .expect("static response parts")
     } else if record.watch {
         let bookmarks = param("allowWatchBookmarks").is_some_and(|b| b == "true");
         let timeout = param("timeoutSeconds").and_then(|t| t.parse().ok());

@@ -60,6 +60,8 @@ pub struct RequestRecord {
     pub limit: Option<usize>,
     /// The `fieldSelector` query parameter.
     pub field_selector: Option<String>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// What a watch connection is told to do next.
@@ -94,6 +96,10 @@ pub struct MockState {
     pub requests: Vec<RequestRecord>,
     /// Kinds answered with 403 Forbidden, as with missing RBAC.
     pub forbidden: BTreeSet<&'static str>,
+    /// Kinds whose lists get headers and then nothing, for ever.
+    pub hang_lists: BTreeSet<&'static str>,
+    /// Kinds whose watches end at once, with no event.
+    pub short_watches: BTreeSet<&'static str>,
 }
 
 fn key_of(obj: &Value) -> Key {
@@ -192,6 +198,16 @@ impl MockState {
     pub fn inject_raw(&mut self, kind: &str, line: &str) {
         for w in self.watchers.iter().filter(|w| w.kind == kind) {
             let _ = w.tx.send(Chunk::Line(format!("{line}\n")));
+        }
+    }
+
+    /// Sends `bytes` bytes with no newline to every watch of `kind`, in 64 KiB chunks.
+    pub fn inject_unterminated(&mut self, kind: &str, bytes: usize) {
+        let chunk = "x".repeat(64 << 10);
+        for w in self.watchers.iter().filter(|w| w.kind == kind) {
+            for _ in 0..bytes.div_ceil(chunk.len()) {
+                let _ = w.tx.send(Chunk::Line(chunk.clone()));
+            }
         }
     }
 

@@ -8,12 +8,18 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, ObjectRef, Store, store::WriterDropped};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Config, Resource};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+
+mod backoff;
+mod guard;
+
+pub use guard::{ApiLimits, GuardError};
 
 use super::kinds::{ClusterKind, KindVisitor, visit_kinds};
 use super::lenient::Lenient;
@@ -55,6 +61,8 @@ pub struct KubernetesSourceConfig {
     pub watch_timeout_secs: Option<u32>,
     /// Objects per page of list calls (`None`: unpaginated).
     pub page_size: Option<u32>,
+    /// Line-size limits and the request deadline (see [`ApiLimits`]).
+    pub limits: ApiLimits,
 }
 
 impl Default for KubernetesSourceConfig {
@@ -67,6 +75,7 @@ impl Default for KubernetesSourceConfig {
             kept_annotations: Vec::new(),
             watch_timeout_secs: None,
             page_size: Some(500),
+            limits: ApiLimits::default(),
         }
     }
 }
@@ -90,7 +99,20 @@ pub async fn build_client(
         }
         None => Config::infer().await?,
     };
-    Ok(Client::try_from(kube_config)?)
+    client_with_limits(kube_config, config.limits)
+}
+
+/// Builds a client from `kube_config` with the [`ApiLimits`] layer around kube's stack.
+///
+/// # Errors
+/// When the client cannot be built from the configuration (TLS material, say).
+pub fn client_with_limits(
+    kube_config: Config,
+    limits: ApiLimits,
+) -> Result<Client, KubernetesSourceError> {
+    Ok(ClientBuilder::try_from(kube_config)?
+        .with_layer(&guard::ApiGuardLayer::new(limits))
+        .build())
 }
 
 /// A [`ClusterSource`] backed by one watcher + reflector per kind.
@@ -223,8 +245,10 @@ impl Spawner<'_> {
         let (reader, writer) = reflector::store::<Lenient<K>>();
         let kept = self.kept.clone();
         let stored = reader.clone();
+        // No `default_backoff()`: it resets at every `Event::Init`, which the watcher
+        // emits before each list try, so a refused list was retried at its first delay
+        // for ever. The loop below backs off instead, reset only by a success.
         let stream = watcher(Api::<Lenient<K>>::all(self.client.clone()), config)
-            .default_backoff()
             .modify(move |obj: &mut Lenient<K>| {
                 if let Lenient::Decoded(object) = obj {
                     // Not shared yet (just decoded), so this trims in place.
@@ -253,6 +277,7 @@ impl Spawner<'_> {
         self.tasks.push(tokio::spawn(async move {
             let mut stream = pin!(stream);
             let mut listed = false;
+            let mut retry = backoff::RetryState::default();
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(watcher::Event::Init) => {}
@@ -264,17 +289,23 @@ impl Spawner<'_> {
                             counters.record_relist();
                         }
                         listed = true;
+                        retry.succeeded(K::KIND);
                         dirty.notify_one();
                     }
                     Ok(watcher::Event::Apply(obj)) => {
                         check_valid(&obj, &counters);
+                        retry.succeeded(K::KIND);
                         dirty.notify_one();
                     }
-                    Ok(watcher::Event::Delete(_)) => dirty.notify_one(),
+                    Ok(watcher::Event::Delete(_)) => {
+                        retry.succeeded(K::KIND);
+                        dirty.notify_one();
+                    }
                     Err(error) => {
-                        // The watcher recovers by itself (after backoff).
+                        // The watcher tries again when it is next polled: after the delay.
                         counters.record_watch_error();
-                        tracing::warn!(kind = K::KIND, %error, "watch error");
+                        let delay = retry.failed(K::KIND, &error);
+                        tokio::time::sleep(delay).await;
                     }
                 }
             }

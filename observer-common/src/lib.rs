@@ -16,6 +16,12 @@ pub const FLOW_CACHE_SLOTS_GLOBAL: &str = "FLOW_CACHE_SLOTS";
 pub const FLOW_EVENTS_MAP: &str = "FLOW_EVENTS";
 /// Name of the per-CPU array of datapath counters, indexed by [`Counter`].
 pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Name of the hash map of the interfaces the flow programs are attached to (ifindex → 1),
+/// kept by userspace: a loss at the egress hook of a packet that entered the node through
+/// one of them was already counted at its first hook, so it is not counted again.
+pub const ATTACHED_MAP: &str = "ATTACHED";
+/// Capacity of [`ATTACHED_MAP`]: interfaces one observer attaches to at most.
+pub const MAX_ATTACHED_INTERFACES: u32 = 16_384;
 /// Name of the array holding the [`TickClock`].
 pub const TICK_CLOCK_MAP: &str = "TICK_CLOCK";
 /// Name of the array `clock_probe` writes its [`ClockSample`] to.

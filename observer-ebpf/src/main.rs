@@ -15,13 +15,13 @@ use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
     helpers::{bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::{classifier, map},
-    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::TcContext,
 };
 use observer_common::{
     CachedFlow, ClockSample, Counter, DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_MAP_ENTRIES,
-    DEFAULT_RING_BUFFER_BYTES, FlowEvent, FlowKey, FlowStats, TickClock, direction, event_kind,
-    flow_cache_index, key_flags, slot_state, tcp_flags,
+    DEFAULT_RING_BUFFER_BYTES, FlowEvent, FlowKey, FlowStats, MAX_ATTACHED_INTERFACES, TickClock,
+    direction, event_kind, flow_cache_index, key_flags, slot_state, tcp_flags,
 };
 use parse::{Parsed, ParsedPacket};
 
@@ -61,6 +61,11 @@ static CLOCK_SAMPLE: Array<ClockSample> = Array::with_max_entries(1, 0);
 /// Datapath counters indexed by `Counter`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+/// The interfaces these programs are attached to (ifindex → 1), kept by userspace. Looked
+/// up only when a packet is lost: never on the per-packet path.
+#[map]
+static ATTACHED: HashMap<u32, u8> = HashMap::with_max_entries(MAX_ATTACHED_INTERFACES, 0);
 
 /// Attached at TC ingress of a host-side pod interface: packets leaving the pod.
 #[classifier]
@@ -120,6 +125,19 @@ fn bump(counter: Counter) {
     }
 }
 
+/// Counts a lost (or unparsable) packet once, however many hooks it passes: a packet
+/// between two pods of this node passes the sender's ingress hook, then the receiver's
+/// egress hook. At the egress hook, a packet that entered the node through an attached
+/// interface was counted at that interface's ingress hook, so it is not counted again.
+#[inline(never)]
+fn bump_loss(dir: u8, entered_through: u32, counter: Counter) {
+    // SAFETY: a read of a value userspace writes whole; only its presence matters.
+    if dir == direction::EGRESS && unsafe { ATTACHED.get(&entered_through) }.is_some() {
+        return;
+    }
+    bump(counter)
+}
+
 #[inline(always)]
 fn observe(ctx: &TcContext, dir: u8) {
     let mut key = core::mem::MaybeUninit::<FlowKey>::uninit();
@@ -136,7 +154,9 @@ fn observe(ctx: &TcContext, dir: u8) {
         }
         Err(reason) => {
             bump(Counter::PacketsSeen);
-            bump(reason)
+            // SAFETY: reading a field of the context the kernel passed in.
+            let entered_through = unsafe { (*ctx.skb.skb).ingress_ifindex };
+            bump_loss(dir, entered_through, reason)
         }
     }
 }
@@ -214,13 +234,14 @@ fn account(ctx: &TcContext, dir: u8, key: &mut FlowKey, packet: ParsedPacket) {
     // Runs that end in a cache slot are counted in its `runs`, on a line written anyway:
     // the counter array's line costs a cache miss per packet.
     bump(Counter::PacketsSeen);
-    count_in_map(key, this);
+    count_in_map(key, this, raw.ingress_ifindex);
 }
 
 /// Counts a packet in the flow hash map: the slow path, kept out of line so that the cache
 /// path's code stays together.
+/// `entered_through` is the interface the packet entered the node by, for [`bump_loss`].
 #[inline(never)]
-fn count_in_map(key: &FlowKey, mut this: FlowStats) {
+fn count_in_map(key: &FlowKey, mut this: FlowStats, entered_through: u32) {
     let new_on_cpu;
     match FLOWS.get_ptr_mut(key) {
         // SAFETY: per-CPU value of an entry that exists; only this CPU writes it.
@@ -250,9 +271,15 @@ fn count_in_map(key: &FlowKey, mut this: FlowStats) {
                     Some(stats) => Some(stats),
                     None => {
                         // Full: hand the packet to userspace through the ring buffer.
-                        bump(Counter::FlowMapFull);
+                        // The event goes at every hook (each counts its direction); the
+                        // counters count the packet once.
+                        bump_loss(key.direction, entered_through, Counter::FlowMapFull);
                         if !emit(event_kind::OVERFLOW, key, &this) {
-                            bump(Counter::RingBufOverflowFailed);
+                            bump_loss(
+                                key.direction,
+                                entered_through,
+                                Counter::RingBufOverflowFailed,
+                            );
                         }
                         return;
                     }

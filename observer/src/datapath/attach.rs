@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use aya::{
     Ebpf,
+    maps::{HashMap as BpfHashMap, MapData},
     programs::{
         SchedClassifier, TcAttachType, TestRun, TestRunOptions,
         tc::{self, SchedClassifierLinkId},
     },
     util::KernelVersion,
 };
-use observer_common::{EGRESS_PROGRAM, EMPTY_PROGRAM, INGRESS_PROGRAM};
+use observer_common::{ATTACHED_MAP, EGRESS_PROGRAM, EMPTY_PROGRAM, INGRESS_PROGRAM};
 
 /// One attached program: which, where.
 struct Link {
@@ -26,6 +27,9 @@ pub struct Attachments {
     legacy_tc: bool,
     with_empty_program: bool,
     attached: HashMap<u32, (String, Vec<Link>)>,
+    /// The kernel's copy of the attached interface indexes: its programs count a loss at
+    /// an egress hook only for packets that did not enter through one of them.
+    attached_map: BpfHashMap<MapData, u32, u8>,
 }
 
 impl Attachments {
@@ -40,11 +44,15 @@ impl Attachments {
                 .with_context(|| format!("the kernel verifier rejected program {name}"))?;
         }
         let legacy_tc = !KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        let attached_map = ebpf
+            .take_map(ATTACHED_MAP)
+            .with_context(|| format!("map {ATTACHED_MAP} missing from the eBPF object"))?;
         Ok(Self {
             ebpf,
             legacy_tc,
             with_empty_program,
             attached: HashMap::new(),
+            attached_map: BpfHashMap::try_from(attached_map)?,
         })
     }
 
@@ -102,6 +110,11 @@ impl Attachments {
                 }
             }
         }
+        if let Err(e) = self.attached_map.insert(index, 1, 0) {
+            // Only the loss counters' deduplication depends on it: losses of packets
+            // from this interface to another local pod may then be counted twice.
+            tracing::warn!(interface = name, error = %e, "recording the attached interface in the kernel");
+        }
         self.attached.insert(index, (name.to_string(), links));
         Ok(())
     }
@@ -111,6 +124,8 @@ impl Attachments {
     pub fn detach(&mut self, index: u32) -> Option<String> {
         let (name, links) = self.attached.remove(&index)?;
         self.release(links);
+        // Absent already is fine: the entry only matters while the interface is attached.
+        let _ = self.attached_map.remove(&index);
         Some(name)
     }
 

@@ -132,7 +132,7 @@ fn bump(counter: Counter) {
 #[inline(never)]
 fn bump_loss(dir: u8, entered_through: u32, counter: Counter) {
     // SAFETY: a read of a value userspace writes whole; only its presence matters.
-    if dir == direction::EGRESS && unsafe { ATTACHED.get(&entered_through) }.is_some() {
+    if dir == direction::EGRESS && unsafe { ATTACHED.get(entered_through) }.is_some() {
         return;
     }
     bump(counter)

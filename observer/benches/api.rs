@@ -3,7 +3,9 @@
 //! 1. Publishing: records per second into the hub with no subscriber (the daemon's cost).
 //! 2. Memory: resident bytes per buffered flow, with a full 65,536-flow buffer of
 //!    enriched records (labels, workload, verdict).
-//! 3. Fan-out over loopback: flows per second each of 4 streams delivers reading 200,000
+//! 3. Memory per stream: resident growth per open stream, idle (following, nothing new)
+//!    and stalled (reading from the oldest of 8,192 flows, never consuming), 64 of each.
+//! 4. Fan-out over loopback: flows per second each of 4 streams delivers reading 200,000
 //!    buffered flows at once (a real tonic server and clients; one filters on the
 //!    verdict).
 
@@ -99,6 +101,83 @@ async fn memory_per_flow() {
     );
 }
 
+/// Serves `hub` on a loopback port for the rest of the run; returns the address.
+async fn serve_hub(hub: &Arc<FlowHub>, max_streams: usize) -> std::net::SocketAddr {
+    let listener = server::bind("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(server::serve(
+        listener,
+        Arc::clone(hub),
+        ApiConfig {
+            max_streams,
+            ..ApiConfig::default()
+        },
+        std::future::pending(),
+    ));
+    address
+}
+
+/// Resident growth per stream: 64 idle followers, then 64 stalled readers. Server and
+/// clients share the process; the clients keep HTTP/2's default 64 KiB windows, so what
+/// they buffer is small and the figure is mostly the server's.
+async fn memory_per_stream() {
+    const STREAMS: usize = 64;
+    let held = 8_192;
+    let hub = FlowHub::with_first_cursor(held, 1);
+    hub.publish(batch(held)).await;
+    let address = serve_hub(&hub, 4 * STREAMS).await;
+    let open = |start: Option<Start>| {
+        let address = address.to_string();
+        async move {
+            // The HTTP/2 default windows (64 KiB) rather than hyper's 2 MiB client ones:
+            // what a stalled client buffers is its own memory, not the server's.
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+                .expect("endpoint")
+                .initial_stream_window_size(65_535)
+                .initial_connection_window_size(65_535)
+                .connect()
+                .await
+                .expect("connect");
+            let mut client = ObserverClient::new(channel);
+            let request = GetFlowsRequest {
+                start,
+                follow: true,
+                ..Default::default()
+            };
+            let stream = client.get_flows(request).await.expect("stream");
+            (client, stream)
+        }
+    };
+    let mut streams = Vec::new();
+    for (label, start) in [
+        ("idle (following, nothing new)", None),
+        (
+            "stalled (8,192 flows to send, none read)",
+            Some(Start::FromOldest(true)),
+        ),
+    ] {
+        // Warm up the allocator and the connection machinery with one stream first.
+        streams.push(open(start).await);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let before = resident_bytes();
+        for _ in 0..STREAMS {
+            streams.push(open(start).await);
+        }
+        // Let the server fill what it can: its queue and the connection's window.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let after = resident_bytes();
+        println!(
+            "memory per stream, {label}: {:.0} KiB ({STREAMS} streams, {:.1} MiB resident growth)",
+            after.saturating_sub(before) as f64 / STREAMS as f64 / 1024.0,
+            after.saturating_sub(before) as f64 / (1 << 20) as f64
+        );
+    }
+    drop(streams);
+    hub.close();
+}
+
 async fn fan_out() {
     // Everything published first, then read from the oldest by 4 streams at once: the
     // rate a stream delivers at, without the buffer in the way.
@@ -108,16 +187,7 @@ async fn fan_out() {
     for _ in 0..total / 1_000 {
         hub.publish(chunk.clone()).await;
     }
-    let listener = server::bind("127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(server::serve(
-        listener,
-        Arc::clone(&hub),
-        ApiConfig::default(),
-        std::future::pending(),
-    ));
+    let address = serve_hub(&hub, ApiConfig::default().max_streams).await;
     let mut clients = Vec::new();
     for _ in 0..4 {
         clients.push(
@@ -186,6 +256,7 @@ fn main() {
             publish_rate(false).await;
             publish_rate(true).await;
             memory_per_flow().await;
+            memory_per_stream().await;
             fan_out().await;
         });
 }

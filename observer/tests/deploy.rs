@@ -4,6 +4,11 @@
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use observer::flow::DEFAULT_MAX_CONNECTIONS;
+use observer::memory::budget::{BudgetInputs, budget, mib};
+use observer_common::{
+    DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_MAP_ENTRIES, DEFAULT_RING_BUFFER_BYTES,
+};
 use serde_json::Value;
 
 fn documents(file: &str) -> Vec<Value> {
@@ -53,6 +58,36 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
         let at = args.iter().position(|a| a == flag).expect(flag);
         args[at + 1].clone()
     };
+    // The memory limit covers the budget of the DaemonSet's settings on 32 CPUs
+    // (deploy/README.md, Memory).
+    let flag = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .map_or(default, |at| args[at + 1].parse().expect(name))
+    };
+    let need = budget(&BudgetInputs {
+        flow_map_entries: flag("--flow-map-entries", DEFAULT_FLOW_MAP_ENTRIES.into()),
+        flow_cache_slots: flag("--flow-cache-slots", DEFAULT_FLOW_CACHE_SLOTS.into()),
+        ring_buffer_bytes: flag("--ringbuf-bytes", DEFAULT_RING_BUFFER_BYTES.into()),
+        max_connections: flag("--max-connections", DEFAULT_MAX_CONNECTIONS as u64),
+        cpus: 32,
+    });
+    let limit = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"))
+        .expect("a memory limit");
+    let limit_mib: u64 = limit
+        .0
+        .strip_suffix("Mi")
+        .and_then(|v| v.parse().ok())
+        .expect("a limit in Mi");
+    assert!(
+        limit_mib << 20 >= need.total(),
+        "{limit_mib} MiB < {} MiB",
+        mib(need.total())
+    );
     // The unauthenticated API stays on the node.
     assert!(value_of("--grpc-listen").starts_with("127.0.0.1:"));
     // Probes ask the API itself, with a command the observer accepts.

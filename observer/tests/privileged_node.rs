@@ -3,7 +3,8 @@
 //! runs here with every other capability dropped from its bounding set (root without
 //! CAP_SYS_ADMIN and the rest), loads and attaches its programs, and records traffic. And a
 //! second observer attached to the same interfaces is noticed and reported, and an attach
-//! that fails (no file descriptor left) is retried until it works.
+//! that fails (no file descriptor left) is retried until it works. And a cgroup memory
+//! limit below what a new-flow flood may need is warned about at start.
 
 mod support;
 
@@ -164,6 +165,118 @@ fn an_attach_that_fails_is_retried_until_it_works() -> Result<()> {
     );
     assert!(
         stopped.log.contains("attached on a retry"),
+        "{}",
+        stopped.log
+    );
+    Ok(())
+}
+
+/// A child of this process's memory cgroup (v2, or v1's memory hierarchy) with `limit`
+/// bytes, removed on drop.
+struct MemoryCgroup {
+    dir: std::path::PathBuf,
+    /// The shell lines that mount the hierarchy and join the cgroup: `ip netns exec`
+    /// mounts a fresh sysfs, without the cgroup file systems, in its own mount namespace.
+    join: String,
+}
+
+impl MemoryCgroup {
+    fn new(tag: &str, limit: u64) -> Result<Self> {
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup")?;
+        let (v1, path) = cgroups
+            .lines()
+            .find_map(|line| {
+                let mut fields = line.splitn(3, ':');
+                let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+                if controllers.split(',').any(|c| c == "memory") {
+                    Some((true, path.to_owned()))
+                } else if controllers.is_empty() {
+                    Some((false, path.to_owned()))
+                } else {
+                    None
+                }
+            })
+            .context("no memory cgroup")?;
+        let (root, limit_file, mount) = if v1 {
+            (
+                "/sys/fs/cgroup/memory",
+                "memory.limit_in_bytes",
+                "mount -t tmpfs none /sys/fs/cgroup && mkdir /sys/fs/cgroup/memory && \
+                 mount -t cgroup -o memory none /sys/fs/cgroup/memory",
+            )
+        } else {
+            (
+                "/sys/fs/cgroup",
+                "memory.max",
+                "mount -t cgroup2 none /sys/fs/cgroup",
+            )
+        };
+        let child = format!(
+            "{}/observer-test-{}-{tag}",
+            path.trim_end_matches('/'),
+            std::process::id()
+        );
+        let dir = Path::new(root).join(child.trim_start_matches('/'));
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join(limit_file), limit.to_string())?;
+        let join = format!("{mount} && echo $$ > {}/cgroup.procs", dir.display());
+        Ok(Self { dir, join })
+    }
+
+    /// A script that runs the observer in this cgroup.
+    fn wrapper(&self, path: &Path) -> Result<()> {
+        std::fs::write(
+            path,
+            format!(
+                "#!/bin/sh\nset -e\n{}\nexec {} \"$@\"\n",
+                self.join,
+                env!("CARGO_BIN_EXE_observer")
+            ),
+        )?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(())
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn a_memory_limit_below_the_flood_budget_is_warned_about_at_start() -> Result<()> {
+    require_root();
+    let dir = scratch_dir("memory-limit");
+    let mut lab = Lab::new()?;
+    lab.add_pod("a")?;
+    // Enough to run (about 50 MiB idle here), not enough for a flood at the defaults
+    // (about 395 MiB on 2 CPUs: deploy/README.md, Memory).
+    let tight = MemoryCgroup::new("tight", 200 << 20)?;
+    let wrapper = dir.join("observer-in-tight-cgroup");
+    tight.wrapper(&wrapper)?;
+    let mut observer = ObserverProcess::start(&lab, &wrapper, &dir, &["--interfaces", "veth*"])?;
+    observer.wait_attached(&["vetha"])?;
+    let stopped = observer.stop()?;
+    assert!(stopped.log.contains("limit_mib=200"), "{}", stopped.log);
+    assert!(
+        stopped
+            .log
+            .contains("the memory limit is below what a new-flow flood may need"),
+        "{}",
+        stopped.log
+    );
+    // Within the budget: no warning.
+    let roomy = MemoryCgroup::new("roomy", 2 << 30)?;
+    let wrapper = dir.join("observer-in-roomy-cgroup");
+    roomy.wrapper(&wrapper)?;
+    let mut observer = ObserverProcess::start(&lab, &wrapper, &dir, &["--interfaces", "veth*"])?;
+    observer.wait_attached(&["vetha"])?;
+    let stopped = observer.stop()?;
+    assert!(stopped.log.contains("limit_mib=2048"), "{}", stopped.log);
+    assert!(
+        !stopped.log.contains("the memory limit is below"),
         "{}",
         stopped.log
     );

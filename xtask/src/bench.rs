@@ -1,8 +1,9 @@
 //! `cargo xtask bench ...`: benchmarks that print their numbers (docs/benchmarks.md keeps
 //! the results and how they were measured).
 
-mod datapath;
+pub(crate) mod datapath;
 mod enrich;
+mod storm;
 
 use anyhow::Result;
 use clap::Subcommand;

@@ -21,7 +21,7 @@ use crate::wire::proto::{
 const READ_BATCH: usize = 256;
 /// Messages queued per stream before its task waits for the client to read: a slow
 /// client holds its task back, never the daemon, and falls behind in the ring.
-pub const STREAM_QUEUE: usize = 256;
+pub const STREAM_QUEUE: usize = 64;
 
 /// Default of [`ApiConfig::max_streams`].
 pub const DEFAULT_MAX_STREAMS: usize = 64;

@@ -101,7 +101,7 @@ pub struct RunArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     api_buffer_flows: usize,
     /// Flow streams the gRPC API serves at once, over all clients; more are refused with
-    /// RESOURCE_EXHAUSTED. Each buffers at most 256 flows.
+    /// RESOURCE_EXHAUSTED. Each buffers at most 64 flows.
     #[arg(long, default_value_t = crate::api::server::DEFAULT_MAX_STREAMS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     grpc_max_streams: usize,

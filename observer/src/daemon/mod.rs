@@ -131,6 +131,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         None => None,
     };
     let datapath = Datapath::load(config.datapath)?;
+    check_memory_budget(&config, datapath.cpus());
     let (attachments, maps) = datapath.start(config.attach_empty_program)?;
     let DatapathMaps {
         flows,
@@ -323,6 +324,38 @@ pub async fn run(config: RunConfig) -> Result<()> {
 
 /// The node's NAT table, for Service backends on other nodes. None when the kernel does
 /// not expose it (no conntrack); records then say their backend is unresolved.
+/// Logs what this configuration may need under a new-flow flood, and warns when the
+/// cgroup's memory limit is lower (the daemon would be killed in a flood).
+fn check_memory_budget(config: &RunConfig, cpus: u32) {
+    use crate::memory::budget::{BudgetInputs, budget, mib};
+    let need = budget(&BudgetInputs {
+        flow_map_entries: config.datapath.flow_map_entries.into(),
+        flow_cache_slots: config.datapath.flow_cache_slots.into(),
+        ring_buffer_bytes: config.datapath.ring_buffer_bytes.into(),
+        max_connections: config.table.max_connections as u64,
+        cpus: cpus.into(),
+    });
+    let limit = crate::memory::cgroup_memory_limit();
+    info!(
+        kernel_maps_mib = mib(need.kernel_maps),
+        flood_peak_mib = mib(need.userspace_peak),
+        cpus,
+        limit_mib = limit.map(mib),
+        "memory budget"
+    );
+    if let Some(limit) = limit
+        && limit < need.total()
+    {
+        warn!(
+            limit_mib = mib(limit),
+            need_mib = mib(need.total()),
+            "the memory limit is below what a new-flow flood may need with these settings \
+             (BPF maps for {cpus} CPUs plus the daemon's peak): raise the limit, or lower \
+             --max-connections or --flow-map-entries (deploy/README.md, Memory)"
+        );
+    }
+}
+
 fn read_conntrack() -> Option<NatTable> {
     std::fs::read_to_string("/proc/net/nf_conntrack")
         .ok()

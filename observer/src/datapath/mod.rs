@@ -108,6 +108,11 @@ impl Datapath {
         })
     }
 
+    /// Possible CPUs: the per-CPU maps hold one value per CPU for each of them.
+    pub fn cpus(&self) -> u32 {
+        self.cpus
+    }
+
     /// Loads every program and returns the attachment manager plus the maps.
     pub fn start(mut self, with_empty_program: bool) -> Result<(Attachments, DatapathMaps)> {
         let take = |ebpf: &mut Ebpf, name: &str| {

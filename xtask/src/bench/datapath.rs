@@ -4,14 +4,13 @@
 //! 2. iperf3 throughput with and without the observer, alternating, as a ratio;
 //! 3. a new-flow storm (UDP, one packet per flow): flows recorded vs sent, and losses.
 
-use std::collections::HashSet;
-use std::net::{IpAddr, UdpSocket};
+use std::net::IpAddr;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use observer_lab::observer::ObserverProcess;
-use observer_lab::{Lab, OUTSIDE_IPV4, Pod, in_netns};
+use observer_lab::{Lab, Pod};
 
 use crate::shell::{build_observer, is_root, output, target_dir};
 
@@ -30,10 +29,14 @@ pub struct Options {
     rounds: u32,
     /// New UDP flows per second in the storm.
     #[arg(long, default_value_t = 50_000)]
-    storm_rate: u32,
+    pub storm_rate: u32,
     /// Seconds of the storm.
     #[arg(long, default_value_t = 10)]
-    storm_seconds: u32,
+    pub storm_seconds: u32,
+    /// Extra arguments for the daemon in the storm (repeatable), e.g.
+    /// `--storm-daemon-arg=--max-connections=65536`: its defaults otherwise.
+    #[arg(long, allow_hyphen_values = true)]
+    pub storm_daemon_arg: Vec<String>,
     /// Run only these parts (default: all but `compare`).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
@@ -97,7 +100,7 @@ pub fn run(options: &Options) -> Result<()> {
             "\n## new-flow storm: {} new UDP flows/s for {} s",
             options.storm_rate, options.storm_seconds
         );
-        storm(&lab, &binary, &a, options)?;
+        super::storm::storm(&lab, &binary, &a, options)?;
     }
     Ok(())
 }
@@ -442,94 +445,4 @@ fn compare(stream: &Stream, other: &std::path::Path, options: &Options) -> Resul
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// Sends `rate` new UDP flows per second for `seconds` from `pod` to the outside address,
-/// one packet each, and compares what the observer recorded.
-fn storm(lab: &Lab, binary: &std::path::Path, pod: &Pod, options: &Options) -> Result<()> {
-    let dir = target_dir().join("bench-storm");
-    std::fs::create_dir_all(&dir)?;
-    let mut observer = ObserverProcess::start(
-        lab,
-        binary,
-        &dir,
-        &["--idle-timeout", "5s", "--poll-interval", "1s"],
-    )?;
-    observer.wait_attached(&["vetha"])?;
-    let total = u64::from(options.storm_rate) * u64::from(options.storm_seconds);
-    let sockets_needed = total.div_ceil(60_000).max(1) as usize;
-    let sockets: Vec<UdpSocket> = in_netns(&pod.netns, || {
-        (0..sockets_needed)
-            .map(|_| UdpSocket::bind(("0.0.0.0", 0)))
-            .collect::<std::io::Result<Vec<_>>>()
-    })??;
-    // Resolve the pod's gateway first: packets sent while the neighbour is unresolved are
-    // dropped by the pod's stack, before any hook sees them.
-    if let Some(socket) = sockets.first() {
-        socket.send_to(b"warm-up", (OUTSIDE_IPV4, 9))?;
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let mut sent: HashSet<(u16, u16)> = HashSet::new();
-    let start = Instant::now();
-    let tick = Duration::from_millis(10);
-    let per_tick = (u64::from(options.storm_rate) / 100).max(1);
-    let mut send_errors = 0u64;
-    let mut i = 0u64;
-    let mut next = start;
-    while i < total {
-        for _ in 0..per_tick.min(total - i) {
-            let socket = &sockets[(i % sockets_needed as u64) as usize];
-            let port = 1 + (i / sockets_needed as u64) as u16;
-            match socket.send_to(b"storm", (OUTSIDE_IPV4, port)) {
-                Ok(_) => {
-                    sent.insert((socket.local_addr()?.port(), port));
-                }
-                Err(_) => send_errors += 1,
-            }
-            i += 1;
-        }
-        next += tick;
-        if let Some(wait) = next.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_secs(2));
-    let stopped = observer.stop()?;
-    let pod_ip = IpAddr::V4(pod.ipv4).to_string();
-    let outside = OUTSIDE_IPV4.to_string();
-    let mut recorded: HashSet<(u16, u16)> = HashSet::new();
-    for line in stopped.flow_log.lines() {
-        let r: serde_json::Value = serde_json::from_str(line)?;
-        if r["protocol"] == "UDP"
-            && r["src"]["ip"] == pod_ip.as_str()
-            && r["dst"]["ip"] == outside.as_str()
-        {
-            let port = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as u16;
-            recorded.insert((port(&r["src"]["port"]), port(&r["dst"]["port"])));
-        }
-    }
-    let found = sent.iter().filter(|f| recorded.contains(f)).count();
-    let d = &stopped.stats["datapath"];
-    println!(
-        "  sent {} flows in {:.1} s ({:.0} flows/s, {send_errors} send errors)",
-        sent.len(),
-        elapsed,
-        sent.len() as f64 / elapsed
-    );
-    println!(
-        "  recorded {found} of {} ({:.3}%); the programs saw {} packets",
-        sent.len(),
-        100.0 * found as f64 / sent.len().max(1) as f64,
-        d["packets_seen"]
-    );
-    println!(
-        "  flow_map_full {} (delivered as overflow events: {}), ringbuf_new_flow_failed {}, ringbuf_overflow_failed {}, ringbuf_end_failed {}",
-        d["flow_map_full"],
-        stopped.stats["overflow_events"],
-        d["ringbuf_new_flow_failed"],
-        d["ringbuf_overflow_failed"],
-        d["ringbuf_end_failed"]
-    );
-    Ok(())
 }

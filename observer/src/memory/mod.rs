@@ -1,0 +1,32 @@
+//! The daemon's memory: what it may need under a flood (its budget, checked against the
+//! cgroup's limit at start), and returning freed memory to the OS.
+
+pub mod budget;
+mod release;
+
+pub use release::release_unused;
+
+/// The memory limit of this process's cgroup (v2 `memory.max`, or v1
+/// `memory.limit_in_bytes`), or `None` when there is none or it cannot be read.
+pub fn cgroup_memory_limit() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let file = if controllers.is_empty() {
+            format!("/sys/fs/cgroup{path}/memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        // "max" (no limit) and v1's huge "unlimited" value both read as no limit.
+        return std::fs::read_to_string(file)
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&limit| limit < 1 << 60);
+    }
+    None
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::manifests::{LiveManifests, Reload};
+use super::manifests::{LiveManifests, ManifestChanges, Reload};
 use super::state::{ChangedKinds, ClusterObjects};
 use super::view::ClusterView;
 use crate::policy::ObjectError;
@@ -26,8 +26,9 @@ pub struct SourceStats {
     pub stale_files: AtomicU64,
 }
 
-/// Loads `paths` now and publishes a view, then looks at the files every `interval` and
-/// publishes a new view whenever one changed (added, removed, or a new content). A file
+/// Loads `paths` now and publishes a view, then looks at the files again when inotify
+/// reports a change to them, or every `interval` at the latest, and publishes a new view
+/// whenever one changed (added, removed, or a new content). A file
 /// whose new content does not parse keeps its last good content in the view, and is
 /// counted stale (`cluster_source_stale`) until it parses again (`manifests/live.rs`).
 pub async fn watch_manifests(
@@ -38,6 +39,7 @@ pub async fn watch_manifests(
     stats: Arc<SourceStats>,
 ) {
     let mut live = LiveManifests::new(strict);
+    let changes = ManifestChanges::watch(&paths);
     let mut previous: Option<Built> = None;
     loop {
         let built = tokio::task::block_in_place(|| {
@@ -54,7 +56,7 @@ pub async fn watch_manifests(
             }
             previous = Some(built);
         }
-        tokio::time::sleep(interval).await;
+        changes.next(interval).await;
     }
 }
 

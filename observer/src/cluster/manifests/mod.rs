@@ -9,6 +9,7 @@
 //! skipped; everything else still loads. Objects are validated here with the same code
 //! the engine uses, so whatever loads can be compiled.
 
+mod changes;
 mod documents;
 mod files;
 mod live;
@@ -22,6 +23,7 @@ use thiserror::Error;
 use super::state::ClusterObjects;
 use crate::policy::{FieldError, ObjectError, SnapshotInput};
 
+pub use changes::ManifestChanges;
 pub use files::{Expanded, expand_paths, load_paths, load_paths_strict};
 pub use live::{LiveManifests, Reload};
 

@@ -88,8 +88,16 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
         "{limit_mib} MiB < {} MiB",
         mib(need.total())
     );
-    // The unauthenticated API stays on the node.
-    assert!(value_of("--grpc-listen").starts_with("127.0.0.1:"));
+    // The unauthenticated API is a Unix socket in the pod's own volume, so that other
+    // hostNetwork pods cannot reach it.
+    let api = value_of("--grpc-listen");
+    assert!(
+        matches!(
+            observer::api::listen::ApiAddress::parse(&api),
+            Ok(observer::api::listen::ApiAddress::Unix(_))
+        ),
+        "{api}"
+    );
     // Probes ask the API itself, with a command the observer accepts.
     for probe in [&container.readiness_probe, &container.liveness_probe] {
         let command = probe
@@ -97,7 +105,10 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
             .and_then(|p| p.exec.as_ref())
             .and_then(|e| e.command.clone())
             .expect("an exec probe");
-        assert_eq!(command, ["observer", "observe", "--status"]);
+        assert_eq!(
+            command,
+            ["observer", "observe", "--status", "--server", api.as_str()]
+        );
         observer::cli::check_args(&command).unwrap_or_else(|e| panic!("{command:?}: {e}"));
     }
     let metrics_port: i32 = value_of("--metrics-listen")

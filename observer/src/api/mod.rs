@@ -3,7 +3,10 @@
 //! the hub's ring (`crate::hub`); the schema and its conversion are in `crate::wire`.
 //!
 //! - `filter`: a subscriber's allow/deny filters, checked and matched (pure).
+//! - `listen`: where it listens (TCP, or a Unix socket with file permissions) and how a
+//!   client connects.
 //! - `server`: the tonic service, a task per stream.
 
 pub mod filter;
+pub mod listen;
 pub mod server;

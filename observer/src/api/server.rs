@@ -10,6 +10,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 use super::filter::Selection;
+use super::listen::ApiListener;
 use crate::hub::{FlowHub, Gap, Span, StartAt, SubscriberGuard};
 use crate::wire::proto::{
     self, FlowEvent, GetFlowsRequest, GetFlowsResponse, LostFlows, ServerStatusRequest,
@@ -258,26 +259,44 @@ pub fn check_tls(tls: &ServerTlsConfig) -> Result<(), tonic::transport::Error> {
         .map(drop)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves; then streams end once they have
-/// sent what the hub holds (the hub must be closed first).
+/// Serves the API on `listener` (TCP or a Unix socket) until `shutdown` resolves; then
+/// streams end once they have sent what the hub holds (the hub must be closed first).
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<ApiListener>,
     hub: Arc<FlowHub>,
     config: ApiConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = config.tls {
         server = server.tls_config(tls)?;
     }
-    server
-        .add_service(ObserverService::new(hub, config.max_streams).into_server())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+    let router = server.add_service(ObserverService::new(hub, config.max_streams).into_server());
+    match listener.into() {
+        ApiListener::Tcp(listener) => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        ApiListener::Unix(listener, _file) => {
+            // `_file` lives until serving ends, then removes the socket.
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    }
 }
 
-/// Binds the API's address, naming it in the error.
+impl From<tokio::net::TcpListener> for ApiListener {
+    fn from(listener: tokio::net::TcpListener) -> Self {
+        Self::Tcp(listener)
+    }
+}
+
+/// Binds a TCP address for the API, naming it in the error (see [`super::listen::bind`]
+/// for Unix sockets too).
 pub async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     use anyhow::Context;
     tokio::net::TcpListener::bind(address)

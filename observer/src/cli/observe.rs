@@ -15,12 +15,13 @@ use crate::wire::proto::{
     FlowFilter, GetFlowsRequest, ServerStatusRequest, get_flows_request::Start,
     get_flows_response::Event, lost_flows::Reason, observer_client::ObserverClient,
 };
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// Arguments of `observer observe`.
 #[derive(Debug, Args)]
 pub struct ObserveArgs {
-    /// The observer's API (`observer run --grpc-listen`).
+    /// The observer's API (`observer run --grpc-listen`): `http://host:port`,
+    /// `https://host:port` (with --tls-ca), or `unix:///path/to/socket`.
     #[arg(long, default_value = "http://127.0.0.1:4245")]
     server: String,
     /// Keep printing new flows until interrupted.
@@ -102,22 +103,21 @@ pub fn run(args: ObserveArgs) -> Result<()> {
 }
 
 async fn observe(args: ObserveArgs) -> Result<()> {
-    let mut endpoint = Endpoint::from_shared(args.server.clone())
-        .with_context(|| format!("--server {}", args.server))?;
-    if let Some(ca) = &args.tls_ca {
-        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(ca)?));
-        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-            tls = tls.identity(Identity::from_pem(read_pem(cert)?, read_pem(key)?));
+    let tls = match &args.tls_ca {
+        Some(ca) => {
+            let mut tls =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(ca)?));
+            if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+                tls = tls.identity(Identity::from_pem(read_pem(cert)?, read_pem(key)?));
+            }
+            if let Some(name) = &args.tls_server_name {
+                tls = tls.domain_name(name.clone());
+            }
+            Some(tls)
         }
-        if let Some(name) = &args.tls_server_name {
-            tls = tls.domain_name(name.clone());
-        }
-        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the observer API at {}", args.server))?;
+        None => None,
+    };
+    let channel = crate::api::listen::connect(&args.server, tls).await?;
     let mut client = ObserverClient::new(channel);
     let stdout = std::io::stdout();
     if args.status {

@@ -10,6 +10,7 @@ use observer_common::{
 };
 
 use super::parse_duration;
+use crate::api::listen::ApiAddress;
 use crate::api::server::TlsFiles;
 use crate::cluster::kubernetes::{ApiLimits, KubernetesSourceConfig};
 use crate::daemon::{self, ClusterConfig, RunConfig};
@@ -90,12 +91,13 @@ pub struct RunArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     identity_retention: Duration,
     /// Address of the gRPC API (flows and violations for subscribers; `observer observe`
-    /// is a client), or `off`. Without --grpc-tls-* it is plaintext and unauthenticated:
-    /// expose it beyond the node only with mutual TLS or on a trusted network.
-    #[arg(long, default_value = DEFAULT_GRPC_LISTEN, value_parser = parse_listen)]
-    grpc_listen: Listen,
+    /// is a client): host:port, a Unix socket (`unix:///run/observer/api.sock`, mode 0600:
+    /// only the daemon's user may connect), or `off`. Without --grpc-tls-* it is plaintext
+    /// and unauthenticated: expose it beyond the node only with mutual TLS.
+    #[arg(long, default_value = DEFAULT_GRPC_LISTEN, value_parser = parse_api_listen)]
+    grpc_listen: ApiListen,
     /// Written flows the API keeps for subscribers to read and resume from; a subscriber
-    /// that falls further behind is told which flows it lost. About 2 KiB each with
+    /// that falls further behind is told which flows it lost. About 1 KiB each with
     /// labels and verdicts (docs/benchmarks.md).
     #[arg(long, default_value_t = 8_192,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
@@ -148,6 +150,17 @@ fn parse_listen(value: &str) -> Result<Listen, String> {
         .parse()
         .map(|address| Listen(Some(address)))
         .map_err(|_| format!("{value:?} is neither host:port (e.g. 0.0.0.0:4245) nor off"))
+}
+
+/// `--grpc-listen`: an address, a Unix socket (`unix:///path`), or none (`off`).
+#[derive(Clone, Debug)]
+struct ApiListen(Option<ApiAddress>);
+
+fn parse_api_listen(value: &str) -> Result<ApiListen, String> {
+    if value == "off" {
+        return Ok(ApiListen(None));
+    }
+    ApiAddress::parse(value).map(|address| ApiListen(Some(address)))
 }
 
 /// $NODE_NAME, else the kernel's host name.

@@ -95,7 +95,7 @@ pub struct RunConfig {
     /// How long ended IP holdings are kept for late records.
     pub identity_retention: Duration,
     /// Where the gRPC API listens (`None`: no API).
-    pub grpc_listen: Option<SocketAddr>,
+    pub grpc_listen: Option<crate::api::listen::ApiAddress>,
     /// Flows the hub keeps for API subscribers to read and resume from.
     pub api_buffer_flows: usize,
     /// TLS for the API (`None`: plaintext).
@@ -189,10 +189,10 @@ pub async fn run(config: RunConfig) -> Result<()> {
 
     // A serving task that ends before the daemon stops is an error that stops it.
     let (served_tx, mut served_rx) = mpsc::channel::<String>(2);
-    let api = match config.grpc_listen {
+    let api = match config.grpc_listen.clone() {
         Some(address) => {
-            let listener = api_server::bind(address).await?;
-            let bound = listener.local_addr().unwrap_or(address);
+            let listener = crate::api::listen::bind(&address).await?;
+            let bound = listener.address().unwrap_or(address);
             info!(address = %bound, tls = tls.is_some(), "gRPC API listening");
             let (stop, stopped) = oneshot::channel::<()>();
             let api_config = api_server::ApiConfig {

@@ -1,0 +1,181 @@
+//! Where the gRPC API listens, and how clients reach it: a TCP address, or a Unix socket
+//! whose file permissions decide who may connect (the DaemonSet's choice: with
+//! `hostNetwork`, a loopback port is open to every hostNetwork pod of the node).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// The prefix of a Unix socket address, as gRPC spells it (`unix:///run/observer/api.sock`;
+/// `unix:/path` is accepted too).
+pub const UNIX_SCHEME: &str = "unix:";
+
+/// Permissions of the API's socket: the daemon's user only (root in the DaemonSet, so
+/// `kubectl exec ... observer observe` works and other pods cannot connect).
+pub const SOCKET_MODE: u32 = 0o600;
+
+/// A listening address of the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiAddress {
+    /// host:port.
+    Tcp(SocketAddr),
+    /// A Unix socket's path.
+    Unix(PathBuf),
+}
+
+impl ApiAddress {
+    /// Parses `host:port` or `unix:PATH` (`unix:///abs/path` or `unix:/abs/path`).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if let Some(path) = unix_path(value) {
+            if !path.is_absolute() {
+                return Err(format!("{value:?}: a Unix socket path must be absolute"));
+            }
+            return Ok(Self::Unix(path));
+        }
+        value.parse().map(Self::Tcp).map_err(|_| {
+            format!("{value:?} is neither host:port (e.g. 127.0.0.1:4245) nor unix:///path")
+        })
+    }
+}
+
+impl std::fmt::Display for ApiAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(address) => write!(f, "{address}"),
+            Self::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
+/// The socket path of a `unix:` address, or `None` for any other.
+pub fn unix_path(value: &str) -> Option<PathBuf> {
+    let rest = value.strip_prefix(UNIX_SCHEME)?;
+    // unix:///abs → "/abs"; unix:/abs → "/abs".
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    Some(PathBuf::from(path))
+}
+
+/// A bound listener.
+pub enum ApiListener {
+    /// On a TCP address.
+    Tcp(tokio::net::TcpListener),
+    /// On a Unix socket, removed when this is dropped.
+    Unix(tokio::net::UnixListener, SocketFile),
+}
+
+impl ApiListener {
+    /// Where it listens (the port a `:0` address got).
+    pub fn address(&self) -> Option<ApiAddress> {
+        match self {
+            Self::Tcp(listener) => listener.local_addr().ok().map(ApiAddress::Tcp),
+            Self::Unix(_, file) => Some(ApiAddress::Unix(file.0.clone())),
+        }
+    }
+}
+
+/// The socket file of a Unix listener; removed on drop.
+pub struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Binds `address`, naming it in the error. A socket file left by an earlier run is
+/// replaced; any other file at the path is an error, never removed.
+pub async fn bind(address: &ApiAddress) -> Result<ApiListener> {
+    match address {
+        ApiAddress::Tcp(address) => Ok(ApiListener::Tcp(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the gRPC API to {address} (--grpc-listen)"))?,
+        )),
+        ApiAddress::Unix(path) => bind_unix(path),
+    }
+}
+
+fn bind_unix(path: &Path) -> Result<ApiListener> {
+    let context = || {
+        format!(
+            "binding the gRPC API to unix://{} (--grpc-listen)",
+            path.display()
+        )
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(path).with_context(context)?;
+        }
+        Ok(_) => bail!(
+            "{}: {} exists and is not a socket; not removing it",
+            context(),
+            path.display()
+        ),
+        Err(_) => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path).with_context(context)?;
+    let file = SocketFile(path.to_path_buf());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
+        .with_context(context)?;
+    Ok(ApiListener::Unix(listener, file))
+}
+
+/// A client channel to `server`: `http://host:port`, `https://...` (with `tls`), or
+/// `unix:///path`.
+pub async fn connect(
+    server: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<tonic::transport::Channel> {
+    use tonic::transport::Endpoint;
+    let failed = || format!("connecting to the observer API at {server}");
+    if let Some(path) = unix_path(server) {
+        if tls.is_some() {
+            bail!("--server {server}: TLS is for TCP addresses; a Unix socket is local");
+        }
+        // The URI is not used to connect; the connector opens the socket.
+        let endpoint = Endpoint::from_static("http://localhost");
+        let connector = tower::service_fn(move |_: http::Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        });
+        return endpoint
+            .connect_with_connector(connector)
+            .await
+            .with_context(failed);
+    }
+    let mut endpoint =
+        Endpoint::from_shared(server.to_owned()).with_context(|| format!("--server {server}"))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+    }
+    endpoint.connect().await.with_context(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_as_tcp_or_unix() {
+        assert_eq!(
+            ApiAddress::parse("127.0.0.1:4245"),
+            Ok(ApiAddress::Tcp("127.0.0.1:4245".parse().expect("address")))
+        );
+        for spelling in [
+            "unix:///run/observer/api.sock",
+            "unix:/run/observer/api.sock",
+        ] {
+            assert_eq!(
+                ApiAddress::parse(spelling),
+                Ok(ApiAddress::Unix("/run/observer/api.sock".into()))
+            );
+        }
+        assert!(ApiAddress::parse("unix:relative.sock").is_err());
+        assert!(ApiAddress::parse("localhost").is_err());
+    }
+}

@@ -48,6 +48,7 @@ mod snapshot;
 mod tier;
 
 pub mod check;
+pub mod tiered;
 
 pub use compile::{CompiledPolicy, compile};
 pub use error::{FieldError, FieldProblem};

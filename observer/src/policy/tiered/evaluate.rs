@@ -1,0 +1,407 @@
+//! The tier walk: per direction, tiers in order; in a tier that takes part, its policies
+//! in order and their rules in order; Allow and Deny decide, Pass goes to the next tier,
+//! Log goes on; a tier's end applies its default action; past the last tier, the
+//! namespace profile allows (`README` of the policy corpus, "The evaluation model").
+
+use std::net::IpAddr;
+
+use super::model::{
+    Action, CalicoEnd, EndMatch, NamespaceScope, Peer, Policy, PortMatch, Rule, Subject, TierDef,
+    World, WorldPod,
+};
+use crate::policy::Labels;
+
+/// One end of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// A pod, by index in [`World::pods`].
+    Pod(usize),
+    /// A node (or a host-networked pod), by index in [`World::nodes`], at an address.
+    Node(usize, IpAddr),
+    /// Outside the cluster.
+    Outside(IpAddr),
+}
+
+/// A flow to judge.
+#[derive(Debug, Clone, Copy)]
+pub struct Flow {
+    /// Its source.
+    pub source: End,
+    /// Its destination.
+    pub destination: End,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Destination port (TCP, UDP, SCTP).
+    pub port: Option<u16>,
+    /// ICMP type and code.
+    pub icmp: Option<(u8, u8)>,
+}
+
+/// Why a direction was decided as it was.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// The end is not a pod: no policy of its own.
+    NotApplicable,
+    /// A rule decided: the policy (index into the engine's policies) and the rule's index.
+    Rule {
+        /// Index of the policy.
+        policy: usize,
+        /// Index of the rule in the policy's list for the direction.
+        rule: usize,
+        /// Allow or Deny.
+        action: Action,
+    },
+    /// A tier that took part ended with no decision, and its default is Deny.
+    EndOfTier(String),
+    /// No tier decided: the namespace profile allows.
+    Profile,
+}
+
+/// The verdict of one direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectionOutcome {
+    /// Allowed.
+    pub allowed: bool,
+    /// Why.
+    pub reason: Reason,
+    /// Rules that passed the flow on to the next tier: (policy index, rule index).
+    pub passes: Vec<(usize, usize)>,
+}
+
+/// Policies and tiers, ordered for the walk.
+#[derive(Debug)]
+pub struct TieredEngine {
+    /// Every policy, staged ones included.
+    pub policies: Vec<Policy>,
+    /// Tiers in evaluation order, each with its policies' indexes in order.
+    tiers: Vec<(TierDef, Vec<usize>)>,
+}
+
+impl TieredEngine {
+    /// Orders `tiers` (ascending order, unordered last, ties by name) and the policies in
+    /// each (ascending order, unordered last, ties by name). A policy whose tier is not
+    /// declared goes in a tier of that name at the end, default Deny.
+    pub fn new(policies: Vec<Policy>, mut tiers: Vec<TierDef>) -> Self {
+        for policy in &policies {
+            if !tiers.iter().any(|t| t.name == policy.tier) {
+                tiers.push(TierDef {
+                    name: policy.tier.clone(),
+                    order: None,
+                    default_pass: false,
+                });
+            }
+        }
+        let key = |order: Option<f64>| order.unwrap_or(f64::INFINITY);
+        tiers.sort_by(|a, b| {
+            key(a.order)
+                .total_cmp(&key(b.order))
+                .then(a.name.cmp(&b.name))
+        });
+        let tiers = tiers
+            .into_iter()
+            .map(|tier| {
+                let mut members: Vec<usize> = (0..policies.len())
+                    .filter(|&i| policies[i].tier == tier.name)
+                    .collect();
+                members.sort_by(|&a, &b| {
+                    let (a, b) = (&policies[a], &policies[b]);
+                    key(a.order)
+                        .total_cmp(&key(b.order))
+                        .then_with(|| a.sort_name.cmp(&b.sort_name))
+                        .then_with(|| a.namespace.cmp(&b.namespace))
+                });
+                (tier, members)
+            })
+            .collect();
+        Self { policies, tiers }
+    }
+
+    /// Judges the egress (at the source) and ingress (at the destination) of `flow`;
+    /// `staged` enforces the staged policies too ("what would they do").
+    pub fn judge(&self, world: &World, flow: &Flow, staged: bool) -> [DirectionOutcome; 2] {
+        let egress = match flow.source {
+            End::Pod(pod) => self.walk(world, flow, pod, false, staged),
+            _ => not_applicable(),
+        };
+        let ingress = match flow.destination {
+            End::Pod(pod) => self.walk(world, flow, pod, true, staged),
+            _ => not_applicable(),
+        };
+        [egress, ingress]
+    }
+
+    fn walk(
+        &self,
+        world: &World,
+        flow: &Flow,
+        pod: usize,
+        ingress: bool,
+        staged: bool,
+    ) -> DirectionOutcome {
+        let mut passes = Vec::new();
+        let Some(subject) = world.pods.get(pod) else {
+            return not_applicable();
+        };
+        'tiers: for (tier, members) in &self.tiers {
+            let mut took_part = false;
+            for &index in members {
+                let policy = &self.policies[index];
+                let governs = if ingress {
+                    policy.ingress_type
+                } else {
+                    policy.egress_type
+                };
+                if !governs || (policy.staged && !staged) || !applies(world, policy, subject) {
+                    continue;
+                }
+                took_part = true;
+                let rules = if ingress {
+                    &policy.ingress
+                } else {
+                    &policy.egress
+                };
+                for rule in rules {
+                    if !rule_matches(world, rule, flow) {
+                        continue;
+                    }
+                    match rule.action {
+                        Action::Log => {}
+                        Action::Pass => {
+                            passes.push((index, rule.index));
+                            continue 'tiers;
+                        }
+                        action => {
+                            return DirectionOutcome {
+                                allowed: action == Action::Allow,
+                                reason: Reason::Rule {
+                                    policy: index,
+                                    rule: rule.index,
+                                    action,
+                                },
+                                passes,
+                            };
+                        }
+                    }
+                }
+            }
+            if took_part && !tier.default_pass {
+                return DirectionOutcome {
+                    allowed: false,
+                    reason: Reason::EndOfTier(tier.name.clone()),
+                    passes,
+                };
+            }
+        }
+        DirectionOutcome {
+            allowed: true,
+            reason: Reason::Profile,
+            passes,
+        }
+    }
+}
+
+fn not_applicable() -> DirectionOutcome {
+    DirectionOutcome {
+        allowed: true,
+        reason: Reason::NotApplicable,
+        passes: Vec::new(),
+    }
+}
+
+/// The pod's labels as Calico selectors see them: its own plus Calico's implicit ones.
+fn calico_pod_labels(pod: &WorldPod) -> Labels {
+    let mut labels = pod.labels.clone();
+    labels.insert("projectcalico.org/namespace".into(), pod.namespace.clone());
+    labels.insert("projectcalico.org/orchestrator".into(), "k8s".into());
+    labels.insert(
+        "projectcalico.org/serviceaccount".into(),
+        pod.service_account.clone(),
+    );
+    labels
+}
+
+fn namespace_labels(world: &World, name: &str, calico: bool) -> Labels {
+    let mut labels = world
+        .namespaces
+        .iter()
+        .find(|n| n.name == name)
+        .map(|n| n.labels.clone())
+        .unwrap_or_default();
+    labels
+        .entry("kubernetes.io/metadata.name".into())
+        .or_insert_with(|| name.to_owned());
+    if calico {
+        labels.insert("projectcalico.org/name".into(), name.to_owned());
+    }
+    labels
+}
+
+fn service_account_labels(world: &World, pod: &WorldPod) -> Labels {
+    let mut labels = world
+        .service_accounts
+        .get(&(pod.namespace.clone(), pod.service_account.clone()))
+        .cloned()
+        .unwrap_or_default();
+    labels.insert("projectcalico.org/name".into(), pod.service_account.clone());
+    labels
+}
+
+fn in_scope(world: &World, scope: &NamespaceScope, namespace: &str) -> bool {
+    match scope {
+        NamespaceScope::Only(ns) => ns == namespace,
+        NamespaceScope::All => true,
+        NamespaceScope::Nothing => false,
+        NamespaceScope::Calico(sel) => sel.matches(&namespace_labels(world, namespace, true)),
+        NamespaceScope::Labels(sel) => sel.matches(&namespace_labels(world, namespace, false)),
+    }
+}
+
+fn applies(world: &World, policy: &Policy, pod: &WorldPod) -> bool {
+    match &policy.subject {
+        Subject::Calico {
+            selector,
+            namespaces,
+            service_accounts,
+        } => {
+            in_scope(world, namespaces, &pod.namespace)
+                && selector.matches(&calico_pod_labels(pod))
+                && service_accounts
+                    .as_ref()
+                    .is_none_or(|sa| sa.matches(&service_account_labels(world, pod)))
+        }
+        Subject::Labels { namespaces, pods } => {
+            in_scope(world, namespaces, &pod.namespace) && pods.matches(&pod.labels)
+        }
+    }
+}
+
+fn ip_of(world: &World, end: End) -> Option<IpAddr> {
+    match end {
+        End::Pod(i) => world.pods.get(i).and_then(|p| p.ip),
+        End::Node(_, ip) | End::Outside(ip) => Some(ip),
+    }
+}
+
+fn is_icmp(protocol: u8) -> bool {
+    protocol == 1 || protocol == 58
+}
+
+fn icmp_matches(flow: &Flow, (kind, code): (u8, Option<u8>)) -> bool {
+    is_icmp(flow.protocol)
+        && flow
+            .icmp
+            .is_some_and(|(t, c)| t == kind && code.is_none_or(|code| code == c))
+}
+
+fn rule_matches(world: &World, rule: &Rule, flow: &Flow) -> bool {
+    rule.protocol.is_none_or(|p| p == flow.protocol)
+        && rule.not_protocol.is_none_or(|p| p != flow.protocol)
+        && rule.icmp.is_none_or(|m| icmp_matches(flow, m))
+        && rule.not_icmp.is_none_or(|m| !icmp_matches(flow, m))
+        && end_matches(world, &rule.source, flow.source, flow, false)
+        && end_matches(world, &rule.destination, flow.destination, flow, true)
+}
+
+fn end_matches(world: &World, m: &EndMatch, end: End, flow: &Flow, destination: bool) -> bool {
+    if let Some(peers) = &m.peers
+        && !peers.iter().any(|p| peer_matches(world, p, end))
+    {
+        return false;
+    }
+    if let Some(calico) = &m.calico
+        && !calico_matches(world, calico, end)
+    {
+        return false;
+    }
+    if !destination {
+        return true;
+    }
+    m.ports
+        .as_ref()
+        .is_none_or(|ports| ports.iter().any(|p| port_matches(world, p, end, flow)))
+        && m.not_ports
+            .as_ref()
+            .is_none_or(|ports| !ports.iter().any(|p| port_matches(world, p, end, flow)))
+}
+
+fn peer_matches(world: &World, peer: &Peer, end: End) -> bool {
+    match peer {
+        Peer::Pods { namespaces, pods } => match end {
+            End::Pod(i) => world.pods.get(i).is_some_and(|pod| {
+                in_scope(world, namespaces, &pod.namespace) && pods.matches(&pod.labels)
+            }),
+            _ => false,
+        },
+        Peer::Addresses(set) => ip_of(world, end).is_some_and(|ip| set.contains(ip)),
+        Peer::Nodes(sel) => match end {
+            End::Node(i, _) => world.nodes.get(i).is_some_and(|n| sel.matches(&n.labels)),
+            _ => false,
+        },
+    }
+}
+
+fn calico_matches(world: &World, m: &CalicoEnd, end: End) -> bool {
+    let ip = ip_of(world, end);
+    if let Some(nets) = &m.nets
+        && !ip.is_some_and(|ip| nets.contains(ip))
+    {
+        return false;
+    }
+    if let Some(nets) = &m.not_nets
+        && ip.is_some_and(|ip| nets.contains(ip))
+    {
+        return false;
+    }
+    let pod = match end {
+        End::Pod(i) => world.pods.get(i),
+        _ => None,
+    };
+    if let Some(not) = &m.not_selector
+        && pod.is_some_and(|p| not.matches(&calico_pod_labels(p)))
+    {
+        return false;
+    }
+    if !m.pods_only {
+        return true;
+    }
+    let Some(pod) = pod else {
+        return false;
+    };
+    m.scope
+        .as_ref()
+        .is_none_or(|s| in_scope(world, s, &pod.namespace))
+        && m.selector
+            .as_ref()
+            .is_none_or(|s| s.matches(&calico_pod_labels(pod)))
+        && m.service_account_names
+            .as_ref()
+            .is_none_or(|names| names.contains(&pod.service_account))
+        && m.service_account_selector
+            .as_ref()
+            .is_none_or(|s| s.matches(&service_account_labels(world, pod)))
+}
+
+fn port_matches(world: &World, port: &PortMatch, end: End, flow: &Flow) -> bool {
+    match port {
+        PortMatch::Range {
+            protocol,
+            first,
+            last,
+        } => {
+            protocol.is_none_or(|p| p == flow.protocol)
+                && flow.port.is_some_and(|n| (*first..=*last).contains(&n))
+        }
+        PortMatch::Named { protocol, name } => {
+            let End::Pod(i) = end else {
+                return false;
+            };
+            let Some(pod) = world.pods.get(i) else {
+                return false;
+            };
+            protocol.is_none_or(|p| p == flow.protocol)
+                && pod.ports.iter().any(|(n, number, proto)| {
+                    n == name && *proto == flow.protocol && Some(*number) == flow.port
+                })
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Policy kinds beyond NetworkPolicy, judged together in tiers: Calico
+//! `projectcalico.org/v3` (NetworkPolicy, GlobalNetworkPolicy, Tier, the staged kinds),
+//! AdminNetworkPolicy and BaselineAdminNetworkPolicy `v1alpha1`, ClusterNetworkPolicy
+//! `v1alpha2`, and Kubernetes NetworkPolicy as Calico places it (the default tier, order
+//! 1000, Allow rules, the tier's end-of-tier deny as its isolation).
+//!
+//! Pure: objects in, verdicts out. One model covers every kind (the policy corpus's
+//! "evaluation model"): each direction walks the tiers in order; in a tier that takes part
+//! for the pod, policies in order and their rules in order; Allow and Deny decide, Pass
+//! goes to the next tier, Log goes on; a tier ends with its default action (Deny, or Pass
+//! for the admin and baseline tiers); past the last tier the pod's namespace profile
+//! allows. Without Calico objects this reduces to the network-policy-api precedence:
+//! Admin, then NetworkPolicy, then Baseline, then allow.
+//!
+//! - `objects`: the kinds' shapes as authored.
+//! - `calico_selector`: Calico's selector language, parsed with positions in errors.
+//! - `compile`: objects → policies in tiers, with each kind's defaulting.
+//! - `model`: the compiled form, and the world (namespaces, pods, nodes) flows are judged in.
+//! - `evaluate`: the tier walk.
+//!
+//! Not yet wired into the daemon's verdicts, `observer check`, the Kubernetes source or
+//! the metrics (issue 17); `observer/tests/policy_corpus.rs` drives it directly.
+
+pub mod calico_selector;
+mod compile;
+mod evaluate;
+pub mod model;
+pub mod objects;
+
+pub use compile::{Compiled, DEFAULT_TIER, TieredError, compile_objects, protocol_number};
+pub use evaluate::{DirectionOutcome, End, Flow, Reason, TieredEngine};

@@ -11,8 +11,8 @@ use crate::record::{
     WorkloadInfo,
 };
 use crate::verdict::{
-    Category, DirectionDecision, DirectionVerdict, PolicyKind, PolicyRef, RuleAction, Tier,
-    TierDecision, Verdict, VerdictKind,
+    Category, DirectionDecision, DirectionVerdict, PolicyKind, PolicyRef, RuleAction, TierDecision,
+    Verdict, VerdictKind,
 };
 use crate::vocab::{IpProtocol, ServiceBackend, TcpFlags, Timestamp};
 
@@ -112,7 +112,7 @@ fn direction(d: &DirectionVerdict) -> proto::DirectionVerdict {
             .tiers
             .iter()
             .map(|t| proto::TierDecision {
-                tier: t.tier.name().to_owned(),
+                tier: t.tier.clone(),
                 policy: Some(proto::PolicyRef {
                     kind: t.policy.kind.name().to_owned(),
                     namespace: t.policy.namespace.clone(),
@@ -166,8 +166,6 @@ const ACTIONS: [(RuleAction, proto::RuleAction); 3] = [
     (RuleAction::Deny, proto::RuleAction::Deny),
     (RuleAction::Pass, proto::RuleAction::Pass),
 ];
-const TIERS: [Tier; 1] = [Tier::NetworkPolicy];
-const POLICY_KINDS: [PolicyKind; 1] = [PolicyKind::NetworkPolicy];
 
 /// The wire value of a record value.
 fn to_wire<R: PartialEq + Copy, W: Copy>(table: &[(R, W)], value: R) -> W {
@@ -310,12 +308,9 @@ fn record_direction(
                 .as_ref()
                 .ok_or_else(|| bad(field, &"", "has a tier decision without a policy"))?;
             Ok(TierDecision {
-                tier: TIERS
-                    .into_iter()
-                    .find(|tier| tier.name() == t.tier)
-                    .ok_or_else(|| bad(field, &t.tier, "names an unknown tier"))?,
+                tier: t.tier.clone(),
                 policy: PolicyRef {
-                    kind: POLICY_KINDS
+                    kind: PolicyKind::ALL
                         .into_iter()
                         .find(|kind| kind.name() == policy.kind)
                         .ok_or_else(|| bad(field, &policy.kind, "names an unknown policy kind"))?,

@@ -19,19 +19,46 @@ use serde::{Deserialize, Serialize};
 pub enum PolicyKind {
     /// `networking.k8s.io/v1` NetworkPolicy.
     NetworkPolicy,
+    /// `projectcalico.org/v3` NetworkPolicy.
+    #[serde(rename = "projectcalico.org/NetworkPolicy")]
+    CalicoNetworkPolicy,
+    /// `projectcalico.org/v3` GlobalNetworkPolicy.
+    GlobalNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1` AdminNetworkPolicy.
+    AdminNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1` BaselineAdminNetworkPolicy.
+    BaselineAdminNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha2` ClusterNetworkPolicy.
+    ClusterNetworkPolicy,
 }
 
 impl PolicyKind {
-    /// The Kubernetes kind, as JSON and the proto write it.
+    /// Every kind, in documented order.
+    pub const ALL: [Self; 6] = [
+        Self::NetworkPolicy,
+        Self::CalicoNetworkPolicy,
+        Self::GlobalNetworkPolicy,
+        Self::AdminNetworkPolicy,
+        Self::BaselineAdminNetworkPolicy,
+        Self::ClusterNetworkPolicy,
+    ];
+
+    /// The kind as JSON and the proto write it: the Kubernetes kind, qualified by its API
+    /// group where two groups share a kind name (Calico's NetworkPolicy).
     pub fn name(self) -> &'static str {
         match self {
             Self::NetworkPolicy => "NetworkPolicy",
+            Self::CalicoNetworkPolicy => "projectcalico.org/NetworkPolicy",
+            Self::GlobalNetworkPolicy => "GlobalNetworkPolicy",
+            Self::AdminNetworkPolicy => "AdminNetworkPolicy",
+            Self::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
+            Self::ClusterNetworkPolicy => "ClusterNetworkPolicy",
         }
     }
 }
 
-/// A stage of evaluation. Only NetworkPolicy exists today; admin tiers (before it),
-/// baseline tiers (after it) and Calico's named tiers become variants.
+/// The tier of the NetworkPolicy engine. Tiers are named by strings in verdicts
+/// ([`TierDecision::tier`]): Calico's tiers have names their users choose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
@@ -89,8 +116,10 @@ impl<S: AsRef<str>> std::fmt::Display for PolicyRef<S> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de>"))]
 pub struct TierDecision<S = String> {
-    /// The tier.
-    pub tier: Tier,
+    /// The tier's name: `networkpolicy` for the NetworkPolicy engine; Calico's tier names
+    /// (`default`, `kube-admin`, `kube-baseline`, `adminnetworkpolicy`,
+    /// `baselineadminnetworkpolicy`, or one a Tier object declares) for the tiered engine.
+    pub tier: S,
     /// The policy.
     pub policy: PolicyRef<S>,
     /// 0-based index of the rule in the policy's list for this direction; None when no rule
@@ -183,7 +212,7 @@ impl<S: AsRef<str>> DirectionVerdict<S> {
                 .tiers
                 .iter()
                 .map(|t| TierDecision {
-                    tier: t.tier,
+                    tier: t.tier.as_ref().to_owned(),
                     policy: PolicyRef {
                         kind: t.policy.kind,
                         namespace: t.policy.namespace.as_ref().map(|n| n.as_ref().to_owned()),

@@ -112,7 +112,7 @@ fn network_policy(name: &str, rule_index: Option<usize>, action: RuleAction) -> 
         None => (None, name.to_owned()),
     };
     TierDecision {
-        tier: Tier::NetworkPolicy,
+        tier: Tier::NetworkPolicy.name().to_owned(),
         policy: PolicyRef {
             kind: PolicyKind::NetworkPolicy,
             namespace,

@@ -160,7 +160,7 @@ fn np_decision(
     action: RuleAction,
 ) -> TierDecision<&str> {
     TierDecision {
-        tier: TierName::NetworkPolicy,
+        tier: TierName::NetworkPolicy.name(),
         policy: PolicyRef {
             kind: PolicyKind::NetworkPolicy,
             namespace: Some(&tp.policy.namespace),

@@ -66,6 +66,8 @@ pub struct DirectionOutcome {
     pub reason: Reason,
     /// Rules that passed the flow on to the next tier: (policy index, rule index).
     pub passes: Vec<(usize, usize)>,
+    /// With [`Reason::EndOfTier`]: the policies of that tier that took part.
+    pub tier_policies: Vec<usize>,
 }
 
 /// Policies and tiers, ordered for the walk.
@@ -143,7 +145,7 @@ impl TieredEngine {
             return not_applicable();
         };
         'tiers: for (tier, members) in &self.tiers {
-            let mut took_part = false;
+            let mut took_part = Vec::new();
             for &index in members {
                 let policy = &self.policies[index];
                 let governs = if ingress {
@@ -154,7 +156,7 @@ impl TieredEngine {
                 if !governs || (policy.staged && !staged) || !applies(world, policy, subject) {
                     continue;
                 }
-                took_part = true;
+                took_part.push(index);
                 let rules = if ingress {
                     &policy.ingress
                 } else {
@@ -179,16 +181,18 @@ impl TieredEngine {
                                     action,
                                 },
                                 passes,
+                                tier_policies: Vec::new(),
                             };
                         }
                     }
                 }
             }
-            if took_part && !tier.default_pass {
+            if !took_part.is_empty() && !tier.default_pass {
                 return DirectionOutcome {
                     allowed: false,
                     reason: Reason::EndOfTier(tier.name.clone()),
                     passes,
+                    tier_policies: took_part,
                 };
             }
         }
@@ -196,6 +200,7 @@ impl TieredEngine {
             allowed: true,
             reason: Reason::Profile,
             passes,
+            tier_policies: Vec::new(),
         }
     }
 }
@@ -205,6 +210,7 @@ fn not_applicable() -> DirectionOutcome {
         allowed: true,
         reason: Reason::NotApplicable,
         passes: Vec::new(),
+        tier_policies: Vec::new(),
     }
 }
 

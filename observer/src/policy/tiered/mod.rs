@@ -17,6 +17,7 @@
 //! - `compile`: objects → policies in tiers, with each kind's defaulting.
 //! - `model`: the compiled form, and the world (namespaces, pods, nodes) flows are judged in.
 //! - `evaluate`: the tier walk.
+//! - `verdict`: its outcome in the verdict shape records and the API carry.
 //!
 //! Not yet wired into the daemon's verdicts, `observer check`, the Kubernetes source or
 //! the metrics (issue 17); `observer/tests/policy_corpus.rs` drives it directly.
@@ -26,6 +27,7 @@ mod compile;
 mod evaluate;
 pub mod model;
 pub mod objects;
+mod verdict;
 
 pub use compile::{Compiled, DEFAULT_TIER, TieredError, compile_objects, protocol_number};
 pub use evaluate::{DirectionOutcome, End, Flow, Reason, TieredEngine};

@@ -293,13 +293,33 @@ fn external_ends_are_one_sided() {
 }
 
 #[test]
-fn calico_network_policy_is_not_loaded_as_kubernetes_policy() {
+fn calico_network_policy_is_loaded_as_calico_not_as_kubernetes_policy() {
     let m = manifests::parse(
         "calico.yaml",
         "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: x, namespace: app}\nspec: {selector: all()}\n",
     );
     assert!(m.objects.policies.is_empty());
-    assert_eq!(m.warnings.len(), 1);
+    assert_eq!(m.objects.calico_policies.len(), 1);
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+}
+
+#[test]
+fn a_bad_calico_selector_is_reported_with_its_field_and_position() {
+    let m = manifests::parse(
+        "calico.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: deny}\n\
+         spec: {selector: \"app == 'web' &&\", types: [Ingress]}\n",
+    );
+    assert!(m.objects.calico_global_policies.is_empty());
+    let error = m
+        .errors
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(error.contains("calico.yaml"), "{error}");
+    assert!(error.contains("spec.selector"), "{error}");
+    assert!(error.contains("at position"), "{error}");
 }
 
 #[test]

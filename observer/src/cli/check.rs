@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::cluster::manifests::{LoadErrorKind, load_paths_strict};
+use crate::cluster::tiered_view::TieredView;
 use crate::policy::PolicySnapshot;
-use crate::policy::check::{CheckError, check_lines};
+use crate::policy::check::{CheckError, TieredJudge, check_lines_with};
 
 /// Arguments of `observer check`.
 #[derive(Debug, Args)]
@@ -57,6 +58,12 @@ pub fn run(args: CheckArgs) -> ExitCode {
         eprintln!("error: {e}");
     }
     let snapshot = PolicySnapshot::build(&input);
+    // Calico, AdminNetworkPolicy or ClusterNetworkPolicy objects: every kind is judged
+    // together, in tiers.
+    let (tiered, tiered_errors) = TieredView::build(&loaded.objects);
+    for e in &tiered_errors {
+        eprintln!("error: {e}");
+    }
     let reader: Box<dyn BufRead> = if args.flows == "-" {
         Box::new(io::stdin().lock())
     } else {
@@ -68,7 +75,8 @@ pub fn run(args: CheckArgs) -> ExitCode {
             }
         }
     };
-    match check_lines(&snapshot, reader, io::stdout().lock()) {
+    let tiered = tiered.as_ref().map(|t| t as &dyn TieredJudge);
+    match check_lines_with(&snapshot, tiered, reader, io::stdout().lock()) {
         Ok(s) => {
             eprintln!(
                 "{} flows: {} allowed, {} denied, {} undefined, {} not evaluable",

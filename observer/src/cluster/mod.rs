@@ -7,7 +7,8 @@
 //! - `source`, `kubernetes`: the Kubernetes source (kube-rs watchers and reflectors per
 //!   kind, list+watch with resume, relist on 410 Gone, backoff), publishing states;
 //!   `lenient` decodes their objects one by one, so one bad object fails nothing else.
-//! - `view`: the immutable per-flow view built from a state (policies, IP holders, Services).
+//! - `view`: the immutable per-flow view built from a state (policies, IP holders, Services);
+//!   `tiered_view` its part for Calico, AdminNetworkPolicy and ClusterNetworkPolicy.
 //! - `identity`: the time-aware IP → holder history.
 
 pub mod identity;
@@ -18,4 +19,5 @@ pub mod manifests;
 pub mod publish;
 pub mod source;
 pub mod state;
+pub mod tiered_view;
 pub mod view;

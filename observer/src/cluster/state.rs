@@ -12,7 +12,7 @@ use k8s_openapi::api::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use super::kinds::{ClusterKind, KindVisitor, visit_kinds};
+use super::kinds::{ClusterKind, KindVisitor, policy_objects, visit_kinds};
 
 /// One immutable state of the cluster, as published by a
 /// [`ClusterSource`](super::source::ClusterSource) or loaded from manifests.
@@ -38,6 +38,24 @@ pub struct ClusterObjects {
     pub replica_sets: Vec<Arc<ReplicaSet>>,
     /// All jobs, needed to map pods to their CronJob.
     pub jobs: Vec<Arc<Job>>,
+    /// Calico Tiers.
+    pub calico_tiers: Vec<Arc<policy_objects::CalicoTier>>,
+    /// Calico NetworkPolicies.
+    pub calico_policies: Vec<Arc<policy_objects::CalicoNetworkPolicy>>,
+    /// Calico GlobalNetworkPolicies.
+    pub calico_global_policies: Vec<Arc<policy_objects::CalicoGlobalNetworkPolicy>>,
+    /// Calico StagedNetworkPolicies.
+    pub staged_policies: Vec<Arc<policy_objects::StagedNetworkPolicy>>,
+    /// Calico StagedGlobalNetworkPolicies.
+    pub staged_global_policies: Vec<Arc<policy_objects::StagedGlobalNetworkPolicy>>,
+    /// Calico StagedKubernetesNetworkPolicies.
+    pub staged_kubernetes_policies: Vec<Arc<policy_objects::StagedKubernetesNetworkPolicy>>,
+    /// AdminNetworkPolicies (v1alpha1).
+    pub admin_policies: Vec<Arc<policy_objects::AdminNetworkPolicy>>,
+    /// BaselineAdminNetworkPolicies (v1alpha1).
+    pub baseline_admin_policies: Vec<Arc<policy_objects::BaselineAdminNetworkPolicy>>,
+    /// ClusterNetworkPolicies (v1alpha2).
+    pub cluster_network_policies: Vec<Arc<policy_objects::ClusterNetworkPolicy>>,
 }
 
 impl ClusterObjects {
@@ -95,7 +113,7 @@ impl ClusterObjects {
                 let same =
                     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y) || x == y);
                 if !same {
-                    self.2.0.push(K::KIND);
+                    self.2.0.push((K::group(&()).into_owned(), K::KIND));
                 }
             }
         }
@@ -105,24 +123,26 @@ impl ClusterObjects {
     }
 }
 
-/// The kinds that changed between two states, by their Kubernetes kind name.
+/// The kinds that changed between two states, by API group and kind (Calico's
+/// NetworkPolicy and Kubernetes' share a kind name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ChangedKinds(Vec<&'static str>);
+pub struct ChangedKinds(Vec<(String, &'static str)>);
 
 impl ChangedKinds {
     /// Every kind: for a state with nothing to compare with.
     pub fn all() -> Self {
         Self(
             super::kinds::watched_kinds()
-                .iter()
-                .map(|k| k.kind)
+                .into_iter()
+                .map(|k| (k.group, k.kind))
                 .collect(),
         )
     }
 
     /// Whether kind `K` changed.
     pub fn contains<K: ClusterKind>(&self) -> bool {
-        self.0.contains(&K::KIND)
+        let group = K::group(&());
+        self.0.iter().any(|(g, k)| *k == K::KIND && *g == group)
     }
 
     /// Whether nothing changed.
@@ -130,9 +150,21 @@ impl ChangedKinds {
         self.0.is_empty()
     }
 
-    /// The kinds that changed, in registry order.
-    pub fn kinds(&self) -> &[&'static str] {
-        &self.0
+    /// Whether a kind of API group `group` changed.
+    pub fn contains_group(&self, group: &str) -> bool {
+        self.0.iter().any(|(g, _)| g == group)
+    }
+
+    /// The kinds that changed, in registry order (group-qualified where not core or
+    /// built in: `projectcalico.org/NetworkPolicy`).
+    pub fn kinds(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(group, kind)| match group.as_str() {
+                "" | "apps" | "batch" | "networking.k8s.io" => (*kind).to_owned(),
+                group => format!("{group}/{kind}"),
+            })
+            .collect()
     }
 }
 

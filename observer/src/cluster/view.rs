@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use super::state::{ChangedKinds, ClusterObjects, OwnerIndex, Workload};
+use super::tiered_view::TieredView;
 use crate::policy::{ObjectError, PodInfo, PolicySnapshot, Protocol, SnapshotInput};
 
 /// kubectl's namespace for objects without one (as the policy engine uses it).
@@ -84,6 +85,11 @@ pub struct ClusterView {
     input_errors: Arc<Vec<ObjectError>>,
     holders: Arc<Holders>,
     services: Arc<Services>,
+    /// The tiered engine, when the state holds Calico, AdminNetworkPolicy or
+    /// ClusterNetworkPolicy objects: it then judges every flow (NetworkPolicies included).
+    pub tiered: Option<Arc<TieredView>>,
+    /// Objects the tiered engine's compiler left out.
+    tiered_errors: Arc<Vec<ObjectError>>,
 }
 
 impl ClusterView {
@@ -146,7 +152,18 @@ impl ClusterView {
             Some(prev) => Arc::clone(&prev.services),
             None => Arc::new(services(objects)),
         };
-        let errors = input_errors.as_ref().clone();
+        let tiered_inputs = policy_inputs
+            || changed.contains_group("projectcalico.org")
+            || changed.contains_group("policy.networking.k8s.io");
+        let (tiered, tiered_errors) = match reuse(tiered_inputs) {
+            Some(prev) => (prev.tiered.clone(), Arc::clone(&prev.tiered_errors)),
+            None => {
+                let (tiered, errors) = TieredView::build(objects);
+                (tiered.map(Arc::new), Arc::new(errors))
+            }
+        };
+        let mut errors = input_errors.as_ref().clone();
+        errors.extend(tiered_errors.iter().cloned());
         (
             Self {
                 policy,
@@ -154,6 +171,8 @@ impl ClusterView {
                 input_errors,
                 holders,
                 services,
+                tiered,
+                tiered_errors,
             },
             errors,
         )

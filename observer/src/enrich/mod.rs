@@ -24,6 +24,7 @@ use crate::cluster::view::{ClusterView, Holder};
 use crate::flow::{
     EndpointIdentity, FlowRecord, FlowState, IpProtocol, ServiceBackend, ServiceInfo, WorkloadInfo,
 };
+use crate::policy::check::TieredJudge;
 use crate::policy::{Endpoint, FlowQuery, Protocol, evaluate};
 
 /// How many past views are kept for verdicts of flows that started under them.
@@ -184,6 +185,20 @@ impl Enricher {
         let dst = self.identify(record.dst.ip, t);
         record.src.identity = identity(src);
         record.dst.identity = identity(dst);
+        if let Some(tiered) = &view.tiered {
+            if record
+                .service
+                .as_ref()
+                .is_some_and(|s| s.backend == ServiceBackend::Unresolved)
+            {
+                return;
+            }
+            let icmp = record.icmp.as_ref().map(|i| (i.icmp_type, i.code));
+            let port = (record.dst.port != 0).then_some(record.dst.port);
+            record.policy =
+                Some(tiered.judge(record.src.ip, record.dst.ip, record.protocol.0, port, icmp));
+            return;
+        }
         let Some(protocol) = Protocol::of_ip(record.protocol) else {
             return;
         };

@@ -84,6 +84,32 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// Evaluates every line of `input`, writing one JSON line per non-blank input line.
 pub fn check_lines(
     snapshot: &PolicySnapshot,
+    input: impl BufRead,
+    output: impl Write,
+) -> Result<CheckSummary, CheckError> {
+    check_lines_with(snapshot, None, input, output)
+}
+
+/// Judges flows by every policy kind: the tiered engine's verdict, for a cluster that
+/// holds Calico, AdminNetworkPolicy or ClusterNetworkPolicy objects (the cluster module
+/// builds it; this module only calls it, so that `policy` does not depend on `cluster`).
+pub trait TieredJudge {
+    /// The verdict on a flow between two addresses.
+    fn judge(
+        &self,
+        source: IpAddr,
+        destination: IpAddr,
+        protocol: u8,
+        port: Option<u16>,
+        icmp: Option<(u8, u8)>,
+    ) -> super::Verdict;
+}
+
+/// [`check_lines`], with the tiered engine judging when there is one (ICMP and other
+/// protocols NetworkPolicy does not name are then judged too).
+pub fn check_lines_with(
+    snapshot: &PolicySnapshot,
+    tiered: Option<&dyn TieredJudge>,
     mut input: impl BufRead,
     mut output: impl Write,
 ) -> Result<CheckSummary, CheckError> {
@@ -116,7 +142,7 @@ pub fn check_lines(
         if text.trim().is_empty() {
             continue;
         }
-        let (json, outcome) = check_line(snapshot, line_no, text)?;
+        let (json, outcome) = check_line_with(snapshot, tiered, line_no, text)?;
         writeln!(output, "{json}").map_err(CheckError::Write)?;
         summary.lines += 1;
         match outcome {
@@ -136,6 +162,15 @@ pub fn check_line(
     line_no: usize,
     text: &str,
 ) -> Result<(String, LineOutcome), CheckError> {
+    check_line_with(snapshot, None, line_no, text)
+}
+
+fn check_line_with(
+    snapshot: &PolicySnapshot,
+    tiered: Option<&dyn TieredJudge>,
+    line_no: usize,
+    text: &str,
+) -> Result<(String, LineOutcome), CheckError> {
     let bad = |message: String| CheckError::Line {
         line: line_no,
         message,
@@ -149,7 +184,7 @@ pub fn check_line(
     if is_flow_record(obj) {
         let record: FlowRecord = serde_json::from_value(value.clone())
             .map_err(|e| bad(format!("not a flow-log record: {e}")))?;
-        return judge(snapshot, line_no, record_query(&record));
+        return judge(snapshot, tiered, line_no, record_query(&record));
     }
     let src = parse_endpoint(obj.get("src"), "src").map_err(bad)?;
     let dst = parse_endpoint(obj.get("dst"), "dst").map_err(bad)?;
@@ -163,7 +198,19 @@ pub fn check_line(
         Some(other) => return Err(bad(format!("protocol: expected a string, got {other}"))),
     };
     let port = dst_port(obj, dst.port).map_err(bad)?;
-    judge(snapshot, line_no, (src, dst, proto, port))
+    let icmp = match obj.get("icmp") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let field = |name: &str| {
+                v.get(name)
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u8::try_from(n).ok())
+                    .ok_or_else(|| bad(format!("icmp.{name}: expected a number 0-255")))
+            };
+            Some((field("type")?, field("code")?))
+        }
+    };
+    judge(snapshot, tiered, line_no, (src, dst, proto, port, icmp))
 }
 
 /// A line the daemon wrote: it has the record's counts and state.
@@ -175,7 +222,7 @@ fn is_flow_record(obj: &Map<String, Value>) -> bool {
 
 /// What `check` judges of a flow-log record: its ends as identified (pod by namespace and
 /// name, else node, else address), protocol and destination port.
-fn record_query(r: &FlowRecord) -> (EndpointSpec, EndpointSpec, ProtoField, Option<u16>) {
+fn record_query(r: &FlowRecord) -> LineQuery {
     let spec = |e: &RecordEndpoint| EndpointSpec {
         ip: Some(e.ip),
         namespace: e
@@ -194,14 +241,25 @@ fn record_query(r: &FlowRecord) -> (EndpointSpec, EndpointSpec, ProtoField, Opti
         // Not a protocol NetworkPolicy names: not evaluable, as ICMP.
         (None, _) => ProtoField::Icmp("other IP protocol"),
     };
-    (spec(&r.src), spec(&r.dst), proto, Some(r.dst.port))
+    let icmp = r.icmp.as_ref().map(|i| (i.icmp_type, i.code));
+    (spec(&r.src), spec(&r.dst), proto, Some(r.dst.port), icmp)
 }
+
+/// What a line asks: both ends, protocol, destination port, ICMP type and code.
+type LineQuery = (
+    EndpointSpec,
+    EndpointSpec,
+    ProtoField,
+    Option<u16>,
+    Option<(u8, u8)>,
+);
 
 /// Judges resolved line parts.
 fn judge(
     snapshot: &PolicySnapshot,
+    tiered: Option<&dyn TieredJudge>,
     line_no: usize,
-    (src, dst, proto, port): (EndpointSpec, EndpointSpec, ProtoField, Option<u16>),
+    (src, dst, proto, port, icmp): LineQuery,
 ) -> Result<(String, LineOutcome), CheckError> {
     let bad = |message: String| CheckError::Line {
         line: line_no,
@@ -216,6 +274,32 @@ fn judge(
         ..OutLine::default()
     };
     let resolved = (src.resolve(snapshot), dst.resolve(snapshot));
+    if let Some(tiered) = tiered {
+        let address = |e: &EndpointOut| e.ip.as_deref().and_then(|ip| ip.parse().ok());
+        let number = match proto {
+            ProtoField::Known(Protocol::Tcp) => Some(6),
+            ProtoField::Known(Protocol::Udp) => Some(17),
+            ProtoField::Known(Protocol::Sctp) => Some(132),
+            ProtoField::Icmp("ICMP") => Some(1),
+            ProtoField::Icmp("ICMPv6") => Some(58),
+            ProtoField::Icmp(_) => None,
+        };
+        match (address(&out.src), address(&out.dst), number, &resolved) {
+            (_, _, _, (Err(e), _) | (_, Err(e))) => out.error = Some(e.clone()),
+            (Some(s), Some(d), Some(n), _) => {
+                let v = tiered.judge(s, d, n, port, icmp);
+                let outcome = if v.allowed {
+                    LineOutcome::Allow
+                } else {
+                    LineOutcome::Deny
+                };
+                out.report = Some(v);
+                return finish(&out, outcome, line_no);
+            }
+            _ => out.error = Some("an end without an address, or an unknown protocol".into()),
+        }
+        return finish(&out, LineOutcome::NotEvaluable, line_no);
+    }
     let (protocol, port, src_ep, dst_ep) = match (proto, port, resolved) {
         (ProtoField::Icmp(name), ..) => {
             out.error = Some(format!(

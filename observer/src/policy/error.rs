@@ -68,6 +68,9 @@ pub enum FieldProblem {
     /// A peer with ipBlock and a selector.
     #[error("ipBlock may not be combined with podSelector or namespaceSelector")]
     MixedPeer,
+    /// Any other problem, described.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A problem with one field, e.g. `spec.ingress[0].from[1].ipBlock.cidr`.

@@ -33,7 +33,7 @@ macro_rules! objects_field {
 }
 
 /// Trims fields every kind shares.
-fn trim_meta(meta: &mut ObjectMeta, kept_annotations: &[String]) {
+pub(super) fn trim_meta(meta: &mut ObjectMeta, kept_annotations: &[String]) {
     meta.managed_fields = None;
     // The watcher tracks resource versions itself, before trimming; dropping
     // them here lets an update that only touched trimmed fields compare equal.

@@ -9,6 +9,7 @@
 //! [`visit_kinds`].
 
 mod impls;
+pub mod policy_objects;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub trait ClusterKind:
     const KIND: &'static str;
     /// Whether objects of this kind must carry `metadata.namespace`.
     const NAMESPACED: bool;
+    /// A custom resource a cluster may not have: the Kubernetes source does not wait for
+    /// it to list before the first state, and retries it quietly until its CRD appears.
+    const OPTIONAL: bool = false;
 
     /// This kind's objects in a state.
     fn of(objects: &ClusterObjects) -> &Vec<Arc<Self>>;
@@ -58,6 +62,12 @@ pub trait ClusterKind:
     /// with the field and left out (the Kubernetes source leaves it to the view).
     fn check(&self) -> Result<(), FieldError> {
         Ok(())
+    }
+
+    /// The object as the tiered policy engine's compiler takes it, for the policy kinds it
+    /// judges (`crate::policy::tiered`); `None` for every other kind.
+    fn tiered_json(&self) -> Option<serde_json::Value> {
+        None
     }
 
     /// Why this object cannot be used at all, if it cannot.
@@ -88,6 +98,15 @@ pub fn visit_kinds(visitor: &mut impl KindVisitor) {
     visitor.visit::<Service>();
     visitor.visit::<ReplicaSet>();
     visitor.visit::<Job>();
+    visitor.visit::<policy_objects::CalicoTier>();
+    visitor.visit::<policy_objects::CalicoNetworkPolicy>();
+    visitor.visit::<policy_objects::CalicoGlobalNetworkPolicy>();
+    visitor.visit::<policy_objects::StagedNetworkPolicy>();
+    visitor.visit::<policy_objects::StagedGlobalNetworkPolicy>();
+    visitor.visit::<policy_objects::StagedKubernetesNetworkPolicy>();
+    visitor.visit::<policy_objects::AdminNetworkPolicy>();
+    visitor.visit::<policy_objects::BaselineAdminNetworkPolicy>();
+    visitor.visit::<policy_objects::ClusterNetworkPolicy>();
 }
 
 /// What identifies a watched kind in the API.
@@ -103,6 +122,8 @@ pub struct KindInfo {
     pub plural: String,
     /// Whether it is namespaced.
     pub namespaced: bool,
+    /// A custom resource the cluster may not serve.
+    pub optional: bool,
 }
 
 /// Every kind of the registry, as the API names it.
@@ -116,6 +137,7 @@ pub fn watched_kinds() -> Vec<KindInfo> {
                 group: K::group(&()).into_owned(),
                 plural: K::plural(&()).into_owned(),
                 namespaced: K::NAMESPACED,
+                optional: K::OPTIONAL,
             });
         }
     }
@@ -141,7 +163,16 @@ mod tests {
                 "NetworkPolicy",
                 "Service",
                 "ReplicaSet",
-                "Job"
+                "Job",
+                "Tier",
+                "NetworkPolicy",
+                "GlobalNetworkPolicy",
+                "StagedNetworkPolicy",
+                "StagedGlobalNetworkPolicy",
+                "StagedKubernetesNetworkPolicy",
+                "AdminNetworkPolicy",
+                "BaselineAdminNetworkPolicy",
+                "ClusterNetworkPolicy"
             ]
         );
         let rs = kinds

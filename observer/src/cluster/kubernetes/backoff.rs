@@ -21,13 +21,30 @@ pub fn backoff_delay(failures: u32) -> Duration {
 #[derive(Debug, Default)]
 pub struct RetryState {
     failures: u32,
+    /// A custom resource the cluster may not serve: its failures (404 until the CRD is
+    /// installed) are logged at info, not as warnings.
+    optional: bool,
 }
 
 impl RetryState {
+    /// The state of a kind; `optional` for custom resources (see the field).
+    pub fn new(optional: bool) -> Self {
+        Self {
+            failures: 0,
+            optional,
+        }
+    }
+
     /// Notes a failure; returns how long to wait before the next try.
     pub fn failed(&mut self, kind: &str, error: &dyn std::fmt::Display) -> Duration {
         self.failures = self.failures.saturating_add(1);
-        if self.failures == 1 {
+        if self.failures == 1 && self.optional {
+            tracing::info!(
+                kind,
+                error = %error,
+                "not served by the API server (no CRD?); retrying with a growing backoff"
+            );
+        } else if self.failures == 1 {
             tracing::warn!(
                 kind,
                 error = %error,

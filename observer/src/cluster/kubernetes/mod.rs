@@ -277,7 +277,7 @@ impl Spawner<'_> {
         self.tasks.push(tokio::spawn(async move {
             let mut stream = pin!(stream);
             let mut listed = false;
-            let mut retry = backoff::RetryState::default();
+            let mut retry = backoff::RetryState::new(K::OPTIONAL);
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(watcher::Event::Init) => {}
@@ -339,6 +339,9 @@ fn check_valid<K: ClusterKind>(obj: &Lenient<K>, counters: &SourceCounters) {
 /// One kind's reflector store, behind a type-erased face so that the stores of every kind
 /// of the registry fit in one list.
 trait KindStore: Send + Sync {
+    /// Whether the first state waits for this kind (custom resources may be absent).
+    fn required(&self) -> bool;
+
     /// Resolves once the kind has listed.
     fn wait_until_ready(&self) -> BoxFuture<'_, Result<(), WriterDropped>>;
 
@@ -347,6 +350,10 @@ trait KindStore: Send + Sync {
 }
 
 impl<K: ClusterKind> KindStore for Store<Lenient<K>> {
+    fn required(&self) -> bool {
+        !K::OPTIONAL
+    }
+
     fn wait_until_ready(&self) -> BoxFuture<'_, Result<(), WriterDropped>> {
         Box::pin(Store::wait_until_ready(self))
     }
@@ -367,7 +374,15 @@ struct Stores(Vec<Box<dyn KindStore>>);
 
 impl Stores {
     async fn wait_until_ready(&self) -> Result<(), WriterDropped> {
-        futures::future::try_join_all(self.0.iter().map(|store| store.wait_until_ready())).await?;
+        // Custom resources the cluster may not serve are not waited for: their objects
+        // join later states once their CRD exists and they have listed.
+        futures::future::try_join_all(
+            self.0
+                .iter()
+                .filter(|store| store.required())
+                .map(|store| store.wait_until_ready()),
+        )
+        .await?;
         Ok(())
     }
 

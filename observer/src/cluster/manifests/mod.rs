@@ -2,9 +2,9 @@
 //!
 //! Supported kinds: those of the registry (`crate::cluster::kinds`): `Namespace`, `Pod`,
 //! `Node`, `Service` (v1), `NetworkPolicy` (networking.k8s.io/v1), `ReplicaSet` (apps/v1),
-//! `Job` (batch/v1), and lists of them (`v1 List` and the typed `...List` kinds). Other
-//! kinds, including NetworkPolicy of other API groups (e.g. Calico's
-//! `projectcalico.org/v3`), are skipped with a warning. A malformed
+//! `Job` (batch/v1), Calico's policy kinds (`projectcalico.org/v3`), AdminNetworkPolicy,
+//! BaselineAdminNetworkPolicy and ClusterNetworkPolicy, and lists of them (`v1 List` and
+//! the typed `...List` kinds). Other kinds are skipped with a warning. A malformed
 //! document or invalid object is reported (file, 1-based document index, field) and
 //! skipped; everything else still loads. Objects are validated here with the same code
 //! the engine uses, so whatever loads can be compiled.

@@ -96,7 +96,7 @@ impl Ctx<'_> {
             return self.load_list(map, prefix, defaults);
         }
         match registry_kind(kinds, &api, &kind) {
-            Some(k) => self.load_object(k.kind, Value::Object(map), prefix),
+            Some(k) => self.load_object(k.kind, &k.api_version, Value::Object(map), prefix),
             None => {
                 let name = map
                     .get("metadata")
@@ -137,16 +137,18 @@ impl Ctx<'_> {
 
     /// Loads an object of a registry kind: typed, checked as the view will read it, and
     /// added to the state.
-    fn load_object(&mut self, kind: &str, value: Value, prefix: &str) {
+    fn load_object(&mut self, kind: &str, api_version: &str, value: Value, prefix: &str) {
         struct Load<'c, 'a> {
             ctx: &'c mut Ctx<'a>,
             kind: &'c str,
+            api_version: &'c str,
             value: Option<Value>,
             prefix: &'c str,
         }
         impl KindVisitor for Load<'_, '_> {
             fn visit<K: ClusterKind>(&mut self) {
-                if K::KIND != self.kind {
+                // Kinds share names across groups (Calico's NetworkPolicy).
+                if K::KIND != self.kind || K::api_version(&()) != self.api_version {
                     return;
                 }
                 let Some(value) = self.value.take() else {
@@ -186,6 +188,7 @@ impl Ctx<'_> {
         visit_kinds(&mut Load {
             ctx: self,
             kind,
+            api_version,
             value: Some(value),
             prefix,
         });

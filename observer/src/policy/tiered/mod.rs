@@ -19,8 +19,8 @@
 //! - `evaluate`: the tier walk.
 //! - `verdict`: its outcome in the verdict shape records and the API carry.
 //!
-//! Not yet wired into the daemon's verdicts, `observer check`, the Kubernetes source or
-//! the metrics (issue 17); `observer/tests/policy_corpus.rs` drives it directly.
+//! `crate::cluster::tiered_view` builds it for a cluster state that holds any of these
+//! kinds; `observer/tests/policy_corpus.rs` drives it directly with the public corpus.
 
 pub mod calico_selector;
 mod compile;

@@ -26,6 +26,20 @@ pub struct TieredError {
     pub message: String,
 }
 
+impl TieredError {
+    /// The problem as a field error: the field path, and what is wrong with it.
+    pub fn field_error(&self) -> crate::policy::FieldError {
+        let (field, message) = self
+            .message
+            .split_once(": ")
+            .unwrap_or(("spec", self.message.as_str()));
+        crate::policy::FieldError::new(
+            field,
+            crate::policy::FieldProblem::Invalid(message.to_owned()),
+        )
+    }
+}
+
 /// Policies and tiers compiled from objects, and the objects left out.
 #[derive(Debug, Default)]
 pub struct Compiled {

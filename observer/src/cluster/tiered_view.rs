@@ -1,0 +1,191 @@
+//! The tiered engine's part of a view (`crate::policy::tiered`): built when the state holds
+//! any Calico, AdminNetworkPolicy, BaselineAdminNetworkPolicy or ClusterNetworkPolicy
+//! object, from those and the Kubernetes NetworkPolicies (placed as Calico places them), so
+//! that one walk judges every kind. Without such objects there is none, and the
+//! NetworkPolicy engine alone judges flows.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+
+use super::kinds::{ClusterKind, KindVisitor, visit_kinds};
+use super::state::ClusterObjects;
+use crate::policy::check::TieredJudge;
+use crate::policy::tiered::model::{World, WorldNamespace, WorldNode, WorldPod};
+use crate::policy::tiered::{End, Flow, TieredEngine, compile_objects};
+use crate::policy::{ObjectError, Verdict};
+
+/// The engine, the cluster it judges in, and who holds each address.
+#[derive(Debug)]
+pub struct TieredView {
+    engine: TieredEngine,
+    world: World,
+    by_ip: HashMap<IpAddr, End>,
+}
+
+impl TieredView {
+    /// The view of `objects`, or `None` when they hold no object of the tiered kinds.
+    /// Objects that do not compile are reported and left out.
+    pub fn build(objects: &ClusterObjects) -> (Option<Self>, Vec<ObjectError>) {
+        let mut collect = Collect(Vec::new(), objects);
+        visit_kinds(&mut collect);
+        if collect.0.is_empty() {
+            return (None, Vec::new());
+        }
+        let mut inputs = collect.0;
+        for policy in &objects.policies {
+            if let Ok(mut value) = serde_json::to_value(&**policy) {
+                value["apiVersion"] = "networking.k8s.io/v1".into();
+                value["kind"] = "NetworkPolicy".into();
+                inputs.push(value);
+            }
+        }
+        let compiled = compile_objects(&inputs);
+        let errors = compiled
+            .errors
+            .iter()
+            .map(|e| ObjectError {
+                kind: "policy",
+                name: e.object.clone(),
+                error: e.field_error(),
+            })
+            .collect();
+        let world = world(objects);
+        let mut by_ip = HashMap::new();
+        for (i, node) in world.nodes.iter().enumerate() {
+            for ip in &node.ips {
+                by_ip.insert(ip.to_canonical(), End::Node(i, *ip));
+            }
+        }
+        for (i, pod) in world.pods.iter().enumerate() {
+            if let Some(ip) = pod.ip {
+                by_ip.insert(ip.to_canonical(), End::Pod(i));
+            }
+        }
+        let engine = TieredEngine::new(compiled.policies, compiled.tiers);
+        (
+            Some(Self {
+                engine,
+                world,
+                by_ip,
+            }),
+            errors,
+        )
+    }
+}
+
+impl TieredJudge for TieredView {
+    /// Judges a flow between two addresses; a pod's address is that pod, a node's that
+    /// node, any other outside the cluster.
+    fn judge(
+        &self,
+        source: IpAddr,
+        destination: IpAddr,
+        protocol: u8,
+        port: Option<u16>,
+        icmp: Option<(u8, u8)>,
+    ) -> Verdict {
+        let end = |ip: IpAddr| {
+            self.by_ip
+                .get(&ip.to_canonical())
+                .copied()
+                .unwrap_or(End::Outside(ip))
+        };
+        let flow = Flow {
+            source: end(source),
+            destination: end(destination),
+            protocol,
+            port,
+            icmp,
+        };
+        self.engine.verdict(&self.world, &flow, false).owned()
+    }
+}
+
+/// The tiered kinds' objects in a state, as the compiler takes them.
+struct Collect<'a>(Vec<Value>, &'a ClusterObjects);
+
+impl KindVisitor for Collect<'_> {
+    fn visit<K: ClusterKind>(&mut self) {
+        self.0
+            .extend(K::of(self.1).iter().filter_map(|o| o.tiered_json()));
+    }
+}
+
+fn labels(labels: Option<&std::collections::BTreeMap<String, String>>) -> crate::policy::Labels {
+    labels.cloned().unwrap_or_default()
+}
+
+fn world(objects: &ClusterObjects) -> World {
+    let mut world = World::default();
+    for ns in &objects.namespaces {
+        world.namespaces.push(WorldNamespace {
+            name: ns.metadata.name.clone().unwrap_or_default(),
+            labels: labels(ns.metadata.labels.as_ref()),
+        });
+    }
+    for pod in &objects.pods {
+        if let Some(pod) = world_pod(pod) {
+            world.pods.push(pod);
+        }
+    }
+    for node in &objects.nodes {
+        world.nodes.push(WorldNode {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            labels: labels(node.metadata.labels.as_ref()),
+            ips: node
+                .status
+                .iter()
+                .flat_map(|s| s.addresses.iter().flatten())
+                .filter_map(|a| a.address.parse().ok())
+                .collect(),
+        });
+    }
+    world
+}
+
+/// A pod as the tiered engine sees it; host-networked pods are their node's address.
+fn world_pod(pod: &Pod) -> Option<WorldPod> {
+    let spec = pod.spec.as_ref()?;
+    if spec.host_network == Some(true) {
+        return None;
+    }
+    let ports = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
+                "UDP" => 17,
+                "SCTP" => 132,
+                _ => 6,
+            };
+            Some((
+                p.name.clone()?,
+                u16::try_from(p.container_port).ok()?,
+                protocol,
+            ))
+        })
+        .collect();
+    Some(WorldPod {
+        namespace: pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        labels: labels(pod.metadata.labels.as_ref()),
+        ip: pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok()),
+        ports,
+        service_account: spec
+            .service_account_name
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+    })
+}

@@ -148,13 +148,13 @@ fn world(objects: &ClusterObjects) -> World {
 
 /// A pod as the tiered engine sees it; host-networked pods are their node's address.
 fn world_pod(pod: &Pod) -> Option<WorldPod> {
-    let spec = pod.spec.as_ref()?;
-    if spec.host_network == Some(true) {
+    let spec = pod.spec.as_ref();
+    if spec.and_then(|s| s.host_network) == Some(true) {
         return None;
     }
     let ports = spec
-        .containers
-        .iter()
+        .into_iter()
+        .flat_map(|s| s.containers.iter())
         .flat_map(|c| c.ports.iter().flatten())
         .filter_map(|p| {
             let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
@@ -184,8 +184,7 @@ fn world_pod(pod: &Pod) -> Option<WorldPod> {
             .and_then(|ip| ip.parse().ok()),
         ports,
         service_account: spec
-            .service_account_name
-            .clone()
+            .and_then(|s| s.service_account_name.clone())
             .unwrap_or_else(|| "default".into()),
     })
 }

@@ -173,3 +173,58 @@ fn service_sides_pair_by_source_and_the_rest_go_to_conntrack() {
             .all(|r| r.dst.ip == "10.0.0.2".parse::<IpAddr>().expect("ip"))
     );
 }
+
+/// A Calico GlobalNetworkPolicy beside the NetworkPolicy: the tiered engine judges every
+/// record, the NetworkPolicy included (default tier, order 1000, before the GNP's 2000).
+const GLOBAL_DENY: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n\
+metadata: {name: deny-into-db}\n\
+spec:\n  order: 2000\n  namespaceSelector: projectcalico.org/name == 'db'\n  types: [Ingress]\n  \
+ingress: [{action: Deny}]\n---\n";
+
+#[test]
+fn with_calico_policies_the_tiered_engine_judges_every_record() {
+    let mut enricher = Enricher::new(1_000_000);
+    enricher.update(100, view("a", GLOBAL_DENY));
+    enricher.update(200, view("b", GLOBAL_DENY));
+    let judged = |first_seen_ns: u64, protocol: IpProtocol| {
+        let mut records = vec![record("10.0.0.1", "10.0.0.2", first_seen_ns)];
+        records[0].protocol = protocol;
+        if protocol == IpProtocol::ICMP {
+            records[0].dst.port = 0;
+            records[0].icmp = Some(crate::flow::IcmpInfo {
+                icmp_type: 8,
+                code: 0,
+            });
+        }
+        enricher.enrich_batch(&mut records, || None);
+        records.remove(0)
+    };
+    // Team a: the NetworkPolicy's rule allows, in the default tier.
+    let allowed = judged(150, IpProtocol::TCP);
+    assert_eq!(
+        allowed.verdict_kind(),
+        Some(VerdictKind::Allow),
+        "{:?}",
+        allowed.policy
+    );
+    let steps = allowed.policy.as_ref().map(|v| v.ingress.tiers.clone());
+    let step = steps.as_deref().and_then(|s| s.first()).cloned();
+    assert_eq!(
+        step.map(|t| (t.tier, t.policy.name, t.rule_index)),
+        Some(("default".to_string(), "from-team-a".to_string(), Some(0)))
+    );
+    // Team b: no NetworkPolicy rule matches; the global policy's Deny rule decides.
+    let denied = judged(250, IpProtocol::TCP);
+    assert_eq!(denied.verdict_kind(), Some(VerdictKind::Deny));
+    let kind = denied
+        .policy
+        .as_ref()
+        .and_then(|v| v.ingress.tiers.last().map(|t| t.policy.kind));
+    assert_eq!(kind, Some(crate::policy::PolicyKind::GlobalNetworkPolicy));
+    // A ping gets a verdict too: the NetworkPolicy rule has no ports, so it admits every
+    // protocol from team a.
+    assert_eq!(
+        judged(150, IpProtocol::ICMP).verdict_kind(),
+        Some(VerdictKind::Allow)
+    );
+}

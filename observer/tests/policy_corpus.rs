@@ -111,6 +111,26 @@ fn end(world: &World, text: &str) -> End {
     )
 }
 
+fn flow_of(world: &World, probe: &Value) -> Flow {
+    let protocol = protocol_number(
+        &ProtocolValue::Name(probe["protocol"].as_str().unwrap_or("TCP").into()),
+        "probe",
+    )
+    .expect("a known protocol");
+    Flow {
+        source: end(world, probe["from"].as_str().unwrap_or_default()),
+        destination: end(world, probe["to"].as_str().unwrap_or_default()),
+        protocol,
+        port: probe["port"].as_u64().map(|p| p as u16),
+        icmp: probe.get("icmp").map(|i| {
+            (
+                i["type"].as_u64().unwrap_or_default() as u8,
+                i["code"].as_u64().unwrap_or_default() as u8,
+            )
+        }),
+    }
+}
+
 fn word(allowed: bool) -> &'static str {
     if allowed { "allow" } else { "deny" }
 }
@@ -192,29 +212,33 @@ fn the_policy_corpus_passes_through_the_tiered_engine() {
             "{name}: objects left out: {:?}",
             compiled.errors
         );
-        let engine = TieredEngine::new(compiled.policies, compiled.tiers);
-        let world = world(case);
-        for probe in case["probes"].as_array().into_iter().flatten() {
+        let mut engine = TieredEngine::new(compiled.policies, compiled.tiers);
+        let mut world = world(case);
+        // Unindexed first, then prepared and indexed (as the daemon runs it): both walks
+        // must agree on every probe.
+        let unindexed: Vec<_> = case["probes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|probe| engine.judge(&world, &flow_of(&world, probe), false))
+            .collect();
+        world.prepare();
+        engine.index(&world);
+        for (probe, unindexed) in case["probes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(unindexed)
+        {
             scored += 1;
-            let protocol = protocol_number(
-                &ProtocolValue::Name(probe["protocol"].as_str().unwrap_or("TCP").into()),
-                "probe",
-            )
-            .expect("a known protocol");
-            let flow = Flow {
-                source: end(&world, probe["from"].as_str().unwrap_or_default()),
-                destination: end(&world, probe["to"].as_str().unwrap_or_default()),
-                protocol,
-                port: probe["port"].as_u64().map(|p| p as u16),
-                icmp: probe.get("icmp").map(|i| {
-                    (
-                        i["type"].as_u64().unwrap_or_default() as u8,
-                        i["code"].as_u64().unwrap_or_default() as u8,
-                    )
-                }),
-            };
+            let flow = flow_of(&world, probe);
             let [egress, ingress] = engine.judge(&world, &flow, false);
             let mut wrong = Vec::new();
+            if [egress.clone(), ingress.clone()] != unindexed {
+                wrong.push(format!(
+                    "the indexed walk differs from the unindexed one: {unindexed:?}"
+                ));
+            }
             let overall = word(egress.allowed && ingress.allowed);
             if probe["expected"].as_str() != Some(overall) {
                 wrong.push(format!("flow: got {overall}"));

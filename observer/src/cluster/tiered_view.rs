@@ -52,7 +52,8 @@ impl TieredView {
                 error: e.field_error(),
             })
             .collect();
-        let world = world(objects);
+        let mut world = world(objects);
+        world.prepare();
         let mut by_ip = HashMap::new();
         for (i, node) in world.nodes.iter().enumerate() {
             for ip in &node.ips {
@@ -64,7 +65,8 @@ impl TieredView {
                 by_ip.insert(ip.to_canonical(), End::Pod(i));
             }
         }
-        let engine = TieredEngine::new(compiled.policies, compiled.tiers);
+        let mut engine = TieredEngine::new(compiled.policies, compiled.tiers);
+        engine.index(&world);
         (
             Some(Self {
                 engine,

@@ -3,11 +3,12 @@
 //! Log goes on; a tier's end applies its default action; past the last tier, the
 //! namespace profile allows (`README` of the policy corpus, "The evaluation model").
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::model::{
     Action, CalicoEnd, EndMatch, NamespaceScope, Peer, Policy, PortMatch, Rule, Subject, TierDef,
-    World, WorldPod,
+    World, WorldPod, calico_pod_labels, namespace_labels, service_account_labels,
 };
 use crate::policy::Labels;
 
@@ -77,6 +78,9 @@ pub struct TieredEngine {
     pub policies: Vec<Policy>,
     /// Tiers in evaluation order, each with its policies' indexes in order.
     tiers: Vec<(TierDef, Vec<usize>)>,
+    /// Per pod, per direction (egress, ingress): (tier position, policy index) of the
+    /// enforced policies that apply and govern it, in walk order ([`TieredEngine::index`]).
+    members: Vec<[Vec<(u32, u32)>; 2]>,
 }
 
 impl TieredEngine {
@@ -115,7 +119,11 @@ impl TieredEngine {
                 (tier, members)
             })
             .collect();
-        Self { policies, tiers }
+        Self {
+            policies,
+            tiers,
+            members: Vec::new(),
+        }
     }
 
     /// Judges the egress (at the source) and ingress (at the destination) of `flow`;
@@ -132,6 +140,34 @@ impl TieredEngine {
         [egress, ingress]
     }
 
+    /// Indexes `world`'s pods: for each, per direction, the enforced policies that apply
+    /// to it and govern the direction, in walk order, so that judging a flow touches only
+    /// those. Without it (and for staged verdicts) every policy of every tier is checked.
+    pub fn index(&mut self, world: &World) {
+        let mut members = Vec::with_capacity(world.pods.len());
+        for (pod, subject) in world.pods.iter().enumerate() {
+            let mut lists: [Vec<(u32, u32)>; 2] = [Vec::new(), Vec::new()];
+            for (position, (_, tier_members)) in self.tiers.iter().enumerate() {
+                for &index in tier_members {
+                    let policy = &self.policies[index];
+                    if policy.staged || !applies(world, policy, pod, subject) {
+                        continue;
+                    }
+                    for (direction, governs) in [policy.egress_type, policy.ingress_type]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        if governs {
+                            lists[direction].push((position as u32, index as u32));
+                        }
+                    }
+                }
+            }
+            members.push(lists);
+        }
+        self.members = members;
+    }
+
     fn walk(
         &self,
         world: &World,
@@ -140,61 +176,94 @@ impl TieredEngine {
         ingress: bool,
         staged: bool,
     ) -> DirectionOutcome {
-        let mut passes = Vec::new();
         let Some(subject) = world.pods.get(pod) else {
             return not_applicable();
         };
-        'tiers: for (tier, members) in &self.tiers {
-            let mut took_part = Vec::new();
-            for &index in members {
-                let policy = &self.policies[index];
-                let governs = if ingress {
-                    policy.ingress_type
-                } else {
-                    policy.egress_type
-                };
-                if !governs || (policy.staged && !staged) || !applies(world, policy, subject) {
+        // (tier position, policy index) of the policies that take part, in walk order.
+        let sequence: Box<dyn Iterator<Item = (usize, usize)> + '_> = match self.members.get(pod) {
+            Some(lists) if !staged => Box::new(
+                lists[usize::from(ingress)]
+                    .iter()
+                    .map(|&(t, p)| (t as usize, p as usize)),
+            ),
+            _ => Box::new(self.tiers.iter().enumerate().flat_map(move |(t, (_, m))| {
+                m.iter().copied().filter_map(move |index| {
+                    let policy = &self.policies[index];
+                    let governs = if ingress {
+                        policy.ingress_type
+                    } else {
+                        policy.egress_type
+                    };
+                    (governs && (staged || !policy.staged) && applies(world, policy, pod, subject))
+                        .then_some((t, index))
+                })
+            })),
+        };
+        let mut passes = Vec::new();
+        let mut current: Option<usize> = None;
+        let mut took_part = Vec::new();
+        let mut passed = false;
+        let end_of_tier = |tier: Option<usize>, took_part: &Vec<usize>, passed: bool| {
+            let (def, _) = &self.tiers[tier?];
+            (!passed && !took_part.is_empty() && !def.default_pass).then(|| def.name.clone())
+        };
+        for (tier, index) in sequence {
+            if current != Some(tier) {
+                if let Some(name) = end_of_tier(current, &took_part, passed) {
+                    return DirectionOutcome {
+                        allowed: false,
+                        reason: Reason::EndOfTier(name),
+                        passes,
+                        tier_policies: took_part,
+                    };
+                }
+                current = Some(tier);
+                took_part.clear();
+                passed = false;
+            }
+            if passed {
+                continue;
+            }
+            took_part.push(index);
+            let policy = &self.policies[index];
+            let rules = if ingress {
+                &policy.ingress
+            } else {
+                &policy.egress
+            };
+            for rule in rules {
+                if !rule_matches(world, rule, flow) {
                     continue;
                 }
-                took_part.push(index);
-                let rules = if ingress {
-                    &policy.ingress
-                } else {
-                    &policy.egress
-                };
-                for rule in rules {
-                    if !rule_matches(world, rule, flow) {
-                        continue;
+                match rule.action {
+                    Action::Log => {}
+                    Action::Pass => {
+                        passes.push((index, rule.index));
+                        passed = true;
+                        break;
                     }
-                    match rule.action {
-                        Action::Log => {}
-                        Action::Pass => {
-                            passes.push((index, rule.index));
-                            continue 'tiers;
-                        }
-                        action => {
-                            return DirectionOutcome {
-                                allowed: action == Action::Allow,
-                                reason: Reason::Rule {
-                                    policy: index,
-                                    rule: rule.index,
-                                    action,
-                                },
-                                passes,
-                                tier_policies: Vec::new(),
-                            };
-                        }
+                    action => {
+                        return DirectionOutcome {
+                            allowed: action == Action::Allow,
+                            reason: Reason::Rule {
+                                policy: index,
+                                rule: rule.index,
+                                action,
+                            },
+                            passes,
+                            tier_policies: Vec::new(),
+                        };
                     }
                 }
             }
-            if !took_part.is_empty() && !tier.default_pass {
-                return DirectionOutcome {
-                    allowed: false,
-                    reason: Reason::EndOfTier(tier.name.clone()),
-                    passes,
-                    tier_policies: took_part,
-                };
-            }
+        }
+        if let Some(name) = end_of_tier(current, &took_part, passed) {
+            return DirectionOutcome {
+                allowed: false,
+                reason: Reason::EndOfTier(name),
+                passes,
+                tier_policies: took_part,
+            };
         }
         DirectionOutcome {
             allowed: true,
@@ -214,55 +283,53 @@ fn not_applicable() -> DirectionOutcome {
     }
 }
 
-/// The pod's labels as Calico selectors see them: its own plus Calico's implicit ones.
-fn calico_pod_labels(pod: &WorldPod) -> Labels {
-    let mut labels = pod.labels.clone();
-    labels.insert("projectcalico.org/namespace".into(), pod.namespace.clone());
-    labels.insert("projectcalico.org/orchestrator".into(), "k8s".into());
-    labels.insert(
-        "projectcalico.org/serviceaccount".into(),
-        pod.service_account.clone(),
-    );
-    labels
+/// Labels derived once by `World::prepare`, or computed here when the world is not.
+fn derived<'w>(cached: Option<&'w Labels>, compute: impl FnOnce() -> Labels) -> Cow<'w, Labels> {
+    cached.map_or_else(|| Cow::Owned(compute()), Cow::Borrowed)
 }
 
-fn namespace_labels(world: &World, name: &str, calico: bool) -> Labels {
-    let mut labels = world
-        .namespaces
-        .iter()
-        .find(|n| n.name == name)
-        .map(|n| n.labels.clone())
-        .unwrap_or_default();
-    labels
-        .entry("kubernetes.io/metadata.name".into())
-        .or_insert_with(|| name.to_owned());
-    if calico {
-        labels.insert("projectcalico.org/name".into(), name.to_owned());
-    }
-    labels
+/// A pod's Calico labels.
+fn pod_calico(world: &World, pod: usize) -> Cow<'_, Labels> {
+    derived(world.derived.pod_calico.get(pod), || {
+        world
+            .pods
+            .get(pod)
+            .map(calico_pod_labels)
+            .unwrap_or_default()
+    })
 }
 
-fn service_account_labels(world: &World, pod: &WorldPod) -> Labels {
-    let mut labels = world
-        .service_accounts
-        .get(&(pod.namespace.clone(), pod.service_account.clone()))
-        .cloned()
-        .unwrap_or_default();
-    labels.insert("projectcalico.org/name".into(), pod.service_account.clone());
-    labels
+/// A pod's service account's labels.
+fn pod_service_account(world: &World, pod: usize) -> Cow<'_, Labels> {
+    derived(world.derived.pod_service_account.get(pod), || {
+        world
+            .pods
+            .get(pod)
+            .map(|p| service_account_labels(world, p))
+            .unwrap_or_default()
+    })
 }
 
-fn in_scope(world: &World, scope: &NamespaceScope, namespace: &str) -> bool {
+/// A namespace's labels, for Kubernetes or Calico selectors.
+fn namespace(world: &World, name: &str, calico: bool) -> Cow<'static, Labels> {
+    Cow::Owned(namespace_labels(world, name, calico))
+}
+
+fn in_scope(world: &World, scope: &NamespaceScope, name: &str) -> bool {
+    let labels = |calico: bool| match world.derived.namespaces.get(name) {
+        Some((k8s, calico_labels)) => Cow::Borrowed(if calico { calico_labels } else { k8s }),
+        None => namespace(world, name, calico),
+    };
     match scope {
-        NamespaceScope::Only(ns) => ns == namespace,
+        NamespaceScope::Only(ns) => ns == name,
         NamespaceScope::All => true,
         NamespaceScope::Nothing => false,
-        NamespaceScope::Calico(sel) => sel.matches(&namespace_labels(world, namespace, true)),
-        NamespaceScope::Labels(sel) => sel.matches(&namespace_labels(world, namespace, false)),
+        NamespaceScope::Calico(sel) => sel.matches(&labels(true)),
+        NamespaceScope::Labels(sel) => sel.matches(&labels(false)),
     }
 }
 
-fn applies(world: &World, policy: &Policy, pod: &WorldPod) -> bool {
+fn applies(world: &World, policy: &Policy, index: usize, pod: &WorldPod) -> bool {
     match &policy.subject {
         Subject::Calico {
             selector,
@@ -270,10 +337,10 @@ fn applies(world: &World, policy: &Policy, pod: &WorldPod) -> bool {
             service_accounts,
         } => {
             in_scope(world, namespaces, &pod.namespace)
-                && selector.matches(&calico_pod_labels(pod))
+                && selector.matches(&pod_calico(world, index))
                 && service_accounts
                     .as_ref()
-                    .is_none_or(|sa| sa.matches(&service_account_labels(world, pod)))
+                    .is_none_or(|sa| sa.matches(&pod_service_account(world, index)))
         }
         Subject::Labels { namespaces, pods } => {
             in_scope(world, namespaces, &pod.namespace) && pods.matches(&pod.labels)
@@ -358,12 +425,13 @@ fn calico_matches(world: &World, m: &CalicoEnd, end: End) -> bool {
     {
         return false;
     }
-    let pod = match end {
-        End::Pod(i) => world.pods.get(i),
-        _ => None,
+    let (pod, index) = match end {
+        End::Pod(i) => (world.pods.get(i), i),
+        _ => (None, 0),
     };
     if let Some(not) = &m.not_selector
-        && pod.is_some_and(|p| not.matches(&calico_pod_labels(p)))
+        && pod.is_some()
+        && not.matches(&pod_calico(world, index))
     {
         return false;
     }
@@ -378,13 +446,13 @@ fn calico_matches(world: &World, m: &CalicoEnd, end: End) -> bool {
         .is_none_or(|s| in_scope(world, s, &pod.namespace))
         && m.selector
             .as_ref()
-            .is_none_or(|s| s.matches(&calico_pod_labels(pod)))
+            .is_none_or(|s| s.matches(&pod_calico(world, index)))
         && m.service_account_names
             .as_ref()
             .is_none_or(|names| names.contains(&pod.service_account))
         && m.service_account_selector
             .as_ref()
-            .is_none_or(|s| s.matches(&service_account_labels(world, pod)))
+            .is_none_or(|s| s.matches(&pod_service_account(world, index)))
 }
 
 fn port_matches(world: &World, port: &PortMatch, end: End, flow: &Flow) -> bool {

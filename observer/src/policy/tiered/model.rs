@@ -258,6 +258,9 @@ pub enum PortMatch {
 /// The cluster a flow is judged in.
 #[derive(Debug, Default)]
 pub struct World {
+    /// Labels as selectors see them, computed once by [`World::prepare`] (until then they
+    /// are computed at each use).
+    pub derived: Derived,
     /// Namespaces.
     pub namespaces: Vec<WorldNamespace>,
     /// Pods (not host-networked).
@@ -266,6 +269,90 @@ pub struct World {
     pub service_accounts: std::collections::BTreeMap<(String, String), Labels>,
     /// Nodes.
     pub nodes: Vec<WorldNode>,
+}
+
+/// Labels derived from the world: each pod's with Calico's implicit ones, each pod's
+/// service account's, each namespace's (as Kubernetes and as Calico selectors see them).
+#[derive(Debug, Default)]
+pub struct Derived {
+    /// Per pod: its labels plus `projectcalico.org/{namespace,orchestrator,serviceaccount}`.
+    pub pod_calico: Vec<Labels>,
+    /// Per pod: its service account's labels plus `projectcalico.org/name`.
+    pub pod_service_account: Vec<Labels>,
+    /// Per namespace name: (labels with `kubernetes.io/metadata.name`, and also with
+    /// `projectcalico.org/name`).
+    pub namespaces: std::collections::HashMap<String, (Labels, Labels)>,
+}
+
+impl World {
+    /// Computes [`World::derived`]; call once the world is complete.
+    pub fn prepare(&mut self) {
+        let pod_calico = self.pods.iter().map(calico_pod_labels).collect();
+        let pod_service_account = self
+            .pods
+            .iter()
+            .map(|p| service_account_labels(self, p))
+            .collect();
+        let mut namespaces = std::collections::HashMap::new();
+        let names = self
+            .namespaces
+            .iter()
+            .map(|n| n.name.clone())
+            .chain(self.pods.iter().map(|p| p.namespace.clone()));
+        for name in names {
+            let labels = (
+                namespace_labels(self, &name, false),
+                namespace_labels(self, &name, true),
+            );
+            namespaces.insert(name, labels);
+        }
+        self.derived = Derived {
+            pod_calico,
+            pod_service_account,
+            namespaces,
+        };
+    }
+}
+
+/// The pod's labels as Calico selectors see them: its own plus Calico's implicit ones.
+pub fn calico_pod_labels(pod: &WorldPod) -> Labels {
+    let mut labels = pod.labels.clone();
+    labels.insert("projectcalico.org/namespace".into(), pod.namespace.clone());
+    labels.insert("projectcalico.org/orchestrator".into(), "k8s".into());
+    labels.insert(
+        "projectcalico.org/serviceaccount".into(),
+        pod.service_account.clone(),
+    );
+    labels
+}
+
+/// A namespace's labels, with `kubernetes.io/metadata.name` (and, for Calico selectors,
+/// `projectcalico.org/name`).
+pub fn namespace_labels(world: &World, name: &str, calico: bool) -> Labels {
+    let mut labels = world
+        .namespaces
+        .iter()
+        .find(|n| n.name == name)
+        .map(|n| n.labels.clone())
+        .unwrap_or_default();
+    labels
+        .entry("kubernetes.io/metadata.name".into())
+        .or_insert_with(|| name.to_owned());
+    if calico {
+        labels.insert("projectcalico.org/name".into(), name.to_owned());
+    }
+    labels
+}
+
+/// A pod's service account's labels, with `projectcalico.org/name`.
+pub fn service_account_labels(world: &World, pod: &WorldPod) -> Labels {
+    let mut labels = world
+        .service_accounts
+        .get(&(pod.namespace.clone(), pod.service_account.clone()))
+        .cloned()
+        .unwrap_or_default();
+    labels.insert("projectcalico.org/name".into(), pod.service_account.clone());
+    labels
 }
 
 /// A namespace.

@@ -23,7 +23,9 @@ pub enum Which {
     /// gRPC API: publishing rate, memory per buffered flow, fan-out to 4 followers over
     /// loopback.
     Api,
-    /// Policy evaluation and snapshot rebuild (criterion): 10,000 pods, 2,000 policies.
+    /// Policy evaluation and snapshot rebuild (criterion): 10,000 pods, 2,000 policies;
+    /// then the tiered engine with Calico, GlobalNetworkPolicy and ClusterNetworkPolicy
+    /// objects beside them.
     Policy {
         /// Extra arguments for criterion (after `--`), e.g. `--quick`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -39,9 +41,12 @@ pub fn run(which: Which) -> Result<()> {
         Which::Enrich { criterion } => enrich::run(&criterion),
         Which::Api => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "api"]),
         Which::Policy { criterion } => {
-            let mut args = vec!["bench", "-p", "observer", "--bench", "policy", "--"];
-            args.extend(criterion.iter().map(String::as_str));
-            crate::shell::cargo(&args)
+            for bench in ["policy", "tiered"] {
+                let mut args = vec!["bench", "-p", "observer", "--bench", bench, "--"];
+                args.extend(criterion.iter().map(String::as_str));
+                crate::shell::cargo(&args)?;
+            }
+            Ok(())
         }
     }
 }

@@ -179,7 +179,7 @@ fn name(end: &RecordEndpoint) -> String {
 /// the flow, or which policies isolate the pod with no rule allowing it.
 fn decided_by(r: &FlowRecord) -> String {
     let Some(verdict) = &r.policy else {
-        return "- (no verdict: not covered by NetworkPolicy)".into();
+        return "- (no verdict)".into();
     };
     let mut steps = Vec::new();
     for (direction, d) in [("ingress", &verdict.ingress), ("egress", &verdict.egress)] {
@@ -195,9 +195,10 @@ fn decided_by(r: &FlowRecord) -> String {
                 (RuleAction::Allow, None) => ("allowed by", String::new()),
             };
             steps.push(format!(
-                "{direction} {action} {} {}{rule}",
+                "{direction} {action} {} {}{rule} (tier {})",
                 t.policy.kind.name(),
-                t.policy
+                t.policy,
+                t.tier
             ));
         }
     }
@@ -208,8 +209,10 @@ fn decided_by(r: &FlowRecord) -> String {
 }
 
 /// The lab as Kubernetes would describe it: namespace shop, Deployments web and api, a
-/// StatefulSet db, the Service api, and policies that let web reach api and api reach db
-/// over TCP only.
+/// StatefulSet db, the Service api, NetworkPolicies that let web reach api and api reach
+/// db over TCP only, and, as a Calico cluster would have them, a global default deny (with
+/// DNS to kube-system exempted) and an ordered shop policy that lets its pods reach each
+/// other: verdicts then walk Calico's tiers, NetworkPolicies included.
 fn demo_manifests(web: &Pod, api: &Pod, db: &Pod) -> String {
     let pod = |name: &str, app: &str, owner_kind: &str, owner: &str, p: &Pod| {
         format!(
@@ -235,7 +238,13 @@ fn demo_manifests(web: &Pod, api: &Pod, db: &Pod) -> String {
          apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: api-from-web, namespace: shop}\n\
          spec:\n  podSelector: {matchLabels: {app: api}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: web}}}]\n    ports: [{port: http}]\n---\n\
          apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db-from-api, namespace: shop}\n\
-         spec:\n  podSelector: {matchLabels: {app: db}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: api}}}]\n    ports: [{protocol: TCP}]\n---\n",
+         spec:\n  podSelector: {matchLabels: {app: db}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: api}}}]\n    ports: [{protocol: TCP}]\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: default-deny}\n\
+         spec:\n  order: 2000\n  namespaceSelector: kubernetes.io/metadata.name not in {'kube-system', 'calico-system'}\n  \
+         types: [Ingress, Egress]\n  egress:\n  - action: Allow\n    protocol: UDP\n    destination:\n      \
+         namespaceSelector: projectcalico.org/name == 'kube-system'\n      selector: k8s-app == 'kube-dns'\n      ports: [53]\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: shop-internal, namespace: shop}\n\
+         spec:\n  order: 100\n  selector: all()\n  types: [Egress]\n  egress:\n  - action: Allow\n    destination: {selector: all()}\n---\n",
     );
     text += &replica_set("web");
     text += &replica_set("api");

@@ -60,8 +60,17 @@ impl TieredView {
                 by_ip.insert(ip.to_canonical(), End::Node(i, *ip));
             }
         }
-        for (i, pod) in world.pods.iter().enumerate() {
-            if let Some(ip) = pod.ip {
+        // Every address of a pod (IPv4 and IPv6) is that pod.
+        let pods_in_world = objects.pods.iter().filter(|p| world_pod(p).is_some());
+        for (i, pod) in pods_in_world.enumerate() {
+            let addresses = pod.status.iter().flat_map(|s| {
+                s.pod_ips
+                    .iter()
+                    .flatten()
+                    .map(|a| a.ip.as_str())
+                    .chain(s.pod_ip.as_deref())
+            });
+            for ip in addresses.filter_map(|ip| ip.parse::<IpAddr>().ok()) {
                 by_ip.insert(ip.to_canonical(), End::Pod(i));
             }
         }

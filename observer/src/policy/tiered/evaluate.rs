@@ -129,6 +129,12 @@ impl TieredEngine {
     /// Judges the egress (at the source) and ingress (at the destination) of `flow`;
     /// `staged` enforces the staged policies too ("what would they do").
     pub fn judge(&self, world: &World, flow: &Flow, staged: bool) -> [DirectionOutcome; 2] {
+        // IPv6 neighbour discovery and multicast listener messages (ICMPv6 130-137) keep
+        // the link working: Felix lets them through for every workload, whatever the
+        // policy, so no policy judges them.
+        if flow.protocol == 58 && flow.icmp.is_some_and(|(t, _)| (130..=137).contains(&t)) {
+            return [not_applicable(), not_applicable()];
+        }
         let egress = match flow.source {
             End::Pod(pod) => self.walk(world, flow, pod, false, staged),
             _ => not_applicable(),

@@ -182,5 +182,22 @@ mod tests {
         );
         // The source is not isolated: its egress is the profile's.
         assert_eq!(denied.egress.decision, DirectionDecision::NotIsolated);
+        // Neighbour solicitation is never judged (Felix always admits it).
+        let solicitation = Flow {
+            protocol: 58,
+            port: None,
+            icmp: Some((135, 0)),
+            ..flow(2)
+        };
+        let v = engine.verdict(&world, &solicitation, false);
+        assert!(v.allowed);
+        assert_eq!(v.ingress.decision, DirectionDecision::NotApplicable);
+        let ping = Flow {
+            protocol: 58,
+            port: None,
+            icmp: Some((128, 0)),
+            ..flow(2)
+        };
+        assert!(!engine.verdict(&world, &ping, false).allowed);
     }
 }

@@ -47,6 +47,13 @@ struct NamespacePair {
     destination_namespace: String,
 }
 
+/// What denied a connection: the kind of the deciding policy and its tier.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecidedBy {
+    policy_kind: &'static str,
+    tier: String,
+}
+
 /// The observer's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -55,6 +62,7 @@ pub struct Metrics {
     lost: Family<LossLabels, Counter>,
     records: Family<RecordLabels, Counter>,
     denied: Family<NamespacePair, Counter>,
+    denied_by: Family<DecidedBy, Counter>,
     connections: Gauge,
     evicted: Counter,
     subscribers: Gauge,
@@ -100,6 +108,13 @@ impl Metrics {
             "denied_connections",
             "Records the declared policies deny, by source and destination namespace",
             denied.clone(),
+        );
+        let denied_by = Family::<DecidedBy, Counter>::default();
+        registry.register(
+            "denied_connections_by_policy_kind",
+            "Records the declared policies deny, by the kind and tier of the deciding policy \
+             (the last step of the denying direction)",
+            denied_by.clone(),
         );
         let connections = Gauge::default();
         registry.register(
@@ -155,6 +170,7 @@ impl Metrics {
             lost,
             records,
             denied,
+            denied_by,
             connections,
             evicted,
             subscribers,
@@ -240,6 +256,20 @@ impl Metrics {
                         destination_namespace: namespace(&record.dst).unwrap_or_default(),
                     })
                     .inc();
+                let denying = record.policy.as_ref().and_then(|v| {
+                    [&v.egress, &v.ingress]
+                        .into_iter()
+                        .find(|d| !d.permits())
+                        .and_then(|d| d.tiers.last())
+                });
+                if let Some(step) = denying {
+                    self.denied_by
+                        .get_or_create(&DecidedBy {
+                            policy_kind: step.policy.kind.name(),
+                            tier: step.tier.clone(),
+                        })
+                        .inc();
+                }
             }
         }
     }
@@ -322,6 +352,10 @@ mod tests {
             ),
             (
                 "observer_denied_connections_total{source_namespace=\"shop\",destination_namespace=\"db\"}",
+                1.0,
+            ),
+            (
+                "observer_denied_connections_by_policy_kind_total{policy_kind=\"NetworkPolicy\",tier=\"networkpolicy\"}",
                 1.0,
             ),
         ] {

@@ -314,3 +314,99 @@ proptest! {
         }
     }
 }
+
+/// The cluster as the tiered engine sees it.
+fn tiered_world(c: &Cluster) -> observer::policy::tiered::model::World {
+    use observer::policy::tiered::model::{World, WorldNamespace, WorldPod};
+    let mut world = World::default();
+    for ns in &c.namespaces {
+        world.namespaces.push(WorldNamespace {
+            name: ns.name.clone(),
+            labels: ns.labels.clone(),
+        });
+    }
+    for pod in &c.pods {
+        world.pods.push(WorldPod {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            labels: pod.labels.clone(),
+            ip: pod.ips.first().copied(),
+            ports: pod
+                .ports
+                .iter()
+                .filter_map(|p| {
+                    let protocol = match p.protocol {
+                        Protocol::Tcp => 6,
+                        Protocol::Udp => 17,
+                        Protocol::Sctp => 132,
+                    };
+                    Some((p.name.clone()?, p.port, protocol))
+                })
+                .collect(),
+            service_account: "default".into(),
+        });
+    }
+    world.prepare();
+    world
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// With NetworkPolicies alone, the tiered path (the default tier at order 1000, Allow
+    /// rules, the end-of-tier deny as isolation) allows exactly what the NetworkPolicy
+    /// engine allows, direction by direction.
+    #[test]
+    fn network_policies_judge_the_same_through_calicos_default_tier(c in cluster(), ps in policies()) {
+        use observer::policy::tiered::{End, Flow, TieredEngine, compile_objects};
+        let snap = snapshot(&c, &ps);
+        let objects: Vec<Value> = ps
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                p["apiVersion"] = json!("networking.k8s.io/v1");
+                p["kind"] = json!("NetworkPolicy");
+                p
+            })
+            .collect();
+        let compiled = compile_objects(&objects);
+        prop_assert!(compiled.errors.is_empty(), "{:?}", compiled.errors);
+        let mut engine = TieredEngine::new(compiled.policies, compiled.tiers);
+        let world = tiered_world(&c);
+        engine.index(&world);
+        for q in queries(&snap, &c) {
+            let end = |e: &Endpoint| match e {
+                Endpoint::Pod { id, .. } => {
+                    let pod = snap.pod(*id).expect("a pod of the snapshot");
+                    End::Pod(
+                        c.pods
+                            .iter()
+                            .position(|p| p.namespace == pod.namespace && p.name == pod.name)
+                            .expect("the same pod"),
+                    )
+                }
+                Endpoint::External(ip) => End::Outside(*ip),
+                Endpoint::Node { ip, .. } => End::Outside(ip.expect("an address")),
+            };
+            let protocol = match q.protocol {
+                Protocol::Tcp => 6,
+                Protocol::Udp => 17,
+                Protocol::Sctp => 132,
+            };
+            let flow = Flow {
+                source: end(&q.src),
+                destination: end(&q.dst),
+                protocol,
+                port: Some(q.port),
+                icmp: None,
+            };
+            let plain = evaluate(&snap, &q);
+            let [egress, ingress] = engine.judge(&world, &flow, false);
+            prop_assert_eq!(
+                (plain.egress.permits(), plain.ingress.permits()),
+                (egress.allowed, ingress.allowed),
+                "{:?} {:?}", q, ps
+            );
+        }
+    }
+}

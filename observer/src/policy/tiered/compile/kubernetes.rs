@@ -21,7 +21,8 @@ pub(super) fn kubernetes(
         .unwrap_or_else(|| "default".into());
     let ingress_list = spec.ingress.unwrap_or_default();
     let egress_list = spec.egress.unwrap_or_default();
-    let (ingress_type, egress_type) = match &spec.policy_types {
+    // The API server defaults an empty list as an absent one.
+    let (ingress_type, egress_type) = match spec.policy_types.as_ref().filter(|t| !t.is_empty()) {
         Some(types) => (
             types.iter().any(|t| t == "Ingress"),
             types.iter().any(|t| t == "Egress"),

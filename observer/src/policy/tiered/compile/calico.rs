@@ -45,7 +45,8 @@ pub(super) fn calico(
     };
     let ingress_rules = spec.ingress.unwrap_or_default();
     let egress_rules = spec.egress.unwrap_or_default();
-    let (ingress_type, egress_type) = match &spec.types {
+    // An empty list is defaulted like an absent one, as Calico's API server does.
+    let (ingress_type, egress_type) = match spec.types.as_ref().filter(|t| !t.is_empty()) {
         Some(types) => {
             for (i, t) in types.iter().enumerate() {
                 if t != "Ingress" && t != "Egress" {

@@ -10,7 +10,9 @@ use observer::cluster::source::ClusterSource;
 use serde_json::json;
 
 use kube_support::fixtures::{self, web_pod};
-use kube_support::harness::{has_pod, ready, start_source, wait_request, wait_requests};
+use kube_support::harness::{
+    has_pod, ready, start_source, wait_request, wait_requests, wait_state,
+};
 use kube_support::mock_apiserver::MockApiServer;
 use observer::cluster::kinds::watched_kinds;
 
@@ -125,4 +127,33 @@ fn rbac_grants_list_and_watch_on_every_watched_collection() {
                 .all(|v| !writes.contains(&v.as_str()))
         }));
     }
+}
+
+#[tokio::test]
+async fn policy_kinds_of_custom_resources_are_watched_where_served_and_not_waited_for() {
+    let gnp = serde_json::json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "default-deny"},
+        "spec": {"selector": "all()", "types": ["Ingress"]}});
+    let mut objects = fixtures::all();
+    objects.push(gnp);
+    let mock = MockApiServer::start(objects).await;
+    let source = start_source(&mock, &KubernetesSourceConfig::default());
+    let mut snapshots = source.subscribe();
+    // Ready although most policy kinds are not served (no CRD: 404).
+    ready(&source).await;
+    wait_state(&mut snapshots, "the GlobalNetworkPolicy", |s| {
+        s.calico_global_policies.len() == 1
+    })
+    .await;
+    // A ClusterNetworkPolicy created later reaches the state through its watch.
+    mock.apply(
+        serde_json::json!({"apiVersion": "policy.networking.k8s.io/v1alpha2",
+        "kind": "ClusterNetworkPolicy", "metadata": {"name": "admin-deny"},
+        "spec": {"tier": "Admin", "priority": 1, "subject": {"namespaces": {}},
+            "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}]}}),
+    );
+    wait_state(&mut snapshots, "the ClusterNetworkPolicy", |s| {
+        s.cluster_network_policies.len() == 1
+    })
+    .await;
 }

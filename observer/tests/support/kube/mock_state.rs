@@ -28,6 +28,18 @@ pub const KINDS: &[(&str, &str, &str)] = &[
     ),
     ("ReplicaSet", "apps/v1", "/apis/apps/v1/replicasets"),
     ("Job", "batch/v1", "/apis/batch/v1/jobs"),
+    // Custom resources, as a cluster with their CRDs serves them (the other policy kinds
+    // of the registry are not served: 404, as without their CRDs).
+    (
+        "GlobalNetworkPolicy",
+        "projectcalico.org/v3",
+        "/apis/projectcalico.org/v3/globalnetworkpolicies",
+    ),
+    (
+        "ClusterNetworkPolicy",
+        "policy.networking.k8s.io/v1alpha2",
+        "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies",
+    ),
 ];
 
 /// Looks up the kind served at a collection path.

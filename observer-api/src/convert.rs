@@ -146,10 +146,11 @@ const VERDICTS: [(VerdictKind, proto::Verdict); 3] = [
     (VerdictKind::Deny, proto::Verdict::Deny),
     (VerdictKind::Undefined, proto::Verdict::Undefined),
 ];
-const CATEGORIES: [(Category, proto::Category); 3] = [
+const CATEGORIES: [(Category, proto::Category); 4] = [
     (Category::Decided, proto::Category::Decided),
     (Category::NodeExempt, proto::Category::NodeExempt),
     (Category::Undefined, proto::Category::Undefined),
+    (Category::CniDependent, proto::Category::CniDependent),
 ];
 const DECISIONS: [(DirectionDecision, proto::Decision); 5] = [
     (
@@ -409,7 +410,12 @@ mod tests {
         for v in VerdictKind::ALL {
             assert_eq!(from_wire(&VERDICTS, verdict_kind(v) as i32), Some(v));
         }
-        for c in [Category::Decided, Category::NodeExempt, Category::Undefined] {
+        for c in [
+            Category::Decided,
+            Category::NodeExempt,
+            Category::Undefined,
+            Category::CniDependent,
+        ] {
             assert_eq!(from_wire(&CATEGORIES, category(c) as i32), Some(c));
         }
         for d in DirectionDecision::ALL {

@@ -264,6 +264,10 @@ pub enum Category {
     /// policy to it like any pod, or treat its traffic as node traffic. `allowed` is then
     /// `false` (nothing is guaranteed) and the directions show the "like any pod" reading.
     Undefined,
+    /// A protocol NetworkPolicy does not name (ICMP, ICMPv6, others) judged as the CNIs
+    /// that enforce NetworkPolicy do (Calico, Cilium): an isolated pod gets it only
+    /// through a rule without ports, which admits every protocol. The API leaves it open.
+    CniDependent,
 }
 
 impl Category {
@@ -273,6 +277,7 @@ impl Category {
             Self::Decided => "decided",
             Self::NodeExempt => "node-exempt",
             Self::Undefined => "undefined",
+            Self::CniDependent => "cni-dependent",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `observer check` with Calico and AdminNetworkPolicy manifests: every kind judged
 //! together in tiers, the verdict naming each tier's decision (a Pass included), and ICMP
-//! judged too.
+//! judged too; with NetworkPolicies alone, ICMP judged as the CNIs that enforce them do
+//! (`cni-dependent`).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -57,8 +58,13 @@ spec:
 "#;
 
 fn check(flows: &str) -> (Vec<Value>, String) {
-    let path = std::env::temp_dir().join(format!("check-tiered-{}.yaml", std::process::id()));
-    std::fs::write(&path, MANIFESTS).expect("write manifests");
+    check_with("tiers", MANIFESTS, flows)
+}
+
+/// Runs `observer check` on `manifests` (written to a file named by `tag`) and `flows`.
+fn check_with(tag: &str, manifests: &str, flows: &str) -> (Vec<Value>, String) {
+    let path = std::env::temp_dir().join(format!("check-tiered-{}-{tag}.yaml", std::process::id()));
+    std::fs::write(&path, manifests).expect("write manifests");
     let mut child = Command::new(env!("CARGO_BIN_EXE_observer"))
         .args(["check", "--flows", "-", "--manifests"])
         .arg(&path)
@@ -158,4 +164,51 @@ fn a_bad_calico_selector_is_an_error_naming_the_object_and_field() {
     assert!(stderr.contains("GlobalNetworkPolicy"), "{stderr}");
     assert!(stderr.contains("spec.selector"), "{stderr}");
     assert!(stderr.contains("at position"), "{stderr}");
+}
+
+#[test]
+fn with_network_policies_alone_icmp_is_judged_as_the_cnis_do() {
+    let manifests = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+        metadata: {name: db-from-api, namespace: shop}\n\
+        spec:\n  podSelector: {matchLabels: {app: db}}\n  \
+        ingress: [{from: [{podSelector: {matchLabels: {app: api}}}], ports: [{port: 5432}]}]\n---\n\
+        apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+        metadata: {name: api-from-web, namespace: shop}\n\
+        spec:\n  podSelector: {matchLabels: {app: api}}\n  \
+        ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]\n---\n\
+        apiVersion: v1\nkind: PodList\nitems:\n\
+        - metadata: {name: db-0, namespace: shop, labels: {app: db}}\n  status: {podIP: 10.1.0.5}\n\
+        - metadata: {name: api-0, namespace: shop, labels: {app: api}}\n  status: {podIP: 10.1.0.6}\n\
+        - metadata: {name: web-0, namespace: shop, labels: {app: web}}\n  status: {podIP: 10.1.0.7}\n";
+    let (lines, _) = check_with(
+        "icmp",
+        manifests,
+        concat!(
+            // The rule names a port: only TCP 5432 gets through, not a ping.
+            r#"{"src":"shop/api-0","dst":"shop/db-0","protocol":"ICMP","icmp":{"type":8,"code":0}}"#,
+            "\n",
+            // A rule without ports admits every protocol.
+            r#"{"src":"shop/web-0","dst":"shop/api-0","protocol":"ICMP","icmp":{"type":8,"code":0}}"#,
+            "\n",
+            r#"{"src":"shop/api-0","dst":"shop/db-0","dst_port":5432}"#,
+            "\n",
+        ),
+    );
+    assert_eq!(
+        (&lines[0]["verdict"], &lines[0]["category"]),
+        (&Value::from("deny"), &Value::from("cni-dependent")),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        (&lines[1]["verdict"], &lines[1]["category"]),
+        (&Value::from("allow"), &Value::from("cni-dependent")),
+        "{}",
+        lines[1]
+    );
+    // TCP keeps the NetworkPolicy engine's verdict.
+    assert_eq!(
+        (&lines[2]["verdict"], &lines[2]["category"]),
+        (&Value::from("allow"), &Value::from("decided"))
+    );
 }

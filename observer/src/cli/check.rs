@@ -11,7 +11,7 @@ use clap::Args;
 use crate::cluster::manifests::{LoadErrorKind, load_paths_strict};
 use crate::cluster::tiered_view::TieredView;
 use crate::policy::PolicySnapshot;
-use crate::policy::check::{CheckError, TieredJudge, check_lines_with};
+use crate::policy::check::{CheckError, TieredJudge, TieredJudges, check_lines_with};
 
 /// Arguments of `observer check`.
 #[derive(Debug, Args)]
@@ -75,8 +75,15 @@ pub fn run(args: CheckArgs) -> ExitCode {
             }
         }
     };
-    let tiered = tiered.as_ref().map(|t| t as &dyn TieredJudge);
-    match check_lines_with(&snapshot, tiered, reader, io::stdout().lock()) {
+    let other = match tiered {
+        Some(_) => None,
+        None => TieredView::for_other_protocols(&loaded.objects),
+    };
+    let judges = TieredJudges {
+        all: tiered.as_ref().map(|t| t as &dyn TieredJudge),
+        other_protocols: other.as_ref().map(|t| t as &dyn TieredJudge),
+    };
+    match check_lines_with(&snapshot, judges, reader, io::stdout().lock()) {
         Ok(s) => {
             eprintln!(
                 "{} flows: {} allowed, {} denied, {} undefined, {} not evaluable",

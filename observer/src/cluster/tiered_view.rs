@@ -15,7 +15,7 @@ use super::state::ClusterObjects;
 use crate::policy::check::TieredJudge;
 use crate::policy::tiered::model::{World, WorldNamespace, WorldNode, WorldPod};
 use crate::policy::tiered::{End, Flow, TieredEngine, compile_objects};
-use crate::policy::{ObjectError, Verdict};
+use crate::policy::{Category, ObjectError, Verdict};
 
 /// The engine, the cluster it judges in, and who holds each address.
 #[derive(Debug)]
@@ -23,6 +23,9 @@ pub struct TieredView {
     engine: TieredEngine,
     world: World,
     by_ip: HashMap<IpAddr, End>,
+    /// `Decided`, or `CniDependent` for the view that judges only the protocols
+    /// NetworkPolicy does not name.
+    category: Category,
 }
 
 impl TieredView {
@@ -34,7 +37,26 @@ impl TieredView {
         if collect.0.is_empty() {
             return (None, Vec::new());
         }
-        let mut inputs = collect.0;
+        let (view, errors) = Self::compile(objects, collect.0, Category::Decided);
+        (Some(view), errors)
+    }
+
+    /// For a state with NetworkPolicies only: the view that judges the protocols
+    /// NetworkPolicy does not name (ICMP, ICMPv6, others), as Calico and Cilium enforce
+    /// them (a rule without ports admits every protocol), marked `cni-dependent`. `None`
+    /// without NetworkPolicies (nothing isolates a pod).
+    pub fn for_other_protocols(objects: &ClusterObjects) -> Option<Self> {
+        if objects.policies.is_empty() {
+            return None;
+        }
+        Some(Self::compile(objects, Vec::new(), Category::CniDependent).0)
+    }
+
+    fn compile(
+        objects: &ClusterObjects,
+        mut inputs: Vec<Value>,
+        category: Category,
+    ) -> (Self, Vec<ObjectError>) {
         for policy in &objects.policies {
             if let Ok(mut value) = serde_json::to_value(&**policy) {
                 value["apiVersion"] = "networking.k8s.io/v1".into();
@@ -77,11 +99,12 @@ impl TieredView {
         let mut engine = TieredEngine::new(compiled.policies, compiled.tiers);
         engine.index(&world);
         (
-            Some(Self {
+            Self {
                 engine,
                 world,
                 by_ip,
-            }),
+                category,
+            },
             errors,
         )
     }
@@ -111,7 +134,9 @@ impl TieredJudge for TieredView {
             port,
             icmp,
         };
-        self.engine.verdict(&self.world, &flow, false).owned()
+        let mut verdict = self.engine.verdict(&self.world, &flow, false).owned();
+        verdict.category = self.category;
+        verdict
     }
 }
 

@@ -90,6 +90,9 @@ pub struct ClusterView {
     pub tiered: Option<Arc<TieredView>>,
     /// Objects the tiered engine's compiler left out.
     tiered_errors: Arc<Vec<ObjectError>>,
+    /// Without `tiered`: the NetworkPolicies judging the protocols NetworkPolicy does not
+    /// name (ICMP...), as Calico and Cilium do (`cni-dependent`).
+    pub other_protocols: Option<Arc<TieredView>>,
 }
 
 impl ClusterView {
@@ -155,11 +158,19 @@ impl ClusterView {
         let tiered_inputs = policy_inputs
             || changed.contains_group("projectcalico.org")
             || changed.contains_group("policy.networking.k8s.io");
-        let (tiered, tiered_errors) = match reuse(tiered_inputs) {
-            Some(prev) => (prev.tiered.clone(), Arc::clone(&prev.tiered_errors)),
+        let (tiered, tiered_errors, other_protocols) = match reuse(tiered_inputs) {
+            Some(prev) => (
+                prev.tiered.clone(),
+                Arc::clone(&prev.tiered_errors),
+                prev.other_protocols.clone(),
+            ),
             None => {
                 let (tiered, errors) = TieredView::build(objects);
-                (tiered.map(Arc::new), Arc::new(errors))
+                let other = match tiered {
+                    Some(_) => None,
+                    None => TieredView::for_other_protocols(objects).map(Arc::new),
+                };
+                (tiered.map(Arc::new), Arc::new(errors), other)
             }
         };
         let mut errors = input_errors.as_ref().clone();
@@ -173,6 +184,7 @@ impl ClusterView {
                 services,
                 tiered,
                 tiered_errors,
+                other_protocols,
             },
             errors,
         )

@@ -200,6 +200,18 @@ impl Enricher {
             return;
         }
         let Some(protocol) = Protocol::of_ip(record.protocol) else {
+            // ICMP and others: as the CNIs that enforce NetworkPolicy judge them.
+            if let Some(other) = &view.other_protocols {
+                let icmp = record.icmp.as_ref().map(|i| (i.icmp_type, i.code));
+                record.policy = Some(TieredJudge::judge(
+                    other.as_ref(),
+                    record.src.ip,
+                    record.dst.ip,
+                    record.protocol.0,
+                    None,
+                    icmp,
+                ));
+            }
             return;
         };
         if record

@@ -87,7 +87,18 @@ pub fn check_lines(
     input: impl BufRead,
     output: impl Write,
 ) -> Result<CheckSummary, CheckError> {
-    check_lines_with(snapshot, None, input, output)
+    check_lines_with(snapshot, TieredJudges::default(), input, output)
+}
+
+/// The tiered judges `check` uses besides the NetworkPolicy engine.
+#[derive(Clone, Copy, Default)]
+pub struct TieredJudges<'a> {
+    /// Judges every line: the cluster holds Calico, AdminNetworkPolicy or
+    /// ClusterNetworkPolicy objects.
+    pub all: Option<&'a dyn TieredJudge>,
+    /// Judges the lines of protocols NetworkPolicy does not name (ICMP...), as the CNIs
+    /// that enforce NetworkPolicy do (`cni-dependent`).
+    pub other_protocols: Option<&'a dyn TieredJudge>,
 }
 
 /// Judges flows by every policy kind: the tiered engine's verdict, for a cluster that
@@ -105,11 +116,10 @@ pub trait TieredJudge {
     ) -> super::Verdict;
 }
 
-/// [`check_lines`], with the tiered engine judging when there is one (ICMP and other
-/// protocols NetworkPolicy does not name are then judged too).
+/// [`check_lines`], with the tiered judges (see [`TieredJudges`]).
 pub fn check_lines_with(
     snapshot: &PolicySnapshot,
-    tiered: Option<&dyn TieredJudge>,
+    tiered: TieredJudges<'_>,
     mut input: impl BufRead,
     mut output: impl Write,
 ) -> Result<CheckSummary, CheckError> {
@@ -162,12 +172,12 @@ pub fn check_line(
     line_no: usize,
     text: &str,
 ) -> Result<(String, LineOutcome), CheckError> {
-    check_line_with(snapshot, None, line_no, text)
+    check_line_with(snapshot, TieredJudges::default(), line_no, text)
 }
 
 fn check_line_with(
     snapshot: &PolicySnapshot,
-    tiered: Option<&dyn TieredJudge>,
+    tiered: TieredJudges<'_>,
     line_no: usize,
     text: &str,
 ) -> Result<(String, LineOutcome), CheckError> {
@@ -257,7 +267,7 @@ type LineQuery = (
 /// Judges resolved line parts.
 fn judge(
     snapshot: &PolicySnapshot,
-    tiered: Option<&dyn TieredJudge>,
+    judges: TieredJudges<'_>,
     line_no: usize,
     (src, dst, proto, port, icmp): LineQuery,
 ) -> Result<(String, LineOutcome), CheckError> {
@@ -274,6 +284,10 @@ fn judge(
         ..OutLine::default()
     };
     let resolved = (src.resolve(snapshot), dst.resolve(snapshot));
+    let tiered = judges.all.or(match proto {
+        ProtoField::Icmp(_) => judges.other_protocols,
+        ProtoField::Known(_) => None,
+    });
     if let Some(tiered) = tiered {
         let address = |e: &EndpointOut| e.ip.as_deref().and_then(|ip| ip.parse().ok());
         let number = match proto {

@@ -15,7 +15,7 @@ use super::state::ClusterObjects;
 use crate::policy::check::TieredJudge;
 use crate::policy::tiered::model::{World, WorldNamespace, WorldNode, WorldPod};
 use crate::policy::tiered::{End, Flow, TieredEngine, compile_objects};
-use crate::policy::{Category, ObjectError, Verdict};
+use crate::policy::{Category, ObjectError, Tier, Verdict};
 
 /// The engine, the cluster it judges in, and who holds each address.
 #[derive(Debug)]
@@ -136,6 +136,17 @@ impl TieredJudge for TieredView {
         };
         let mut verdict = self.engine.verdict(&self.world, &flow, false).owned();
         verdict.category = self.category;
+        if self.category == Category::CniDependent {
+            // NetworkPolicies alone: named as the NetworkPolicy engine names its tier.
+            for step in verdict
+                .ingress
+                .tiers
+                .iter_mut()
+                .chain(&mut verdict.egress.tiers)
+            {
+                step.tier = Tier::NetworkPolicy.name().to_owned();
+            }
+        }
         verdict
     }
 }

@@ -301,6 +301,8 @@ fn judge(
         match (address(&out.src), address(&out.dst), number, &resolved) {
             (_, _, _, (Err(e), _) | (_, Err(e))) => out.error = Some(e.clone()),
             (Some(s), Some(d), Some(n), _) => {
+                // An ICMP record's "port" is its identifier, not a port.
+                let port = port.filter(|_| matches!(proto, ProtoField::Known(_)));
                 let v = tiered.judge(s, d, n, port, icmp);
                 let outcome = if v.allowed {
                     LineOutcome::Allow

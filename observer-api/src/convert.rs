@@ -61,14 +61,19 @@ impl From<&FlowRecord> for proto::Flow {
                 cluster_ip: s.cluster_ip.to_string(),
                 backend: service_backend(s.backend) as i32,
             }),
-            verdict: r.policy.as_ref().map(|v| proto::PolicyVerdict {
-                verdict: verdict_kind(v.kind()) as i32,
-                category: category(v.category) as i32,
-                ingress: Some(direction(&v.ingress)),
-                egress: Some(direction(&v.egress)),
-            }),
+            verdict: r.policy.as_ref().map(wire_verdict),
             node_name: r.node_name.clone().unwrap_or_default(),
+            staged: r.staged.as_ref().map(wire_verdict),
         }
+    }
+}
+
+fn wire_verdict(v: &Verdict) -> proto::PolicyVerdict {
+    proto::PolicyVerdict {
+        verdict: verdict_kind(v.kind()) as i32,
+        category: category(v.category) as i32,
+        ingress: Some(direction(&v.ingress)),
+        egress: Some(direction(&v.egress)),
     }
 }
 
@@ -245,6 +250,7 @@ impl TryFrom<&proto::Flow> for FlowRecord {
             None => None,
         };
         let policy = f.verdict.as_ref().map(policy_verdict).transpose()?;
+        let staged = f.staged.as_ref().map(policy_verdict).transpose()?;
         Ok(FlowRecord {
             src: record_endpoint(f.source.as_ref(), Side::Source)?,
             dst: record_endpoint(f.destination.as_ref(), Side::Destination)?,
@@ -261,6 +267,7 @@ impl TryFrom<&proto::Flow> for FlowRecord {
             non_first_fragments: f.non_first_fragments,
             service,
             policy,
+            staged,
             first_seen_ns: 0,
             last_seen_ns: 0,
         })

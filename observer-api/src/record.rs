@@ -53,6 +53,11 @@ pub struct FlowRecord {
     /// state is known and the protocol is one NetworkPolicy covers.
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Verdict>,
+    /// What the verdict would be with the cluster's staged policies enforced (Calico's
+    /// StagedNetworkPolicy, StagedGlobalNetworkPolicy, StagedKubernetesNetworkPolicy), when
+    /// it has any: "what would this staged policy do", beside what is enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<Verdict>,
     /// CLOCK_MONOTONIC time of the first packet: identity is resolved at this time.
     #[serde(skip)]
     pub first_seen_ns: u64,

@@ -57,6 +57,7 @@ fn record(src: IpAddr, dst: IpAddr, port: u16) -> FlowRecord {
         non_first_fragments: false,
         service: None,
         policy: None,
+        staged: None,
         first_seen_ns: 2_000,
         last_seen_ns: 3_000,
     }

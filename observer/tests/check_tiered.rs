@@ -212,3 +212,32 @@ fn with_network_policies_alone_icmp_is_judged_as_the_cnis_do() {
         (&Value::from("allow"), &Value::from("decided"))
     );
 }
+
+#[test]
+fn a_staged_policy_s_verdict_is_shown_beside_the_enforced_one() {
+    let manifests = format!(
+        "{MANIFESTS}---\n\
+         apiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\n\
+         metadata: {{name: lock-down-db}}\n\
+         spec:\n  order: 10\n  selector: app == 'db'\n  types: [Ingress]\n  \
+         ingress: [{{action: Deny, source: {{selector: app == 'api'}}}}]\n"
+    );
+    let (lines, stderr) = check_with(
+        "staged",
+        &manifests,
+        concat!(
+            r#"{"src":"shop/api-0","dst":"shop/db-0","dst_port":5432}"#,
+            "\n"
+        ),
+    );
+    // Enforced: allowed, as before; staged: the new policy would deny it.
+    assert_eq!(lines[0]["verdict"], "allow", "{stderr} {}", lines[0]);
+    assert_eq!(lines[0]["staged"]["verdict"], "deny", "{}", lines[0]);
+    let step = &lines[0]["staged"]["ingress"]["tiers"];
+    assert!(
+        step.as_array()
+            .is_some_and(|s| s.iter().any(|t| t["policy"]["name"] == "lock-down-db")),
+        "{}",
+        lines[0]
+    );
+}

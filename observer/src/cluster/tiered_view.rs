@@ -110,31 +110,32 @@ impl TieredView {
     }
 }
 
-impl TieredJudge for TieredView {
-    /// Judges a flow between two addresses; a pod's address is that pod, a node's that
-    /// node, any other outside the cluster.
-    fn judge(
+impl TieredView {
+    fn flow(
         &self,
         source: IpAddr,
         destination: IpAddr,
         protocol: u8,
         port: Option<u16>,
         icmp: Option<(u8, u8)>,
-    ) -> Verdict {
+    ) -> Flow {
         let end = |ip: IpAddr| {
             self.by_ip
                 .get(&ip.to_canonical())
                 .copied()
                 .unwrap_or(End::Outside(ip))
         };
-        let flow = Flow {
+        Flow {
             source: end(source),
             destination: end(destination),
             protocol,
             port,
             icmp,
-        };
-        let mut verdict = self.engine.verdict(&self.world, &flow, false).owned();
+        }
+    }
+
+    fn verdict(&self, flow: &Flow, staged: bool) -> Verdict {
+        let mut verdict = self.engine.verdict(&self.world, flow, staged).owned();
         verdict.category = self.category;
         if self.category == Category::CniDependent {
             // NetworkPolicies alone: named as the NetworkPolicy engine names its tier.
@@ -148,6 +149,34 @@ impl TieredJudge for TieredView {
             }
         }
         verdict
+    }
+}
+
+impl TieredJudge for TieredView {
+    /// Judges a flow between two addresses; a pod's address is that pod, a node's that
+    /// node, any other outside the cluster.
+    fn judge(
+        &self,
+        source: IpAddr,
+        destination: IpAddr,
+        protocol: u8,
+        port: Option<u16>,
+        icmp: Option<(u8, u8)>,
+    ) -> Verdict {
+        self.verdict(&self.flow(source, destination, protocol, port, icmp), false)
+    }
+
+    fn judge_staged(
+        &self,
+        source: IpAddr,
+        destination: IpAddr,
+        protocol: u8,
+        port: Option<u16>,
+        icmp: Option<(u8, u8)>,
+    ) -> Option<Verdict> {
+        self.engine
+            .has_staged()
+            .then(|| self.verdict(&self.flow(source, destination, protocol, port, icmp), true))
     }
 }
 

@@ -194,9 +194,11 @@ impl Enricher {
                 return;
             }
             let icmp = record.icmp.as_ref().map(|i| (i.icmp_type, i.code));
-            let port = (record.dst.port != 0).then_some(record.dst.port);
-            record.policy =
-                Some(tiered.judge(record.src.ip, record.dst.ip, record.protocol.0, port, icmp));
+            // An ICMP record's "port" is its identifier, not a port.
+            let port = Protocol::of_ip(record.protocol).map(|_| record.dst.port);
+            let (src, dst, protocol) = (record.src.ip, record.dst.ip, record.protocol.0);
+            record.policy = Some(tiered.judge(src, dst, protocol, port, icmp));
+            record.staged = tiered.judge_staged(src, dst, protocol, port, icmp);
             return;
         }
         let Some(protocol) = Protocol::of_ip(record.protocol) else {

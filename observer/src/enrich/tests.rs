@@ -52,6 +52,7 @@ fn record(src: &str, dst: &str, first_seen_ns: u64) -> FlowRecord {
         non_first_fragments: false,
         service: None,
         policy: None,
+        staged: None,
         first_seen_ns,
         last_seen_ns: first_seen_ns,
     }
@@ -227,4 +228,20 @@ fn with_calico_policies_the_tiered_engine_judges_every_record() {
         judged(150, IpProtocol::ICMP).verdict_kind(),
         Some(VerdictKind::Allow)
     );
+    // No staged policy: no staged verdict.
+    assert!(allowed.staged.is_none());
+}
+
+#[test]
+fn a_staged_policy_s_verdict_rides_beside_the_enforced_one() {
+    let staged = "apiVersion: projectcalico.org/v3\nkind: StagedNetworkPolicy\n\
+metadata: {name: lock-down, namespace: db}\n\
+spec:\n  order: 10\n  selector: all()\n  types: [Ingress]\n  ingress: [{action: Deny}]\n---\n";
+    let mut enricher = Enricher::new(1_000_000);
+    enricher.update(100, view("a", &format!("{GLOBAL_DENY}{staged}")));
+    let mut records = vec![record("10.0.0.1", "10.0.0.2", 150)];
+    enricher.enrich_batch(&mut records, || None);
+    assert_eq!(records[0].verdict_kind(), Some(VerdictKind::Allow));
+    let staged = records[0].staged.as_ref().map(|v| v.kind());
+    assert_eq!(staged, Some(VerdictKind::Deny));
 }

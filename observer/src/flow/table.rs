@@ -544,6 +544,7 @@ impl Summary {
             non_first_fragments: key.non_first_fragment,
             service: None,
             policy: None,
+            staged: None,
             first_seen_ns: self.first_seen,
             last_seen_ns: self.last_seen,
         }

@@ -105,6 +105,19 @@ pub struct TieredJudges<'a> {
 /// holds Calico, AdminNetworkPolicy or ClusterNetworkPolicy objects (the cluster module
 /// builds it; this module only calls it, so that `policy` does not depend on `cluster`).
 pub trait TieredJudge {
+    /// The verdict on a flow between two addresses, with the staged policies enforced;
+    /// `None` when the cluster has none.
+    fn judge_staged(
+        &self,
+        _source: IpAddr,
+        _destination: IpAddr,
+        _protocol: u8,
+        _port: Option<u16>,
+        _icmp: Option<(u8, u8)>,
+    ) -> Option<super::Verdict> {
+        None
+    }
+
     /// The verdict on a flow between two addresses.
     fn judge(
         &self,
@@ -304,6 +317,7 @@ fn judge(
                 // An ICMP record's "port" is its identifier, not a port.
                 let port = port.filter(|_| matches!(proto, ProtoField::Known(_)));
                 let v = tiered.judge(s, d, n, port, icmp);
+                out.staged = tiered.judge_staged(s, d, n, port, icmp);
                 let outcome = if v.allowed {
                     LineOutcome::Allow
                 } else {
@@ -560,6 +574,9 @@ struct OutLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(flatten)]
     report: Option<Verdict>,
+    /// The verdict with the staged policies enforced, when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    staged: Option<Verdict>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }

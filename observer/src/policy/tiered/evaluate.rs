@@ -146,6 +146,12 @@ impl TieredEngine {
         [egress, ingress]
     }
 
+    /// Whether any policy is staged (its verdict is then worth computing beside the
+    /// enforced one).
+    pub fn has_staged(&self) -> bool {
+        self.policies.iter().any(|p| p.staged)
+    }
+
     /// Indexes `world`'s pods: for each, per direction, the enforced policies that apply
     /// to it and govern the direction, in walk order, so that judging a flow touches only
     /// those. Without it (and for staged verdicts) every policy of every tier is checked.

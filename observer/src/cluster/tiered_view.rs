@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::kinds::{ClusterKind, KindVisitor, visit_kinds};
 use super::state::ClusterObjects;
-use crate::policy::check::TieredJudge;
+use crate::policy::check::{AddressFlow, TieredJudge};
 use crate::policy::tiered::model::{World, WorldNamespace, WorldNode, WorldPod};
 use crate::policy::tiered::{End, Flow, TieredEngine, compile_objects};
 use crate::policy::{Category, ObjectError, Tier, Verdict};
@@ -111,14 +111,9 @@ impl TieredView {
 }
 
 impl TieredView {
-    fn flow(
-        &self,
-        source: IpAddr,
-        destination: IpAddr,
-        protocol: u8,
-        port: Option<u16>,
-        icmp: Option<(u8, u8)>,
-    ) -> Flow {
+    /// The engine's flow: a pod's address is that pod, a node's that node, any other
+    /// outside the cluster.
+    fn flow(&self, asked: &AddressFlow) -> Flow {
         let end = |ip: IpAddr| {
             self.by_ip
                 .get(&ip.to_canonical())
@@ -126,11 +121,11 @@ impl TieredView {
                 .unwrap_or(End::Outside(ip))
         };
         Flow {
-            source: end(source),
-            destination: end(destination),
-            protocol,
-            port,
-            icmp,
+            source: end(asked.source),
+            destination: end(asked.destination),
+            protocol: asked.protocol,
+            port: asked.port,
+            icmp: asked.icmp,
         }
     }
 
@@ -153,30 +148,14 @@ impl TieredView {
 }
 
 impl TieredJudge for TieredView {
-    /// Judges a flow between two addresses; a pod's address is that pod, a node's that
-    /// node, any other outside the cluster.
-    fn judge(
-        &self,
-        source: IpAddr,
-        destination: IpAddr,
-        protocol: u8,
-        port: Option<u16>,
-        icmp: Option<(u8, u8)>,
-    ) -> Verdict {
-        self.verdict(&self.flow(source, destination, protocol, port, icmp), false)
+    fn judge(&self, asked: &AddressFlow) -> Verdict {
+        self.verdict(&self.flow(asked), false)
     }
 
-    fn judge_staged(
-        &self,
-        source: IpAddr,
-        destination: IpAddr,
-        protocol: u8,
-        port: Option<u16>,
-        icmp: Option<(u8, u8)>,
-    ) -> Option<Verdict> {
+    fn judge_staged(&self, asked: &AddressFlow) -> Option<Verdict> {
         self.engine
             .has_staged()
-            .then(|| self.verdict(&self.flow(source, destination, protocol, port, icmp), true))
+            .then(|| self.verdict(&self.flow(asked), true))
     }
 }
 

@@ -24,7 +24,7 @@ use crate::cluster::view::{ClusterView, Holder};
 use crate::flow::{
     EndpointIdentity, FlowRecord, FlowState, IpProtocol, ServiceBackend, ServiceInfo, WorkloadInfo,
 };
-use crate::policy::check::TieredJudge;
+use crate::policy::check::{AddressFlow, TieredJudge};
 use crate::policy::{Endpoint, FlowQuery, Protocol, evaluate};
 
 /// How many past views are kept for verdicts of flows that started under them.
@@ -196,23 +196,28 @@ impl Enricher {
             let icmp = record.icmp.as_ref().map(|i| (i.icmp_type, i.code));
             // An ICMP record's "port" is its identifier, not a port.
             let port = Protocol::of_ip(record.protocol).map(|_| record.dst.port);
-            let (src, dst, protocol) = (record.src.ip, record.dst.ip, record.protocol.0);
-            record.policy = Some(tiered.judge(src, dst, protocol, port, icmp));
-            record.staged = tiered.judge_staged(src, dst, protocol, port, icmp);
+            let asked = AddressFlow {
+                source: record.src.ip,
+                destination: record.dst.ip,
+                protocol: record.protocol.0,
+                port,
+                icmp,
+            };
+            record.policy = Some(tiered.judge(&asked));
+            record.staged = tiered.judge_staged(&asked);
             return;
         }
         let Some(protocol) = Protocol::of_ip(record.protocol) else {
             // ICMP and others: as the CNIs that enforce NetworkPolicy judge them.
             if let Some(other) = &view.other_protocols {
-                let icmp = record.icmp.as_ref().map(|i| (i.icmp_type, i.code));
-                record.policy = Some(TieredJudge::judge(
-                    other.as_ref(),
-                    record.src.ip,
-                    record.dst.ip,
-                    record.protocol.0,
-                    None,
-                    icmp,
-                ));
+                let asked = AddressFlow {
+                    source: record.src.ip,
+                    destination: record.dst.ip,
+                    protocol: record.protocol.0,
+                    port: None,
+                    icmp: record.icmp.as_ref().map(|i| (i.icmp_type, i.code)),
+                };
+                record.policy = Some(other.judge(&asked));
             }
             return;
         };

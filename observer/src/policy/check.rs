@@ -105,28 +105,28 @@ pub struct TieredJudges<'a> {
 /// holds Calico, AdminNetworkPolicy or ClusterNetworkPolicy objects (the cluster module
 /// builds it; this module only calls it, so that `policy` does not depend on `cluster`).
 pub trait TieredJudge {
-    /// The verdict on a flow between two addresses, with the staged policies enforced;
-    /// `None` when the cluster has none.
-    fn judge_staged(
-        &self,
-        _source: IpAddr,
-        _destination: IpAddr,
-        _protocol: u8,
-        _port: Option<u16>,
-        _icmp: Option<(u8, u8)>,
-    ) -> Option<super::Verdict> {
+    /// The verdict on a flow between two addresses.
+    fn judge(&self, flow: &AddressFlow) -> super::Verdict;
+
+    /// The verdict with the staged policies enforced; `None` when the cluster has none.
+    fn judge_staged(&self, _flow: &AddressFlow) -> Option<super::Verdict> {
         None
     }
+}
 
-    /// The verdict on a flow between two addresses.
-    fn judge(
-        &self,
-        source: IpAddr,
-        destination: IpAddr,
-        protocol: u8,
-        port: Option<u16>,
-        icmp: Option<(u8, u8)>,
-    ) -> super::Verdict;
+/// A flow between two addresses, as a [`TieredJudge`] takes it.
+#[derive(Clone, Copy, Debug)]
+pub struct AddressFlow {
+    /// Source address.
+    pub source: IpAddr,
+    /// Destination address.
+    pub destination: IpAddr,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Destination port (TCP, UDP, SCTP).
+    pub port: Option<u16>,
+    /// ICMP type and code.
+    pub icmp: Option<(u8, u8)>,
 }
 
 /// [`check_lines`], with the tiered judges (see [`TieredJudges`]).
@@ -316,8 +316,15 @@ fn judge(
             (Some(s), Some(d), Some(n), _) => {
                 // An ICMP record's "port" is its identifier, not a port.
                 let port = port.filter(|_| matches!(proto, ProtoField::Known(_)));
-                let v = tiered.judge(s, d, n, port, icmp);
-                out.staged = tiered.judge_staged(s, d, n, port, icmp);
+                let asked = AddressFlow {
+                    source: s,
+                    destination: d,
+                    protocol: n,
+                    port,
+                    icmp,
+                };
+                let v = tiered.judge(&asked);
+                out.staged = tiered.judge_staged(&asked);
                 let outcome = if v.allowed {
                     LineOutcome::Allow
                 } else {

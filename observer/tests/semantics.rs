@@ -305,6 +305,26 @@ fn calico_network_policy_is_loaded_as_calico_not_as_kubernetes_policy() {
 }
 
 #[test]
+fn an_unknown_field_of_a_calico_policy_is_warned_about() {
+    // `selecter` would leave `selector` absent, which selects every pod.
+    let m = manifests::parse(
+        "calico.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: x, namespace: app}\n\
+         spec: {selecter: \"app == 'db'\", ingress: [{action: Allow, sourse: {}}]}\n",
+    );
+    let warnings: Vec<String> = m.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("spec.selecter")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("spec.ingress[0].sourse")),
+        "{warnings:?}"
+    );
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+}
+
+#[test]
 fn a_bad_calico_selector_is_reported_with_its_field_and_position() {
     let m = manifests::parse(
         "calico.yaml",

@@ -14,9 +14,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use serde::{Deserialize, Serialize};
 
+use k8s_openapi::api::networking::v1::NetworkPolicySpec;
+
 use super::ClusterKind;
 use crate::cluster::state::ClusterObjects;
 use crate::policy::FieldError;
+use crate::policy::tiered::objects::{AdminSpec, CalicoPolicySpec, TierSpec};
 
 /// What names a policy kind in the API.
 pub trait PolicyKindInfo: Clone + Debug + PartialEq + Send + Sync + 'static {
@@ -31,6 +34,11 @@ pub trait PolicyKindInfo: Clone + Debug + PartialEq + Send + Sync + 'static {
     /// Whether it is namespaced.
     const NAMESPACED: bool;
 
+    /// The spec as the tiered engine reads it (decoded into its typed shape and encoded
+    /// again), so that a field it does not know is missing from it; `None` when the spec
+    /// does not decode (the object's `check` reports that).
+    fn normalize(spec: &serde_json::Value) -> Option<serde_json::Value>;
+
     /// Its objects in a state.
     fn of(objects: &ClusterObjects) -> &Vec<Arc<PolicyObject<Self>>>;
 
@@ -39,7 +47,7 @@ pub trait PolicyKindInfo: Clone + Debug + PartialEq + Send + Sync + 'static {
 }
 
 /// An object of policy kind `M`: metadata and the spec as authored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(bound = "")]
 pub struct PolicyObject<M: PolicyKindInfo> {
     /// `apiVersion`, as written.
@@ -71,6 +79,30 @@ impl<M: PolicyKindInfo> PolicyObject<M> {
             "metadata": {"name": self.metadata.name, "namespace": self.metadata.namespace},
             "spec": self.spec,
         })
+    }
+}
+
+/// Serialized with the spec as the engine reads it: the manifest loader compares that with
+/// the input to warn about unknown fields (a misspelt `selecter` would otherwise leave
+/// `selector` absent, which selects every pod).
+impl<M: PolicyKindInfo> Serialize for PolicyObject<M> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+            api_version: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            kind: &'a Option<String>,
+            metadata: &'a ObjectMeta,
+            spec: serde_json::Value,
+        }
+        Out {
+            api_version: &self.api_version,
+            kind: &self.kind,
+            metadata: &self.metadata,
+            spec: M::normalize(&self.spec).unwrap_or_else(|| self.spec.clone()),
+        }
+        .serialize(serializer)
     }
 }
 
@@ -137,7 +169,7 @@ impl<M: PolicyKindInfo> ClusterKind for PolicyObject<M> {
 }
 
 macro_rules! policy_kind {
-    ($(#[$doc:meta])* $marker:ident, $alias:ident, $field:ident, $kind:literal, $group:literal, $version:literal, $plural:literal, $namespaced:literal) => {
+    ($(#[$doc:meta])* $marker:ident, $alias:ident, $field:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $namespaced:literal) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq)]
         pub struct $marker;
@@ -148,6 +180,11 @@ macro_rules! policy_kind {
             const VERSION: &'static str = $version;
             const PLURAL: &'static str = $plural;
             const NAMESPACED: bool = $namespaced;
+
+            fn normalize(spec: &serde_json::Value) -> Option<serde_json::Value> {
+                let typed: $spec = serde_json::from_value(spec.clone()).ok()?;
+                serde_json::to_value(typed).ok()
+            }
 
             fn of(objects: &ClusterObjects) -> &Vec<Arc<PolicyObject<Self>>> {
                 &objects.$field
@@ -165,46 +202,46 @@ macro_rules! policy_kind {
 
 policy_kind!(
     /// Calico `NetworkPolicy`.
-    CalicoNetworkPolicyKind, CalicoNetworkPolicy, calico_policies, "NetworkPolicy", "projectcalico.org", "v3",
+    CalicoNetworkPolicyKind, CalicoNetworkPolicy, calico_policies, CalicoPolicySpec, "NetworkPolicy", "projectcalico.org", "v3",
     "networkpolicies", true
 );
 policy_kind!(
     /// Calico `GlobalNetworkPolicy`.
-    CalicoGlobalNetworkPolicyKind, CalicoGlobalNetworkPolicy, calico_global_policies, "GlobalNetworkPolicy",
+    CalicoGlobalNetworkPolicyKind, CalicoGlobalNetworkPolicy, calico_global_policies, CalicoPolicySpec, "GlobalNetworkPolicy",
     "projectcalico.org", "v3", "globalnetworkpolicies", false
 );
 policy_kind!(
     /// Calico `Tier`.
-    CalicoTierKind, CalicoTier, calico_tiers, "Tier", "projectcalico.org", "v3", "tiers", false
+    CalicoTierKind, CalicoTier, calico_tiers, TierSpec, "Tier", "projectcalico.org", "v3", "tiers", false
 );
 policy_kind!(
     /// Calico `StagedNetworkPolicy`.
-    StagedNetworkPolicyKind, StagedNetworkPolicy, staged_policies, "StagedNetworkPolicy", "projectcalico.org",
+    StagedNetworkPolicyKind, StagedNetworkPolicy, staged_policies, CalicoPolicySpec, "StagedNetworkPolicy", "projectcalico.org",
     "v3", "stagednetworkpolicies", true
 );
 policy_kind!(
     /// Calico `StagedGlobalNetworkPolicy`.
-    StagedGlobalNetworkPolicyKind, StagedGlobalNetworkPolicy, staged_global_policies, "StagedGlobalNetworkPolicy",
+    StagedGlobalNetworkPolicyKind, StagedGlobalNetworkPolicy, staged_global_policies, CalicoPolicySpec, "StagedGlobalNetworkPolicy",
     "projectcalico.org", "v3", "stagedglobalnetworkpolicies", false
 );
 policy_kind!(
     /// Calico `StagedKubernetesNetworkPolicy`.
-    StagedKubernetesNetworkPolicyKind, StagedKubernetesNetworkPolicy, staged_kubernetes_policies,
+    StagedKubernetesNetworkPolicyKind, StagedKubernetesNetworkPolicy, staged_kubernetes_policies, NetworkPolicySpec,
     "StagedKubernetesNetworkPolicy", "projectcalico.org", "v3",
     "stagedkubernetesnetworkpolicies", true
 );
 policy_kind!(
     /// `AdminNetworkPolicy` (v1alpha1).
-    AdminNetworkPolicyKind, AdminNetworkPolicy, admin_policies, "AdminNetworkPolicy",
+    AdminNetworkPolicyKind, AdminNetworkPolicy, admin_policies, AdminSpec, "AdminNetworkPolicy",
     "policy.networking.k8s.io", "v1alpha1", "adminnetworkpolicies", false
 );
 policy_kind!(
     /// `BaselineAdminNetworkPolicy` (v1alpha1).
-    BaselineAdminNetworkPolicyKind, BaselineAdminNetworkPolicy, baseline_admin_policies, "BaselineAdminNetworkPolicy",
+    BaselineAdminNetworkPolicyKind, BaselineAdminNetworkPolicy, baseline_admin_policies, AdminSpec, "BaselineAdminNetworkPolicy",
     "policy.networking.k8s.io", "v1alpha1", "baselineadminnetworkpolicies", false
 );
 policy_kind!(
     /// `ClusterNetworkPolicy` (v1alpha2).
-    ClusterNetworkPolicyKind, ClusterNetworkPolicy, cluster_network_policies, "ClusterNetworkPolicy",
+    ClusterNetworkPolicyKind, ClusterNetworkPolicy, cluster_network_policies, AdminSpec, "ClusterNetworkPolicy",
     "policy.networking.k8s.io", "v1alpha2", "clusternetworkpolicies", false
 );

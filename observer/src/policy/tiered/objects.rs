@@ -4,10 +4,10 @@
 //! validates and defaults them.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `metadata` of any of these objects.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct Meta {
     /// Object name.
     #[serde(default)]
@@ -17,7 +17,7 @@ pub struct Meta {
 }
 
 /// A Calico object: `metadata` and a `spec` of type `S`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct Object<S> {
     /// Name and namespace.
     #[serde(default)]
@@ -27,7 +27,7 @@ pub struct Object<S> {
 }
 
 /// Spec of Calico `NetworkPolicy`, `GlobalNetworkPolicy` and their staged forms.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CalicoPolicySpec {
     /// Tier name (`default` when absent).
@@ -49,7 +49,7 @@ pub struct CalicoPolicySpec {
 }
 
 /// A Calico rule.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CalicoRule {
     /// Allow, Deny, Pass or Log.
@@ -70,7 +70,7 @@ pub struct CalicoRule {
 }
 
 /// A protocol by name or number.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum ProtocolValue {
     /// 1-255.
@@ -80,7 +80,7 @@ pub enum ProtocolValue {
 }
 
 /// An ICMP type and optional code.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 pub struct IcmpMatch {
     /// ICMP type.
     #[serde(rename = "type")]
@@ -90,7 +90,7 @@ pub struct IcmpMatch {
 }
 
 /// A rule's source or destination.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntityRule {
     /// CIDRs the address must be in.
@@ -112,7 +112,7 @@ pub struct EntityRule {
 }
 
 /// A port, a range or a port name.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum PortValue {
     /// A port number.
@@ -122,7 +122,7 @@ pub enum PortValue {
 }
 
 /// Pods by service account: names and a selector on the account's labels, ANDed.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct ServiceAccountMatch {
     /// Service account names.
     pub names: Option<Vec<String>>,
@@ -131,7 +131,7 @@ pub struct ServiceAccountMatch {
 }
 
 /// Spec of a Calico `Tier`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TierSpec {
     /// Position among tiers; absent is last.
@@ -141,7 +141,7 @@ pub struct TierSpec {
 }
 
 /// Spec of AdminNetworkPolicy, BaselineAdminNetworkPolicy and ClusterNetworkPolicy.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminSpec {
     /// ClusterNetworkPolicy: `Admin` or `Baseline`.
@@ -158,7 +158,7 @@ pub struct AdminSpec {
 }
 
 /// The pods an admin policy applies to: one of the two.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct AdminSubject {
     /// Every pod of the selected namespaces.
     pub namespaces: Option<LabelSelector>,
@@ -167,7 +167,7 @@ pub struct AdminSubject {
 }
 
 /// Pods by namespace and pod labels.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminPods {
     /// Namespaces.
@@ -177,7 +177,7 @@ pub struct AdminPods {
 }
 
 /// An admin policy rule.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct AdminRule {
     /// Rule name.
     pub name: Option<String>,
@@ -195,7 +195,7 @@ pub struct AdminRule {
 }
 
 /// A peer of an admin rule: one of the four.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct AdminPeer {
     /// Pods of these namespaces.
     pub namespaces: Option<LabelSelector>,
@@ -208,7 +208,7 @@ pub struct AdminPeer {
 }
 
 /// A v1alpha1 port: one of the three.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminPort {
     /// One port.
@@ -220,7 +220,7 @@ pub struct AdminPort {
 }
 
 /// `portNumber`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct AdminPortNumber {
     /// TCP (default), UDP or SCTP.
     pub protocol: Option<String>,
@@ -229,7 +229,7 @@ pub struct AdminPortNumber {
 }
 
 /// `portRange`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct AdminPortRange {
     /// TCP (default), UDP or SCTP.
     pub protocol: Option<String>,
@@ -240,7 +240,7 @@ pub struct AdminPortRange {
 }
 
 /// A v1alpha2 protocol entry.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminProtocol {
     /// TCP ports.
@@ -254,7 +254,7 @@ pub struct AdminProtocol {
 }
 
 /// Ports of one protocol.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminProtocolPorts {
     /// Absent: every port of the protocol.
@@ -262,7 +262,7 @@ pub struct AdminProtocolPorts {
 }
 
 /// A number or a range.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct AdminDestinationPort {
     /// One port.
     pub number: Option<u16>,
@@ -271,7 +271,7 @@ pub struct AdminDestinationPort {
 }
 
 /// `range`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct AdminRange {
     /// First port.
     pub start: u16,

@@ -318,7 +318,9 @@ fn an_unknown_field_of_a_calico_policy_is_warned_about() {
         "{warnings:?}"
     );
     assert!(
-        warnings.iter().any(|w| w.contains("spec.ingress[0].sourse")),
+        warnings
+            .iter()
+            .any(|w| w.contains("spec.ingress[0].sourse")),
         "{warnings:?}"
     );
     assert_eq!(warnings.len(), 2, "{warnings:?}");

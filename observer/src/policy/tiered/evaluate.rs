@@ -156,13 +156,37 @@ impl TieredEngine {
     /// to it and govern the direction, in walk order, so that judging a flow touches only
     /// those. Without it (and for staged verdicts) every policy of every tier is checked.
     pub fn index(&mut self, world: &World) {
-        let mut members = Vec::with_capacity(world.pods.len());
+        // A subject's namespaces are checked once per namespace, its selector only for
+        // the pods of the namespaces in scope.
+        let mut by_namespace: std::collections::HashMap<&str, Vec<usize>> =
+            std::collections::HashMap::new();
         for (pod, subject) in world.pods.iter().enumerate() {
-            let mut lists: [Vec<(u32, u32)>; 2] = [Vec::new(), Vec::new()];
-            for (position, (_, tier_members)) in self.tiers.iter().enumerate() {
-                for &index in tier_members {
-                    let policy = &self.policies[index];
-                    if policy.staged || !applies(world, policy, pod, subject) {
+            by_namespace
+                .entry(subject.namespace.as_str())
+                .or_default()
+                .push(pod);
+        }
+        let mut members: Vec<[Vec<(u32, u32)>; 2]> =
+            vec![[Vec::new(), Vec::new()]; world.pods.len()];
+        // Policies in walk order, so each pod's lists come out in walk order too.
+        for (position, (_, tier_members)) in self.tiers.iter().enumerate() {
+            for &index in tier_members {
+                let policy = &self.policies[index];
+                if policy.staged || !(policy.ingress_type || policy.egress_type) {
+                    continue;
+                }
+                let scope = subject_namespaces(policy);
+                let namespaces: Box<dyn Iterator<Item = &Vec<usize>>> = match scope {
+                    NamespaceScope::Only(ns) => Box::new(by_namespace.get(ns.as_str()).into_iter()),
+                    _ => Box::new(
+                        by_namespace
+                            .iter()
+                            .filter(|(ns, _)| in_scope(world, scope, ns))
+                            .map(|(_, pods)| pods),
+                    ),
+                };
+                for &pod in namespaces.flatten() {
+                    if !selects(world, policy, pod) {
                         continue;
                     }
                     for (direction, governs) in [policy.egress_type, policy.ingress_type]
@@ -170,12 +194,11 @@ impl TieredEngine {
                         .enumerate()
                     {
                         if governs {
-                            lists[direction].push((position as u32, index as u32));
+                            members[pod][direction].push((position as u32, index as u32));
                         }
                     }
                 }
             }
-            members.push(lists);
         }
         self.members = members;
     }
@@ -342,21 +365,33 @@ fn in_scope(world: &World, scope: &NamespaceScope, name: &str) -> bool {
 }
 
 fn applies(world: &World, policy: &Policy, index: usize, pod: &WorldPod) -> bool {
+    in_scope(world, subject_namespaces(policy), &pod.namespace) && selects(world, policy, index)
+}
+
+/// The namespaces a policy's subject is in.
+fn subject_namespaces(policy: &Policy) -> &NamespaceScope {
+    match &policy.subject {
+        Subject::Calico { namespaces, .. } | Subject::Labels { namespaces, .. } => namespaces,
+    }
+}
+
+/// Whether the policy's subject selects pod `index`, its namespace aside.
+fn selects(world: &World, policy: &Policy, index: usize) -> bool {
     match &policy.subject {
         Subject::Calico {
             selector,
-            namespaces,
             service_accounts,
+            ..
         } => {
-            in_scope(world, namespaces, &pod.namespace)
-                && selector.matches(&pod_calico(world, index))
+            selector.matches(&pod_calico(world, index))
                 && service_accounts
                     .as_ref()
                     .is_none_or(|sa| sa.matches(&pod_service_account(world, index)))
         }
-        Subject::Labels { namespaces, pods } => {
-            in_scope(world, namespaces, &pod.namespace) && pods.matches(&pod.labels)
-        }
+        Subject::Labels { pods, .. } => world
+            .pods
+            .get(index)
+            .is_some_and(|pod| pods.matches(&pod.labels)),
     }
 }
 

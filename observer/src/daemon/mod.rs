@@ -7,11 +7,12 @@
 //! (gRPC streams) run in their own tasks. Shared between tasks: the hub (its ring and sink
 //! list behind short locks) and counters (atomics).
 
+mod config;
 mod links;
 mod poller;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+pub use config::{ClusterConfig, RunConfig};
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -23,17 +24,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::api::server as api_server;
-use crate::cluster::kubernetes::{KubernetesSource, KubernetesSourceConfig};
+use crate::cluster::kubernetes::KubernetesSource;
 use crate::cluster::publish::{SourceStats, watch_kubernetes, watch_manifests};
 use crate::cluster::source::SourceCounters;
 use crate::cluster::view::ClusterView;
 use crate::datapath::{
-    Attachments, Datapath, DatapathConfig, DatapathMaps, EventReaderStats, InterfacePattern,
-    LinkEvent, watch_links,
+    Attachments, Datapath, DatapathMaps, EventReaderStats, InterfacePattern, LinkEvent, watch_links,
 };
 use crate::enrich::{Enricher, NatTable};
-use crate::export::{FlowLog, FlowLogStats, FlowLogTarget, Rotation};
-use crate::flow::{ConnectionTable, InterfaceNames, Sweep, TableConfig, WallClock};
+use crate::export::{FlowLog, FlowLogStats};
+use crate::flow::{ConnectionTable, InterfaceNames, Sweep, WallClock};
 use crate::hub::{FlowHub, WhenFull};
 use crate::metrics::{Metrics, server as metrics_server};
 use crate::stats::RunStats;
@@ -53,60 +53,6 @@ const DEPARTED_NAMES: usize = 4_096;
 const FLOW_LOG_QUEUE: usize = 16_384;
 /// Records queued for the metrics before they are dropped (and counted).
 const METRICS_QUEUE: usize = 16_384;
-
-/// Where `observer run` learns about the cluster.
-#[derive(Clone, Debug)]
-pub enum ClusterConfig {
-    /// No cluster state: records carry addresses only.
-    None,
-    /// Manifest files or directories, reloaded when they change; `strict` refuses objects
-    /// with unknown fields.
-    Manifests {
-        /// Files or directories.
-        paths: Vec<PathBuf>,
-        /// Refuse unknown fields.
-        strict: bool,
-    },
-    /// The Kubernetes API (watches).
-    Kubernetes(KubernetesSourceConfig),
-}
-
-/// Everything `observer run` needs.
-#[derive(Clone, Debug)]
-pub struct RunConfig {
-    /// Which interfaces to attach to.
-    pub interfaces: InterfacePattern,
-    /// Where records go.
-    pub flow_log: FlowLogTarget,
-    /// Size limit and rotation of a file flow log (`None`: grows until rotated outside).
-    pub flow_log_rotation: Option<Rotation>,
-    /// Where the stats JSON is written (each poll and at exit).
-    pub stats_file: Option<PathBuf>,
-    /// Map sizes.
-    pub datapath: DatapathConfig,
-    /// Expiry and reporting.
-    pub table: TableConfig,
-    /// How often the flow map is read.
-    pub poll_interval: Duration,
-    /// Also attach the empty classifier (the benchmark's cost floor).
-    pub attach_empty_program: bool,
-    /// Where the cluster state comes from.
-    pub cluster: ClusterConfig,
-    /// How long ended IP holdings are kept for late records.
-    pub identity_retention: Duration,
-    /// Where the gRPC API listens (`None`: no API).
-    pub grpc_listen: Option<crate::api::listen::ApiAddress>,
-    /// Flows the hub keeps for API subscribers to read and resume from.
-    pub api_buffer_flows: usize,
-    /// TLS for the API (`None`: plaintext).
-    pub api_tls: Option<api_server::TlsFiles>,
-    /// Flow streams the API serves at once.
-    pub api_max_streams: usize,
-    /// Where Prometheus metrics are served (`None`: not served).
-    pub metrics_listen: Option<SocketAddr>,
-    /// This node's name, stamped on every record.
-    pub node_name: Option<String>,
-}
 
 /// Runs until SIGINT or SIGTERM, then writes every connection it has and detaches.
 pub async fn run(config: RunConfig) -> Result<()> {
@@ -324,36 +270,15 @@ pub async fn run(config: RunConfig) -> Result<()> {
 
 /// The node's NAT table, for Service backends on other nodes. None when the kernel does
 /// not expose it (no conntrack); records then say their backend is unresolved.
-/// Logs what this configuration may need under a new-flow flood, and warns when the
-/// cgroup's memory limit is lower (the daemon would be killed in a flood).
+/// Logs the memory this configuration may need under a flood (`memory::budget`).
 fn check_memory_budget(config: &RunConfig, cpus: u32) {
-    use crate::memory::budget::{BudgetInputs, budget, mib};
-    let need = budget(&BudgetInputs {
+    crate::memory::check_budget(&crate::memory::budget::BudgetInputs {
         flow_map_entries: config.datapath.flow_map_entries.into(),
         flow_cache_slots: config.datapath.flow_cache_slots.into(),
         ring_buffer_bytes: config.datapath.ring_buffer_bytes.into(),
         max_connections: config.table.max_connections as u64,
         cpus: cpus.into(),
     });
-    let limit = crate::memory::cgroup_memory_limit();
-    info!(
-        kernel_maps_mib = mib(need.kernel_maps),
-        flood_peak_mib = mib(need.userspace_peak),
-        cpus,
-        limit_mib = limit.map(mib),
-        "memory budget"
-    );
-    if let Some(limit) = limit
-        && limit < need.total()
-    {
-        warn!(
-            limit_mib = mib(limit),
-            need_mib = mib(need.total()),
-            "the memory limit is below what a new-flow flood may need with these settings \
-             (BPF maps for {cpus} CPUs plus the daemon's peak): raise the limit, or lower \
-             --max-connections or --flow-map-entries (deploy/README.md, Memory)"
-        );
-    }
 }
 
 fn read_conntrack() -> Option<NatTable> {

@@ -30,3 +30,30 @@ pub fn cgroup_memory_limit() -> Option<u64> {
     }
     None
 }
+
+/// Logs what the settings may need under a new-flow flood, and warns when the cgroup's
+/// memory limit is lower (the daemon would be killed in a flood).
+pub fn check_budget(inputs: &budget::BudgetInputs) {
+    use budget::mib;
+    let need = budget::budget(inputs);
+    let limit = cgroup_memory_limit();
+    tracing::info!(
+        kernel_maps_mib = mib(need.kernel_maps),
+        flood_peak_mib = mib(need.userspace_peak),
+        cpus = inputs.cpus,
+        limit_mib = limit.map(mib),
+        "memory budget"
+    );
+    if let Some(limit) = limit
+        && limit < need.total()
+    {
+        tracing::warn!(
+            limit_mib = mib(limit),
+            need_mib = mib(need.total()),
+            "the memory limit is below what a new-flow flood may need with these settings \
+             (BPF maps for {} CPUs plus the daemon's peak): raise the limit, or lower \
+             --max-connections or --flow-map-entries (deploy/README.md, Memory)",
+            inputs.cpus
+        );
+    }
+}

@@ -16,7 +16,7 @@
 //! - `calico_selector`: Calico's selector language, parsed with positions in errors.
 //! - `compile`: objects → policies in tiers, with each kind's defaulting.
 //! - `model`: the compiled form, and the world (namespaces, pods, nodes) flows are judged in.
-//! - `evaluate`: the tier walk.
+//! - `evaluate`: the tier walk; `matching`: whether a policy applies and a rule matches.
 //! - `verdict`: its outcome in the verdict shape records and the API carry.
 //!
 //! `crate::cluster::tiered_view` builds it for a cluster state that holds any of these
@@ -25,6 +25,7 @@
 pub mod calico_selector;
 mod compile;
 mod evaluate;
+mod matching;
 pub mod model;
 pub mod objects;
 mod verdict;

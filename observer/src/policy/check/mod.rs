@@ -12,14 +12,20 @@
 //! [`CheckError::Line`], naming the 1-based line number. Blank lines are skipped.
 
 use std::io::{BufRead, Read, Write};
-use std::net::IpAddr;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+mod endpoint;
+mod tiered;
+
+use endpoint::{EndpointOut, EndpointSpec, parse_endpoint};
+
+pub use tiered::{AddressFlow, TieredJudge, TieredJudges};
+
 use super::evaluate::evaluate;
-use super::model::{Endpoint, FlowQuery, Protocol};
+use super::model::{FlowQuery, Protocol};
 use super::snapshot::PolicySnapshot;
 use observer_api::record::{FlowRecord, RecordEndpoint};
 use observer_api::verdict::{Verdict, VerdictKind};
@@ -88,45 +94,6 @@ pub fn check_lines(
     output: impl Write,
 ) -> Result<CheckSummary, CheckError> {
     check_lines_with(snapshot, TieredJudges::default(), input, output)
-}
-
-/// The tiered judges `check` uses besides the NetworkPolicy engine.
-#[derive(Clone, Copy, Default)]
-pub struct TieredJudges<'a> {
-    /// Judges every line: the cluster holds Calico, AdminNetworkPolicy or
-    /// ClusterNetworkPolicy objects.
-    pub all: Option<&'a dyn TieredJudge>,
-    /// Judges the lines of protocols NetworkPolicy does not name (ICMP...), as the CNIs
-    /// that enforce NetworkPolicy do (`cni-dependent`).
-    pub other_protocols: Option<&'a dyn TieredJudge>,
-}
-
-/// Judges flows by every policy kind: the tiered engine's verdict, for a cluster that
-/// holds Calico, AdminNetworkPolicy or ClusterNetworkPolicy objects (the cluster module
-/// builds it; this module only calls it, so that `policy` does not depend on `cluster`).
-pub trait TieredJudge {
-    /// The verdict on a flow between two addresses.
-    fn judge(&self, flow: &AddressFlow) -> super::Verdict;
-
-    /// The verdict with the staged policies enforced; `None` when the cluster has none.
-    fn judge_staged(&self, _flow: &AddressFlow) -> Option<super::Verdict> {
-        None
-    }
-}
-
-/// A flow between two addresses, as a [`TieredJudge`] takes it.
-#[derive(Clone, Copy, Debug)]
-pub struct AddressFlow {
-    /// Source address.
-    pub source: IpAddr,
-    /// Destination address.
-    pub destination: IpAddr,
-    /// IP protocol number.
-    pub protocol: u8,
-    /// Destination port (TCP, UDP, SCTP).
-    pub port: Option<u16>,
-    /// ICMP type and code.
-    pub icmp: Option<(u8, u8)>,
 }
 
 /// [`check_lines`], with the tiered judges (see [`TieredJudges`]).
@@ -426,150 +393,6 @@ fn port_value(v: &Value, field: &str) -> Result<u16, String> {
 }
 
 /// A parsed endpoint before lookup.
-#[derive(Debug, Default)]
-struct EndpointSpec {
-    ip: Option<IpAddr>,
-    namespace: Option<String>,
-    pod: Option<String>,
-    node: Option<String>,
-    port: Option<u16>,
-}
-
-fn parse_endpoint(v: Option<&Value>, field: &str) -> Result<EndpointSpec, String> {
-    let expected = "expected \"namespace/pod\", an IP address, or an object with ip, \
-                    namespace+pod or node";
-    match v {
-        None | Some(Value::Null) => Err(format!("{field}: missing")),
-        Some(Value::String(s)) => {
-            if let Ok(ip) = s.parse::<IpAddr>() {
-                return Ok(EndpointSpec {
-                    ip: Some(ip),
-                    ..EndpointSpec::default()
-                });
-            }
-            match s.split_once('/') {
-                Some((ns, pod)) if !ns.is_empty() && !pod.is_empty() && !pod.contains('/') => {
-                    Ok(EndpointSpec {
-                        namespace: Some(ns.into()),
-                        pod: Some(pod.into()),
-                        ..EndpointSpec::default()
-                    })
-                }
-                _ => Err(format!("{field}: {expected}, got {s:?}")),
-            }
-        }
-        Some(Value::Object(o)) => {
-            let text = |k: &str| -> Result<Option<String>, String> {
-                match o.get(k) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-                    Some(other) => Err(format!(
-                        "{field}.{k}: expected a non-empty string, got {other}"
-                    )),
-                }
-            };
-            let ip = text("ip")?
-                .map(|s| {
-                    s.parse::<IpAddr>()
-                        .map_err(|_| format!("{field}.ip: invalid IP address {s:?}"))
-                })
-                .transpose()?;
-            let port = match o.get("port") {
-                None | Some(Value::Null) => None,
-                Some(p) => Some(port_value(p, &format!("{field}.port"))?),
-            };
-            let spec = EndpointSpec {
-                ip,
-                namespace: text("namespace")?,
-                pod: text("pod")?,
-                node: text("node")?,
-                port,
-            };
-            // A pod's `node` (flow-log records carry it) only says where it runs.
-            match (&spec.namespace, &spec.pod, &spec.node, spec.ip) {
-                (Some(_), Some(_), _, _)
-                | (None, None, Some(_), _)
-                | (None, None, None, Some(_)) => Ok(spec),
-                (None, Some(_), _, _) => Err(format!("{field}.namespace: required with pod")),
-                _ => Err(format!("{field}: {expected}")),
-            }
-        }
-        Some(other) => Err(format!("{field}: {expected}, got {other}")),
-    }
-}
-
-impl EndpointSpec {
-    fn resolve(&self, snap: &PolicySnapshot) -> Result<Endpoint, String> {
-        if let (Some(ns), Some(pod)) = (&self.namespace, &self.pod) {
-            let id = snap
-                .pod_id(ns, pod)
-                .ok_or_else(|| format!("unknown pod {ns}/{pod}"))?;
-            return Ok(Endpoint::Pod { id, ip: self.ip });
-        }
-        if let Some(node) = &self.node {
-            let id = snap
-                .node_id(node)
-                .ok_or_else(|| format!("unknown node {node}"))?;
-            return Ok(Endpoint::Node { id, ip: self.ip });
-        }
-        match self.ip {
-            Some(ip) => Ok(snap.resolve_ip(ip)),
-            None => Err("endpoint has no address".into()),
-        }
-    }
-
-    /// What the endpoint resolved to, for the output line.
-    fn echo(&self, snap: &PolicySnapshot) -> EndpointOut {
-        let ip = |fallback: Option<&IpAddr>| self.ip.or(fallback.copied()).map(|i| i.to_string());
-        match self.resolve(snap) {
-            Ok(Endpoint::Pod { id, .. }) => {
-                let pod = snap.pod(id);
-                EndpointOut {
-                    kind: "pod",
-                    namespace: pod.map(|p| p.namespace.clone()),
-                    pod: pod.map(|p| p.name.clone()),
-                    ip: ip(pod.and_then(|p| p.ips.first())),
-                    ..EndpointOut::default()
-                }
-            }
-            Ok(Endpoint::Node { id, .. }) => {
-                let node = snap.node(id);
-                EndpointOut {
-                    kind: "node",
-                    node: node.map(|n| n.name.clone()),
-                    ip: ip(node.and_then(|n| n.ips.first())),
-                    ..EndpointOut::default()
-                }
-            }
-            Ok(Endpoint::External(addr)) => EndpointOut {
-                kind: "external",
-                ip: Some(addr.to_string()),
-                ..EndpointOut::default()
-            },
-            Err(_) => EndpointOut {
-                kind: "unresolved",
-                namespace: self.namespace.clone(),
-                pod: self.pod.clone(),
-                node: self.node.clone(),
-                ip: ip(None),
-            },
-        }
-    }
-}
-
-#[derive(Debug, Default, Serialize)]
-struct EndpointOut {
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pod: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    node: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ip: Option<String>,
-}
-
 #[derive(Debug, Default, Serialize)]
 struct OutLine {
     line: usize,

@@ -3,6 +3,12 @@
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed=../proto/observer.proto");
     let schema = protox::compile(["observer.proto"], ["../proto"])?;
+    // The encoded schema, for the server's reflection service (grpcurl without a .proto).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("observer_descriptor.bin"),
+        prost::Message::encode_to_vec(&schema),
+    )?;
     tonic_prost_build::configure().compile_fds(schema)?;
     Ok(())
 }

@@ -19,6 +19,10 @@ pub mod vocab;
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod proto {
     tonic::include_proto!("observer.v1");
+
+    /// The schema, encoded (a `FileDescriptorSet`), for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/observer_descriptor.bin"));
 }
 
 #[cfg(test)]

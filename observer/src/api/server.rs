@@ -36,6 +36,9 @@ pub struct ApiConfig {
     /// `RESOURCE_EXHAUSTED`. Each holds at most [`STREAM_QUEUE`] messages, so this bounds the
     /// memory clients can make the daemon hold.
     pub max_streams: usize,
+    /// Readiness for the `grpc.health.v1` service: `NOT_SERVING` until it is true (the
+    /// daemon's first cluster state); `None`: serving at once.
+    pub ready: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Default for ApiConfig {
@@ -43,6 +46,7 @@ impl Default for ApiConfig {
         Self {
             tls: None,
             max_streams: DEFAULT_MAX_STREAMS,
+            ready: None,
         }
     }
 }
@@ -266,25 +270,59 @@ pub async fn serve(
     hub: Arc<FlowHub>,
     config: ApiConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> anyhow::Result<()> {
+    use anyhow::Context;
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = config.tls {
         server = server.tls_config(tls)?;
     }
-    let router = server.add_service(ObserverService::new(hub, config.max_streams).into_server());
+    // The standard services beside ours: health (for probes) and reflection (for grpcurl
+    // and other clients without the .proto).
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_not_serving::<ObserverServer<ObserverService>>()
+        .await;
+    let mut ready = config.ready.clone();
+    tokio::spawn(async move {
+        if let Some(ready) = ready.as_mut() {
+            // The sender gone without readiness: the daemon is stopping; stay NOT_SERVING.
+            if ready.wait_for(|r| *r).await.is_err() {
+                return;
+            }
+        }
+        health
+            .set_serving::<ObserverServer<ObserverService>>()
+            .await;
+    });
+    let reflection = |builder: tonic_reflection::server::Builder<'static>| {
+        builder
+            .register_encoded_file_descriptor_set(crate::wire::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .context("the reflection service (v1)")?;
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .context("the reflection service (v1alpha)")?;
+    let router = server
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ObserverService::new(hub, config.max_streams).into_server());
     match listener.into() {
         ApiListener::Tcp(listener) => {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            router
+            Ok(router
                 .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
+                .await?)
         }
         ApiListener::Unix(listener, _file) => {
             // `_file` lives until serving ends, then removes the socket.
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            router
+            Ok(router
                 .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
+                .await?)
         }
     }
 }

@@ -141,9 +141,21 @@ pub async fn run(config: RunConfig) -> Result<()> {
             let bound = listener.address().unwrap_or(address);
             info!(address = %bound, tls = tls.is_some(), "gRPC API listening");
             let (stop, stopped) = oneshot::channel::<()>();
+            // Health: serving once the first cluster state is in (at once without one).
+            let ready = source_task.as_ref().map(|_| {
+                let (ready_tx, ready_rx) = watch::channel(false);
+                let mut views = view_rx.clone();
+                tokio::spawn(async move {
+                    if views.wait_for(Option::is_some).await.is_ok() {
+                        let _ = ready_tx.send(true);
+                    }
+                });
+                ready_rx
+            });
             let api_config = api_server::ApiConfig {
                 tls,
                 max_streams: config.api_max_streams,
+                ready,
             };
             let serve = api_server::serve(listener, Arc::clone(&hub), api_config, async {
                 let _ = stopped.await;

@@ -58,12 +58,30 @@ async fn health_follows_readiness_and_reflection_lists_the_services() {
         ServingStatus::NotServing as i32,
         "serving before the cluster state"
     );
+    // The readiness probe's command says so too, with its exit code.
+    let probe = move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_observer"))
+            .args([
+                "observe",
+                "--health",
+                "--server",
+                &format!("http://{address}"),
+            ])
+            .output()
+            .expect("observe runs")
+    };
+    let not_ready = tokio::task::spawn_blocking(probe).await.expect("probe");
+    assert!(!not_ready.status.success(), "{not_ready:?}");
+    assert!(String::from_utf8_lossy(&not_ready.stdout).contains(r#""serving":false"#));
     ready_tx.send_replace(true);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while status(&mut health).await.expect("a status") != ServingStatus::Serving as i32 {
         assert!(tokio::time::Instant::now() < deadline, "never serving");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    let ready = tokio::task::spawn_blocking(probe).await.expect("probe");
+    assert!(ready.status.success(), "{ready:?}");
 
     let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {

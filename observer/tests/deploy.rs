@@ -98,8 +98,12 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
         ),
         "{api}"
     );
-    // Probes ask the API itself, with a command the observer accepts.
-    for probe in [&container.readiness_probe, &container.liveness_probe] {
+    // Probes ask the API itself, with a command the observer accepts: readiness its
+    // health service (serving once the cluster state is in), liveness that it answers.
+    for (probe, ask) in [
+        (&container.readiness_probe, "--health"),
+        (&container.liveness_probe, "--status"),
+    ] {
         let command = probe
             .as_ref()
             .and_then(|p| p.exec.as_ref())
@@ -107,7 +111,7 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
             .expect("an exec probe");
         assert_eq!(
             command,
-            ["observer", "observe", "--status", "--server", api.as_str()]
+            ["observer", "observe", ask, "--server", api.as_str()]
         );
         observer::cli::check_args(&command).unwrap_or_else(|e| panic!("{command:?}: {e}"));
     }

@@ -78,6 +78,11 @@ pub struct ObserveArgs {
     /// Print the server's buffer and loss counters instead of flows.
     #[arg(long)]
     status: bool,
+    /// Ask the server's gRPC health service whether the API serves (it does once the
+    /// daemon has its first cluster state): print it, and exit 1 when it does not. For
+    /// readiness probes.
+    #[arg(long, conflicts_with = "status")]
+    health: bool,
     /// CA (PEM) that the server's certificate chains to: connect with TLS (an https://
     /// server address).
     #[arg(long)]
@@ -118,8 +123,24 @@ async fn observe(args: ObserveArgs) -> Result<()> {
         None => None,
     };
     let channel = crate::api::listen::connect(&args.server, tls).await?;
-    let mut client = ObserverClient::new(channel);
     let stdout = std::io::stdout();
+    if args.health {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "observer.v1.Observer".into(),
+            })
+            .await
+            .context("asking the health service")?
+            .into_inner()
+            .status;
+        let serving =
+            status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        writeln!(stdout.lock(), "{}", json!({ "serving": serving }))?;
+        anyhow::ensure!(serving, "the API is not serving yet (no cluster state)");
+        return Ok(());
+    }
+    let mut client = ObserverClient::new(channel);
     if args.status {
         let status = client
             .server_status(ServerStatusRequest {})

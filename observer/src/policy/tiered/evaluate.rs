@@ -238,8 +238,10 @@ impl TieredEngine {
             let (def, _) = &self.tiers[tier?];
             (!passed && !took_part.is_empty() && !def.default_pass).then(|| def.name.clone())
         };
-        for (tier, index) in sequence {
-            if current != Some(tier) {
+        // A final `None` closes the last tier like a change of tier does.
+        for step in sequence.map(Some).chain([None]) {
+            let tier = step.map(|(tier, _)| tier);
+            if current != tier {
                 if let Some(name) = end_of_tier(current, &took_part, passed) {
                     return DirectionOutcome {
                         allowed: false,
@@ -248,10 +250,11 @@ impl TieredEngine {
                         tier_policies: took_part,
                     };
                 }
-                current = Some(tier);
+                current = tier;
                 took_part.clear();
                 passed = false;
             }
+            let Some((_, index)) = step else { break };
             if passed {
                 continue;
             }
@@ -287,14 +290,6 @@ impl TieredEngine {
                     }
                 }
             }
-        }
-        if let Some(name) = end_of_tier(current, &took_part, passed) {
-            return DirectionOutcome {
-                allowed: false,
-                reason: Reason::EndOfTier(name),
-                passes,
-                tier_policies: took_part,
-            };
         }
         DirectionOutcome {
             allowed: true,

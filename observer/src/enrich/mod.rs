@@ -185,42 +185,6 @@ impl Enricher {
         let dst = self.identify(record.dst.ip, t);
         record.src.identity = identity(src);
         record.dst.identity = identity(dst);
-        if let Some(tiered) = &view.tiered {
-            if record
-                .service
-                .as_ref()
-                .is_some_and(|s| s.backend == ServiceBackend::Unresolved)
-            {
-                return;
-            }
-            let icmp = record.icmp.as_ref().map(|i| (i.icmp_type, i.code));
-            // An ICMP record's "port" is its identifier, not a port.
-            let port = Protocol::of_ip(record.protocol).map(|_| record.dst.port);
-            let asked = AddressFlow {
-                source: record.src.ip,
-                destination: record.dst.ip,
-                protocol: record.protocol.0,
-                port,
-                icmp,
-            };
-            record.policy = Some(tiered.judge(&asked));
-            record.staged = tiered.judge_staged(&asked);
-            return;
-        }
-        let Some(protocol) = Protocol::of_ip(record.protocol) else {
-            // ICMP and others: as the CNIs that enforce NetworkPolicy judge them.
-            if let Some(other) = &view.other_protocols {
-                let asked = AddressFlow {
-                    source: record.src.ip,
-                    destination: record.dst.ip,
-                    protocol: record.protocol.0,
-                    port: None,
-                    icmp: record.icmp.as_ref().map(|i| (i.icmp_type, i.code)),
-                };
-                record.policy = Some(other.judge(&asked));
-            }
-            return;
-        };
         if record
             .service
             .as_ref()
@@ -229,6 +193,30 @@ impl Enricher {
             // Policy applies to the backend after DNAT, never to a ClusterIP.
             return;
         }
+        let protocol = Protocol::of_ip(record.protocol);
+        // The tiered engine judges every flow when the cluster has Calico or admin
+        // policies; else, with NetworkPolicies, the protocols they do not name (ICMP...).
+        let tiered = match (&view.tiered, protocol) {
+            (Some(all), _) => Some(all),
+            (None, None) => view.other_protocols.as_ref(),
+            (None, Some(_)) => None,
+        };
+        if let Some(tiered) = tiered {
+            let asked = AddressFlow {
+                source: record.src.ip,
+                destination: record.dst.ip,
+                protocol: record.protocol.0,
+                // An ICMP record's "port" is its identifier, not a port.
+                port: protocol.map(|_| record.dst.port),
+                icmp: record.icmp.as_ref().map(|i| (i.icmp_type, i.code)),
+            };
+            record.policy = Some(tiered.judge(&asked));
+            record.staged = tiered.judge_staged(&asked);
+            return;
+        }
+        let Some(protocol) = protocol else {
+            return;
+        };
         let (Some(src), Some(dst)) = (
             endpoint(view, record.src.ip, src),
             endpoint(view, record.dst.ip, dst),

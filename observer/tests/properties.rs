@@ -334,14 +334,7 @@ fn tiered_world(c: &Cluster) -> observer::policy::tiered::model::World {
             ports: pod
                 .ports
                 .iter()
-                .filter_map(|p| {
-                    let protocol = match p.protocol {
-                        Protocol::Tcp => 6,
-                        Protocol::Udp => 17,
-                        Protocol::Sctp => 132,
-                    };
-                    Some((p.name.clone()?, p.port, protocol))
-                })
+                .filter_map(|p| Some((p.name.clone()?, p.port, p.protocol.ip().0)))
                 .collect(),
             service_account: "default".into(),
         });
@@ -388,15 +381,10 @@ proptest! {
                 Endpoint::External(ip) => End::Outside(*ip),
                 Endpoint::Node { ip, .. } => End::Outside(ip.expect("an address")),
             };
-            let protocol = match q.protocol {
-                Protocol::Tcp => 6,
-                Protocol::Udp => 17,
-                Protocol::Sctp => 132,
-            };
             let flow = Flow {
                 source: end(&q.src),
                 destination: end(&q.dst),
-                protocol,
+                protocol: q.protocol.ip().0,
                 port: Some(q.port),
                 icmp: None,
             };

@@ -83,7 +83,7 @@ impl TieredView {
             }
         }
         // Every address of a pod (IPv4 and IPv6) is that pod.
-        let pods_in_world = objects.pods.iter().filter(|p| world_pod(p).is_some());
+        let pods_in_world = objects.pods.iter().filter(|p| in_world(p));
         for (i, pod) in pods_in_world.enumerate() {
             let addresses = pod.status.iter().flat_map(|s| {
                 s.pod_ips
@@ -181,11 +181,13 @@ fn world(objects: &ClusterObjects) -> World {
             labels: labels(ns.metadata.labels.as_ref()),
         });
     }
-    for pod in &objects.pods {
-        if let Some(pod) = world_pod(pod) {
-            world.pods.push(pod);
-        }
-    }
+    world.pods.extend(
+        objects
+            .pods
+            .iter()
+            .filter(|p| in_world(p))
+            .map(|p| world_pod(p)),
+    );
     for node in &objects.nodes {
         world.nodes.push(WorldNode {
             name: node.metadata.name.clone().unwrap_or_default(),
@@ -201,30 +203,30 @@ fn world(objects: &ClusterObjects) -> World {
     world
 }
 
-/// A pod as the tiered engine sees it; host-networked pods are their node's address.
-fn world_pod(pod: &Pod) -> Option<WorldPod> {
+/// Whether the tiered engine sees the pod as a pod: a host-networked pod is its node's
+/// address.
+fn in_world(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network) != Some(true)
+}
+
+/// A pod as the tiered engine sees it.
+fn world_pod(pod: &Pod) -> WorldPod {
     let spec = pod.spec.as_ref();
-    if spec.and_then(|s| s.host_network) == Some(true) {
-        return None;
-    }
     let ports = spec
         .into_iter()
         .flat_map(|s| s.containers.iter())
         .flat_map(|c| c.ports.iter().flatten())
         .filter_map(|p| {
-            let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
-                "UDP" => 17,
-                "SCTP" => 132,
-                _ => 6,
-            };
+            let protocol =
+                crate::policy::Protocol::from_api(p.protocol.as_deref().unwrap_or("TCP"))?;
             Some((
                 p.name.clone()?,
                 u16::try_from(p.container_port).ok()?,
-                protocol,
+                protocol.ip().0,
             ))
         })
         .collect();
-    Some(WorldPod {
+    WorldPod {
         namespace: pod
             .metadata
             .namespace
@@ -241,5 +243,5 @@ fn world_pod(pod: &Pod) -> Option<WorldPod> {
         service_account: spec
             .and_then(|s| s.service_account_name.clone())
             .unwrap_or_else(|| "default".into()),
-    })
+    }
 }

@@ -53,6 +53,16 @@ impl Protocol {
         }
     }
 
+    /// The IP protocol number (the inverse of [`Protocol::of_ip`]).
+    pub fn ip(self) -> observer_api::vocab::IpProtocol {
+        use observer_api::vocab::IpProtocol;
+        match self {
+            Self::Tcp => IpProtocol::TCP,
+            Self::Udp => IpProtocol::UDP,
+            Self::Sctp => IpProtocol::SCTP,
+        }
+    }
+
     /// Parses any case, for user input such as flow files.
     pub fn from_any_case(s: &str) -> Option<Self> {
         Self::from_api(&s.to_ascii_uppercase())

@@ -271,9 +271,7 @@ fn judge(
     if let Some(tiered) = tiered {
         let address = |e: &EndpointOut| e.ip.as_deref().and_then(|ip| ip.parse().ok());
         let number = match proto {
-            ProtoField::Known(Protocol::Tcp) => Some(6),
-            ProtoField::Known(Protocol::Udp) => Some(17),
-            ProtoField::Known(Protocol::Sctp) => Some(132),
+            ProtoField::Known(p) => Some(p.ip().0),
             ProtoField::Icmp("ICMP") => Some(1),
             ProtoField::Icmp("ICMPv6") => Some(58),
             ProtoField::Icmp(_) => None,

@@ -63,11 +63,17 @@ fn check(flows: &str) -> (Vec<Value>, String) {
 
 /// Runs `observer check` on `manifests` (written to a file named by `tag`) and `flows`.
 fn check_with(tag: &str, manifests: &str, flows: &str) -> (Vec<Value>, String) {
+    check_with_args(tag, manifests, flows, &[])
+}
+
+/// [`check_with`], with more arguments for `observer check`.
+fn check_with_args(tag: &str, manifests: &str, flows: &str, args: &[&str]) -> (Vec<Value>, String) {
     let path = std::env::temp_dir().join(format!("check-tiered-{}-{tag}.yaml", std::process::id()));
     std::fs::write(&path, manifests).expect("write manifests");
     let mut child = Command::new(env!("CARGO_BIN_EXE_observer"))
         .args(["check", "--flows", "-", "--manifests"])
         .arg(&path)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -240,4 +246,87 @@ fn a_staged_policy_s_verdict_is_shown_beside_the_enforced_one() {
         "{}",
         lines[0]
     );
+}
+
+/// Nodes, a host-networked agent on `n2`, and a database on `n1` that admits the nodes'
+/// network on its port only.
+const NODES_AND_HOST_NETWORK: &str = "\
+apiVersion: v1\nkind: NodeList\nitems:\n\
+- metadata: {name: n1}\n  status: {addresses: [{type: InternalIP, address: 192.168.0.1}]}\n\
+- metadata: {name: n2}\n  status: {addresses: [{type: InternalIP, address: 192.168.0.2}]}\n\
+---\napiVersion: v1\nkind: PodList\nitems:\n\
+- metadata: {name: db-0, namespace: shop, labels: {app: db}}\n  \
+  spec: {nodeName: n1, containers: [{name: pg, image: pg}]}\n  status: {podIP: 10.1.0.5}\n\
+- metadata: {name: api-0, namespace: shop, labels: {app: api}}\n  \
+  spec: {nodeName: n2, containers: [{name: api, image: api}]}\n  status: {podIP: 10.1.0.6}\n\
+- metadata: {name: agent, namespace: shop, labels: {app: agent}}\n  \
+  spec: {nodeName: n2, hostNetwork: true, containers: [{name: a, image: a}]}\n  \
+  status: {podIP: 192.168.0.2}\n\
+---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+metadata: {name: db-from-nodes, namespace: shop}\n\
+spec:\n  podSelector: {matchLabels: {app: db}}\n  \
+  ingress: [{from: [{ipBlock: {cidr: 192.168.0.0/24}}], ports: [{port: 5432}]}]\n";
+
+#[test]
+fn the_cni_profile_decides_what_network_policy_leaves_open() {
+    let flows = concat!(
+        // A host-networked pod: its node's address, which the ipBlock admits, for Calico.
+        r#"{"src":"shop/agent","dst":"shop/db-0","dst_port":5432}"#,
+        "\n",
+        // A ping from the pod's own node: never blocked.
+        r#"{"src":"192.168.0.1","dst":"shop/db-0","protocol":"ICMP","icmp":{"type":8,"code":0}}"#,
+        "\n",
+        // A ping from another pod: the rule names a port, so the isolated pod drops it.
+        r#"{"src":"shop/api-0","dst":"shop/db-0","protocol":"ICMP","icmp":{"type":8,"code":0}}"#,
+        "\n",
+    );
+    let judged = |profile: &str| {
+        let (lines, _) = check_with_args(
+            profile,
+            NODES_AND_HOST_NETWORK,
+            flows,
+            &["--cni-profile", profile],
+        );
+        lines
+            .iter()
+            .map(|l| {
+                let verdict = l["verdict"].as_str().unwrap_or("-");
+                let category = l["category"].as_str().unwrap_or("-");
+                let error = l["error"].as_str().map_or("", |_| " (error)");
+                format!("{verdict} {category}{error}")
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        judged("calico"),
+        [
+            "allow cni-dependent",
+            "allow node-exempt",
+            "deny cni-dependent"
+        ]
+    );
+    assert_eq!(
+        judged("cilium"),
+        [
+            "undefined undefined",
+            "allow node-exempt",
+            "deny cni-dependent"
+        ]
+    );
+    assert_eq!(
+        judged("generic"),
+        ["undefined undefined", "- - (error)", "- - (error)"]
+    );
+}
+
+#[test]
+fn an_unknown_cni_profile_is_refused_with_the_choices() {
+    let out = Command::new(env!("CARGO_BIN_EXE_observer"))
+        .args(["check", "--flows", "-", "--manifests", "/dev/null"])
+        .args(["--cni-profile", "flannel"])
+        .output()
+        .expect("run check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("calico, cilium, generic"), "{stderr}");
 }

@@ -10,8 +10,8 @@ use clap::Args;
 
 use crate::cluster::manifests::{LoadErrorKind, load_paths_strict};
 use crate::cluster::tiered_view::TieredView;
-use crate::policy::PolicySnapshot;
 use crate::policy::check::{CheckError, TieredJudge, TieredJudges, check_lines_with};
+use crate::policy::{CniProfile, PolicySnapshot};
 
 /// Arguments of `observer check`.
 #[derive(Debug, Args)]
@@ -27,6 +27,10 @@ pub struct CheckArgs {
     /// Flows, one JSON object per line (flow-log records are valid input); `-` is stdin.
     #[arg(long)]
     flows: String,
+    /// How the cluster's CNI treats what NetworkPolicy leaves open (ICMP and other
+    /// protocols, host-networked pods): calico, cilium or generic (no verdict there).
+    #[arg(long, default_value_t = CniProfile::default())]
+    cni_profile: CniProfile,
 }
 
 /// Prints one JSON verdict per flow line on stdout; load problems and a summary go to
@@ -77,11 +81,12 @@ pub fn run(args: CheckArgs) -> ExitCode {
     };
     let other = match tiered {
         Some(_) => None,
-        None => TieredView::for_other_protocols(&loaded.objects),
+        None => TieredView::cni_dependent(&loaded.objects),
     };
     let judges = TieredJudges {
         all: tiered.as_ref().map(|t| t as &dyn TieredJudge),
-        other_protocols: other.as_ref().map(|t| t as &dyn TieredJudge),
+        cni_dependent: other.as_ref().map(|t| t as &dyn TieredJudge),
+        profile: args.cni_profile,
     };
     match check_lines_with(&snapshot, judges, reader, io::stdout().lock()) {
         Ok(s) => {

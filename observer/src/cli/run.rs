@@ -90,6 +90,11 @@ pub struct RunArgs {
     /// records written late.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     identity_retention: Duration,
+    /// How the cluster's CNI treats what NetworkPolicy leaves open: ICMP and other
+    /// protocols to an isolated pod (judged by calico and cilium, no verdict by generic)
+    /// and host-networked pods (their node's address for calico, `undefined` otherwise).
+    #[arg(long, default_value_t = crate::policy::CniProfile::default())]
+    cni_profile: crate::policy::CniProfile,
     /// Address of the gRPC API (flows and violations for subscribers; `observer observe`
     /// is a client): host:port, a Unix socket (`unix:///run/observer/api.sock`, mode 0600:
     /// only the daemon's user may connect), or `off`. Without --grpc-tls-* it is plaintext
@@ -227,6 +232,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             ClusterConfig::None
         },
         identity_retention: args.identity_retention,
+        cni_profile: args.cni_profile,
         grpc_listen: args.grpc_listen.0,
         api_buffer_flows: args.api_buffer_flows,
         api_tls: match (args.grpc_tls_cert, args.grpc_tls_key) {

@@ -15,7 +15,7 @@ use super::state::ClusterObjects;
 use crate::policy::check::{AddressFlow, TieredJudge};
 use crate::policy::tiered::model::{World, WorldNamespace, WorldNode, WorldPod};
 use crate::policy::tiered::{End, Flow, TieredEngine, compile_objects};
-use crate::policy::{Category, ObjectError, Tier, Verdict};
+use crate::policy::{Category, DirectionDecision, DirectionVerdict, ObjectError, Tier, Verdict};
 
 /// The engine, the cluster it judges in, and who holds each address.
 #[derive(Debug)]
@@ -23,6 +23,8 @@ pub struct TieredView {
     engine: TieredEngine,
     world: World,
     by_ip: HashMap<IpAddr, End>,
+    /// The node each pod of `world` runs on (an index in `world.nodes`).
+    pod_node: Vec<Option<usize>>,
     /// `Decided`, or `CniDependent` for the view that judges only the protocols
     /// NetworkPolicy does not name.
     category: Category,
@@ -41,11 +43,12 @@ impl TieredView {
         (Some(view), errors)
     }
 
-    /// For a state with NetworkPolicies only: the view that judges the protocols
-    /// NetworkPolicy does not name (ICMP, ICMPv6, others), as Calico and Cilium enforce
-    /// them (a rule without ports admits every protocol), marked `cni-dependent`. `None`
-    /// without NetworkPolicies (nothing isolates a pod).
-    pub fn for_other_protocols(objects: &ClusterObjects) -> Option<Self> {
+    /// For a state with NetworkPolicies only: the view that judges what the API leaves to
+    /// the CNI (`crate::policy::CniProfile`): protocols NetworkPolicy does not name (ICMP,
+    /// ICMPv6, others; a rule without ports admits every protocol) and host-networked pods
+    /// (as their node's address), marked `cni-dependent`. `None` without
+    /// NetworkPolicies (nothing isolates a pod).
+    pub fn cni_dependent(objects: &ClusterObjects) -> Option<Self> {
         if objects.policies.is_empty() {
             return None;
         }
@@ -96,6 +99,21 @@ impl TieredView {
                 by_ip.insert(ip.to_canonical(), End::Pod(i));
             }
         }
+        let node_index: HashMap<&str, usize> = world
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        let pod_node = objects
+            .pods
+            .iter()
+            .filter(|p| in_world(p))
+            .map(|p| {
+                let name = p.spec.as_ref()?.node_name.as_deref()?;
+                node_index.get(name).copied()
+            })
+            .collect();
         let mut engine = TieredEngine::new(compiled.policies, compiled.tiers);
         engine.index(&world);
         (
@@ -103,6 +121,7 @@ impl TieredView {
                 engine,
                 world,
                 by_ip,
+                pod_node,
                 category,
             },
             errors,
@@ -132,6 +151,15 @@ impl TieredView {
     fn verdict(&self, flow: &Flow, staged: bool) -> Verdict {
         let mut verdict = self.engine.verdict(&self.world, flow, staged).owned();
         verdict.category = self.category;
+        if let (End::Node(node, _), End::Pod(pod)) = (flow.source, flow.destination)
+            && self.pod_node.get(pod).copied().flatten() == Some(node)
+        {
+            // A node reaches the pods it runs, whatever their policies (kubelet probes):
+            // Calico, Cilium and the Kubernetes documentation agree.
+            verdict.ingress = DirectionVerdict::without_tiers(DirectionDecision::Exempt);
+            verdict.category = Category::NodeExempt;
+            verdict.allowed = verdict.egress.permits();
+        }
         if self.category == Category::CniDependent {
             // NetworkPolicies alone: named as the NetworkPolicy engine names its tier.
             for step in verdict

@@ -90,9 +90,10 @@ pub struct ClusterView {
     pub tiered: Option<Arc<TieredView>>,
     /// Objects the tiered engine's compiler left out.
     tiered_errors: Arc<Vec<ObjectError>>,
-    /// Without `tiered`: the NetworkPolicies judging the protocols NetworkPolicy does not
-    /// name (ICMP...), as Calico and Cilium do (`cni-dependent`).
-    pub other_protocols: Option<Arc<TieredView>>,
+    /// Without `tiered`: the NetworkPolicies judging what the API leaves to the CNI
+    /// (protocols it does not name, host-networked pods), for the CNI profile to use
+    /// (`cni-dependent`).
+    pub cni_dependent: Option<Arc<TieredView>>,
 }
 
 impl ClusterView {
@@ -158,17 +159,17 @@ impl ClusterView {
         let tiered_inputs = policy_inputs
             || changed.contains_group("projectcalico.org")
             || changed.contains_group("policy.networking.k8s.io");
-        let (tiered, tiered_errors, other_protocols) = match reuse(tiered_inputs) {
+        let (tiered, tiered_errors, cni_dependent) = match reuse(tiered_inputs) {
             Some(prev) => (
                 prev.tiered.clone(),
                 Arc::clone(&prev.tiered_errors),
-                prev.other_protocols.clone(),
+                prev.cni_dependent.clone(),
             ),
             None => {
                 let (tiered, errors) = TieredView::build(objects);
                 let other = match tiered {
                     Some(_) => None,
-                    None => TieredView::for_other_protocols(objects).map(Arc::new),
+                    None => TieredView::cni_dependent(objects).map(Arc::new),
                 };
                 (tiered.map(Arc::new), Arc::new(errors), other)
             }
@@ -184,7 +185,7 @@ impl ClusterView {
                 services,
                 tiered,
                 tiered_errors,
-                other_protocols,
+                cni_dependent,
             },
             errors,
         )

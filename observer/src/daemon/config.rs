@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub cluster: ClusterConfig,
     /// How long ended IP holdings are kept for late records.
     pub identity_retention: Duration,
+    /// What the cluster's CNI does where NetworkPolicy is silent.
+    pub cni_profile: crate::policy::CniProfile,
     /// Where the gRPC API listens (`None`: no API).
     pub grpc_listen: Option<crate::api::listen::ApiAddress>,
     /// Flows the hub keeps for API subscribers to read and resume from.

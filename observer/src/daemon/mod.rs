@@ -200,7 +200,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
         release: Vec::new(),
         stats: RunStats::default(),
         pattern: config.interfaces.clone(),
-        enricher: Enricher::new(config.identity_retention.as_nanos() as u64),
+        enricher: Enricher::new(config.identity_retention.as_nanos() as u64)
+            .with_cni_profile(config.cni_profile),
         source_stats: Arc::clone(&source_stats),
         waiting_for_view: source_task.is_some(),
         node_name: config.node_name.clone(),

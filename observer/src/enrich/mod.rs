@@ -20,12 +20,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::cluster::identity::IdentityHistory;
+use crate::cluster::tiered_view::TieredView;
 use crate::cluster::view::{ClusterView, Holder};
 use crate::flow::{
     EndpointIdentity, FlowRecord, FlowState, IpProtocol, ServiceBackend, ServiceInfo, WorkloadInfo,
 };
 use crate::policy::check::{AddressFlow, TieredJudge};
-use crate::policy::{Endpoint, FlowQuery, Protocol, evaluate};
+use crate::policy::{Category, CniProfile, Endpoint, FlowQuery, Protocol, evaluate};
 
 /// How many past views are kept for verdicts of flows that started under them.
 const KEPT_VIEWS: usize = 16;
@@ -38,6 +39,8 @@ pub struct Enricher {
     history: IdentityHistory,
     /// (valid from, view), oldest first.
     views: VecDeque<(u64, Arc<ClusterView>)>,
+    /// What the CNI does where NetworkPolicy is silent.
+    profile: CniProfile,
 }
 
 impl Enricher {
@@ -46,7 +49,14 @@ impl Enricher {
         Self {
             history: IdentityHistory::new(retention_ns),
             views: VecDeque::new(),
+            profile: CniProfile::default(),
         }
+    }
+
+    /// Judges what NetworkPolicy leaves to the CNI as `profile` says.
+    pub fn with_cni_profile(mut self, profile: CniProfile) -> Self {
+        self.profile = profile;
+        self
     }
 
     /// A new view of the cluster, learned at `now` (CLOCK_MONOTONIC ns).
@@ -194,27 +204,29 @@ impl Enricher {
             return;
         }
         let protocol = Protocol::of_ip(record.protocol);
-        // The tiered engine judges every flow when the cluster has Calico or admin
-        // policies; else, with NetworkPolicies, the protocols they do not name (ICMP...).
-        let tiered = match (&view.tiered, protocol) {
-            (Some(all), _) => Some(all),
-            (None, None) => view.other_protocols.as_ref(),
-            (None, Some(_)) => None,
+        let asked = AddressFlow {
+            source: record.src.ip,
+            destination: record.dst.ip,
+            protocol: record.protocol.0,
+            // An ICMP record's "port" is its identifier, not a port.
+            port: protocol.map(|_| record.dst.port),
+            icmp: record.icmp.as_ref().map(|i| (i.icmp_type, i.code)),
         };
-        if let Some(tiered) = tiered {
-            let asked = AddressFlow {
-                source: record.src.ip,
-                destination: record.dst.ip,
-                protocol: record.protocol.0,
-                // An ICMP record's "port" is its identifier, not a port.
-                port: protocol.map(|_| record.dst.port),
-                icmp: record.icmp.as_ref().map(|i| (i.icmp_type, i.code)),
-            };
+        let by_tiers = |record: &mut FlowRecord, tiered: &TieredView| {
             record.policy = Some(tiered.judge(&asked));
             record.staged = tiered.judge_staged(&asked);
-            return;
+        };
+        // The tiered engine judges every flow when the cluster has Calico or admin
+        // policies; else, with NetworkPolicies, what they leave to the CNI (protocols they
+        // do not name, host-networked pods), as the CNI profile says.
+        let cni_dependent = view.cni_dependent.as_deref();
+        if let Some(all) = view.tiered.as_deref() {
+            return by_tiers(record, all);
         }
         let Some(protocol) = protocol else {
+            if let Some(tiered) = cni_dependent.filter(|_| self.profile.judges_other_protocols()) {
+                by_tiers(record, tiered);
+            }
             return;
         };
         let (Some(src), Some(dst)) = (
@@ -229,7 +241,17 @@ impl Enricher {
             port: record.dst.port,
             protocol,
         };
-        record.policy = Some(evaluate(&view.policy, &query).owned());
+        let verdict = evaluate(&view.policy, &query);
+        match cni_dependent {
+            // A host-networked pod, which this CNI sees as its node's address.
+            Some(tiered)
+                if verdict.category == Category::Undefined
+                    && self.profile.host_network_is_node() =>
+            {
+                by_tiers(record, tiered)
+            }
+            _ => record.policy = Some(verdict.owned()),
+        }
     }
 }
 

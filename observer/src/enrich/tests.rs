@@ -9,7 +9,7 @@ use crate::cluster::view::ClusterView;
 use crate::flow::{
     Counts, FlowRecord, FlowState, IpProtocol, RecordEndpoint, ServiceBackend, TcpFlags, Timestamp,
 };
-use crate::policy::{Category, VerdictKind};
+use crate::policy::{Category, CniProfile, VerdictKind};
 
 const POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
 metadata: {name: from-team-a, namespace: db}\n\
@@ -244,4 +244,33 @@ spec:\n  order: 10\n  selector: all()\n  types: [Ingress]\n  ingress: [{action: 
     assert_eq!(records[0].verdict_kind(), Some(VerdictKind::Allow));
     let staged = records[0].staged.as_ref().map(|v| v.kind());
     assert_eq!(staged, Some(VerdictKind::Deny));
+}
+
+#[test]
+fn the_cni_profile_decides_whether_a_ping_is_judged() {
+    // web is team b: the policy isolates the server and admits nothing from web.
+    let host_pod = "apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n\
+                    status: {addresses: [{type: InternalIP, address: 10.1.0.2}]}\n---\n\
+                    apiVersion: v1\nkind: Pod\nmetadata: {name: agent, namespace: web}\n\
+                    spec: {nodeName: n2, hostNetwork: true, containers: [{name: a, image: a}]}\n\
+                    status: {podIP: 10.1.0.2}\n---\n";
+    let judged = |profile: CniProfile| {
+        let mut enricher = Enricher::new(1_000_000).with_cni_profile(profile);
+        enricher.update(100, view("b", host_pod));
+        let mut ping = record("10.0.0.1", "10.0.0.2", 150);
+        ping.protocol = IpProtocol::ICMP;
+        let mut records = vec![ping, record("10.1.0.2", "10.0.0.2", 150)];
+        enricher.enrich_batch(&mut records, || None);
+        records
+            .iter()
+            .map(|r| r.policy.as_ref().map(|v| (v.kind(), v.category)))
+            .collect::<Vec<_>>()
+    };
+    let cni = Some((VerdictKind::Deny, Category::CniDependent));
+    // A packet from an address the node shares with its host-networked pods cannot say
+    // which of them sent it: it is the node's, a peer NetworkPolicy defines.
+    let node = Some((VerdictKind::Deny, Category::Decided));
+    assert_eq!(judged(CniProfile::Calico), [cni, node]);
+    assert_eq!(judged(CniProfile::Cilium), [cni, node]);
+    assert_eq!(judged(CniProfile::Generic), [None, node]);
 }

@@ -22,7 +22,8 @@
 //! * Named ports resolve on the destination pod (name and protocol must match).
 //! * Ingress from the destination pod's own node is always allowed
 //!   ([`Category::NodeExempt`]). Flows with a hostNetwork pod are [`Category::Undefined`].
-//!   ICMP is outside the model (see [`check`]).
+//!   ICMP is outside the model; [`CniProfile`] says how the CNI fills both gaps, and
+//!   [`check`] applies it.
 //!
 //! # Tiers
 //!
@@ -35,6 +36,7 @@
 //! that led to it (tier, policy `{kind, namespace?, name}`, rule index, action), so new
 //! kinds extend the vocabularies ([`Tier`], [`PolicyKind`]) without changing its shape.
 
+mod cni;
 mod compile;
 mod error;
 mod evaluate;
@@ -50,6 +52,7 @@ mod tier;
 pub mod check;
 pub mod tiered;
 
+pub use cni::CniProfile;
 pub use compile::{CompiledPolicy, compile};
 pub use error::{FieldError, FieldProblem};
 pub use evaluate::{Decision, decide, evaluate};

@@ -7,8 +7,9 @@
 //! (`observer_api::record::FlowRecord`): every field it writes is understood.
 //!
 //! Lines that cannot be evaluated get a result with an `error` field instead of a
-//! verdict: ICMP/ICMPv6 (NetworkPolicy v1 only covers TCP, UDP and SCTP, and CNIs differ
-//! on ICMP) and pods or nodes not in the manifests. Malformed lines stop the run with
+//! verdict: pods or nodes not in the manifests, and, under the `generic` CNI profile,
+//! ICMP/ICMPv6 and other protocols (NetworkPolicy v1 only covers TCP, UDP and SCTP; the
+//! other profiles judge them as their CNI does, see [`super::CniProfile`]). Malformed lines stop the run with
 //! [`CheckError::Line`], naming the 1-based line number. Blank lines are skipped.
 
 use std::io::{BufRead, Read, Write};
@@ -25,10 +26,10 @@ use endpoint::{EndpointOut, EndpointSpec, parse_endpoint};
 pub use tiered::{AddressFlow, TieredJudge, TieredJudges};
 
 use super::evaluate::evaluate;
-use super::model::{FlowQuery, Protocol};
+use super::model::{Endpoint, FlowQuery, Protocol};
 use super::snapshot::PolicySnapshot;
 use observer_api::record::{FlowRecord, RecordEndpoint};
-use observer_api::verdict::{Verdict, VerdictKind};
+use observer_api::verdict::{Category, Verdict, VerdictKind};
 use observer_api::vocab::IpProtocol;
 
 /// Counts of a `check` run.
@@ -264,43 +265,12 @@ fn judge(
         ..OutLine::default()
     };
     let resolved = (src.resolve(snapshot), dst.resolve(snapshot));
-    let tiered = judges.all.or(match proto {
-        ProtoField::Icmp(_) => judges.other_protocols,
-        ProtoField::Known(_) => None,
-    });
+    let other_protocol = matches!(proto, ProtoField::Icmp(_));
+    let tiered = judges.all.or(judges
+        .cni_dependent
+        .filter(|_| other_protocol && judges.profile.judges_other_protocols()));
     if let Some(tiered) = tiered {
-        let address = |e: &EndpointOut| e.ip.as_deref().and_then(|ip| ip.parse().ok());
-        let number = match proto {
-            ProtoField::Known(p) => Some(p.ip().0),
-            ProtoField::Icmp("ICMP") => Some(1),
-            ProtoField::Icmp("ICMPv6") => Some(58),
-            ProtoField::Icmp(_) => None,
-        };
-        match (address(&out.src), address(&out.dst), number, &resolved) {
-            (_, _, _, (Err(e), _) | (_, Err(e))) => out.error = Some(e.clone()),
-            (Some(s), Some(d), Some(n), _) => {
-                // An ICMP record's "port" is its identifier, not a port.
-                let port = port.filter(|_| matches!(proto, ProtoField::Known(_)));
-                let asked = AddressFlow {
-                    source: s,
-                    destination: d,
-                    protocol: n,
-                    port,
-                    icmp,
-                };
-                let v = tiered.judge(&asked);
-                out.staged = tiered.judge_staged(&asked);
-                let outcome = if v.allowed {
-                    LineOutcome::Allow
-                } else {
-                    LineOutcome::Deny
-                };
-                out.report = Some(v);
-                return finish(&out, outcome, line_no);
-            }
-            _ => out.error = Some("an end without an address, or an unknown protocol".into()),
-        }
-        return finish(&out, LineOutcome::NotEvaluable, line_no);
+        return judge_addresses(tiered, out, &resolved, proto, port, icmp, line_no);
     }
     let (protocol, port, src_ep, dst_ep) = match (proto, port, resolved) {
         (ProtoField::Icmp(name), ..) => {
@@ -325,6 +295,14 @@ fn judge(
         protocol,
     };
     let v = evaluate(snapshot, &query);
+    if let Some(tiered) = judges
+        .cni_dependent
+        .filter(|_| v.category == Category::Undefined && judges.profile.host_network_is_node())
+    {
+        // A host-networked pod, which this CNI sees as its node's address.
+        let resolved = (Ok(query.src), Ok(query.dst));
+        return judge_addresses(tiered, out, &resolved, proto, Some(port), icmp, line_no);
+    }
     let outcome = match v.kind() {
         VerdictKind::Undefined => LineOutcome::Undefined,
         VerdictKind::Allow => LineOutcome::Allow,
@@ -332,6 +310,50 @@ fn judge(
     };
     out.report = Some(v.owned());
     finish(&out, outcome, line_no)
+}
+
+/// Judges a line by its addresses, with a tiered judge.
+fn judge_addresses(
+    tiered: &dyn TieredJudge,
+    mut out: OutLine,
+    resolved: &(Result<Endpoint, String>, Result<Endpoint, String>),
+    proto: ProtoField,
+    port: Option<u16>,
+    icmp: Option<(u8, u8)>,
+    line_no: usize,
+) -> Result<(String, LineOutcome), CheckError> {
+    let address = |e: &EndpointOut| e.ip.as_deref().and_then(|ip| ip.parse().ok());
+    let number = match proto {
+        ProtoField::Known(p) => Some(p.ip().0),
+        ProtoField::Icmp("ICMP") => Some(1),
+        ProtoField::Icmp("ICMPv6") => Some(58),
+        ProtoField::Icmp(_) => None,
+    };
+    match (address(&out.src), address(&out.dst), number, resolved) {
+        (_, _, _, (Err(e), _) | (_, Err(e))) => out.error = Some(e.clone()),
+        (Some(s), Some(d), Some(n), _) => {
+            // An ICMP record's "port" is its identifier, not a port.
+            let port = port.filter(|_| matches!(proto, ProtoField::Known(_)));
+            let asked = AddressFlow {
+                source: s,
+                destination: d,
+                protocol: n,
+                port,
+                icmp,
+            };
+            let v = tiered.judge(&asked);
+            out.staged = tiered.judge_staged(&asked);
+            let outcome = if v.allowed {
+                LineOutcome::Allow
+            } else {
+                LineOutcome::Deny
+            };
+            out.report = Some(v);
+            return finish(&out, outcome, line_no);
+        }
+        _ => out.error = Some("an end without an address, or an unknown protocol".into()),
+    }
+    finish(&out, LineOutcome::NotEvaluable, line_no)
 }
 
 fn finish(

@@ -9,9 +9,12 @@ pub struct TieredJudges<'a> {
     /// Judges every line: the cluster holds Calico, AdminNetworkPolicy or
     /// ClusterNetworkPolicy objects.
     pub all: Option<&'a dyn TieredJudge>,
-    /// Judges the lines of protocols NetworkPolicy does not name (ICMP...), as the CNIs
-    /// that enforce NetworkPolicy do (`cni-dependent`).
-    pub other_protocols: Option<&'a dyn TieredJudge>,
+    /// Without `all`: judges, by the NetworkPolicies, what the API leaves to the CNI
+    /// (`cni-dependent`): the lines of protocols NetworkPolicy does not name (ICMP...),
+    /// and those with a host-networked pod, as `profile` says.
+    pub cni_dependent: Option<&'a dyn TieredJudge>,
+    /// Which of those lines `cni_dependent` judges.
+    pub profile: crate::policy::CniProfile,
 }
 
 /// Judges flows by every policy kind: the tiered engine's verdict, for a cluster that

@@ -2,7 +2,9 @@
 //! together) on a synthetic cluster: 10,000 pods in 500 namespaces; 2,000 NetworkPolicies,
 //! 500 Calico NetworkPolicies in 3 tiers, 50 GlobalNetworkPolicies and 20
 //! ClusterNetworkPolicies. Evaluation per flow (indexed, as the daemon runs it), the build
-//! (compile, derive labels, index), and evaluation at 200 / 2,000 / 20,000 policies.
+//! (compile, derive labels, index), and evaluation at 200 / 2,000 / 20,000 policies: in
+//! the same cluster (the policies that select each pod grow tenfold at each step), and in
+//! a cluster that grows with its policies (about 4 pods per policy, 20 per namespace).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -15,13 +17,19 @@ use serde_json::{Value, json};
 const NAMESPACES: usize = 500;
 const PODS: usize = 10_000;
 
-fn world() -> World {
+/// Teams own 25 namespaces each (20 teams in the 500-namespace cluster): cluster-wide
+/// policies select by team, so in a grown cluster each still selects a team's share.
+fn teams(namespaces: usize) -> usize {
+    (namespaces / 25).max(1)
+}
+
+fn world(namespaces: usize, pods: usize) -> World {
     let mut world = World::default();
-    for n in 0..NAMESPACES {
+    for n in 0..namespaces {
         world.namespaces.push(WorldNamespace {
             name: format!("ns-{n}"),
             labels: [
-                ("team".to_string(), format!("t{}", n % 20)),
+                ("team".to_string(), format!("t{}", n % teams(namespaces))),
                 (
                     "env".to_string(),
                     ["prod", "dev", "staging"][n % 3].to_string(),
@@ -30,13 +38,13 @@ fn world() -> World {
             .into(),
         });
     }
-    for i in 0..PODS {
-        let n = i % NAMESPACES;
+    for i in 0..pods {
+        let n = i % namespaces;
         world.pods.push(WorldPod {
             namespace: format!("ns-{n}"),
             name: format!("pod-{i}"),
             labels: [
-                ("app".to_string(), format!("app{}", (i / NAMESPACES) % 5)),
+                ("app".to_string(), format!("app{}", (i / namespaces) % 5)),
                 ("tier".to_string(), format!("t{}", i % 3)),
             ]
             .into(),
@@ -50,18 +58,25 @@ fn world() -> World {
             service_account: "default".into(),
         });
     }
+    world.prepare();
     world
 }
 
 /// `kubernetes` NetworkPolicies, `calico` Calico ones over 3 tiers, `global` GNPs and
 /// `cluster` ClusterNetworkPolicies, of shapes that cycle.
-fn objects(kubernetes: usize, calico: usize, global: usize, cluster: usize) -> Vec<Value> {
+fn objects(
+    namespaces: usize,
+    kubernetes: usize,
+    calico: usize,
+    global: usize,
+    cluster: usize,
+) -> Vec<Value> {
     let mut out = vec![
         json!({"apiVersion": "projectcalico.org/v3", "kind": "Tier", "metadata": {"name": "security"}, "spec": {"order": 100}}),
         json!({"apiVersion": "projectcalico.org/v3", "kind": "Tier", "metadata": {"name": "platform"}, "spec": {"order": 200, "defaultAction": "Pass"}}),
     ];
     for k in 0..kubernetes {
-        let ns = format!("ns-{}", k % NAMESPACES);
+        let ns = format!("ns-{}", k % namespaces);
         let app = format!("app{}", k % 5);
         out.push(match k % 3 {
             0 => json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
@@ -70,7 +85,7 @@ fn objects(kubernetes: usize, calico: usize, global: usize, cluster: usize) -> V
                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"tier": "t0"}}}], "ports": [{"port": "http"}]}]}}),
             1 => json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                 "metadata": {"name": format!("np-{k}"), "namespace": ns},
-                "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": format!("t{}", k % 20)}}}]}]}}),
+                "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": format!("t{}", k % teams(namespaces))}}}]}]}}),
             _ => json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                 "metadata": {"name": format!("np-{k}"), "namespace": ns},
                 "spec": {"podSelector": {"matchLabels": {"app": app}}, "policyTypes": ["Egress"],
@@ -86,7 +101,7 @@ fn objects(kubernetes: usize, calico: usize, global: usize, cluster: usize) -> V
         };
         let action = ["Allow", "Pass", "Log"][k % 3];
         out.push(json!({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
-            "metadata": {"name": name, "namespace": format!("ns-{}", k % NAMESPACES)},
+            "metadata": {"name": name, "namespace": format!("ns-{}", k % namespaces)},
             "spec": {"tier": tier, "order": (k % 50) as f64, "selector": format!("app == 'app{}' && tier in {{'t0', 't1'}}", k % 5),
                 "ingress": [
                     {"action": "Deny", "protocol": "TCP", "source": {"namespaceSelector": "env == 'dev'"}, "destination": {"ports": [22]}},
@@ -98,7 +113,7 @@ fn objects(kubernetes: usize, calico: usize, global: usize, cluster: usize) -> V
             json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
             "metadata": {"name": format!("security.gnp-{k}")},
             "spec": {"tier": "security", "order": 1000.0 + k as f64,
-                "namespaceSelector": format!("team == 't{}'", k % 20),
+                "namespaceSelector": format!("team == 't{}'", k % teams(namespaces)),
                 "selector": "all()", "types": ["Ingress"],
                 "ingress": [{"action": "Pass", "source": {"nets": ["10.0.0.0/8"]}}]}}),
         );
@@ -112,7 +127,7 @@ fn objects(kubernetes: usize, calico: usize, global: usize, cluster: usize) -> V
         out.push(json!({"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
             "metadata": {"name": format!("cnp-{k}")},
             "spec": {"tier": tier, "priority": k,
-                "subject": {"namespaces": {"matchLabels": {"env": "prod"}}},
+                "subject": {"namespaces": {"matchLabels": {"team": format!("t{}", k % teams(namespaces))}}},
                 "ingress": [{"action": action,
                     "from": [{"namespaces": {"matchLabels": {"env": "dev"}}}],
                     "protocols": [{"tcp": {"destinationPort": {"number": 5432}}}]}]}}));
@@ -128,15 +143,15 @@ fn engine(objects: &[Value], world: &World) -> TieredEngine {
     engine
 }
 
-fn flows(n: usize) -> Vec<Flow> {
+fn flows(n: usize, pods: usize) -> Vec<Flow> {
     let mut x: u64 = 7;
     (0..n)
         .map(|_| {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let a = (x >> 33) as usize % PODS;
-            let b = (x >> 13) as usize % PODS;
+            let a = (x >> 33) as usize % pods;
+            let b = (x >> 13) as usize % pods;
             Flow {
                 source: End::Pod(a),
                 destination: End::Pod(b),
@@ -149,9 +164,8 @@ fn flows(n: usize) -> Vec<Flow> {
 }
 
 fn benches(c: &mut Criterion) {
-    let mut world = world();
-    world.prepare();
-    let mixed_objects = objects(2_000, 500, 50, 20);
+    let world = world(NAMESPACES, PODS);
+    let mixed_objects = objects(NAMESPACES, 2_000, 500, 50, 20);
     let start = Instant::now();
     let mixed = engine(&mixed_objects, &world);
     println!(
@@ -159,7 +173,7 @@ fn benches(c: &mut Criterion) {
         mixed_objects.len(),
         start.elapsed().as_secs_f64() * 1e3
     );
-    let qs = flows(10_000);
+    let qs = flows(10_000, PODS);
     c.bench_function("tiered/evaluate_single", |b| {
         let mut i = 0;
         b.iter(|| {
@@ -182,17 +196,48 @@ fn benches(c: &mut Criterion) {
     group.sample_size(20);
     for total in [200usize, 2_000, 20_000] {
         let scale = |n: usize| n * total / 2_570;
-        let engine = engine(
-            &objects(scale(2_000), scale(500), scale(50).max(1), scale(20).max(2)),
-            &world,
-        );
-        group.bench_function(format!("evaluate_single_{total}_policies"), |b| {
+        let shapes = |namespaces| {
+            objects(
+                namespaces,
+                scale(2_000),
+                scale(500),
+                scale(50).max(1),
+                scale(20).max(2),
+            )
+        };
+        let same = engine(&shapes(NAMESPACES), &world);
+        group.bench_function(format!("same_cluster_{total}_policies"), |b| {
             let mut i = 0;
             b.iter(|| {
                 i = (i + 1) % qs.len();
-                black_box(engine.judge(&world, &qs[i], false))
+                black_box(same.judge(&world, &qs[i], false))
             })
         });
+        let pods = scale(PODS);
+        let grown = self::world(pods / 20, pods);
+        let grown_engine = engine(&shapes(pods / 20), &grown);
+        let grown_flows = flows(10_000, pods);
+        group.bench_function(format!("grown_cluster_{total}_policies"), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % grown_flows.len();
+                black_box(grown_engine.judge(&grown, &grown_flows[i], false))
+            })
+        });
+        if total == 20_000 {
+            // A control: the grown cluster's policies, with flows among as many pods as
+            // the 200-policy cluster has (spread over its namespaces), so that the pods a
+            // flow touches fit the caches as they do there. What remains of the
+            // difference is the policies' count; what goes away was the cluster's size.
+            let busy = flows(10_000, 200 * PODS / 2_570);
+            group.bench_function("grown_cluster_20000_policies_778_busy_pods", |b| {
+                let mut i = 0;
+                b.iter(|| {
+                    i = (i + 1) % busy.len();
+                    black_box(grown_engine.judge(&grown, &busy[i], false))
+                })
+            });
+        }
     }
     group.finish();
     let mut group = c.benchmark_group("tiered_build");

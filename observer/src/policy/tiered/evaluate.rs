@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use super::matching::{applies, in_scope, rule_matches, selects, subject_namespaces};
 use super::model::{Action, NamespaceScope, Policy, TierDef, World};
+use super::peer_index::PeerIndex;
 
 /// One end of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +77,9 @@ pub struct TieredEngine {
     tiers: Vec<(TierDef, Vec<usize>)>,
     /// Per pod, per direction (egress, ingress): (tier position, policy index) of the
     /// enforced policies that apply and govern it, in walk order ([`TieredEngine::index`]).
-    members: Vec<[Vec<(u32, u32)>; 2]>,
+    members: Members,
+    /// Which peers each rule can match ([`TieredEngine::index`]).
+    peers: PeerIndex,
 }
 
 impl TieredEngine {
@@ -118,7 +121,8 @@ impl TieredEngine {
         Self {
             policies,
             tiers,
-            members: Vec::new(),
+            members: Members::default(),
+            peers: PeerIndex::default(),
         }
     }
 
@@ -196,7 +200,8 @@ impl TieredEngine {
                 }
             }
         }
-        self.members = members;
+        self.members = Members::flatten(members);
+        self.peers = PeerIndex::build(world, &self.policies);
     }
 
     fn walk(
@@ -207,89 +212,62 @@ impl TieredEngine {
         ingress: bool,
         staged: bool,
     ) -> DirectionOutcome {
-        let Some(subject) = world.pods.get(pod) else {
-            return not_applicable();
+        // (tier position, policy index) of the policies that take part, in walk order:
+        // the index's list, or (staged, or no index) every policy checked now.
+        let checked: Vec<(u32, u32)>;
+        let sequence: &[(u32, u32)] = match self.members.get(pod, ingress) {
+            Some(list) if !staged => list,
+            _ => {
+                if pod >= world.pods.len() {
+                    return not_applicable();
+                }
+                checked = self.applying(world, pod, ingress, staged);
+                &checked
+            }
         };
-        // (tier position, policy index) of the policies that take part, in walk order.
-        let sequence: Box<dyn Iterator<Item = (usize, usize)> + '_> = match self.members.get(pod) {
-            Some(lists) if !staged => Box::new(
-                lists[usize::from(ingress)]
-                    .iter()
-                    .map(|&(t, p)| (t as usize, p as usize)),
-            ),
-            _ => Box::new(self.tiers.iter().enumerate().flat_map(move |(t, (_, m))| {
-                m.iter().copied().filter_map(move |index| {
-                    let policy = &self.policies[index];
-                    let governs = if ingress {
-                        policy.ingress_type
-                    } else {
-                        policy.egress_type
-                    };
-                    (governs && (staged || !policy.staged) && applies(world, policy, pod, subject))
-                        .then_some((t, index))
-                })
-            })),
+        let peer = if ingress {
+            flow.source
+        } else {
+            flow.destination
         };
         let mut passes = Vec::new();
-        let mut current: Option<usize> = None;
-        let mut took_part = Vec::new();
-        let mut passed = false;
-        let end_of_tier = |tier: Option<usize>, took_part: &Vec<usize>, passed: bool| {
-            let (def, _) = &self.tiers[tier?];
-            (!passed && !took_part.is_empty() && !def.default_pass).then(|| def.name.clone())
-        };
-        // A final `None` closes the last tier like a change of tier does.
-        for step in sequence.map(Some).chain([None]) {
-            let tier = step.map(|(tier, _)| tier);
-            if current != tier {
-                if let Some(name) = end_of_tier(current, &took_part, passed) {
+        let mut start = 0;
+        while start < sequence.len() {
+            let tier = sequence[start].0;
+            let end = sequence[start..]
+                .iter()
+                .position(|&(t, _)| t != tier)
+                .map_or(sequence.len(), |n| start + n);
+            match self.tier_decision(world, flow, peer, ingress, &sequence[start..end]) {
+                TierOutcome::Decided(policy, rule, action) => {
                     return DirectionOutcome {
-                        allowed: false,
-                        reason: Reason::EndOfTier(name),
+                        allowed: action == Action::Allow,
+                        reason: Reason::Rule {
+                            policy,
+                            rule,
+                            action,
+                        },
                         passes,
-                        tier_policies: took_part,
+                        tier_policies: Vec::new(),
                     };
                 }
-                current = tier;
-                took_part.clear();
-                passed = false;
-            }
-            let Some((_, index)) = step else { break };
-            if passed {
-                continue;
-            }
-            took_part.push(index);
-            let policy = &self.policies[index];
-            let rules = if ingress {
-                &policy.ingress
-            } else {
-                &policy.egress
-            };
-            for rule in rules {
-                if !rule_matches(world, rule, flow) {
-                    continue;
-                }
-                match rule.action {
-                    Action::Log => {}
-                    Action::Pass => {
-                        passes.push((index, rule.index));
-                        passed = true;
-                        break;
-                    }
-                    action => {
+                TierOutcome::Passed(policy, rule) => passes.push((policy, rule)),
+                TierOutcome::Undecided => {
+                    let (def, _) = &self.tiers[tier as usize];
+                    if !def.default_pass {
                         return DirectionOutcome {
-                            allowed: action == Action::Allow,
-                            reason: Reason::Rule {
-                                policy: index,
-                                rule: rule.index,
-                                action,
-                            },
+                            allowed: false,
+                            reason: Reason::EndOfTier(def.name.clone()),
                             passes,
-                            tier_policies: Vec::new(),
+                            tier_policies: sequence[start..end]
+                                .iter()
+                                .map(|&(_, p)| p as usize)
+                                .collect(),
                         };
                     }
                 }
             }
+            start = end;
         }
         DirectionOutcome {
             allowed: true,
@@ -298,6 +276,112 @@ impl TieredEngine {
             tier_policies: Vec::new(),
         }
     }
+
+    /// The policies of every tier that apply to `pod` and govern the direction, in walk
+    /// order (what [`TieredEngine::index`] keeps for enforced policies).
+    fn applying(&self, world: &World, pod: usize, ingress: bool, staged: bool) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for (t, (_, members)) in self.tiers.iter().enumerate() {
+            for &index in members {
+                let policy = &self.policies[index];
+                let governs = if ingress {
+                    policy.ingress_type
+                } else {
+                    policy.egress_type
+                };
+                if governs && (staged || !policy.staged) && applies(world, policy, pod) {
+                    out.push((t as u32, index as u32));
+                }
+            }
+        }
+        out
+    }
+
+    /// The rules of one tier's policies (that take part), in order: the first Allow or
+    /// Deny decides, a Pass ends the tier, Log goes on.
+    fn tier_decision(
+        &self,
+        world: &World,
+        flow: &Flow,
+        peer: End,
+        ingress: bool,
+        policies: &[(u32, u32)],
+    ) -> TierOutcome {
+        for &(_, index) in policies {
+            let index = index as usize;
+            let rules_of = || {
+                let policy = &self.policies[index];
+                if ingress {
+                    &policy.ingress[..]
+                } else {
+                    &policy.egress[..]
+                }
+            };
+            // The policy itself is read only when one of its rules may match the peer.
+            let mut rules = None;
+            let count = match self.peers.rule_count(index, ingress) {
+                Some(n) => n,
+                None => rules.insert(rules_of()).len(),
+            };
+            for position in 0..count {
+                if !self.peers.may_match(index, ingress, position, peer) {
+                    continue;
+                }
+                let Some(rule) = rules.get_or_insert_with(rules_of).get(position) else {
+                    break;
+                };
+                if !rule_matches(world, rule, flow) {
+                    continue;
+                }
+                match rule.action {
+                    Action::Log => {}
+                    Action::Pass => return TierOutcome::Passed(index, rule.index),
+                    action => return TierOutcome::Decided(index, rule.index, action),
+                }
+            }
+        }
+        TierOutcome::Undecided
+    }
+}
+
+/// Per pod and direction, the (tier position, policy index) of the enforced policies that
+/// apply and govern it, in walk order; one array, so that a pod's lists are one load away.
+#[derive(Debug, Default)]
+struct Members {
+    /// Per pod: where its egress list starts, its ingress list starts, and where it ends.
+    offsets: Vec<[u32; 3]>,
+    lists: Vec<(u32, u32)>,
+}
+
+impl Members {
+    fn flatten(per_pod: Vec<[Vec<(u32, u32)>; 2]>) -> Self {
+        let mut flat = Self::default();
+        for [egress, ingress] in per_pod {
+            let start = flat.lists.len() as u32;
+            flat.lists.extend(egress);
+            let middle = flat.lists.len() as u32;
+            flat.lists.extend(ingress);
+            flat.offsets.push([start, middle, flat.lists.len() as u32]);
+        }
+        flat
+    }
+
+    /// Pod `pod`'s list for the direction; `None` when the pod was not indexed.
+    fn get(&self, pod: usize, ingress: bool) -> Option<&[(u32, u32)]> {
+        let &[start, middle, end] = self.offsets.get(pod)?;
+        let range = if ingress { middle..end } else { start..middle };
+        self.lists.get(range.start as usize..range.end as usize)
+    }
+}
+
+/// How a tier that takes part ended.
+enum TierOutcome {
+    /// A rule (policy index, rule index) allowed or denied.
+    Decided(usize, usize, Action),
+    /// A rule (policy index, rule index) passed to the next tier.
+    Passed(usize, usize),
+    /// No rule matched: the tier's default applies.
+    Undecided,
 }
 
 fn not_applicable() -> DirectionOutcome {

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use super::evaluate::{End, Flow};
 use super::model::{
-    CalicoEnd, EndMatch, NamespaceScope, Peer, Policy, PortMatch, Rule, Subject, World, WorldPod,
-    calico_pod_labels, namespace_labels, service_account_labels,
+    CalicoEnd, EndMatch, NamespaceScope, Peer, Policy, PortMatch, Rule, Subject, World,
+    calico_pod_labels, namespace_labels_of, service_account_labels,
 };
 use crate::policy::Labels;
 
@@ -40,14 +40,30 @@ fn pod_service_account(world: &World, pod: usize) -> Cow<'_, Labels> {
 
 /// A namespace's labels, for Kubernetes or Calico selectors.
 fn namespace(world: &World, name: &str, calico: bool) -> Cow<'static, Labels> {
-    Cow::Owned(namespace_labels(world, name, calico))
+    Cow::Owned(namespace_labels_of(world, name, calico))
 }
 
 pub(super) fn in_scope(world: &World, scope: &NamespaceScope, name: &str) -> bool {
-    let labels = |calico: bool| match world.derived.namespaces.get(name) {
-        Some((k8s, calico_labels)) => Cow::Borrowed(if calico { calico_labels } else { k8s }),
-        None => namespace(world, name, calico),
+    let slot = world.derived.namespace_index.get(name).copied();
+    scope_matches(world, scope, name, slot)
+}
+
+/// [`in_scope`] for pod `index`'s namespace, found by index once the world is prepared.
+pub(super) fn pod_in_scope(world: &World, scope: &NamespaceScope, index: usize) -> bool {
+    let Some(pod) = world.pods.get(index) else {
+        return false;
     };
+    let slot = world.derived.pod_namespace.get(index).copied();
+    scope_matches(world, scope, &pod.namespace, slot)
+}
+
+/// Whether namespace `name` (at `slot` of the derived labels, when known) is in `scope`.
+fn scope_matches(world: &World, scope: &NamespaceScope, name: &str, slot: Option<u32>) -> bool {
+    let labels =
+        |calico: bool| match slot.and_then(|i| world.derived.namespace_labels.get(i as usize)) {
+            Some((k8s, calico_labels)) => Cow::Borrowed(if calico { calico_labels } else { k8s }),
+            None => namespace(world, name, calico),
+        };
     match scope {
         NamespaceScope::Only(ns) => ns == name,
         NamespaceScope::All => true,
@@ -57,8 +73,8 @@ pub(super) fn in_scope(world: &World, scope: &NamespaceScope, name: &str) -> boo
     }
 }
 
-pub(super) fn applies(world: &World, policy: &Policy, index: usize, pod: &WorldPod) -> bool {
-    in_scope(world, subject_namespaces(policy), &pod.namespace) && selects(world, policy, index)
+pub(super) fn applies(world: &World, policy: &Policy, index: usize) -> bool {
+    pod_in_scope(world, subject_namespaces(policy), index) && selects(world, policy, index)
 }
 
 /// The namespaces a policy's subject is in.
@@ -140,9 +156,10 @@ fn end_matches(world: &World, m: &EndMatch, end: End, flow: &Flow, destination: 
 fn peer_matches(world: &World, peer: &Peer, end: End) -> bool {
     match peer {
         Peer::Pods { namespaces, pods } => match end {
-            End::Pod(i) => world.pods.get(i).is_some_and(|pod| {
-                in_scope(world, namespaces, &pod.namespace) && pods.matches(&pod.labels)
-            }),
+            End::Pod(i) => world
+                .pods
+                .get(i)
+                .is_some_and(|pod| pod_in_scope(world, namespaces, i) && pods.matches(&pod.labels)),
             _ => false,
         },
         Peer::Addresses(set) => ip_of(world, end).is_some_and(|ip| set.contains(ip)),
@@ -183,7 +200,7 @@ fn calico_matches(world: &World, m: &CalicoEnd, end: End) -> bool {
     };
     m.scope
         .as_ref()
-        .is_none_or(|s| in_scope(world, s, &pod.namespace))
+        .is_none_or(|s| pod_in_scope(world, s, index))
         && m.selector
             .as_ref()
             .is_none_or(|s| s.matches(&pod_calico(world, index)))

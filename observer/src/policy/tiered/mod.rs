@@ -16,7 +16,8 @@
 //! - `calico_selector`: Calico's selector language, parsed with positions in errors.
 //! - `compile`: objects → policies in tiers, with each kind's defaulting.
 //! - `model`: the compiled form, and the world (namespaces, pods, nodes) flows are judged in.
-//! - `evaluate`: the tier walk; `matching`: whether a policy applies and a rule matches.
+//! - `evaluate`: the tier walk; `matching`: whether a policy applies and a rule matches;
+//!   `peer_index`: which namespaces a rule's peer can be in, so the walk skips the rest.
 //! - `verdict`: its outcome in the verdict shape records and the API carry.
 //!
 //! `crate::cluster::tiered_view` builds it for a cluster state that holds any of these
@@ -28,6 +29,7 @@ mod evaluate;
 mod matching;
 pub mod model;
 pub mod objects;
+mod peer_index;
 mod verdict;
 
 pub use compile::{Compiled, DEFAULT_TIER, TieredError, compile_objects, protocol_number};

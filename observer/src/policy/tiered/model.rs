@@ -279,9 +279,13 @@ pub struct Derived {
     pub pod_calico: Vec<Labels>,
     /// Per pod: its service account's labels plus `projectcalico.org/name`.
     pub pod_service_account: Vec<Labels>,
-    /// Per namespace name: (labels with `kubernetes.io/metadata.name`, and also with
-    /// `projectcalico.org/name`).
-    pub namespaces: std::collections::HashMap<String, (Labels, Labels)>,
+    /// Per namespace name: its index in `namespace_labels`.
+    pub namespace_index: std::collections::HashMap<String, u32>,
+    /// Per namespace (every namespace object's, then those only pods name): (labels with
+    /// `kubernetes.io/metadata.name`, and also with `projectcalico.org/name`).
+    pub namespace_labels: Vec<(Labels, Labels)>,
+    /// Per pod: its namespace's index in `namespace_labels`.
+    pub pod_namespace: Vec<u32>,
 }
 
 impl World {
@@ -293,23 +297,38 @@ impl World {
             .iter()
             .map(|p| service_account_labels(self, p))
             .collect();
-        let mut namespaces = std::collections::HashMap::new();
+        let mut namespace_index = std::collections::HashMap::new();
+        let mut namespace_labels = Vec::new();
         let names = self
             .namespaces
             .iter()
-            .map(|n| n.name.clone())
-            .chain(self.pods.iter().map(|p| p.namespace.clone()));
+            .map(|n| &n.name)
+            .chain(self.pods.iter().map(|p| &p.namespace));
         for name in names {
-            let labels = (
-                namespace_labels(self, &name, false),
-                namespace_labels(self, &name, true),
-            );
-            namespaces.insert(name, labels);
+            if !namespace_index.contains_key(name) {
+                namespace_index.insert(name.clone(), namespace_labels.len() as u32);
+                namespace_labels.push((
+                    namespace_labels_of(self, name, false),
+                    namespace_labels_of(self, name, true),
+                ));
+            }
         }
+        let pod_namespace = self
+            .pods
+            .iter()
+            .map(|p| {
+                namespace_index
+                    .get(&p.namespace)
+                    .copied()
+                    .unwrap_or(u32::MAX)
+            })
+            .collect();
         self.derived = Derived {
             pod_calico,
             pod_service_account,
-            namespaces,
+            namespace_index,
+            namespace_labels,
+            pod_namespace,
         };
     }
 }
@@ -328,7 +347,7 @@ pub fn calico_pod_labels(pod: &WorldPod) -> Labels {
 
 /// A namespace's labels, with `kubernetes.io/metadata.name` (and, for Calico selectors,
 /// `projectcalico.org/name`).
-pub fn namespace_labels(world: &World, name: &str, calico: bool) -> Labels {
+pub fn namespace_labels_of(world: &World, name: &str, calico: bool) -> Labels {
     let mut labels = world
         .namespaces
         .iter()

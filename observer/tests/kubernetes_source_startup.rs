@@ -157,3 +157,42 @@ async fn policy_kinds_of_custom_resources_are_watched_where_served_and_not_waite
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_policy_kind_whose_crd_is_installed_later_is_watched_from_then_on() {
+    let mock = MockApiServer::start(fixtures::all()).await;
+    mock.state().not_served.insert("GlobalNetworkPolicy");
+    let source = start_source(&mock, &KubernetesSourceConfig::default());
+    let mut snapshots = source.subscribe();
+    ready(&source).await;
+    let refused = |mock: &MockApiServer| {
+        mock.requests()
+            .iter()
+            .filter(|r| r.kind == "GlobalNetworkPolicy")
+            .count()
+    };
+    // Asked, refused (no CRD), and asked again, with a growing backoff.
+    mock.wait_for_requests(2, |r| r.kind == "GlobalNetworkPolicy")
+        .await;
+    assert!(refused(&mock) >= 2);
+    // The CRD is installed and a policy created: the next try lists and watches it.
+    {
+        let mut state = mock.state();
+        state.not_served.remove("GlobalNetworkPolicy");
+        state.apply(serde_json::json!({"apiVersion": "projectcalico.org/v3",
+            "kind": "GlobalNetworkPolicy", "metadata": {"name": "default-deny"},
+            "spec": {"selector": "all()", "types": ["Ingress"]}}));
+    }
+    wait_state(&mut snapshots, "the GlobalNetworkPolicy", |s| {
+        s.calico_global_policies.len() == 1
+    })
+    .await;
+    // And later changes arrive through its watch.
+    mock.apply(serde_json::json!({"apiVersion": "projectcalico.org/v3",
+        "kind": "GlobalNetworkPolicy", "metadata": {"name": "allow-dns"},
+        "spec": {"selector": "all()", "types": ["Egress"]}}));
+    wait_state(&mut snapshots, "the second GlobalNetworkPolicy", |s| {
+        s.calico_global_policies.len() == 2
+    })
+    .await;
+}

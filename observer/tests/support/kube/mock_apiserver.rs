@@ -159,7 +159,13 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
     let mut state = shared.state.lock().expect("mock state poisoned");
     state.requests.push(record.clone());
     let count = state.requests.len();
-    let response = if state.forbidden.contains(kind) {
+    let response = if state.not_served.contains(kind) {
+        status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    } else if state.forbidden.contains(kind) {
         status(StatusCode::FORBIDDEN, "Forbidden", "forbidden by the test")
     } else if record.watch && state.short_watches.contains(kind) {
         let (_, rx) = mpsc::unbounded_channel();

@@ -108,6 +108,8 @@ pub struct MockState {
     pub requests: Vec<RequestRecord>,
     /// Kinds answered with 403 Forbidden, as with missing RBAC.
     pub forbidden: BTreeSet<&'static str>,
+    /// Kinds answered with 404 Not Found, as before their CRD is installed.
+    pub not_served: BTreeSet<&'static str>,
     /// Kinds whose lists get headers and then nothing, for ever.
     pub hang_lists: BTreeSet<&'static str>,
     /// Kinds whose watches end at once, with no event.

@@ -132,11 +132,12 @@ fn direction(d: &DirectionVerdict) -> proto::DirectionVerdict {
 
 // The vocabularies' wire values, each in one table: record value ⇄ proto enum.
 
-const FLOW_STATES: [(FlowState, proto::FlowState); 4] = [
+const FLOW_STATES: [(FlowState, proto::FlowState); 5] = [
     (FlowState::Active, proto::FlowState::Active),
     (FlowState::Closed, proto::FlowState::Closed),
     (FlowState::Expired, proto::FlowState::Expired),
     (FlowState::Evicted, proto::FlowState::Evicted),
+    (FlowState::Started, proto::FlowState::Started),
 ];
 const BACKENDS: [(ServiceBackend, proto::ServiceBackend); 3] = [
     (ServiceBackend::Observed, proto::ServiceBackend::Observed),

@@ -166,15 +166,20 @@ pub enum FlowState {
     /// (the least recently active go first). Later traffic of the connection is counted
     /// again from zero and appears in a new record.
     Evicted,
+    /// The connection's first packet was just seen: an early item, judged at once, sent to
+    /// the API's streams (and the flow log with `--flow-log-started`) before any of the
+    /// records above, which follow as usual. Counts are those of the first packets.
+    Started,
 }
 
 impl FlowState {
     /// Every state, in the order they are documented.
-    pub const ALL: [FlowState; 4] = [
+    pub const ALL: [FlowState; 5] = [
         FlowState::Active,
         FlowState::Closed,
         FlowState::Expired,
         FlowState::Evicted,
+        FlowState::Started,
     ];
 
     /// The state's name in the record's JSON (and on the wire).
@@ -184,6 +189,7 @@ impl FlowState {
             FlowState::Closed => "closed",
             FlowState::Expired => "expired",
             FlowState::Evicted => "evicted",
+            FlowState::Started => "started",
         }
     }
 

@@ -57,7 +57,7 @@ fn resident_bytes() -> u64 {
 async fn publish_rate(sink: bool) {
     let hub = FlowHub::with_first_cursor(BUFFER, 1);
     let drain = sink.then(|| {
-        let mut queue = hub.subscribe("bench", 16_384, WhenFull::Drop);
+        let mut queue = hub.subscribe("bench", 16_384, WhenFull::Drop, false);
         tokio::spawn(async move { while queue.recv().await.is_some() {} })
     });
     let chunk = batch(1_000);

@@ -50,6 +50,11 @@ pub struct RunStats {
     /// Packets of overflow events for new connections refused while the table was at twice
     /// `--max-connections`: lost.
     pub table_full_packets: u64,
+    /// Connection-started items published (a connection judged at its first packet).
+    pub started_published: u64,
+    /// New connections that got no started item because the daemon had too many waiting
+    /// (only their records, which are unaffected).
+    pub started_shed: u64,
     /// Records written to the flow log (whole lines).
     pub records_written: u64,
     /// Records lost to flow log writes that failed (a full disk), each counted once; the
@@ -102,6 +107,7 @@ impl RunStats {
         let table_losses = table.losses();
         self.connections_evicted = table_losses.evicted;
         self.table_full_packets = table_losses.refused_packets;
+        self.started_shed = table.started_shed();
         self.records_written = log.written.load(Ordering::Relaxed);
         self.log_write_errors = log.write_errors.load(Ordering::Relaxed);
         self.flow_log_lost_records = log.lost.load(Ordering::Relaxed);
@@ -114,9 +120,15 @@ impl RunStats {
         self.sinks.iter().map(|sink| sink.lost).sum()
     }
 
+    /// Started items shed: not made (too many waiting) or not taken by a sink's full
+    /// queue. The connections' records are unaffected.
+    pub fn started_items_shed(&self) -> u64 {
+        self.started_shed + self.sinks.iter().map(|sink| sink.started_lost).sum::<u64>()
+    }
+
     /// Events or packets lost for good: ring-buffer reservations that failed, packets the
-    /// full connection table refused, flows API subscribers fell too far behind for, and
-    /// records sinks' full queues could not take.
+    /// full connection table refused, flows API subscribers fell too far behind for,
+    /// records sinks' full queues could not take, and started items shed.
     pub fn losses(&self) -> u64 {
         self.datapath.get(Counter::RingBufNewFlowFailed)
             + self.datapath.get(Counter::RingBufEndFailed)
@@ -126,6 +138,7 @@ impl RunStats {
             + self.api.flows_lost_to_subscribers
             + self.lost_to_sinks()
             + self.flow_log_lost_records
+            + self.started_items_shed()
     }
 
     /// Logs a warning when losses grew since the last call.
@@ -140,6 +153,7 @@ impl RunStats {
                 api_flows_lost_to_subscribers = self.api.flows_lost_to_subscribers,
                 records_lost_to_sinks = self.lost_to_sinks(),
                 flow_log_lost_records = self.flow_log_lost_records,
+                started_items_shed = self.started_items_shed(),
                 "flow events lost: the ring buffer was full (raise --ringbuf-bytes), the \
                  connection table was (raise --max-connections), a gRPC subscriber fell \
                  behind (raise --api-buffer-flows), or a sink's queue was full (see sinks in \

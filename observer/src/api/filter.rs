@@ -178,7 +178,11 @@ impl FlowFilter {
             .iter()
             .map(|v| {
                 FlowState::from_name(&v.to_ascii_lowercase()).ok_or_else(|| {
-                    at.error("state", v, "is not active, closed, expired or evicted")
+                    at.error(
+                        "state",
+                        v,
+                        "is not active, closed, expired, evicted or started",
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

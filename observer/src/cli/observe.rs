@@ -69,7 +69,8 @@ pub struct ObserveArgs {
     /// Destination port.
     #[arg(long)]
     port: Vec<u32>,
-    /// Record state: active, closed, expired, evicted.
+    /// Record state: active, closed, expired, evicted, started (the early item of a
+    /// connection, sent when its first packet is seen).
     #[arg(long)]
     state: Vec<String>,
     /// Workload of either side, `Kind/name`.

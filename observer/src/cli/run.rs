@@ -34,6 +34,15 @@ pub struct RunArgs {
     /// Rotated flow log files kept (`PATH.1` is the newest).
     #[arg(long, default_value_t = 3)]
     flow_log_keep: usize,
+    /// Also write each connection's started item (judged at its first packet, state
+    /// `started`) to the flow log; the API's streams always get them.
+    #[arg(long)]
+    flow_log_started: bool,
+    /// How long a started item addressed to a Service ClusterIP waits for its backend
+    /// (seen at the backend's interface, or in conntrack) before it is published with
+    /// `backend: unresolved` (0: no wait).
+    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    started_service_wait: Duration,
     /// Write counters (kernel, userspace, losses) as JSON here on every poll and at exit.
     #[arg(long)]
     stats_file: Option<PathBuf>,
@@ -233,6 +242,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         },
         identity_retention: args.identity_retention,
         cni_profile: args.cni_profile,
+        flow_log_started: args.flow_log_started,
+        started_service_wait: args.started_service_wait,
         grpc_listen: args.grpc_listen.0,
         api_buffer_flows: args.api_buffer_flows,
         api_tls: match (args.grpc_tls_cert, args.grpc_tls_key) {

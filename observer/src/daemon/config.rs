@@ -50,6 +50,10 @@ pub struct RunConfig {
     pub cluster: ClusterConfig,
     /// How long ended IP holdings are kept for late records.
     pub identity_retention: Duration,
+    /// Also write connections' started items to the flow log.
+    pub flow_log_started: bool,
+    /// How long a started item addressed to a Service waits for its backend.
+    pub started_service_wait: Duration,
     /// What the cluster's CNI does where NetworkPolicy is silent.
     pub cni_profile: crate::policy::CniProfile,
     /// Where the gRPC API listens (`None`: no API).

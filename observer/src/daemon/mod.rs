@@ -10,6 +10,7 @@
 mod config;
 mod links;
 mod poller;
+mod started;
 
 pub use config::{ClusterConfig, RunConfig};
 
@@ -122,13 +123,18 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let log = FlowLog::open(&config.flow_log, config.flow_log_rotation)?;
     let log_stats = Arc::new(FlowLogStats::default());
     let log_task = {
-        let queue = hub.subscribe("flow_log", FLOW_LOG_QUEUE, WhenFull::Wait);
+        let queue = hub.subscribe(
+            "flow_log",
+            FLOW_LOG_QUEUE,
+            WhenFull::Wait,
+            config.flow_log_started,
+        );
         let stats = Arc::clone(&log_stats);
         tokio::task::spawn_blocking(move || log.follow(queue, &stats))
     };
     let metrics = Arc::new(Metrics::new());
     let metrics_sink = {
-        let queue = hub.subscribe("metrics", METRICS_QUEUE, WhenFull::Drop);
+        let queue = hub.subscribe("metrics", METRICS_QUEUE, WhenFull::Drop, false);
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move { metrics.follow(queue).await })
     };
@@ -208,6 +214,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         kube_counters,
         pending_attach: std::collections::HashMap::new(),
         stats_file_failing: false,
+        started: started::StartedItems::new(config.started_service_wait.as_nanos() as u64),
     };
     let result = node
         .serve(
@@ -238,6 +245,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
     while let Some(event) = event_rx.recv().await {
         node.on_event(&event);
     }
+    node.publish_started(u64::MAX).await;
     match event_task.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = format!("{e:#}"), "the ring buffer reader failed"),
@@ -279,6 +287,14 @@ pub async fn run(config: RunConfig) -> Result<()> {
     // Dropping the attachments detaches every program.
     drop(node);
     result
+}
+
+/// Sleeps until `at`, or for ever without it (a `select!` branch that never fires).
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The node's NAT table, for Service backends on other nodes. None when the kernel does
@@ -332,6 +348,8 @@ struct NodeState {
     pending_attach: std::collections::HashMap<u32, String>,
     /// The last stats file write failed: warned once, until one succeeds again.
     stats_file_failing: bool,
+    /// Started items on their way from the table to the hub.
+    started: started::StartedItems,
 }
 
 /// What the table task waits on, besides its timer and signals.
@@ -366,6 +384,11 @@ impl NodeState {
         let mut poll = tokio::time::interval(config.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // The end of the oldest Service item's wait for its backend, if one waits.
+            let started_due = self.started.next_deadline().map(|deadline| {
+                let wait = deadline.saturating_sub(WallClock::monotonic_now_ns());
+                tokio::time::Instant::now() + Duration::from_nanos(wait)
+            });
             tokio::select! {
                 _ = interrupt.recv() => return Ok(()),
                 _ = terminate.recv() => return Ok(()),
@@ -379,9 +402,15 @@ impl NodeState {
                 },
                 Some(stopped) = served.recv() => anyhow::bail!(stopped),
                 event = events.recv() => match event {
-                    Some(event) => self.on_event(&event),
+                    Some(event) => {
+                        self.on_event(&event);
+                        self.publish_started(WallClock::monotonic_now_ns()).await;
+                    }
                     None => anyhow::bail!("the ring buffer reader stopped"),
                 },
+                () = sleep_until_some(started_due) => {
+                    self.publish_started(WallClock::monotonic_now_ns()).await;
+                }
                 changed = views.changed(), if !matches!(config.cluster, ClusterConfig::None) => {
                     if changed.is_ok() {
                         self.on_view(views);
@@ -478,8 +507,37 @@ impl NodeState {
         if self.waiting_for_view {
             return;
         }
+        // Connections the poll found first (their new-flow event was lost) are announced
+        // before any record of theirs.
+        self.publish_started(WallClock::monotonic_now_ns()).await;
         let sweep = self.table.sweep(WallClock::monotonic_now_ns(), &self.names);
         self.write(sweep).await;
+    }
+
+    /// Publishes the started items of connections opened since the last call, and the
+    /// Service items whose wait ended by `now` (all of them with `u64::MAX`).
+    async fn publish_started(&mut self, now: u64) {
+        if self.waiting_for_view {
+            return;
+        }
+        let opened = self.table.take_started(&self.names);
+        let mut ready = if opened.is_empty() {
+            Vec::new()
+        } else {
+            self.started
+                .accept(opened, &self.enricher, now, read_conntrack)
+        };
+        if self.started.next_deadline().is_some_and(|due| due <= now) {
+            ready.extend(self.started.expire(&self.enricher, now, read_conntrack));
+        }
+        if ready.is_empty() {
+            return;
+        }
+        for item in &mut ready {
+            item.node_name.clone_from(&self.node_name);
+        }
+        self.stats.started_published += ready.len() as u64;
+        self.hub.publish(ready).await;
     }
 
     /// Judges a sweep's records and publishes them (waiting while the flow log catches up).

@@ -171,6 +171,12 @@ impl Enricher {
         });
     }
 
+    /// Whether the record is addressed to a Service's ClusterIP (its backend is not known
+    /// from the record alone).
+    pub fn addresses_service(&self, record: &FlowRecord) -> bool {
+        self.service_of(record).is_some()
+    }
+
     /// The Service a record addresses (its `dst` is a ClusterIP), at the record's time.
     fn service_of(&self, record: &FlowRecord) -> Option<ServiceInfo> {
         let view = self.view_at(record.first_seen_ns)?;

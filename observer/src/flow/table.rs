@@ -10,12 +10,9 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
-use observer_common::{FlowKey, FlowStats, ip_proto, stats_flags, tcp_flags};
+use observer_common::{FlowKey, FlowStats, ip_proto, tcp_flags};
 
-use super::{
-    ConnectionKey, Counts, Endpoint, FlowRecord, FlowState, IcmpInfo, IpProtocol, RecordEndpoint,
-    TcpFlags, WallClock,
-};
+use super::{ConnectionKey, FlowRecord, FlowState, WallClock};
 
 /// Default of [`TableConfig::max_connections`]: twice the default flow map, whose keys are
 /// one hook and one direction each (two to four per connection on a node). Chosen for the
@@ -116,7 +113,15 @@ pub struct ConnectionTable {
     /// Keys released by the latest sweep, not yet deleted: their events are ignored, since
     /// a packet of theirs is in the written record or comes back as the key's tail.
     releasing: HashSet<FlowKey>,
+    /// Connections opened since the last [`ConnectionTable::take_started`], oldest first.
+    started: Vec<ConnectionKey>,
+    /// Connections whose started item was not made because `started` was full.
+    started_shed: u64,
 }
+
+/// Started items held between two [`ConnectionTable::take_started`] calls; past it a new
+/// connection gets no started item (counted), only its records.
+const MAX_STARTED: usize = 16_384;
 
 impl ConnectionTable {
     /// An empty table.
@@ -128,6 +133,8 @@ impl ConnectionTable {
             losses: TableLosses::default(),
             read_started_ns: 0,
             releasing: HashSet::new(),
+            started: Vec::new(),
+            started_shed: 0,
         }
     }
 
@@ -180,7 +187,7 @@ impl ConnectionTable {
     pub fn record_poll(&mut self, key: &FlowKey, stats: FlowStats) {
         // Never refused: map keys are bounded by the map, and a refused key would never be
         // written, released, or make room in the map.
-        if let Some(observation) = self.observation(key, Admit::Always) {
+        if let Some(observation) = self.observation(key, Admit::Always, Opened::Announce) {
             observation.kernel = stats;
         }
     }
@@ -193,7 +200,7 @@ impl ConnectionTable {
             return;
         }
         // At the limit, a hint is dropped: the next read delivers the key anyway.
-        if let Some(observation) = self.observation(key, Admit::BelowHardLimit)
+        if let Some(observation) = self.observation(key, Admit::BelowHardLimit, Opened::Announce)
             && observation.kernel.packets == 0
         {
             observation.kernel = *packet;
@@ -214,7 +221,7 @@ impl ConnectionTable {
 
     /// A packet the kernel could not store in the full map: counted here instead.
     pub fn record_overflow(&mut self, key: &FlowKey, packet: &FlowStats) {
-        match self.observation(key, Admit::BelowHardLimit) {
+        match self.observation(key, Admit::BelowHardLimit, Opened::Announce) {
             Some(observation) => observation.overflow = merge(&observation.overflow, packet),
             None => self.losses.refused_packets += packet.packets,
         }
@@ -226,7 +233,8 @@ impl ConnectionTable {
     pub fn record_tail(&mut self, key: &FlowKey, tail: &FlowStats) {
         // Never refused: tails are bounded by the keys released, and refusing one would
         // lose what an eviction promised to keep.
-        if let Some(observation) = self.observation(key, Admit::Always) {
+        // A tail belongs to a connection already written: not a new one.
+        if let Some(observation) = self.observation(key, Admit::Always, Opened::Quietly) {
             observation.kernel = FlowStats::default();
             observation.overflow = merge(&observation.overflow, tail);
         }
@@ -234,12 +242,24 @@ impl ConnectionTable {
 
     /// The key's observation, created with its connection if need be; None when `admit`
     /// forbids a new connection past twice the limit.
-    fn observation(&mut self, key: &FlowKey, admit: Admit) -> Option<&mut Observation> {
+    fn observation(
+        &mut self,
+        key: &FlowKey,
+        admit: Admit,
+        opened: Opened,
+    ) -> Option<&mut Observation> {
         let (connection_key, _) = ConnectionKey::of(key);
         let room = self.connections.len() < self.config.max_connections.saturating_mul(2);
         let connection = match self.connections.entry(connection_key) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) if room || admit == Admit::Always => {
+                if opened == Opened::Announce {
+                    if self.started.len() < MAX_STARTED {
+                        self.started.push(connection_key);
+                    } else {
+                        self.started_shed += 1;
+                    }
+                }
                 entry.insert(Connection::default())
             }
             Entry::Vacant(_) => return None,
@@ -256,6 +276,25 @@ impl ConnectionTable {
             }
         };
         Some(&mut connection.observations[index])
+    }
+
+    /// The started items of the connections opened since the last call (state `started`,
+    /// the counts seen so far), oldest first.
+    pub fn take_started(&mut self, names: &InterfaceNames) -> Vec<FlowRecord> {
+        let started = std::mem::take(&mut self.started);
+        started
+            .iter()
+            .filter_map(|key| {
+                let connection = self.connections.get(key)?;
+                let summary = summarize(key, connection, names);
+                Some(summary.record(key, FlowState::Started, &self.clock))
+            })
+            .collect()
+    }
+
+    /// Connections that got no started item because too many were waiting.
+    pub fn started_shed(&self) -> u64 {
+        self.started_shed
     }
 
     /// Writes the connections that closed, expired or are due for a periodic report.
@@ -356,6 +395,15 @@ struct Activity {
     closed: bool,
 }
 
+/// Whether a connection a key opens gets a started item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opened {
+    /// A new connection: announced.
+    Announce,
+    /// The tail of a connection already written.
+    Quietly,
+}
+
 /// Whether a key may open a connection past twice the limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Admit {
@@ -422,134 +470,9 @@ fn merge(a: &FlowStats, b: &FlowStats) -> FlowStats {
     }
 }
 
-/// A connection's merged view.
-struct Summary {
-    initiator: Endpoint,
-    responder: Endpoint,
-    fwd: Counts,
-    rev: Counts,
-    tcp_flags: u16,
-    first_seen: u64,
-    last_seen: u64,
-    closed: bool,
-    icmp: Option<IcmpInfo>,
-    interfaces: Vec<String>,
-}
+mod summary;
 
-fn summarize(key: &ConnectionKey, connection: &Connection, names: &InterfaceNames) -> Summary {
-    let totals: Vec<(Endpoint, FlowStats)> = connection
-        .observations
-        .iter()
-        .map(|o| (super::key::endpoints(&o.key).0, o.total()))
-        .collect();
-    // The initiator sent a SYN without ACK; failing that, it sent the first packet seen.
-    let opener = totals
-        .iter()
-        .filter(|(_, s)| s.flags & stats_flags::SYN_WITHOUT_ACK != 0)
-        .min_by_key(|(_, s)| s.first_seen_ns);
-    let first = totals
-        .iter()
-        .filter(|(_, s)| s.packets > 0)
-        .min_by_key(|(_, s)| s.first_seen_ns);
-    let initiator = opener.or(first).map(|(src, _)| *src).unwrap_or(key.low);
-    let responder = key.peer_of(initiator);
-
-    // Both hooks of one node (source pod's and destination pod's interface) count the same
-    // packets: a direction's count is the largest any hook saw, never their sum.
-    let (mut fwd, mut rev) = (Counts::default(), Counts::default());
-    let (mut fwd_flags, mut rev_flags) = (0u16, 0u16);
-    let (mut first_seen, mut last_seen) = (u64::MAX, 0u64);
-    for (src, stats) in &totals {
-        let (counts, flags) = if *src == initiator {
-            (&mut fwd, &mut fwd_flags)
-        } else {
-            (&mut rev, &mut rev_flags)
-        };
-        counts.packets = counts.packets.max(stats.packets);
-        counts.bytes = counts.bytes.max(stats.bytes);
-        *flags |= stats.tcp_flags;
-        if stats.packets > 0 {
-            first_seen = first_seen.min(stats.first_seen_ns);
-        }
-        last_seen = last_seen.max(stats.last_seen_ns);
-    }
-    if first_seen == u64::MAX {
-        first_seen = last_seen;
-    }
-    let all_flags = fwd_flags | rev_flags | connection.end_flags;
-    let closed = is_closed(key, fwd_flags, rev_flags, connection.end_flags);
-    let icmp = connection
-        .observations
-        .iter()
-        .filter(|o| matches!(o.key.protocol, ip_proto::ICMP | ip_proto::ICMPV6))
-        .min_by_key(|o| {
-            (
-                super::key::endpoints(&o.key).0 != initiator,
-                o.kernel.first_seen_ns,
-            )
-        })
-        .map(|o| IcmpInfo {
-            icmp_type: o.key.icmp_type,
-            code: o.key.icmp_code,
-        });
-    let mut interfaces: Vec<String> = connection
-        .observations
-        .iter()
-        .map(|o| {
-            names
-                .get(&o.key.ifindex)
-                .cloned()
-                .unwrap_or_else(|| format!("if{}", o.key.ifindex))
-        })
-        .collect();
-    interfaces.sort();
-    interfaces.dedup();
-    Summary {
-        initiator,
-        responder,
-        fwd,
-        rev,
-        tcp_flags: all_flags,
-        first_seen,
-        last_seen,
-        closed,
-        icmp,
-        interfaces,
-    }
-}
-
-impl Summary {
-    fn record(&self, key: &ConnectionKey, state: FlowState, clock: &WallClock) -> FlowRecord {
-        FlowRecord {
-            src: RecordEndpoint {
-                ip: self.initiator.ip,
-                port: self.initiator.port,
-                identity: Default::default(),
-            },
-            dst: RecordEndpoint {
-                ip: self.responder.ip,
-                port: self.responder.port,
-                identity: Default::default(),
-            },
-            protocol: IpProtocol(key.protocol),
-            icmp: self.icmp,
-            fwd: self.fwd,
-            rev: self.rev,
-            tcp_flags: TcpFlags(self.tcp_flags),
-            first_seen: clock.wall(self.first_seen),
-            last_seen: clock.wall(self.last_seen),
-            state,
-            node_name: None,
-            interfaces: self.interfaces.clone(),
-            non_first_fragments: key.non_first_fragment,
-            service: None,
-            policy: None,
-            staged: None,
-            first_seen_ns: self.first_seen,
-            last_seen_ns: self.last_seen,
-        }
-    }
-}
+use summary::summarize;
 
 #[cfg(test)]
 mod tests;

@@ -50,6 +50,11 @@ impl Published {
         }
     }
 
+    /// Whether it is a connection's started item (not one of its records).
+    pub fn is_started(&self) -> bool {
+        self.record.state == crate::flow::FlowState::Started
+    }
+
     /// The record as the wire's `Flow`, converted on first use and kept.
     pub fn wire(&self) -> &proto::Flow {
         self.wire
@@ -158,7 +163,8 @@ impl FlowHub {
     }
 
     /// A new sink: a queue of `capacity` records that receives every record published from
-    /// now on, waiting or dropping (counted) when full as `when_full` says. `name` is what
+    /// now on (connections' started items only with `takes_started`), waiting or dropping
+    /// (counted) when full as `when_full` says; started items never wait. `name` is what
     /// the stats and metrics call it. Dropping the receiver ends the subscription (records
     /// are then counted as lost to it only while it existed).
     pub fn subscribe(
@@ -166,8 +172,9 @@ impl FlowHub {
         name: &'static str,
         capacity: usize,
         when_full: WhenFull,
+        takes_started: bool,
     ) -> tokio::sync::mpsc::Receiver<Arc<Published>> {
-        let (sink, rx) = Sink::new(name, capacity, when_full);
+        let (sink, rx) = Sink::new(name, capacity, when_full, takes_started);
         self.sink_list().push(Arc::new(sink));
         rx
     }

@@ -31,6 +31,9 @@ pub struct SinkStatus {
     /// Records its full queue could not take (only with [`WhenFull::Drop`]), or published
     /// after it stopped reading.
     pub lost: u64,
+    /// Started items its full queue could not take: they never wait, whatever
+    /// `when_full` says, so that a flood of new connections sheds them first.
+    pub started_lost: u64,
 }
 
 /// One subscribed sink.
@@ -38,10 +41,13 @@ pub struct SinkStatus {
 pub(super) struct Sink {
     name: &'static str,
     when_full: WhenFull,
+    /// Takes started items too (else only the connections' records).
+    takes_started: bool,
     /// None once the hub closed: the receiver then ends after what it was given.
     tx: Mutex<Option<mpsc::Sender<Arc<Published>>>>,
     delivered: AtomicU64,
     lost: AtomicU64,
+    started_lost: AtomicU64,
 }
 
 impl Sink {
@@ -49,14 +55,17 @@ impl Sink {
         name: &'static str,
         capacity: usize,
         when_full: WhenFull,
+        takes_started: bool,
     ) -> (Self, mpsc::Receiver<Arc<Published>>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let sink = Self {
             name,
             when_full,
+            takes_started,
             tx: Mutex::new(Some(tx)),
             delivered: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            started_lost: AtomicU64::new(0),
         };
         (sink, rx)
     }
@@ -69,25 +78,36 @@ impl Sink {
 
     /// Hands the sink a batch, as its policy says.
     pub(super) async fn offer(&self, batch: &[Arc<Published>]) {
+        let wanted = |entry: &&Arc<Published>| self.takes_started || !entry.is_started();
         let Some(tx) = self.sender().clone() else {
-            self.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            for entry in batch.iter().filter(wanted) {
+                self.count_lost(entry);
+            }
             return;
         };
         let mut delivered = 0;
-        let mut lost = 0;
-        for entry in batch {
+        for entry in batch.iter().filter(wanted) {
             let sent = match self.when_full {
-                WhenFull::Wait => tx.send(Arc::clone(entry)).await.is_ok(),
-                WhenFull::Drop => tx.try_send(Arc::clone(entry)).is_ok(),
+                WhenFull::Wait if !entry.is_started() => tx.send(Arc::clone(entry)).await.is_ok(),
+                _ => tx.try_send(Arc::clone(entry)).is_ok(),
             };
             if sent {
                 delivered += 1;
             } else {
-                lost += 1;
+                self.count_lost(entry);
             }
         }
         self.delivered.fetch_add(delivered, Ordering::Relaxed);
-        self.lost.fetch_add(lost, Ordering::Relaxed);
+    }
+
+    /// Counts an entry the sink did not get, in its unit.
+    fn count_lost(&self, entry: &Published) {
+        let counter = if entry.is_started() {
+            &self.started_lost
+        } else {
+            &self.lost
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// No more records: the receiver ends once it has read what it was given.
@@ -101,6 +121,7 @@ impl Sink {
             when_full: self.when_full,
             delivered: self.delivered.load(Ordering::Relaxed),
             lost: self.lost.load(Ordering::Relaxed),
+            started_lost: self.started_lost.load(Ordering::Relaxed),
         }
     }
 }

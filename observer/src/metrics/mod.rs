@@ -65,6 +65,7 @@ pub struct Metrics {
     denied_by: Family<DecidedBy, Counter>,
     connections: Gauge,
     evicted: Counter,
+    started: Counter,
     subscribers: Gauge,
     cluster_views: Counter,
     cluster_invalid_objects: Gauge,
@@ -94,7 +95,8 @@ impl Metrics {
         registry.register(
             "lost",
             "Events and packets lost for good, by what: ringbuf_new_flow, ringbuf_end, \
-             ringbuf_overflow (packets), table_full (packets), api_subscriber (flows)",
+             ringbuf_overflow (packets), table_full (packets), api_subscriber (flows), \
+             started_not_made and sink_<name>_started (started items; records unaffected)",
             lost.clone(),
         );
         let records = Family::<RecordLabels, Counter>::default();
@@ -127,6 +129,12 @@ impl Metrics {
             "connections_evicted",
             "Connections written early to keep the table at --max-connections",
             evicted.clone(),
+        );
+        let started = Counter::default();
+        registry.register(
+            "started_items",
+            "Connections judged and published at their first packet (state started)",
+            started.clone(),
         );
         let subscribers = Gauge::default();
         registry.register(
@@ -173,6 +181,7 @@ impl Metrics {
             denied_by,
             connections,
             evicted,
+            started,
             subscribers,
             cluster_views,
             cluster_invalid_objects,
@@ -198,9 +207,13 @@ impl Metrics {
             ("api_subscriber".into(), stats.api.flows_lost_to_subscribers),
             ("events_malformed".into(), stats.events_malformed),
             ("flow_log".into(), stats.flow_log_lost_records),
+            ("started_not_made".into(), stats.started_shed),
         ];
         for sink in &stats.sinks {
             losses.push((format!("sink_{}", sink.name), sink.lost));
+            if sink.started_lost > 0 {
+                losses.push((format!("sink_{}_started", sink.name), sink.started_lost));
+            }
         }
         for (name, value) in &stats.datapath.0 {
             match ring_losses.iter().find(|(counter, _)| counter == name) {
@@ -218,6 +231,7 @@ impl Metrics {
             grow(&self.lost.get_or_create(&labels), value);
         }
         grow(&self.evicted, stats.connections_evicted);
+        grow(&self.started, stats.started_published);
         grow(&self.cluster_views, stats.cluster_views);
         grow(&self.cluster_relists, stats.cluster_relists);
         grow(&self.cluster_watch_errors, stats.cluster_watch_errors);

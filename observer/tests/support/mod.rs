@@ -91,6 +91,11 @@ impl Observer {
         self.0.pid()
     }
 
+    /// The stats file as it is now.
+    pub fn stats_now(&self) -> Result<serde_json::Value> {
+        self.0.stats_now()
+    }
+
     /// Waits until the stats field `field` reaches at least `value`.
     pub fn wait_stat(&self, field: &str, value: u64) -> Result<()> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

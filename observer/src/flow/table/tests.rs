@@ -329,3 +329,60 @@ fn an_event_delayed_past_the_read_that_holds_its_packet_is_not_counted_again() {
     let r = t.drain(&names()).records.remove(0);
     assert_eq!((r.fwd.packets, r.fwd.bytes), (1, 100));
 }
+
+#[test]
+fn a_connection_is_announced_once_when_it_opens_by_event_or_by_poll() {
+    let mut t = table();
+    let syn = stats(1, 60, SECOND, SECOND, tcp_flags::SYN);
+    t.record_new_flow(&key(A, 40000, B, 80, 1, direction::INGRESS), &syn);
+    // The same connection at the other pod's interface, and its reply: no new item.
+    t.record_new_flow(&key(A, 40000, B, 80, 2, direction::EGRESS), &syn);
+    let reply = stats(
+        1,
+        60,
+        SECOND + 5,
+        SECOND + 5,
+        tcp_flags::SYN | tcp_flags::ACK,
+    );
+    t.record_new_flow(&key(B, 80, A, 40000, 2, direction::INGRESS), &reply);
+    let started = t.take_started(&names());
+    assert_eq!(started.len(), 1);
+    let item = &started[0];
+    assert_eq!(item.state, FlowState::Started);
+    assert_eq!(
+        (item.src.port, item.dst.port),
+        (40000, 80),
+        "oriented by the SYN"
+    );
+    assert_eq!(item.fwd.packets, 1);
+    assert!(t.take_started(&names()).is_empty(), "announced once");
+    // A connection whose event was lost is announced by the poll that finds it.
+    t.record_poll(&key(A, 40001, B, 80, 1, direction::INGRESS), syn);
+    assert_eq!(t.take_started(&names()).len(), 1);
+    // Its records follow as usual.
+    assert_eq!(t.drain(&names()).records.len(), 2);
+}
+
+#[test]
+fn the_tail_of_a_written_connection_is_not_announced_again() {
+    let mut t = table();
+    let k = key(A, 40000, B, 80, 1, direction::INGRESS);
+    t.record_poll(&k, stats(2, 120, SECOND, SECOND, tcp_flags::SYN));
+    let _ = t.take_started(&names());
+    let written = t.sweep(20 * SECOND, &names());
+    assert_eq!(written.records.len(), 1, "expired");
+    t.read_started(21 * SECOND);
+    t.record_tail(&k, &stats(1, 60, 21 * SECOND, 21 * SECOND, tcp_flags::ACK));
+    assert!(t.take_started(&names()).is_empty());
+}
+
+#[test]
+fn past_the_limit_of_waiting_items_new_connections_are_counted_not_announced() {
+    let mut t = table();
+    let syn = stats(1, 60, SECOND, SECOND, tcp_flags::SYN);
+    for port in 0..=super::MAX_STARTED as u16 {
+        t.record_new_flow(&key(A, port, B, 80, 1, direction::INGRESS), &syn);
+    }
+    assert_eq!(t.started_shed(), 1);
+    assert_eq!(t.take_started(&names()).len(), super::MAX_STARTED);
+}

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use observer::flow::{FlowRecord, IpProtocol};
+use observer::flow::{FlowRecord, FlowState, IpProtocol};
 use observer_lab::traffic::udp_exchange;
 use observer_lab::{Lab, in_netns};
 use support::{Observer, require_root, scratch_dir};
@@ -154,6 +154,15 @@ fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> 
     assert!(
         received.windows(2).all(|w| w[0].0 < w[1].0),
         "cursors increase"
+    );
+    // Each connection's started item comes first, then its records (the flow log has
+    // the records only).
+    let (started, received): (Vec<_>, Vec<_>) = received
+        .into_iter()
+        .partition(|(_, r)| r.state == FlowState::Started);
+    assert!(
+        started.iter().any(|(_, r)| r.src.port == client_port),
+        "the exchange's started item"
     );
     let ours = |r: &FlowRecord| {
         r.protocol == IpProtocol::UDP

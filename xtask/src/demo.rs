@@ -5,12 +5,13 @@
 //! makes a little traffic of every kind, stops the observer (which flushes every
 //! connection), and prints the records: who talked to whom, how much, and whether the
 //! policies allow it; then the violations a gRPC subscriber (`observer observe --follow
-//! --violations`, started before the traffic) received, its stream ended by the stop.
+//! --violations`, started before the traffic) received, its stream ended by the stop: each
+//! denied connection first at its first packet (`started`), then with its record.
 
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result, bail};
-use observer_api::record::{FlowRecord, RecordEndpoint};
+use observer_api::record::{FlowRecord, FlowState, RecordEndpoint};
 use observer_api::verdict::RuleAction;
 use observer_lab::observer::ObserverProcess;
 use observer_lab::traffic::{ping, tcp_exchange, tcp_exchange_via, udp_exchange};
@@ -146,14 +147,21 @@ pub fn run() -> Result<()> {
 violations streamed over gRPC (observer observe --follow --violations): {}",
         lines.lines().count()
     );
+    let mut at_start = 0;
     for line in lines.lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("observe line: {line}"))?;
         let f: FlowRecord = serde_json::from_value(v["flow"].clone())
             .with_context(|| format!("observe line's flow: {line}"))?;
+        // A connection's violation arrives twice: at its first packet (`started`), and
+        // with its record when it ends.
+        if f.state == FlowState::Started {
+            at_start += 1;
+        }
         println!(
-            "  cursor {}: {} {}:{} -> {}:{} {}",
+            "  cursor {} [{}]: {} {}:{} -> {}:{} {}",
             v["cursor"],
+            f.state.name(),
             f.protocol,
             name(&f.src),
             f.src.port,
@@ -161,6 +169,13 @@ violations streamed over gRPC (observer observe --follow --violations): {}",
             f.dst.port,
             decided_by(&f)
         );
+    }
+    println!(
+        "  {at_start} of them arrived as the connection started (its first packet), before \
+         its record"
+    );
+    if at_start == 0 {
+        bail!("no violation arrived at a connection's first packet");
     }
     Ok(())
 }

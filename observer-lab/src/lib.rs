@@ -50,6 +50,21 @@ pub struct Pod {
     pub ipv6: Ipv6Addr,
 }
 
+impl Pod {
+    /// The pod as a Kubernetes manifest (one YAML document, `---` after it): `name` in
+    /// namespace `namespace` with the label `app: APP`, on the lab's node, at this pod's
+    /// IPv4 address.
+    pub fn manifest(&self, namespace: &str, name: &str, app: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, \
+             labels: {{app: {app}}}}}\n\
+             spec: {{nodeName: lab-node, containers: [{{name: c, image: x}}]}}\n\
+             status: {{phase: Running, podIP: {}}}\n---\n",
+            self.ipv4
+        )
+    }
+}
+
 /// A simulated node with pods. Dropping it removes every namespace it made.
 #[derive(Debug)]
 pub struct Lab {

@@ -22,14 +22,6 @@ use support::{Observer, require_root, scratch_dir};
 const HOUR: &str = "1h";
 
 fn cluster(a: &Pod, b: &Pod) -> String {
-    let pod = |name: &str, app: &str, pod: &Pod| {
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{app: {app}}}}}\n\
-             spec: {{nodeName: lab-node, containers: [{{name: c, image: x}}]}}\n\
-             status: {{phase: Running, podIP: {}}}\n---\n",
-            pod.ipv4
-        )
-    };
     let mut text = String::from(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n\
          apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
@@ -39,8 +31,8 @@ fn cluster(a: &Pod, b: &Pod) -> String {
          apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: shop}\n\
          spec: {clusterIP: 10.96.0.10, selector: {app: db}, ports: [{port: 80, targetPort: 5432}]}\n---\n",
     );
-    text += &pod("web-0", "web", a);
-    text += &pod("db-0", "db", b);
+    text += &a.manifest("shop", "web-0", "web");
+    text += &b.manifest("shop", "db-0", "db");
     text
 }
 

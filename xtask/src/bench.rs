@@ -3,6 +3,7 @@
 
 pub(crate) mod datapath;
 mod enrich;
+mod started;
 mod storm;
 
 use anyhow::Result;
@@ -23,6 +24,9 @@ pub enum Which {
     /// gRPC API: publishing rate, memory per buffered flow, fan-out to 4 followers over
     /// loopback.
     Api,
+    /// Violations at the first packet: latency to a gRPC subscriber for four kinds of
+    /// connection, and the rate of new connections judged and published (root: a lab).
+    Started(started::Options),
     /// Policy evaluation and snapshot rebuild (criterion): 10,000 pods, 2,000 policies;
     /// then the tiered engine with Calico, GlobalNetworkPolicy and ClusterNetworkPolicy
     /// objects beside them.
@@ -39,6 +43,7 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Datapath(options) => datapath::run(&options),
         Which::Enrich { criterion } => enrich::run(&criterion),
+        Which::Started(options) => started::run(&options),
         Which::Api => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "api"]),
         Which::Policy { criterion } => {
             for bench in ["policy", "tiered"] {

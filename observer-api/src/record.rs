@@ -199,7 +199,49 @@ impl FlowState {
     }
 }
 
+impl RecordEndpoint {
+    /// How people name the end: `namespace/pod`, `node NAME`, or the address.
+    pub fn display_name(&self) -> String {
+        let id = &self.identity;
+        match (&id.namespace, &id.pod, &id.node) {
+            (Some(ns), Some(pod), _) => format!("{ns}/{pod}"),
+            (_, None, Some(node)) => format!("node {node}"),
+            _ => self.ip.to_string(),
+        }
+    }
+}
+
 impl FlowRecord {
+    /// A record of a connection `src` → `dst` with nothing counted yet: no packets, no
+    /// time, no identity beyond what the ends carry, no verdict.
+    pub fn between(
+        src: RecordEndpoint,
+        dst: RecordEndpoint,
+        protocol: IpProtocol,
+        state: FlowState,
+    ) -> Self {
+        Self {
+            src,
+            dst,
+            protocol,
+            icmp: None,
+            fwd: Counts::default(),
+            rev: Counts::default(),
+            tcp_flags: TcpFlags::default(),
+            first_seen: Timestamp::default(),
+            last_seen: Timestamp::default(),
+            state,
+            node_name: None,
+            interfaces: Vec::new(),
+            non_first_fragments: false,
+            service: None,
+            policy: None,
+            staged: None,
+            first_seen_ns: 0,
+            last_seen_ns: 0,
+        }
+    }
+
     /// The verdict, None when the record has none (no cluster state, or a protocol
     /// NetworkPolicy does not cover).
     pub fn verdict_kind(&self) -> Option<VerdictKind> {

@@ -31,6 +31,7 @@ pub mod memory;
 pub mod metrics;
 pub mod policy;
 pub mod stats;
+pub mod suggest;
 /// The gRPC schema's generated code and the one conversion between it and the record (from
 /// `observer-api`, which clients use without the rest of the daemon).
 pub mod wire {

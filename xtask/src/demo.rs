@@ -182,12 +182,7 @@ violations streamed over gRPC (observer observe --follow --violations): {}",
 
 /// How the record names an end: namespace/pod, the node, or the address.
 fn name(end: &RecordEndpoint) -> String {
-    let id = &end.identity;
-    match (&id.namespace, &id.pod, &id.node) {
-        (Some(ns), Some(pod), _) => format!("{ns}/{pod}"),
-        (_, None, Some(node)) => format!("node {node}"),
-        _ => end.ip.to_string(),
-    }
+    end.display_name()
 }
 
 /// The tier decisions behind a verdict, per direction: which policy's which rule allowed

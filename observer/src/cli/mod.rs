@@ -4,6 +4,7 @@ mod check;
 mod duration;
 mod observe;
 mod run;
+pub mod suggest;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Stream flows and violations from a running observer's gRPC API.
     Observe(observe::ObserveArgs),
+    /// Suggest least-privilege NetworkPolicies from flow logs, proven against them.
+    Suggest(suggest::SuggestArgs),
 }
 
 /// Parses a command line as the `observer` binary would, without running it: manifests
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Observe(args) => observe::run(args),
         Command::Check(args) => return check::run(args),
+        Command::Suggest(args) => return suggest::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,9 +101,7 @@ mod tests {
     use super::*;
     use crate::cluster::manifests;
     use crate::cluster::view::ClusterView;
-    use crate::flow::{
-        Counts, FlowState, IpProtocol, RecordEndpoint, ServiceBackend, TcpFlags, Timestamp,
-    };
+    use crate::flow::{Counts, FlowState, IpProtocol, RecordEndpoint, ServiceBackend};
 
     const CLUSTER: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n\
         apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\n\
@@ -129,29 +127,19 @@ mod tests {
             port,
             identity: Default::default(),
         };
-        FlowRecord {
-            src: end("10.0.0.1", 40_000),
-            dst: end(dst, port),
-            protocol: IpProtocol::TCP,
-            icmp: None,
-            fwd: Counts {
-                packets: 1,
-                bytes: 60,
-            },
-            rev: Counts::default(),
-            tcp_flags: TcpFlags::default(),
-            first_seen: Timestamp::default(),
-            last_seen: Timestamp::default(),
-            state: FlowState::Started,
-            node_name: None,
-            interfaces: Vec::new(),
-            non_first_fragments: false,
-            service: None,
-            policy: None,
-            staged: None,
-            first_seen_ns: 10,
-            last_seen_ns: 10,
-        }
+        let mut item = FlowRecord::between(
+            end("10.0.0.1", 40_000),
+            end(dst, port),
+            IpProtocol::TCP,
+            FlowState::Started,
+        );
+        item.fwd = Counts {
+            packets: 1,
+            bytes: 60,
+        };
+        item.first_seen_ns = 10;
+        item.last_seen_ns = 10;
+        item
     }
 
     #[test]

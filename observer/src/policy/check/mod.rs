@@ -156,6 +156,13 @@ pub fn check_line(
     check_line_with(snapshot, TieredJudges::default(), line_no, text)
 }
 
+/// Judges a flow-log record by the NetworkPolicies of `snapshot`, its ends found as
+/// `check` finds them (pod by namespace and name, else node, else address).
+pub fn judge_record(snapshot: &PolicySnapshot, record: &FlowRecord) -> LineOutcome {
+    judge(snapshot, TieredJudges::default(), 0, record_query(record))
+        .map_or(LineOutcome::NotEvaluable, |(_, outcome)| outcome)
+}
+
 fn check_line_with(
     snapshot: &PolicySnapshot,
     tiered: TieredJudges<'_>,

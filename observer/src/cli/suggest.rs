@@ -1,0 +1,312 @@
+//! `observer suggest`: least-privilege NetworkPolicies learned from flow-log files and the
+//! cluster's manifests (offline, no root), proven against the records they were learned
+//! from. The learning, generation and proof are `crate::suggest`'s; this file reads the
+//! files, builds the two policy snapshots (declared; declared plus suggested) and prints.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::cluster::manifests::{self, LoadErrorKind, load_paths_strict};
+use crate::cluster::state::ClusterObjects;
+use crate::cluster::view::{ClusterView, Holder};
+use crate::flow::{FlowRecord, Timestamp};
+use crate::policy::{PolicySnapshot, SnapshotInput};
+use crate::suggest::generate::{GenerateConfig, KnownPod, Suggestion, generate};
+use crate::suggest::learn::{LearnConfig, Learned, Learner, WorkloadId};
+use crate::suggest::prove::{Impact, Proof, impact, prove};
+use crate::suggest::render;
+
+/// Arguments of `observer suggest`.
+#[derive(Debug, Args)]
+pub struct SuggestArgs {
+    /// Flow-log files (JSON Lines, as `observer run` writes them); `-` is stdin.
+    #[arg(long, required = true, num_args = 1..)]
+    flows: Vec<String>,
+    /// Manifest files or directories of the cluster the flows were seen in (Namespaces,
+    /// Pods, Nodes, NetworkPolicies...): the pods the selectors must select, and the
+    /// declared policies the suggestion is proven together with.
+    #[arg(long, required = true, num_args = 1..)]
+    manifests: Vec<PathBuf>,
+    /// Write one multi-document YAML file per namespace here (`kubectl apply -f DIR`)
+    /// instead of printing the policies.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Edges learned at most; past it, new edges are counted as dropped and the
+    /// suggestion says it is incomplete.
+    #[arg(long, default_value_t = 100_000)]
+    max_edges: usize,
+    /// External IPv4 peers are aggregated to this prefix length.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
+    external_prefix_v4: u8,
+    /// External IPv6 peers are aggregated to this prefix length.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u8).range(0..=128))]
+    external_prefix_v6: u8,
+}
+
+/// Everything a suggestion run produced.
+#[derive(Debug)]
+pub struct Report {
+    /// The policies, one YAML document each, per namespace.
+    pub yaml: BTreeMap<String, String>,
+    /// The suggestions.
+    pub suggestions: Vec<Suggestion>,
+    /// What was learned (and skipped).
+    pub learned: Learned,
+    /// The proof against the records.
+    pub proof: Proof,
+    /// The changes it makes.
+    pub impact: Impact,
+}
+
+/// Learns from `records`, generates, renders, reads the YAML back through the manifest
+/// loader, and proves it together with the declared policies of `objects`.
+pub fn suggest_offline(
+    objects: &ClusterObjects,
+    records: &[FlowRecord],
+    config: LearnConfig,
+) -> Result<Report, String> {
+    let mut learner = Learner::new(config);
+    for record in records {
+        learner.learn(record);
+    }
+    let learned = learner.learned().clone();
+    let (view, _) = ClusterView::build(objects);
+    let mut pods = Vec::new();
+    let mut representatives: BTreeMap<WorkloadId, (String, std::net::IpAddr)> = BTreeMap::new();
+    for (ip, holder) in view.holders() {
+        let Holder::Pod(pod) = holder else { continue };
+        let workload = WorkloadId {
+            namespace: pod.info.namespace.clone(),
+            kind: pod
+                .workload
+                .as_ref()
+                .map_or("Pod".into(), |w| w.kind.as_str().to_string()),
+            name: pod
+                .workload
+                .as_ref()
+                .map_or_else(|| pod.info.name.clone(), |w| w.name.clone()),
+        };
+        let name = format!("{}/{}", pod.info.namespace, pod.info.name);
+        let entry = representatives
+            .entry(workload.clone())
+            .or_insert((name.clone(), *ip));
+        if (name.as_str(), *ip) < (entry.0.as_str(), entry.1) {
+            *entry = (name, *ip);
+        }
+        pods.push(KnownPod {
+            workload,
+            labels: pod.info.labels.clone(),
+        });
+    }
+    pods.sort_by(|a, b| (&a.workload, &a.labels).cmp(&(&b.workload, &b.labels)));
+    pods.dedup();
+    let window_end = records
+        .iter()
+        .map(|r| r.last_seen)
+        .max()
+        .unwrap_or(Timestamp(0));
+    let suggestions = generate(&learned, &pods, window_end, &GenerateConfig::default());
+    let mut yaml: BTreeMap<String, String> = BTreeMap::new();
+    for s in &suggestions {
+        yaml.entry(s.subject.namespace.clone())
+            .or_default()
+            .push_str(&render::kubernetes(s));
+    }
+    let all: String = yaml.values().map(String::as_str).collect();
+    let parsed = manifests::parse("suggested.yaml", &all);
+    if let Some(e) = parsed.errors.first() {
+        return Err(format!("the suggested YAML does not load back: {e}"));
+    }
+    let suggested = parsed.into_objects().policies;
+    let snapshot = |extra: &[std::sync::Arc<_>]| {
+        let mut policies = objects.policies.clone();
+        policies.extend(extra.iter().cloned());
+        let (input, _) = SnapshotInput::from_objects(
+            &objects.namespaces,
+            &objects.pods,
+            &objects.nodes,
+            &policies,
+        );
+        PolicySnapshot::build(&input)
+    };
+    let before = snapshot(&[]);
+    let after = snapshot(&suggested);
+    let proof = prove(&after, records);
+    let impact = impact(&before, &after, records, &learned, &representatives);
+    Ok(Report {
+        yaml,
+        suggestions,
+        learned,
+        proof,
+        impact,
+    })
+}
+
+/// Reads flow-log records; a line that is not one is an error naming the file and line.
+fn read_records(paths: &[String]) -> Result<Vec<FlowRecord>, String> {
+    let mut records = Vec::new();
+    for path in paths {
+        let reader: Box<dyn BufRead> = if path == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+            Box::new(BufReader::new(file))
+        };
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.map_err(|e| format!("{path}: line {}: {e}", n + 1))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let record = serde_json::from_str(&line)
+                .map_err(|e| format!("{path}: line {}: not a flow-log record: {e}", n + 1))?;
+            records.push(record);
+        }
+    }
+    Ok(records)
+}
+
+/// Prints the policies (or writes them to `--out`), and a summary on stderr. Exit status:
+/// 0 when the proof holds, 1 when a file cannot be read or the proof fails (a bug), 2 for
+/// input that is not flow-log records.
+pub fn run(args: SuggestArgs) -> ExitCode {
+    let loaded = load_paths_strict(&args.manifests, false);
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    for e in &loaded.errors {
+        eprintln!("error: {e}");
+    }
+    if loaded
+        .errors
+        .iter()
+        .any(|e| matches!(e.kind, LoadErrorKind::Io(_)))
+    {
+        eprintln!("error: a --manifests path could not be read: nothing suggested");
+        return ExitCode::from(1);
+    }
+    let records = match read_records(&args.flows) {
+        Ok(records) => records,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = LearnConfig {
+        max_edges: args.max_edges,
+        external_prefix_v4: args.external_prefix_v4,
+        external_prefix_v6: args.external_prefix_v6,
+    };
+    let objects = loaded.into_objects();
+    let report = match suggest_offline(&objects, &records, config) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(dir) = &args.out {
+        if let Err(e) = write_out(dir, &report.yaml) {
+            eprintln!("error: {}: {e}", dir.display());
+            return ExitCode::from(1);
+        }
+    } else {
+        for text in report.yaml.values() {
+            print!("{text}");
+        }
+    }
+    summarize(&report, records.len());
+    if report.proof.denied.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn write_out(dir: &std::path::Path, yaml: &BTreeMap<String, String>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (namespace, text) in yaml {
+        std::fs::write(dir.join(format!("{namespace}.yaml")), text)?;
+    }
+    Ok(())
+}
+
+/// The summary table and the proof, on stderr.
+fn summarize(report: &Report, records: usize) {
+    let mut rows = vec![[
+        "WORKLOAD".to_string(),
+        "STABILITY".into(),
+        "INGRESS".into(),
+        "EGRESS".into(),
+        "NOTE".into(),
+    ]];
+    for s in &report.suggestions {
+        rows.push([
+            s.subject.to_string(),
+            s.stability.name().into(),
+            s.ingress.len().to_string(),
+            s.egress.len().to_string(),
+            s.selector_note
+                .as_ref()
+                .map_or(String::new(), |_| "selector not unique".into()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        eprintln!("{}", cells.join("  ").trim_end());
+    }
+    let skipped = report.learned.skipped;
+    let proof = &report.proof;
+    eprintln!(
+        "\n{} records read; {} edges learned ({} dropped at --max-edges{}), {} unresolved \
+         Service records and {} without identity skipped",
+        records,
+        report.learned.edges.len(),
+        skipped.dropped_edges,
+        if skipped.dropped_edges > 0 {
+            ": the suggestion is INCOMPLETE"
+        } else {
+            ""
+        },
+        skipped.unresolved_services,
+        skipped.without_identity
+    );
+    eprintln!(
+        "proof: {} records judged with the declared and suggested policies: {} allowed, {} \
+         denied; {} not judged (ICMP and other protocols, unknown ends)",
+        proof.checked,
+        proof.allowed,
+        proof.checked - proof.allowed,
+        proof.not_judged
+    );
+    for denied in &proof.denied {
+        eprintln!("  DENIED (a bug in the suggestion): {denied}");
+    }
+    let impact = &report.impact;
+    eprintln!(
+        "impact: {} pairs of known workloads allowed today would be denied",
+        impact.newly_denied_pairs.len()
+    );
+    for (from, to, port) in impact.newly_denied_pairs.iter().take(20) {
+        eprintln!("  {from} -> {to} (port {port})");
+    }
+    if !impact.violations_today.is_empty() {
+        eprintln!(
+            "observed flows the declared policies deny today (the suggestion allows them): {}",
+            impact.violations_today.len()
+        );
+        for v in impact.violations_today.iter().take(20) {
+            eprintln!("  {v}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Policy suggestions: "what policies should I write?", answered from observed traffic.
+//!
+//! Pure, values in and out, no I/O: `learn` turns judged flow records into edges per
+//! workload (bounded by the number of edges); `generate` turns them into one
+//! least-privilege NetworkPolicy per workload, each rule with its evidence; `render`
+//! writes them as YAML for `kubectl apply`; `prove` judges the records they were learned
+//! from against the declared and suggested policies together (all must be allowed) and
+//! finds the pairs of known workloads they newly deny. `cli/suggest.rs` wires files to it.
+
+pub mod generate;
+pub mod learn;
+pub mod prove;
+pub mod render;

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use super::{Enricher, NatTable};
 use crate::cluster::manifests;
 use crate::cluster::view::ClusterView;
-use crate::flow::{
-    Counts, FlowRecord, FlowState, IpProtocol, RecordEndpoint, ServiceBackend, TcpFlags, Timestamp,
-};
+use crate::flow::{FlowRecord, FlowState, IpProtocol, RecordEndpoint, ServiceBackend};
 use crate::policy::{Category, CniProfile, VerdictKind};
 
 const POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
@@ -36,26 +34,15 @@ fn record(src: &str, dst: &str, first_seen_ns: u64) -> FlowRecord {
         port,
         identity: Default::default(),
     };
-    FlowRecord {
-        src: endpoint(src, 40_000),
-        dst: endpoint(dst, 5432),
-        protocol: IpProtocol::TCP,
-        icmp: None,
-        fwd: Counts::default(),
-        rev: Counts::default(),
-        tcp_flags: TcpFlags::default(),
-        first_seen: Timestamp::default(),
-        last_seen: Timestamp::default(),
-        state: FlowState::Active,
-        node_name: None,
-        interfaces: Vec::new(),
-        non_first_fragments: false,
-        service: None,
-        policy: None,
-        staged: None,
-        first_seen_ns,
-        last_seen_ns: first_seen_ns,
-    }
+    let mut record = FlowRecord::between(
+        endpoint(src, 40_000),
+        endpoint(dst, 5432),
+        IpProtocol::TCP,
+        FlowState::Active,
+    );
+    record.first_seen_ns = first_seen_ns;
+    record.last_seen_ns = first_seen_ns;
+    record
 }
 
 fn verdict(enricher: &Enricher, first_seen_ns: u64) -> Option<VerdictKind> {

@@ -177,6 +177,33 @@ violations streamed over gRPC (observer observe --follow --violations): {}",
     if at_start == 0 {
         bail!("no violation arrived at a connection's first packet");
     }
+    suggest(&binary, &dir, &manifests)
+}
+
+/// The policies `observer suggest` learns from the demo's flow log, and their proof.
+fn suggest(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    manifests: &std::path::Path,
+) -> Result<()> {
+    let out = std::process::Command::new(binary)
+        .arg("suggest")
+        .arg("--flows")
+        .arg(dir.join("flows.jsonl"))
+        .arg("--manifests")
+        .arg(manifests)
+        .output()
+        .context("running observer suggest")?;
+    println!(
+        "\nsuggested policies (observer suggest --flows {} --manifests {}):\n",
+        observer_file(dir, "flows.jsonl"),
+        manifests.display()
+    );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    println!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        bail!("observer suggest failed: the proof did not hold, or it could not run");
+    }
     Ok(())
 }
 

@@ -302,7 +302,7 @@ fn summarize(report: &Report, records: usize) {
     }
     if !impact.violations_today.is_empty() {
         eprintln!(
-            "observed flows the declared policies deny today (the suggestion allows them): {}",
+            "observed flows the declared policies deny today (violations; the suggestion allows those NetworkPolicy can express): {}",
             impact.violations_today.len()
         );
         for v in impact.violations_today.iter().take(20) {

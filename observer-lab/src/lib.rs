@@ -11,6 +11,7 @@
 //! Everything is torn down when the [`Lab`] is dropped, also on panic; labs left behind by a
 //! killed process are removed by [`Lab::remove_stale`].
 
+pub mod alloc;
 pub mod observer;
 pub mod synthetic;
 pub mod traffic;

@@ -1,11 +1,9 @@
 //! Evaluation benchmarks on a synthetic cluster: 10,000 pods in 500 namespaces with
 //! 2,000 policies of realistic shapes.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -16,31 +14,8 @@ use observer::policy::{
 };
 use serde_json::json;
 
-/// Counts live heap bytes so the compiled index's footprint can be printed.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: observer_lab::alloc::Counting = observer_lab::alloc::Counting;
 
 const NAMESPACES: usize = 500;
 const PODS_PER_NS: usize = 20;
@@ -239,13 +214,13 @@ fn report_latency_and_memory(snap: &PolicySnapshot, qs: &[FlowQuery], input: &Sn
         pct(1.0),
         100.0 * allowed as f64 / qs.len() as f64
     );
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = observer_lab::alloc::live_bytes();
     let snap2 = PolicySnapshot::build(input);
-    let index = LIVE.load(Ordering::Relaxed) - before;
+    let index = observer_lab::alloc::live_bytes() - before;
     drop(snap2);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = observer_lab::alloc::live_bytes();
     let fresh = self::input();
-    let inputs = LIVE.load(Ordering::Relaxed) - before;
+    let inputs = observer_lab::alloc::live_bytes() - before;
     drop(fresh);
     println!(
         "memory: snapshot index {:.1} MiB (shares the inputs via Arc); inputs (pods, namespaces, compiled policies) {:.1} MiB; {} policies, {} pods",

@@ -24,6 +24,9 @@ pub enum Which {
     /// gRPC API: publishing rate, memory per buffered flow, fan-out to 4 followers over
     /// loopback.
     Api,
+    /// Suggestions: learning rate, memory per edge, generation and proof for 2,000
+    /// workloads and 100,000 edges.
+    Suggest,
     /// Violations at the first packet: latency to a gRPC subscriber for four kinds of
     /// connection, and the rate of new connections judged and published (root: a lab).
     Started(started::Options),
@@ -44,6 +47,7 @@ pub fn run(which: Which) -> Result<()> {
         Which::Datapath(options) => datapath::run(&options),
         Which::Enrich { criterion } => enrich::run(&criterion),
         Which::Started(options) => started::run(&options),
+        Which::Suggest => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "suggest"]),
         Which::Api => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "api"]),
         Which::Policy { criterion } => {
             for bench in ["policy", "tiered"] {

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::cluster::manifests::{self, LoadErrorKind, load_paths_strict};
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+
+use crate::cluster::manifests::{LoadErrorKind, load_paths_strict};
 use crate::cluster::state::ClusterObjects;
 use crate::cluster::view::{ClusterView, Holder};
 use crate::flow::{FlowRecord, Timestamp};
@@ -52,6 +56,8 @@ pub struct SuggestArgs {
 pub struct Report {
     /// The policies, one YAML document each, per namespace.
     pub yaml: BTreeMap<String, String>,
+    /// The same policies as objects (what the YAML reads back to).
+    pub objects: Vec<NetworkPolicy>,
     /// The suggestions.
     pub suggestions: Vec<Suggestion>,
     /// What was learned (and skipped).
@@ -60,19 +66,24 @@ pub struct Report {
     pub proof: Proof,
     /// The changes it makes.
     pub impact: Impact,
+    /// How long each step took: learning, generation (with rendering), proof (with the
+    /// snapshots), impact.
+    pub timings: [std::time::Duration; 4],
 }
 
-/// Learns from `records`, generates, renders, reads the YAML back through the manifest
-/// loader, and proves it together with the declared policies of `objects`.
+/// Learns from `records`, generates, renders, and proves the policies together with the
+/// declared policies of `objects`.
 pub fn suggest_offline(
     objects: &ClusterObjects,
     records: &[FlowRecord],
     config: LearnConfig,
 ) -> Result<Report, String> {
+    let start = std::time::Instant::now();
     let mut learner = Learner::new(config);
     for record in records {
         learner.learn(record);
     }
+    let learned_at = start.elapsed();
     let learned = learner.learned().clone();
     let (view, _) = ClusterView::build(objects);
     let mut pods = Vec::new();
@@ -104,6 +115,7 @@ pub fn suggest_offline(
     }
     pods.sort_by(|a, b| (&a.workload, &a.labels).cmp(&(&b.workload, &b.labels)));
     pods.dedup();
+    let generation_start = std::time::Instant::now();
     let window_end = records
         .iter()
         .map(|r| r.last_seen)
@@ -116,13 +128,14 @@ pub fn suggest_offline(
             .or_default()
             .push_str(&render::kubernetes(s));
     }
-    let all: String = yaml.values().map(String::as_str).collect();
-    let parsed = manifests::parse("suggested.yaml", &all);
-    if let Some(e) = parsed.errors.first() {
-        return Err(format!("the suggested YAML does not load back: {e}"));
-    }
-    let suggested = parsed.into_objects().policies;
-    let snapshot = |extra: &[std::sync::Arc<_>]| {
+    let generated_at = generation_start.elapsed();
+    let proof_start = std::time::Instant::now();
+    // The objects the YAML reads back to (the tests check that it does).
+    let suggested: Vec<Arc<NetworkPolicy>> = suggestions
+        .iter()
+        .map(|s| Arc::new(render::network_policy(s)))
+        .collect();
+    let snapshot = |extra: &[Arc<NetworkPolicy>]| {
         let mut policies = objects.policies.clone();
         policies.extend(extra.iter().cloned());
         let (input, _) = SnapshotInput::from_objects(
@@ -136,13 +149,18 @@ pub fn suggest_offline(
     let before = snapshot(&[]);
     let after = snapshot(&suggested);
     let proof = prove(&after, records);
+    let proved_at = proof_start.elapsed();
+    let impact_start = std::time::Instant::now();
     let impact = impact(&before, &after, records, &learned, &representatives);
+    let timings = [learned_at, generated_at, proved_at, impact_start.elapsed()];
     Ok(Report {
         yaml,
+        objects: suggested.iter().map(|p| (**p).clone()).collect(),
         suggestions,
         learned,
         proof,
         impact,
+        timings,
     })
 }
 
@@ -271,7 +289,7 @@ fn summarize(report: &Report, records: usize) {
         "\n{} records read; {} edges learned ({} dropped at --max-edges{}), {} unresolved \
          Service records and {} without identity skipped",
         records,
-        report.learned.edges.len(),
+        report.learned.edge_count(),
         skipped.dropped_edges,
         if skipped.dropped_edges > 0 {
             ": the suggestion is INCOMPLETE"
@@ -295,7 +313,7 @@ fn summarize(report: &Report, records: usize) {
     let impact = &report.impact;
     eprintln!(
         "impact: {} pairs of known workloads allowed today would be denied",
-        impact.newly_denied_pairs.len()
+        impact.newly_denied
     );
     for (from, to, port) in impact.newly_denied_pairs.iter().take(20) {
         eprintln!("  {from} -> {to} (port {port})");

@@ -113,19 +113,42 @@ pub fn generate(
     window_end: Timestamp,
     config: &GenerateConfig,
 ) -> Vec<Suggestion> {
+    let edges = learned.edges();
     let mut by_subject: BTreeMap<&WorkloadId, Vec<(&EdgeKey, &EdgeStats)>> = BTreeMap::new();
-    for (key, stats) in &learned.edges {
+    for (key, stats) in &edges {
         by_subject
             .entry(&key.subject)
             .or_default()
             .push((key, stats));
     }
     let names = policy_names(by_subject.keys().copied());
+    // Every workload's selector, once, against the pods of its namespace.
+    let mut by_namespace: BTreeMap<&str, Vec<&KnownPod>> = BTreeMap::new();
+    for pod in pods {
+        by_namespace
+            .entry(pod.workload.namespace.as_str())
+            .or_default()
+            .push(pod);
+    }
+    let mut selectors: BTreeMap<&WorkloadId, (BTreeMap<String, String>, Option<String>)> =
+        BTreeMap::new();
+    for key in edges.keys() {
+        let peer = match &key.peer {
+            Peer::Workload(w) => Some(w),
+            _ => None,
+        };
+        for w in std::iter::once(&key.subject).chain(peer) {
+            selectors.entry(w).or_insert_with(|| {
+                let labels = learned.labels(w).cloned().unwrap_or_default();
+                let neighbours = by_namespace.get(w.namespace.as_str());
+                selector_for(w, labels, neighbours.into_iter().flatten().copied())
+            });
+        }
+    }
     by_subject
         .into_iter()
         .map(|(subject, edges)| {
-            let labels = learned.labels.get(subject).cloned().unwrap_or_default();
-            let (selector, selector_note) = selector_for(subject, labels, pods);
+            let (selector, selector_note) = selectors[subject].clone();
             let mut not_expressible = BTreeSet::new();
             let mut rules: [BTreeMap<&Peer, SuggestedRule>; 2] = Default::default();
             let (mut first, mut last) = (Timestamp(i64::MAX), Timestamp(i64::MIN));
@@ -148,7 +171,10 @@ pub fn generate(
                     .entry(&key.peer)
                     .or_insert_with(|| SuggestedRule {
                         peer: key.peer.clone(),
-                        peer_labels: peer_labels(&key.peer, learned, pods),
+                        peer_labels: match &key.peer {
+                            Peer::Workload(w) => selectors[w].0.clone(),
+                            _ => BTreeMap::new(),
+                        },
                         ports: Vec::new(),
                         evidence: EdgeStats::default(),
                     });
@@ -220,27 +246,16 @@ fn policy_names<'a>(
         .collect()
 }
 
-/// The labels a peer workload's selector uses.
-fn peer_labels(peer: &Peer, learned: &Learned, pods: &[KnownPod]) -> BTreeMap<String, String> {
-    match peer {
-        Peer::Workload(w) => {
-            let labels = learned.labels.get(w).cloned().unwrap_or_default();
-            selector_for(w, labels, pods).0
-        }
-        _ => BTreeMap::new(),
-    }
-}
-
 /// The workload's selector: its pods' shared stable labels, checked against the known
 /// pods of its namespace. When they also select another workload's pods, nothing the
 /// workload's pods share tells them apart: the note says which.
-pub fn selector_for(
+pub fn selector_for<'p>(
     workload: &WorkloadId,
     labels: BTreeMap<String, String>,
-    pods: &[KnownPod],
+    pods: impl IntoIterator<Item = &'p KnownPod>,
 ) -> (BTreeMap<String, String>, Option<String>) {
     let others: BTreeSet<String> = pods
-        .iter()
+        .into_iter()
         .filter(|p| p.workload.namespace == workload.namespace && p.workload != *workload)
         .filter(|p| labels.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
         .map(|p| format!("{}/{}", p.workload.kind, p.workload.name))

@@ -1,10 +1,15 @@
 //! Learning: judged flow records in, edges per workload out. Memory is bounded by the
 //! number of edges (`max_edges`), never by connections; what does not fit, or cannot be
 //! learned (a record without identities, a Service whose backend is unknown), is counted.
+//!
+//! Names are interned: an edge is a few integers (workload, peer, protocol, port) and its
+//! counts, so that 100,000 edges take a few megabytes and a record is learned without
+//! allocating (`interning.rs` holds the tables).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
+use super::interning::{Fx, Interned, fx_hash};
 use crate::flow::{FlowRecord, FlowState, IpProtocol, RecordEndpoint, ServiceBackend, Timestamp};
 
 /// A workload in a namespace: Deployment, StatefulSet, DaemonSet, CronJob, Job,
@@ -74,10 +79,9 @@ pub struct EdgeKey {
 /// The evidence of an edge.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EdgeStats {
-    /// Connections (records of distinct connections; a connection's later reports are not
-    /// counted again).
+    /// Connections (a connection's periodic reports and final record are one).
     pub flows: u64,
-    /// Packets, both ways, as the latest report of each connection counted them.
+    /// Packets, both ways.
     pub packets: u64,
     /// Bytes, both ways.
     pub bytes: u64,
@@ -87,7 +91,7 @@ pub struct EdgeStats {
     pub last_seen: Timestamp,
     /// The nodes whose observers saw it.
     pub nodes: BTreeSet<String>,
-    /// One connection, for people: `ns/pod -> ns/pod:port`.
+    /// One connection, for people: `ns/pod -> ns/pod:port`, the earliest.
     pub example: String,
 }
 
@@ -140,16 +144,133 @@ impl Default for LearnConfig {
     }
 }
 
+/// A peer, by interned ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum PeerId {
+    Workload(u32),
+    Node(u32, IpAddr),
+    External(IpAddr, u8),
+}
+
+/// An edge, by interned ids: 28 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    subject: u32,
+    peer: PeerId,
+    ingress: bool,
+    protocol: u8,
+    port: u16,
+}
+
+/// An edge's evidence, by interned ids.
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+    first_seen: i64,
+    last_seen: i64,
+    /// Index of its set of nodes.
+    nodes: u32,
+    /// The earliest connection: interned `ns/pod` names (or addresses) and port.
+    example: (u32, u32, u16),
+}
+
 /// The learned edges, and the labels each workload's pods share.
 #[derive(Clone, Debug, Default)]
 pub struct Learned {
-    /// Edges with their evidence.
-    pub edges: BTreeMap<EdgeKey, EdgeStats>,
-    /// Per workload: the labels every pod of it seen so far carries, per-pod and
+    edges: HashMap<Key, Stats, Fx>,
+    workloads: Interned<WorkloadId>,
+    /// Per workload id: the labels every pod of it seen so far carries, per-pod and
     /// per-revision labels left out.
-    pub labels: BTreeMap<WorkloadId, BTreeMap<String, String>>,
+    labels: Vec<BTreeMap<String, String>>,
+    /// Node names, and the sets of them edges were seen by.
+    node_names: Interned<String>,
+    node_sets: Interned<Vec<u32>>,
+    /// Names in examples: `ns/pod`, or an address.
+    names: Interned<String>,
     /// What could not be learned.
     pub skipped: Skipped,
+}
+
+impl Learned {
+    /// How many edges are held.
+    pub fn edge_count(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Every edge with its evidence, in key order.
+    pub fn edges(&self) -> BTreeMap<EdgeKey, EdgeStats> {
+        self.edges
+            .iter()
+            .map(|(key, stats)| (self.key(key), self.stats(stats)))
+            .collect()
+    }
+
+    /// The labels a workload's pods share.
+    pub fn labels(&self, workload: &WorkloadId) -> Option<&BTreeMap<String, String>> {
+        let id = self.workloads.find(workload)?;
+        self.labels.get(id as usize)
+    }
+
+    /// Every workload with the labels its pods share.
+    pub fn workload_labels(&self) -> BTreeMap<WorkloadId, BTreeMap<String, String>> {
+        self.workloads
+            .iter()
+            .zip(&self.labels)
+            .map(|(w, l)| (w.clone(), l.clone()))
+            .collect()
+    }
+
+    fn key(&self, key: &Key) -> EdgeKey {
+        let workload = |id: u32| self.workloads.get(id).cloned().unwrap_or_else(unknown);
+        EdgeKey {
+            subject: workload(key.subject),
+            direction: if key.ingress {
+                Direction::Ingress
+            } else {
+                Direction::Egress
+            },
+            peer: match key.peer {
+                PeerId::Workload(id) => Peer::Workload(workload(id)),
+                PeerId::Node(name, ip) => Peer::Node {
+                    name: self.node_names.get(name).cloned().unwrap_or_default(),
+                    ip,
+                },
+                PeerId::External(network, prefix) => Peer::External { network, prefix },
+            },
+            protocol: IpProtocol(key.protocol),
+            port: key.port,
+        }
+    }
+
+    fn stats(&self, stats: &Stats) -> EdgeStats {
+        let name = |id: u32| self.names.get(id).map_or("?", String::as_str);
+        let (src, dst, port) = stats.example;
+        EdgeStats {
+            flows: stats.flows,
+            packets: stats.packets,
+            bytes: stats.bytes,
+            first_seen: Timestamp(stats.first_seen),
+            last_seen: Timestamp(stats.last_seen),
+            nodes: self
+                .node_sets
+                .get(stats.nodes)
+                .into_iter()
+                .flatten()
+                .filter_map(|&n| self.node_names.get(n).cloned())
+                .collect(),
+            example: format!("{} -> {}:{port}", name(src), name(dst)),
+        }
+    }
+}
+
+fn unknown() -> WorkloadId {
+    WorkloadId {
+        namespace: String::new(),
+        kind: String::new(),
+        name: String::new(),
+    }
 }
 
 /// Labels a controller sets per pod or per revision: a selector on them would miss the
@@ -172,12 +293,14 @@ fn stable_label(key: &str) -> bool {
 pub struct Learner {
     config: LearnConfig,
     learned: Learned,
-    /// Connections already counted (a hash of edge, first packet and source port) with the
-    /// packets and bytes their latest report had: a connection's periodic reports and its
-    /// final record are one flow, and each adds only what is new. Bounded: past
-    /// `4 × max_edges` it starts over, and a connection reported across that point counts
-    /// twice.
-    seen: std::collections::HashMap<u64, (u64, u64)>,
+    /// Connections already counted (a hash of their addresses, ports, protocol and first
+    /// packet) with the packets and bytes their latest report had: a connection's periodic
+    /// reports and its final record are one flow, and each adds only what is new.
+    /// Bounded: past `2 × max_edges` it starts over, and a connection reported across that
+    /// point counts twice.
+    seen: HashMap<u64, (u64, u64), Fx>,
+    /// Pods whose labels were taken into their workload's, by a hash of namespace and name.
+    labelled: std::collections::HashSet<u64, Fx>,
 }
 
 impl Learner {
@@ -207,185 +330,266 @@ impl Learner {
             self.learned.skipped.unresolved_services += 1;
             return;
         }
-        let (src, dst) = (workload_of(&record.src), workload_of(&record.dst));
+        let src = self.workload(&record.src);
+        let dst = self.workload(&record.dst);
         if src.is_none() && dst.is_none() {
             self.learned.skipped.without_identity += 1;
             return;
         }
-        let stats = EdgeStats {
-            flows: 1,
-            packets: record.fwd.packets + record.rev.packets,
-            bytes: record.fwd.bytes + record.rev.bytes,
-            first_seen: record.first_seen,
-            last_seen: record.last_seen,
-            nodes: record.node_name.iter().cloned().collect(),
-            example: format!(
-                "{} -> {}:{}",
-                record.src.display_name(),
-                record.dst.display_name(),
-                record.dst.port
-            ),
+        let connection = fx_hash(&(
+            record.src.ip,
+            record.src.port,
+            record.dst.ip,
+            record.dst.port,
+            record.protocol.0,
+            record.first_seen.0,
+        ));
+        let packets = record.fwd.packets + record.rev.packets;
+        let bytes = record.fwd.bytes + record.rev.bytes;
+        let before = self.seen.get(&connection).copied();
+        let new = Stats {
+            flows: u64::from(before.is_none()),
+            packets: packets.saturating_sub(before.map_or(0, |b| b.0)),
+            bytes: bytes.saturating_sub(before.map_or(0, |b| b.1)),
+            first_seen: record.first_seen.0,
+            last_seen: record.last_seen.0,
+            nodes: 0,
+            example: (0, 0, 0),
         };
+        if self.seen.len() >= self.config.max_edges.saturating_mul(2) {
+            self.seen.clear();
+        }
+        self.seen.insert(connection, (packets, bytes));
         let port = if matches!(record.protocol, IpProtocol::ICMP | IpProtocol::ICMPV6) {
             0
         } else {
             record.dst.port
         };
-        if let Some(subject) = &src {
-            self.note_labels(subject, &record.src);
-            let peer = self.peer(&record.dst, dst.as_ref());
-            self.add(subject, Direction::Egress, peer, record, port, &stats);
+        let node = record
+            .node_name
+            .as_deref()
+            .map(|n| self.learned.node_names.intern_str(n));
+        if let Some(subject) = src {
+            let peer = self.peer(&record.dst, dst);
+            self.add(subject, false, peer, record, port, new, node);
         }
-        if let Some(subject) = &dst {
-            self.note_labels(subject, &record.dst);
-            let peer = self.peer(&record.src, src.as_ref());
-            self.add(subject, Direction::Ingress, peer, record, port, &stats);
+        if let Some(subject) = dst {
+            let peer = self.peer(&record.src, src);
+            self.add(subject, true, peer, record, port, new, node);
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
-        subject: &WorkloadId,
-        direction: Direction,
-        peer: Peer,
+        subject: u32,
+        ingress: bool,
+        peer: PeerId,
         record: &FlowRecord,
         port: u16,
-        stats: &EdgeStats,
+        new: Stats,
+        node: Option<u32>,
     ) {
-        let key = EdgeKey {
-            subject: subject.clone(),
-            direction,
+        let key = Key {
+            subject,
             peer,
-            protocol: record.protocol,
+            ingress,
+            protocol: record.protocol.0,
             port,
         };
-        let connection = {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            (&key, record.first_seen, record.src.port).hash(&mut hasher);
-            hasher.finish()
-        };
-        let before = self.seen.get(&connection).copied();
-        let (packets, bytes) = match before {
-            Some((p, b)) => (
-                stats.packets.saturating_sub(p),
-                stats.bytes.saturating_sub(b),
-            ),
-            None => (stats.packets, stats.bytes),
-        };
         let full = self.learned.edges.len() >= self.config.max_edges;
-        match self.learned.edges.get_mut(&key) {
-            Some(edge) => {
-                if before.is_none() {
-                    edge.flows += 1;
-                }
-                // The earliest connection is the example, whatever order records come in.
-                if (stats.first_seen, &stats.example) < (edge.first_seen, &edge.example) {
-                    edge.first_seen = stats.first_seen;
-                    edge.example.clone_from(&stats.example);
-                }
-                edge.last_seen = edge.last_seen.max(stats.last_seen);
-                edge.nodes.extend(stats.nodes.iter().cloned());
-                edge.packets += packets;
-                edge.bytes += bytes;
+        let learned = &mut self.learned;
+        let stats = match learned.edges.get_mut(&key) {
+            Some(stats) => {
+                stats.flows += new.flows;
+                stats.packets += new.packets;
+                stats.bytes += new.bytes;
+                stats.last_seen = stats.last_seen.max(new.last_seen);
+                stats
             }
             None if full => {
-                self.learned.skipped.dropped_edges += 1;
+                learned.skipped.dropped_edges += 1;
                 return;
             }
             None => {
-                self.learned.edges.insert(key, stats.clone());
+                let empty = learned.node_sets.intern(Vec::new());
+                learned.edges.entry(key).or_insert(Stats {
+                    nodes: empty,
+                    first_seen: i64::MAX,
+                    ..new
+                })
+            }
+        };
+        if let Some(node) = node {
+            let known = learned.node_sets.get(stats.nodes);
+            if !known.is_some_and(|set| set.contains(&node)) {
+                let mut set = known.cloned().unwrap_or_default();
+                set.push(node);
+                set.sort_unstable();
+                stats.nodes = learned.node_sets.intern(set);
             }
         }
-        if self.seen.len() >= self.config.max_edges.saturating_mul(4) {
-            self.seen.clear();
+        // The earliest connection is the example, whatever order records come in.
+        if new.first_seen < stats.first_seen {
+            stats.first_seen = new.first_seen;
+            let src = intern_name(&mut learned.names, &record.src);
+            let dst = intern_name(&mut learned.names, &record.dst);
+            stats.example = (src, dst, record.dst.port);
         }
-        self.seen.insert(connection, (stats.packets, stats.bytes));
+    }
+
+    /// The workload id of a pod end (interned), its labels taken in the first time the pod
+    /// is seen.
+    fn workload(&mut self, end: &RecordEndpoint) -> Option<u32> {
+        let identity = &end.identity;
+        let (namespace, pod) = (identity.namespace.as_deref()?, identity.pod.as_deref()?);
+        let (kind, name) = match &identity.workload {
+            Some(w) => (w.kind.as_str(), w.name.as_str()),
+            None => ("Pod", pod),
+        };
+        let learned = &mut self.learned;
+        let id = learned.workloads.intern_with(
+            fx_hash(&(namespace, kind, name)),
+            |w| (w.namespace.as_str(), w.kind.as_str(), w.name.as_str()) == (namespace, kind, name),
+            || WorkloadId {
+                namespace: namespace.to_string(),
+                kind: kind.to_string(),
+                name: name.to_string(),
+            },
+        );
+        if self.labelled.insert(fx_hash(&(namespace, pod))) {
+            let labels = identity
+                .labels
+                .iter()
+                .flatten()
+                .filter(|(k, _)| stable_label(k));
+            match learned.labels.get_mut(id as usize) {
+                // Only what every pod of the workload carries.
+                Some(shared) => {
+                    let mine: BTreeMap<&String, &String> = labels.collect();
+                    shared.retain(|k, v| mine.get(k).is_some_and(|m| *m == v));
+                }
+                None => learned
+                    .labels
+                    .push(labels.map(|(k, v)| (k.clone(), v.clone())).collect()),
+            }
+        }
+        Some(id)
     }
 
     /// The peer an end is, for the subject at the other end.
-    fn peer(&self, end: &RecordEndpoint, workload: Option<&WorkloadId>) -> Peer {
+    fn peer(&mut self, end: &RecordEndpoint, workload: Option<u32>) -> PeerId {
         if let Some(workload) = workload {
-            return Peer::Workload(workload.clone());
+            return PeerId::Workload(workload);
         }
         if let Some(node) = &end.identity.node {
-            return Peer::Node {
-                name: node.clone(),
-                ip: end.ip,
-            };
+            return PeerId::Node(self.learned.node_names.intern_str(node), end.ip);
         }
         let prefix = match end.ip {
             IpAddr::V4(_) => self.config.external_prefix_v4.min(32),
             IpAddr::V6(_) => self.config.external_prefix_v6.min(128),
         };
-        Peer::External {
-            network: network(end.ip, prefix),
-            prefix,
-        }
-    }
-
-    fn note_labels(&mut self, workload: &WorkloadId, end: &RecordEndpoint) {
-        let labels: BTreeMap<String, String> = end
-            .identity
-            .labels
-            .iter()
-            .flatten()
-            .filter(|(k, _)| stable_label(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        match self.learned.labels.get_mut(workload) {
-            // Only what every pod of the workload carries.
-            Some(shared) => shared.retain(|k, v| labels.get(k) == Some(v)),
-            None => {
-                self.learned.labels.insert(workload.clone(), labels);
-            }
-        }
+        PeerId::External(network(end.ip, prefix), prefix)
     }
 
     /// Adds another learner's edges (another node's observer, another file): the same as
     /// having learned from both sets of records.
     pub fn merge(&mut self, other: &Learner) {
-        for (key, stats) in &other.learned.edges {
-            let full = self.learned.edges.len() >= self.config.max_edges;
-            match self.learned.edges.get_mut(key) {
-                Some(edge) => edge.merge(stats),
-                None if full => self.learned.skipped.dropped_edges += 1,
-                None => {
-                    self.learned.edges.insert(key.clone(), stats.clone());
-                }
+        let theirs = &other.learned;
+        for (workload, labels) in theirs.workloads.iter().zip(&theirs.labels) {
+            let id = self.learned.workloads.intern(workload.clone());
+            match self.learned.labels.get_mut(id as usize) {
+                Some(shared) => shared.retain(|k, v| labels.get(k) == Some(v)),
+                None => self.learned.labels.push(labels.clone()),
             }
         }
-        for (workload, labels) in &other.learned.labels {
-            match self.learned.labels.get_mut(workload) {
-                Some(shared) => shared.retain(|k, v| labels.get(k) == Some(v)),
+        let remap_workload = |me: &mut Learned, id: u32| {
+            let w = theirs.workloads.get(id).cloned().unwrap_or_else(unknown);
+            me.workloads.intern(w)
+        };
+        for (key, stats) in &theirs.edges {
+            let mine = Key {
+                subject: remap_workload(&mut self.learned, key.subject),
+                peer: match key.peer {
+                    PeerId::Workload(id) => PeerId::Workload(remap_workload(&mut self.learned, id)),
+                    PeerId::Node(name, ip) => {
+                        let name = theirs.node_names.get(name).cloned().unwrap_or_default();
+                        PeerId::Node(self.learned.node_names.intern(name), ip)
+                    }
+                    external => external,
+                },
+                ..*key
+            };
+            let resolved = theirs.stats(stats);
+            let full = self.learned.edges.len() >= self.config.max_edges;
+            let learned = &mut self.learned;
+            let mut nodes: Vec<u32> = resolved
+                .nodes
+                .iter()
+                .map(|n| learned.node_names.intern_str(n))
+                .collect();
+            let example = {
+                let (src, dst, port) = stats.example;
+                let name = |id| theirs.names.get(id).cloned().unwrap_or_default();
+                (
+                    learned.names.intern(name(src)),
+                    learned.names.intern(name(dst)),
+                    port,
+                )
+            };
+            match learned.edges.get_mut(&mine) {
+                Some(edge) => {
+                    let (src, dst, port) = edge.example;
+                    let name = |id| learned.names.get(id).map_or("?", String::as_str);
+                    let mine = format!("{} -> {}:{port}", name(src), name(dst));
+                    let earlier = (stats.first_seen, &resolved.example) < (edge.first_seen, &mine);
+                    edge.flows += stats.flows;
+                    edge.packets += stats.packets;
+                    edge.bytes += stats.bytes;
+                    edge.last_seen = edge.last_seen.max(stats.last_seen);
+                    if earlier {
+                        edge.first_seen = stats.first_seen;
+                        edge.example = example;
+                    }
+                    nodes.extend(learned.node_sets.get(edge.nodes).into_iter().flatten());
+                    nodes.sort_unstable();
+                    nodes.dedup();
+                    edge.nodes = learned.node_sets.intern(nodes);
+                }
+                None if full => learned.skipped.dropped_edges += 1,
                 None => {
-                    self.learned.labels.insert(workload.clone(), labels.clone());
+                    nodes.sort_unstable();
+                    let nodes = learned.node_sets.intern(nodes);
+                    learned.edges.insert(
+                        mine,
+                        Stats {
+                            nodes,
+                            example,
+                            ..*stats
+                        },
+                    );
                 }
             }
         }
         let s = &mut self.learned.skipped;
-        s.dropped_edges += other.learned.skipped.dropped_edges;
-        s.unresolved_services += other.learned.skipped.unresolved_services;
-        s.without_identity += other.learned.skipped.without_identity;
+        s.dropped_edges += theirs.skipped.dropped_edges;
+        s.unresolved_services += theirs.skipped.unresolved_services;
+        s.without_identity += theirs.skipped.without_identity;
     }
 }
 
-/// The workload of a pod end: its controller, or the pod itself.
-fn workload_of(end: &RecordEndpoint) -> Option<WorkloadId> {
+/// The id of an end's name as people read it (`ns/pod`, `node NAME`, or the address); the
+/// string is made only when new.
+fn intern_name(names: &mut Interned<String>, end: &RecordEndpoint) -> u32 {
     let id = &end.identity;
-    let (namespace, pod) = (id.namespace.as_ref()?, id.pod.as_ref()?);
-    Some(match &id.workload {
-        Some(w) => WorkloadId {
-            namespace: namespace.clone(),
-            kind: w.kind.clone(),
-            name: w.name.clone(),
-        },
-        None => WorkloadId {
-            namespace: namespace.clone(),
-            kind: "Pod".into(),
-            name: pod.clone(),
-        },
-    })
+    match (&id.namespace, &id.pod) {
+        (Some(ns), Some(pod)) => names.intern_with(
+            fx_hash(&(ns.as_str(), '/', pod.as_str())),
+            |v| v.split_once('/') == Some((ns.as_str(), pod.as_str())),
+            || end.display_name(),
+        ),
+        _ => names.intern(end.display_name()),
+    }
 }
 
 /// `ip` with the bits past `prefix` cleared.

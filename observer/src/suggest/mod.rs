@@ -8,6 +8,7 @@
 //! finds the pairs of known workloads they newly deny. `cli/suggest.rs` wires files to it.
 
 pub mod generate;
+mod interning;
 pub mod learn;
 pub mod prove;
 pub mod render;

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use super::learn::{Direction, Learned, Peer, WorkloadId};
 use crate::flow::{FlowRecord, FlowState, IpProtocol, RecordEndpoint, ServiceBackend};
 use crate::policy::check::{LineOutcome, judge_record};
-use crate::policy::{DirectionDecision, PolicySnapshot};
+use crate::policy::{DirectionDecision, Endpoint, FlowQuery, PolicySnapshot, Protocol, decide};
 
 /// The proof's figures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,8 +29,9 @@ pub struct Proof {
 pub struct Impact {
     /// Records the declared policies deny today (violations), with the deciding policies.
     pub violations_today: Vec<String>,
-    /// Pairs of known workloads (from, to, probed port) allowed today and denied with the
-    /// suggestion.
+    /// How many pairs of known workloads are allowed today and denied with the suggestion.
+    pub newly_denied: u64,
+    /// The first 1,000 of them: (from, to, probed port).
     pub newly_denied_pairs: Vec<(WorkloadId, WorkloadId, u16)>,
 }
 
@@ -95,27 +96,54 @@ pub fn impact(
         }
     }
     // The port each workload was seen serving on, first by order.
-    let mut serving: BTreeMap<&WorkloadId, (IpProtocol, u16)> = BTreeMap::new();
-    for key in learned.edges.keys() {
+    let mut serving: BTreeMap<WorkloadId, (IpProtocol, u16)> = BTreeMap::new();
+    for key in learned.edges().into_keys() {
         if key.direction == Direction::Ingress && matches!(key.peer, Peer::Workload(_)) {
             serving
-                .entry(&key.subject)
+                .entry(key.subject)
                 .or_insert((key.protocol, key.port));
         }
     }
-    for (from, from_pod) in representatives {
-        for (to, to_pod) in representatives {
-            if from == to {
+    // Each representative resolved once per snapshot, then every pair judged without
+    // allocating.
+    let reps: Vec<(&WorkloadId, &(String, IpAddr))> = representatives.iter().collect();
+    let resolve = |snapshot: &PolicySnapshot| -> Vec<Option<Endpoint>> {
+        reps.iter()
+            .map(|(_, (pod, ip))| {
+                let (namespace, name) = pod.split_once('/')?;
+                let id = snapshot.pod_id(namespace, name)?;
+                Some(Endpoint::Pod { id, ip: Some(*ip) })
+            })
+            .collect()
+    };
+    let (ends_before, ends_after) = (resolve(before), resolve(after));
+    for (i, (from, _)) in reps.iter().enumerate() {
+        for (j, (to, _)) in reps.iter().enumerate() {
+            if i == j {
                 continue;
             }
-            let (protocol, port) = serving.get(to).copied().unwrap_or((IpProtocol::TCP, 80));
-            let probe = probe(from_pod, to_pod, protocol, port);
-            if judge_record(before, &probe) == LineOutcome::Allow
-                && judge_record(after, &probe) == LineOutcome::Deny
-            {
-                impact
-                    .newly_denied_pairs
-                    .push((from.clone(), to.clone(), port));
+            let (protocol, port) = serving.get(*to).copied().unwrap_or((IpProtocol::TCP, 80));
+            let Some(protocol) = Protocol::of_ip(protocol) else {
+                continue;
+            };
+            let query = |ends: &[Option<Endpoint>]| {
+                Some(FlowQuery {
+                    src: ends[i]?,
+                    dst: ends[j]?,
+                    port,
+                    protocol,
+                })
+            };
+            let (Some(q_before), Some(q_after)) = (query(&ends_before), query(&ends_after)) else {
+                continue;
+            };
+            if decide(before, &q_before).allowed && !decide(after, &q_after).allowed {
+                impact.newly_denied += 1;
+                if impact.newly_denied_pairs.len() < 1_000 {
+                    impact
+                        .newly_denied_pairs
+                        .push(((*from).clone(), (*to).clone(), port));
+                }
             }
         }
     }
@@ -156,30 +184,4 @@ fn deciding(record: &FlowRecord) -> String {
         }
     }
     out.join("; ")
-}
-
-/// A record from one known pod to another, as `check` reads it.
-fn probe(
-    (from, from_ip): &(String, IpAddr),
-    (to, to_ip): &(String, IpAddr),
-    protocol: IpProtocol,
-    port: u16,
-) -> FlowRecord {
-    let end = |pod: &str, ip: IpAddr, port: u16| {
-        let (namespace, name) = pod.split_once('/').unwrap_or(("", pod));
-        let mut end = RecordEndpoint {
-            ip,
-            port,
-            identity: Default::default(),
-        };
-        end.identity.namespace = Some(namespace.to_string());
-        end.identity.pod = Some(name.to_string());
-        end
-    };
-    FlowRecord::between(
-        end(from, *from_ip, 40_000),
-        end(to, *to_ip, port),
-        protocol,
-        FlowState::Closed,
-    )
 }

@@ -6,6 +6,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
 use super::generate::{PortRange, SuggestedRule, Suggestion};
 use super::learn::{EdgeStats, Peer};
 
@@ -166,5 +173,93 @@ fn write_rule(out: &mut String, s: &Suggestion, peers_field: &str, rule: &Sugges
                 "    - {{protocol: {protocol}, port: {first}, endPort: {last}}}"
             );
         }
+    }
+}
+
+/// The same policy as a Kubernetes object, for the proof (the YAML reads back to it: the
+/// tests check that it does).
+pub fn network_policy(s: &Suggestion) -> NetworkPolicy {
+    let selector = |labels: &BTreeMap<String, String>| LabelSelector {
+        match_labels: Some(labels.clone()),
+        ..LabelSelector::default()
+    };
+    let peer = |rule: &SuggestedRule| -> NetworkPolicyPeer {
+        match &rule.peer {
+            Peer::Workload(w) => NetworkPolicyPeer {
+                namespace_selector: (w.namespace != s.subject.namespace).then(|| {
+                    selector(&BTreeMap::from([(
+                        "kubernetes.io/metadata.name".to_string(),
+                        w.namespace.clone(),
+                    )]))
+                }),
+                pod_selector: Some(selector(&rule.peer_labels)),
+                ..NetworkPolicyPeer::default()
+            },
+            Peer::Node { ip, .. } => NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }),
+                    except: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            },
+            Peer::External { network, prefix } => NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: format!("{network}/{prefix}"),
+                    except: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            },
+        }
+    };
+    let ports = |rule: &SuggestedRule| -> Vec<NetworkPolicyPort> {
+        rule.ports
+            .iter()
+            .map(|p| NetworkPolicyPort {
+                protocol: Some(p.protocol.to_string()),
+                port: Some(IntOrString::Int(i32::from(p.first))),
+                end_port: (p.last != p.first).then_some(i32::from(p.last)),
+            })
+            .collect()
+    };
+    let nodes: Vec<&str> = s.nodes.iter().map(String::as_str).collect();
+    let annotations = [
+        ("observed-from", s.window.0.to_string()),
+        ("observed-until", s.window.1.to_string()),
+        ("observed-by-nodes", nodes.join(",")),
+        ("stability", s.stability.name().to_string()),
+        ("workload", s.subject.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{ANNOTATION_PREFIX}/{k}"), v))
+    .collect();
+    NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(s.name.clone()),
+            namespace: Some(s.subject.namespace.clone()),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(&s.selector)),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(
+                s.ingress
+                    .iter()
+                    .map(|r| NetworkPolicyIngressRule {
+                        from: Some(vec![peer(r)]),
+                        ports: Some(ports(r)),
+                    })
+                    .collect(),
+            ),
+            egress: Some(
+                s.egress
+                    .iter()
+                    .map(|r| NetworkPolicyEgressRule {
+                        to: Some(vec![peer(r)]),
+                        ports: Some(ports(r)),
+                    })
+                    .collect(),
+            ),
+        }),
     }
 }

@@ -10,19 +10,14 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use std::sync::Arc;
-
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-
 use crate::cluster::manifests::{LoadErrorKind, load_paths_strict};
 use crate::cluster::state::ClusterObjects;
-use crate::cluster::view::{ClusterView, Holder};
+use crate::cluster::view::ClusterView;
 use crate::flow::{FlowRecord, Timestamp};
-use crate::policy::{PolicySnapshot, SnapshotInput};
-use crate::suggest::generate::{GenerateConfig, KnownPod, Suggestion, generate};
-use crate::suggest::learn::{LearnConfig, Learned, Learner, WorkloadId};
-use crate::suggest::prove::{Impact, Proof, impact, prove};
-use crate::suggest::render;
+use crate::policy::SnapshotInput;
+use crate::suggest::learn::{LearnConfig, Learner};
+pub use crate::suggest::report::Report;
+use crate::suggest::report::{Known, report};
 
 /// Arguments of `observer suggest`.
 #[derive(Debug, Args)]
@@ -51,28 +46,8 @@ pub struct SuggestArgs {
     external_prefix_v6: u8,
 }
 
-/// Everything a suggestion run produced.
-#[derive(Debug)]
-pub struct Report {
-    /// The policies, one YAML document each, per namespace.
-    pub yaml: BTreeMap<String, String>,
-    /// The same policies as objects (what the YAML reads back to).
-    pub objects: Vec<NetworkPolicy>,
-    /// The suggestions.
-    pub suggestions: Vec<Suggestion>,
-    /// What was learned (and skipped).
-    pub learned: Learned,
-    /// The proof against the records.
-    pub proof: Proof,
-    /// The changes it makes.
-    pub impact: Impact,
-    /// How long each step took: learning, generation (with rendering), proof (with the
-    /// snapshots), impact.
-    pub timings: [std::time::Duration; 4],
-}
-
-/// Learns from `records`, generates, renders, and proves the policies together with the
-/// declared policies of `objects`.
+/// Learns from `records`, then generates, renders and proves the policies together with
+/// the declared policies of `objects` (`crate::suggest::report`).
 pub fn suggest_offline(
     objects: &ClusterObjects,
     records: &[FlowRecord],
@@ -84,84 +59,27 @@ pub fn suggest_offline(
         learner.learn(record);
     }
     let learned_at = start.elapsed();
-    let learned = learner.learned().clone();
     let (view, _) = ClusterView::build(objects);
-    let mut pods = Vec::new();
-    let mut representatives: BTreeMap<WorkloadId, (String, std::net::IpAddr)> = BTreeMap::new();
-    for (ip, holder) in view.holders() {
-        let Holder::Pod(pod) = holder else { continue };
-        let workload = WorkloadId {
-            namespace: pod.info.namespace.clone(),
-            kind: pod
-                .workload
-                .as_ref()
-                .map_or("Pod".into(), |w| w.kind.as_str().to_string()),
-            name: pod
-                .workload
-                .as_ref()
-                .map_or_else(|| pod.info.name.clone(), |w| w.name.clone()),
-        };
-        let name = format!("{}/{}", pod.info.namespace, pod.info.name);
-        let entry = representatives
-            .entry(workload.clone())
-            .or_insert((name.clone(), *ip));
-        if (name.as_str(), *ip) < (entry.0.as_str(), entry.1) {
-            *entry = (name, *ip);
-        }
-        pods.push(KnownPod {
-            workload,
-            labels: pod.info.labels.clone(),
-        });
-    }
-    pods.sort_by(|a, b| (&a.workload, &a.labels).cmp(&(&b.workload, &b.labels)));
-    pods.dedup();
-    let generation_start = std::time::Instant::now();
+    let (declared, _) = SnapshotInput::from_objects(
+        &objects.namespaces,
+        &objects.pods,
+        &objects.nodes,
+        &objects.policies,
+    );
     let window_end = records
         .iter()
         .map(|r| r.last_seen)
         .max()
         .unwrap_or(Timestamp(0));
-    let suggestions = generate(&learned, &pods, window_end, &GenerateConfig::default());
-    let mut yaml: BTreeMap<String, String> = BTreeMap::new();
-    for s in &suggestions {
-        yaml.entry(s.subject.namespace.clone())
-            .or_default()
-            .push_str(&render::kubernetes(s));
-    }
-    let generated_at = generation_start.elapsed();
-    let proof_start = std::time::Instant::now();
-    // The objects the YAML reads back to (the tests check that it does).
-    let suggested: Vec<Arc<NetworkPolicy>> = suggestions
-        .iter()
-        .map(|s| Arc::new(render::network_policy(s)))
-        .collect();
-    let snapshot = |extra: &[Arc<NetworkPolicy>]| {
-        let mut policies = objects.policies.clone();
-        policies.extend(extra.iter().cloned());
-        let (input, _) = SnapshotInput::from_objects(
-            &objects.namespaces,
-            &objects.pods,
-            &objects.nodes,
-            &policies,
-        );
-        PolicySnapshot::build(&input)
-    };
-    let before = snapshot(&[]);
-    let after = snapshot(&suggested);
-    let proof = prove(&after, records);
-    let proved_at = proof_start.elapsed();
-    let impact_start = std::time::Instant::now();
-    let impact = impact(&before, &after, records, &learned, &representatives);
-    let timings = [learned_at, generated_at, proved_at, impact_start.elapsed()];
-    Ok(Report {
-        yaml,
-        objects: suggested.iter().map(|p| (**p).clone()).collect(),
-        suggestions,
-        learned,
-        proof,
-        impact,
-        timings,
-    })
+    let mut report = report(
+        learner.learned(),
+        &Known::from_view(&view),
+        &declared,
+        records,
+        window_end,
+    )?;
+    report.timings[0] = learned_at;
+    Ok(report)
 }
 
 /// Reads flow-log records; a line that is not one is an error naming the file and line.

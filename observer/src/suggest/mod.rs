@@ -12,3 +12,4 @@ mod interning;
 pub mod learn;
 pub mod prove;
 pub mod render;
+pub mod report;

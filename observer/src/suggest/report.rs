@@ -1,0 +1,139 @@
+//! One suggestion run: learned edges, the pods the cluster knows and its declared policies,
+//! and the records of the window in; suggestions, their YAML, the proof and the impact
+//! out. `observer suggest` runs it on files, the daemon on what it learned.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+
+use super::generate::{GenerateConfig, KnownPod, Suggestion, generate};
+use super::learn::{Learned, WorkloadId};
+use super::prove::{Impact, Proof, impact, prove};
+use super::render;
+use crate::cluster::view::{ClusterView, Holder};
+use crate::flow::{FlowRecord, Timestamp};
+use crate::policy::{PolicySnapshot, SnapshotInput, compile};
+
+/// The pods the cluster state knows: for the selectors' check, and one pod per workload to
+/// probe the impact with (`namespace/pod` and its address).
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    /// Every pod, by workload and labels.
+    pub pods: Vec<KnownPod>,
+    /// Per workload, the pod whose name sorts first.
+    pub representatives: BTreeMap<WorkloadId, (String, IpAddr)>,
+}
+
+impl Known {
+    /// The pods of a cluster view.
+    pub fn from_view(view: &ClusterView) -> Self {
+        let mut known = Self::default();
+        for (ip, holder) in view.holders() {
+            let Holder::Pod(pod) = holder else { continue };
+            let workload = WorkloadId {
+                namespace: pod.info.namespace.clone(),
+                kind: pod
+                    .workload
+                    .as_ref()
+                    .map_or("Pod".into(), |w| w.kind.as_str().to_string()),
+                name: pod
+                    .workload
+                    .as_ref()
+                    .map_or_else(|| pod.info.name.clone(), |w| w.name.clone()),
+            };
+            let name = format!("{}/{}", pod.info.namespace, pod.info.name);
+            let entry = known
+                .representatives
+                .entry(workload.clone())
+                .or_insert((name.clone(), *ip));
+            if (name.as_str(), *ip) < (entry.0.as_str(), entry.1) {
+                *entry = (name, *ip);
+            }
+            known.pods.push(KnownPod {
+                workload,
+                labels: pod.info.labels.clone(),
+            });
+        }
+        known
+            .pods
+            .sort_by(|a, b| (&a.workload, &a.labels).cmp(&(&b.workload, &b.labels)));
+        known.pods.dedup();
+        known
+    }
+}
+
+/// Everything a suggestion run produced.
+#[derive(Debug)]
+pub struct Report {
+    /// The policies, one YAML document each, per namespace.
+    pub yaml: BTreeMap<String, String>,
+    /// The same policies as objects (what the YAML reads back to).
+    pub objects: Vec<NetworkPolicy>,
+    /// The suggestions.
+    pub suggestions: Vec<Suggestion>,
+    /// What was learned (and skipped).
+    pub learned: Learned,
+    /// The proof against the records.
+    pub proof: Proof,
+    /// The changes it makes.
+    pub impact: Impact,
+    /// How long each step took: learning, generation (with rendering), proof (with the
+    /// snapshots), impact.
+    pub timings: [std::time::Duration; 4],
+}
+
+/// Generates the suggestions for `learned`, renders them, and proves them with the
+/// `declared` policies against `records`; `window_end` is when learning stopped.
+pub fn report(
+    learned: &Learned,
+    known: &Known,
+    declared: &SnapshotInput,
+    records: &[FlowRecord],
+    window_end: Timestamp,
+) -> Result<Report, String> {
+    let generation_start = Instant::now();
+    let suggestions = generate(learned, &known.pods, window_end, &GenerateConfig::default());
+    let mut yaml: BTreeMap<String, String> = BTreeMap::new();
+    for s in &suggestions {
+        yaml.entry(s.subject.namespace.clone())
+            .or_default()
+            .push_str(&render::kubernetes(s));
+    }
+    let generated_at = generation_start.elapsed();
+    let proof_start = Instant::now();
+    // The objects the YAML reads back to (the tests check that it does).
+    let objects: Vec<NetworkPolicy> = suggestions.iter().map(render::network_policy).collect();
+    let mut with_suggested = declared.clone();
+    for policy in &objects {
+        let compiled = compile(policy).map_err(|e| {
+            format!(
+                "suggested policy {}: {e} (a bug in the suggestion)",
+                policy.metadata.name.as_deref().unwrap_or("?")
+            )
+        })?;
+        with_suggested.policies.push(Arc::new(compiled));
+    }
+    let before = PolicySnapshot::build(declared);
+    let after = PolicySnapshot::build(&with_suggested);
+    let proof = prove(&after, records);
+    let proved_at = proof_start.elapsed();
+    let impact_start = Instant::now();
+    let impact = impact(&before, &after, records, learned, &known.representatives);
+    Ok(Report {
+        yaml,
+        objects,
+        suggestions,
+        learned: learned.clone(),
+        proof,
+        impact,
+        timings: [
+            Duration::ZERO,
+            generated_at,
+            proved_at,
+            impact_start.elapsed(),
+        ],
+    })
+}

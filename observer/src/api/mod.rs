@@ -6,7 +6,9 @@
 //! - `listen`: where it listens (TCP, or a Unix socket with file permissions) and how a
 //!   client connects.
 //! - `server`: the tonic service, a task per stream.
+//! - `suggestions`: `GetSuggestions`, from the daemon's learner and the cluster view.
 
 pub mod filter;
 pub mod listen;
 pub mod server;
+pub mod suggestions;

@@ -11,10 +11,13 @@ use tonic::{Request, Response, Status};
 
 use super::filter::Selection;
 use super::listen::ApiListener;
+pub use super::suggestions::SuggestionSource;
+use super::suggestions::get_suggestions;
 use crate::hub::{FlowHub, Gap, Span, StartAt, SubscriberGuard};
 use crate::wire::proto::{
-    self, FlowEvent, GetFlowsRequest, GetFlowsResponse, LostFlows, ServerStatusRequest,
-    ServerStatusResponse, get_flows_request::Start, get_flows_response::Event, lost_flows::Reason,
+    self, FlowEvent, GetFlowsRequest, GetFlowsResponse, GetSuggestionsRequest,
+    GetSuggestionsResponse, LostFlows, ServerStatusRequest, ServerStatusResponse,
+    get_flows_request::Start, get_flows_response::Event, lost_flows::Reason,
     observer_server::ObserverServer,
 };
 
@@ -39,6 +42,8 @@ pub struct ApiConfig {
     /// Readiness for the `grpc.health.v1` service: `NOT_SERVING` until it is true (the
     /// daemon's first cluster state); `None`: serving at once.
     pub ready: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Where `GetSuggestions` answers from (`None`: it answers UNIMPLEMENTED).
+    pub suggestions: Option<SuggestionSource>,
 }
 
 impl Default for ApiConfig {
@@ -47,6 +52,7 @@ impl Default for ApiConfig {
             tls: None,
             max_streams: DEFAULT_MAX_STREAMS,
             ready: None,
+            suggestions: None,
         }
     }
 }
@@ -57,6 +63,7 @@ pub struct ObserverService {
     hub: Arc<FlowHub>,
     streams: Arc<Semaphore>,
     max_streams: usize,
+    suggestions: Option<SuggestionSource>,
 }
 
 impl ObserverService {
@@ -66,7 +73,14 @@ impl ObserverService {
             hub,
             streams: Arc::new(Semaphore::new(max_streams)),
             max_streams,
+            suggestions: None,
         }
+    }
+
+    /// Answers `GetSuggestions` from `source`.
+    pub fn with_suggestions(mut self, source: Option<SuggestionSource>) -> Self {
+        self.suggestions = source;
+        self
     }
 
     /// As a tonic service, for a router.
@@ -132,6 +146,20 @@ impl proto::observer_server::Observer for ObserverService {
             subscribers: s.subscribers,
             flows_lost_to_subscribers: s.flows_lost_to_subscribers,
         }))
+    }
+
+    async fn get_suggestions(
+        &self,
+        request: Request<GetSuggestionsRequest>,
+    ) -> Result<Response<GetSuggestionsResponse>, Status> {
+        let source = self.suggestions.as_ref().ok_or_else(|| {
+            Status::unimplemented(
+                "this observer does not learn suggestions (--suggest-max-edges 0)",
+            )
+        })?;
+        get_suggestions(source, &self.hub, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
 
@@ -309,7 +337,11 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ObserverService::new(hub, config.max_streams).into_server());
+        .add_service(
+            ObserverService::new(hub, config.max_streams)
+                .with_suggestions(config.suggestions)
+                .into_server(),
+        );
     match listener.into() {
         ApiListener::Tcp(listener) => {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

@@ -99,6 +99,11 @@ pub struct RunArgs {
     /// records written late.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     identity_retention: Duration,
+    /// Edges the policy-suggestion learner holds at most (`GetSuggestions`, `observer
+    /// suggest --server`); past it new edges are counted as dropped and the suggestions
+    /// say they are incomplete. About 160 bytes each. 0: no learning.
+    #[arg(long, default_value_t = 100_000)]
+    suggest_max_edges: usize,
     /// How the cluster's CNI treats what NetworkPolicy leaves open: ICMP and other
     /// protocols to an isolated pod (judged by calico and cilium, no verdict by generic)
     /// and host-networked pods (their node's address for calico, `undefined` otherwise).
@@ -243,6 +248,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         identity_retention: args.identity_retention,
         cni_profile: args.cni_profile,
         flow_log_started: args.flow_log_started,
+        suggest_max_edges: args.suggest_max_edges,
         started_service_wait: args.started_service_wait,
         grpc_listen: args.grpc_listen.0,
         api_buffer_flows: args.api_buffer_flows,

@@ -22,13 +22,17 @@ use crate::suggest::report::{Known, report};
 /// Arguments of `observer suggest`.
 #[derive(Debug, Args)]
 pub struct SuggestArgs {
+    /// Ask a running observer for what it learned instead of reading files: its gRPC
+    /// address (`http://HOST:PORT` or `unix:///PATH`, as for `observer observe`).
+    #[arg(long, conflicts_with_all = ["flows", "manifests"])]
+    server: Option<String>,
     /// Flow-log files (JSON Lines, as `observer run` writes them); `-` is stdin.
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, required_unless_present = "server", num_args = 1..)]
     flows: Vec<String>,
     /// Manifest files or directories of the cluster the flows were seen in (Namespaces,
     /// Pods, Nodes, NetworkPolicies...): the pods the selectors must select, and the
     /// declared policies the suggestion is proven together with.
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, required_unless_present = "server", num_args = 1..)]
     manifests: Vec<PathBuf>,
     /// Write one multi-document YAML file per namespace here (`kubectl apply -f DIR`)
     /// instead of printing the policies.
@@ -109,6 +113,9 @@ fn read_records(paths: &[String]) -> Result<Vec<FlowRecord>, String> {
 /// 0 when the proof holds, 1 when a file cannot be read or the proof fails (a bug), 2 for
 /// input that is not flow-log records.
 pub fn run(args: SuggestArgs) -> ExitCode {
+    if let Some(server) = &args.server {
+        return remote::run(server, args.out.as_deref());
+    }
     let loaded = load_paths_strict(&args.manifests, false);
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
@@ -159,6 +166,93 @@ pub fn run(args: SuggestArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+mod remote {
+    //! `observer suggest --server`: what a running observer learned.
+
+    use std::process::ExitCode;
+
+    use crate::wire::proto::GetSuggestionsRequest;
+    use crate::wire::proto::observer_client::ObserverClient;
+
+    /// Prints (or writes) the server's suggestions and its summary.
+    pub(super) fn run(server: &str, out: Option<&std::path::Path>) -> ExitCode {
+        let answer = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|runtime| {
+                runtime.block_on(async {
+                    let channel = crate::api::listen::connect(server, None)
+                        .await
+                        .map_err(|e| format!("{e:#}"))?;
+                    ObserverClient::new(channel)
+                        .get_suggestions(GetSuggestionsRequest::default())
+                        .await
+                        .map(|r| r.into_inner())
+                        .map_err(|e| format!("--server {server}: {}", e.message()))
+                })
+            });
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let mut yaml = std::collections::BTreeMap::<String, String>::new();
+        for s in &answer.suggestions {
+            yaml.entry(s.namespace.clone())
+                .or_default()
+                .push_str(&s.yaml);
+        }
+        match out {
+            Some(dir) => {
+                if let Err(e) = super::write_out(dir, &yaml) {
+                    eprintln!("error: {}: {e}", dir.display());
+                    return ExitCode::from(1);
+                }
+            }
+            None => yaml.values().for_each(|text| print!("{text}")),
+        }
+        for s in &answer.suggestions {
+            eprintln!(
+                "{}/{}/{}  {}  ingress {}  egress {}{}",
+                s.namespace,
+                s.kind,
+                s.name,
+                s.stability,
+                s.ingress_rules,
+                s.egress_rules,
+                if s.selector_note.is_empty() {
+                    ""
+                } else {
+                    "  selector not unique"
+                }
+            );
+        }
+        let summary = answer.summary.unwrap_or_default();
+        eprintln!(
+            "{} edges learned ({} dropped{}); proof: {} flows held by the server judged, {} \
+             allowed; {} pairs of known workloads allowed today would be denied",
+            summary.edges,
+            summary.dropped_edges,
+            if summary.dropped_edges > 0 {
+                ": INCOMPLETE"
+            } else {
+                ""
+            },
+            summary.flows_checked,
+            summary.flows_allowed,
+            summary.newly_denied_pairs
+        );
+        if summary.flows_checked == summary.flows_allowed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub cluster: ClusterConfig,
     /// How long ended IP holdings are kept for late records.
     pub identity_retention: Duration,
+    /// Edges the suggestion learner holds at most (0: no learning).
+    pub suggest_max_edges: usize,
     /// Also write connections' started items to the flow log.
     pub flow_log_started: bool,
     /// How long a started item addressed to a Service waits for its backend.

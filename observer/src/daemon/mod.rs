@@ -11,6 +11,7 @@ mod config;
 mod links;
 mod poller;
 mod started;
+mod suggest;
 
 pub use config::{ClusterConfig, RunConfig};
 
@@ -139,6 +140,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
         tokio::spawn(async move { metrics.follow(queue).await })
     };
 
+    let suggestions = suggest::start(&hub, config.suggest_max_edges, view_rx.clone());
+
     // A serving task that ends before the daemon stops is an error that stops it.
     let (served_tx, mut served_rx) = mpsc::channel::<String>(2);
     let api = match config.grpc_listen.clone() {
@@ -162,6 +165,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 tls,
                 max_streams: config.api_max_streams,
                 ready,
+                suggestions: suggestions.as_ref().map(|(source, _)| source.clone()),
             };
             let serve = api_server::serve(listener, Arc::clone(&hub), api_config, async {
                 let _ = stopped.await;

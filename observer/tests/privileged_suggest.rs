@@ -200,3 +200,67 @@ fn a_running_observer_suggests_exactly_what_was_seen_and_the_suggestion_holds() 
     observer.stop()?;
     Ok(())
 }
+
+#[test]
+fn what_was_learned_survives_a_restart_and_a_bad_state_file_is_set_aside() -> Result<()> {
+    require_root();
+    let dir = scratch_dir("suggest-state");
+    let mut lab = Lab::new()?;
+    let web = lab.add_pod("web")?;
+    let api = lab.add_pod("api")?;
+    let dns = lab.add_pod("dns")?;
+    let manifests_path = dir.join("cluster.yaml");
+    std::fs::write(&manifests_path, cluster(&web, &api, &dns))?;
+    let manifests_arg = manifests_path.to_string_lossy().to_string();
+    let state = dir.join("suggest-state.json");
+    let state_arg = state.to_string_lossy().to_string();
+    // Not a learning state: set aside, and the daemon starts anyway.
+    std::fs::write(&state, b"{\"hello\": 1}")?;
+    let args = [
+        "--interfaces",
+        "veth*",
+        "--manifests",
+        &manifests_arg,
+        "--idle-timeout",
+        "1s",
+        "--suggest-state",
+        &state_arg,
+    ];
+    let mut observer = Observer::start(&lab, &dir, &args)?;
+    observer.wait_attached(&["vethweb", "vethapi", "vethdns"])?;
+    observer.wait_stat("cluster_views", 1)?;
+    assert!(
+        dir.join("suggest-state.unreadable").exists(),
+        "the bad file is kept aside"
+    );
+    let dns_server = in_netns(&dns.netns, || UdpSocket::bind((IpAddr::V4(dns.ipv4), 53)))??;
+    dns_server.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    resolve(&web, &dns, &dns_server)?;
+    observer.wait_stat("records_written", 1)?;
+    let stopped = observer.stop()?;
+    assert!(
+        stopped.log.contains("not a learning state"),
+        "{}",
+        stopped.log
+    );
+    let saved = std::fs::read_to_string(&state)?;
+    assert!(saved.contains("observer-suggest-state"), "{saved}");
+
+    // Restarted with no traffic at all: the suggestion is still there.
+    let mut observer = Observer::start(&lab, &dir, &args)?;
+    observer.wait_attached(&["vethweb", "vethapi", "vethdns"])?;
+    observer.wait_stat("cluster_views", 1)?;
+    let out = Lab::command_in(lab.node_netns(), env!("CARGO_BIN_EXE_observer"))
+        .args(["suggest", "--server", "http://127.0.0.1:4245"])
+        .output()?;
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(yaml.contains("name: \"web-0-observed\""), "{yaml}");
+    assert!(yaml.contains("\"k8s-app\": \"kube-dns\""), "{yaml}");
+    observer.stop()?;
+    Ok(())
+}

@@ -104,6 +104,11 @@ pub struct RunArgs {
     /// say they are incomplete. About 160 bytes each. 0: no learning.
     #[arg(long, default_value_t = 100_000)]
     suggest_max_edges: usize,
+    /// Keep what the suggestion learner learned across restarts in this file (written
+    /// atomically every minute and at exit, read at start; a file that is not a learning
+    /// state is set aside as PATH.unreadable).
+    #[arg(long)]
+    suggest_state: Option<PathBuf>,
     /// How the cluster's CNI treats what NetworkPolicy leaves open: ICMP and other
     /// protocols to an isolated pod (judged by calico and cilium, no verdict by generic)
     /// and host-networked pods (their node's address for calico, `undefined` otherwise).
@@ -249,6 +254,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         cni_profile: args.cni_profile,
         flow_log_started: args.flow_log_started,
         suggest_max_edges: args.suggest_max_edges,
+        suggest_state: args.suggest_state,
         started_service_wait: args.started_service_wait,
         grpc_listen: args.grpc_listen.0,
         api_buffer_flows: args.api_buffer_flows,

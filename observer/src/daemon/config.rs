@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub identity_retention: Duration,
     /// Edges the suggestion learner holds at most (0: no learning).
     pub suggest_max_edges: usize,
+    /// Where the learner's state is kept across restarts.
+    pub suggest_state: Option<PathBuf>,
     /// Also write connections' started items to the flow log.
     pub flow_log_started: bool,
     /// How long a started item addressed to a Service waits for its backend.

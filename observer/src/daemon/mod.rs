@@ -140,7 +140,12 @@ pub async fn run(config: RunConfig) -> Result<()> {
         tokio::spawn(async move { metrics.follow(queue).await })
     };
 
-    let suggestions = suggest::start(&hub, config.suggest_max_edges, view_rx.clone());
+    let suggestions = suggest::start(
+        &hub,
+        config.suggest_max_edges,
+        config.suggest_state.clone(),
+        view_rx.clone(),
+    );
 
     // A serving task that ends before the daemon stops is an error that stops it.
     let (served_tx, mut served_rx) = mpsc::channel::<String>(2);
@@ -271,6 +276,12 @@ pub async fn run(config: RunConfig) -> Result<()> {
     }
     if let Err(e) = metrics_sink.await {
         warn!(error = %e, "the metrics sink panicked");
+    }
+    // The learner writes its state a last time once it has every record.
+    if let Some((_, learner)) = suggestions
+        && let Err(e) = learner.await
+    {
+        warn!(error = %e, "the suggestion learner panicked");
     }
     // Subscribers get what is left, then their streams end.
     if let Some((mut task, stop)) = api {

@@ -1,43 +1,142 @@
 //! The daemon's suggestion learner: a sink of the hub that learns every written record
-//! (`crate::suggest::learn`), answered from by the API's `GetSuggestions`.
+//! (`crate::suggest::learn`), answered from by the API's `GetSuggestions`. With
+//! `--suggest-state PATH` what it learned survives a restart: written atomically every
+//! minute and at exit, read at start; a file that cannot be read as a learning state is
+//! set aside (renamed) and said so, and learning starts empty.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::{info, warn};
 
 use crate::api::server::SuggestionSource;
 use crate::cluster::view::ClusterView;
 use crate::hub::{FlowHub, WhenFull};
-use crate::suggest::learn::{LearnConfig, Learner};
+use crate::suggest::learn::{LearnConfig, Learner, State};
 
 /// Records queued for the learner before they are dropped (and counted as lost to it).
 const QUEUE: usize = 16_384;
+/// How often the state file is written.
+const SAVE_EVERY: Duration = Duration::from_secs(60);
+/// What the state file says it is, so that another file at that path is not mistaken for
+/// one.
+const FORMAT: &str = "observer-suggest-state";
+
+/// The state file's content.
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    format: String,
+    version: u32,
+    state: State,
+}
 
 /// Starts learning, unless `max_edges` is 0: the source the API answers from, and the
-/// task, which ends when the hub closes.
+/// task, which writes the state a last time and ends when the hub closes.
 pub(super) fn start(
     hub: &FlowHub,
     max_edges: usize,
+    state_file: Option<PathBuf>,
     views: watch::Receiver<Option<Arc<ClusterView>>>,
 ) -> Option<(SuggestionSource, JoinHandle<()>)> {
     if max_edges == 0 {
         return None;
     }
-    let learner = Arc::new(Mutex::new(Learner::new(LearnConfig {
+    let mut learner = Learner::new(LearnConfig {
         max_edges,
         ..LearnConfig::default()
-    })));
+    });
+    if let Some(path) = &state_file
+        && let Some(state) = load(path)
+    {
+        learner.absorb(&state);
+        info!(
+            path = %path.display(),
+            edges = learner.learned().edge_count(),
+            "suggestion learning resumed from its state file"
+        );
+    }
+    let learner = Arc::new(Mutex::new(learner));
     let mut queue = hub.subscribe("suggest", QUEUE, WhenFull::Drop, false);
     let learning = Arc::clone(&learner);
     let task = tokio::spawn(async move {
-        while let Some(entry) = queue.recv().await {
-            // A poisoned lock means a panic while learning: learning stops, serving goes on.
-            let Ok(mut learner) = learning.lock() else {
-                return;
-            };
-            learner.learn(&entry.record);
+        let mut save = tokio::time::interval(SAVE_EVERY);
+        save.tick().await;
+        loop {
+            tokio::select! {
+                entry = queue.recv() => match entry {
+                    Some(entry) => match learning.lock() {
+                        Ok(mut learner) => learner.learn(&entry.record),
+                        // A panic while learning: learning stops, serving goes on.
+                        Err(_) => return,
+                    },
+                    None => break,
+                },
+                _ = save.tick() => {
+                    if let Some(path) = &state_file {
+                        write(&learning, path);
+                    }
+                }
+            }
+        }
+        if let Some(path) = &state_file {
+            write(&learning, path);
         }
     });
     Some((SuggestionSource { learner, views }, task))
+}
+
+/// Reads a state file; a missing one is a first start, one that cannot be used is set
+/// aside as `PATH.unreadable` and said so.
+fn load(path: &Path) -> Option<State> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot read the suggestion state (--suggest-state); learning starts empty");
+            return None;
+        }
+    };
+    let problem = match serde_json::from_slice::<StateFile>(&text) {
+        Ok(file) if file.format == FORMAT && file.version == 1 => return Some(file.state),
+        Ok(file) => format!(
+            "format {:?} version {}, not {FORMAT} version 1",
+            file.format, file.version
+        ),
+        Err(e) => e.to_string(),
+    };
+    let aside = path.with_extension("unreadable");
+    let moved = std::fs::rename(path, &aside);
+    warn!(
+        path = %path.display(),
+        problem = %problem,
+        set_aside_as = %aside.display(),
+        moved = moved.is_ok(),
+        "the suggestion state file (--suggest-state) is not a learning state; learning starts empty"
+    );
+    None
+}
+
+/// Writes the learner's state atomically (a temporary file, then a rename); a failure is
+/// logged and the next write tries again.
+fn write(learner: &Mutex<Learner>, path: &Path) {
+    let Ok(state) = learner.lock().map(|l| l.state()) else {
+        return;
+    };
+    let file = StateFile {
+        format: FORMAT.into(),
+        version: 1,
+        state,
+    };
+    let tmp = path.with_extension("tmp");
+    let written = serde_json::to_vec(&file)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        warn!(path = %path.display(), error = %e, "writing the suggestion state (--suggest-state)");
+    }
 }

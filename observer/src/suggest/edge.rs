@@ -4,11 +4,13 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::flow::{IpProtocol, Timestamp};
 
 /// A workload in a namespace: Deployment, StatefulSet, DaemonSet, CronJob, Job,
 /// ReplicaSet, or `Pod` for a pod no controller owns.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct WorkloadId {
     /// Namespace.
     pub namespace: String,
@@ -25,7 +27,7 @@ impl std::fmt::Display for WorkloadId {
 }
 
 /// The other end of an edge.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Peer {
     /// Pods of a workload.
     Workload(WorkloadId),
@@ -46,7 +48,7 @@ pub enum Peer {
 }
 
 /// Which way the subject's traffic went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Direction {
     /// The peer opened the connection to the subject.
     Ingress,
@@ -56,7 +58,7 @@ pub enum Direction {
 
 /// What an edge is: the subject workload's traffic in one direction with one peer, on one
 /// protocol and destination port.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EdgeKey {
     /// The workload the policy will select.
     pub subject: WorkloadId,
@@ -71,7 +73,7 @@ pub struct EdgeKey {
 }
 
 /// The evidence of an edge.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeStats {
     /// Connections (a connection's periodic reports and final record are one).
     pub flows: u64,
@@ -106,7 +108,7 @@ impl EdgeStats {
 }
 
 /// What learning could not use, counted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
     /// Edges not learned because `max_edges` were held: the suggestion is incomplete.
     pub dropped_edges: u64,

@@ -364,87 +364,119 @@ impl Learner {
     /// Adds another learner's edges (another node's observer, another file): the same as
     /// having learned from both sets of records.
     pub fn merge(&mut self, other: &Learner) {
-        let theirs = &other.learned;
-        for (workload, labels) in theirs.workloads.iter().zip(&theirs.labels) {
+        self.absorb(&other.state());
+    }
+
+    /// What was learned, as a value that can be written and read back
+    /// ([`Learner::absorb`]).
+    pub fn state(&self) -> State {
+        State {
+            edges: self.learned.edges().into_iter().collect(),
+            labels: self.learned.workload_labels().into_iter().collect(),
+            skipped: self.learned.skipped,
+        }
+    }
+
+    /// Adds what a [`State`] holds, as if its records were learned here.
+    pub fn absorb(&mut self, state: &State) {
+        for (workload, labels) in &state.labels {
             let id = self.learned.workloads.intern(workload.clone());
             match self.learned.labels.get_mut(id as usize) {
                 Some(shared) => shared.retain(|k, v| labels.get(k) == Some(v)),
                 None => self.learned.labels.push(labels.clone()),
             }
         }
-        let remap_workload = |me: &mut Learned, id: u32| {
-            let w = theirs.workloads.get(id).cloned().unwrap_or_else(unknown);
-            me.workloads.intern(w)
-        };
-        for (key, stats) in &theirs.edges {
-            let mine = Key {
-                subject: remap_workload(&mut self.learned, key.subject),
-                peer: match key.peer {
-                    PeerId::Workload(id) => PeerId::Workload(remap_workload(&mut self.learned, id)),
-                    PeerId::Node(name, ip) => {
-                        let name = theirs.node_names.get(name).cloned().unwrap_or_default();
-                        PeerId::Node(self.learned.node_names.intern(name), ip)
-                    }
-                    external => external,
-                },
-                ..*key
-            };
-            let resolved = theirs.stats(stats);
-            let full = self.learned.edges.len() >= self.config.max_edges;
-            let learned = &mut self.learned;
-            let mut nodes: Vec<u32> = resolved
-                .nodes
-                .iter()
-                .map(|n| learned.node_names.intern_str(n))
-                .collect();
-            let example = {
-                let (src, dst, port) = stats.example;
-                let name = |id| theirs.names.get(id).cloned().unwrap_or_default();
-                (
-                    learned.names.intern(name(src)),
-                    learned.names.intern(name(dst)),
-                    port,
-                )
-            };
-            match learned.edges.get_mut(&mine) {
-                Some(edge) => {
-                    let (src, dst, port) = edge.example;
-                    let name = |id| learned.names.get(id).map_or("?", String::as_str);
-                    let mine = format!("{} -> {}:{port}", name(src), name(dst));
-                    let earlier = (stats.first_seen, &resolved.example) < (edge.first_seen, &mine);
-                    edge.flows += stats.flows;
-                    edge.packets += stats.packets;
-                    edge.bytes += stats.bytes;
-                    edge.last_seen = edge.last_seen.max(stats.last_seen);
-                    if earlier {
-                        edge.first_seen = stats.first_seen;
-                        edge.example = example;
-                    }
-                    nodes.extend(learned.node_sets.get(edge.nodes).into_iter().flatten());
-                    nodes.sort_unstable();
-                    nodes.dedup();
-                    edge.nodes = learned.node_sets.intern(nodes);
-                }
-                None if full => learned.skipped.dropped_edges += 1,
-                None => {
-                    nodes.sort_unstable();
-                    let nodes = learned.node_sets.intern(nodes);
-                    learned.edges.insert(
-                        mine,
-                        Stats {
-                            nodes,
-                            example,
-                            ..*stats
-                        },
-                    );
-                }
-            }
+        for (key, stats) in &state.edges {
+            self.absorb_edge(key, stats);
         }
         let s = &mut self.learned.skipped;
-        s.dropped_edges += theirs.skipped.dropped_edges;
-        s.unresolved_services += theirs.skipped.unresolved_services;
-        s.without_identity += theirs.skipped.without_identity;
+        s.dropped_edges += state.skipped.dropped_edges;
+        s.unresolved_services += state.skipped.unresolved_services;
+        s.without_identity += state.skipped.without_identity;
     }
+
+    fn absorb_edge(&mut self, key: &EdgeKey, stats: &EdgeStats) {
+        let learned = &mut self.learned;
+        let subject = learned.workloads.intern(key.subject.clone());
+        let peer = match &key.peer {
+            Peer::Workload(w) => PeerId::Workload(learned.workloads.intern(w.clone())),
+            Peer::Node { name, ip } => PeerId::Node(learned.node_names.intern_str(name), *ip),
+            Peer::External { network, prefix } => PeerId::External(*network, *prefix),
+        };
+        let mine = Key {
+            subject,
+            peer,
+            ingress: key.direction == Direction::Ingress,
+            protocol: key.protocol.0,
+            port: key.port,
+        };
+        let mut nodes: Vec<u32> = stats
+            .nodes
+            .iter()
+            .map(|n| learned.node_names.intern_str(n))
+            .collect();
+        // The example's two names, as `render` wrote them: `a -> b:port`.
+        let example = {
+            let (names, port) = stats
+                .example
+                .rsplit_once(':')
+                .map_or((stats.example.as_str(), "0"), |(n, p)| (n, p));
+            let (src, dst) = names.split_once(" -> ").unwrap_or((names, ""));
+            (
+                learned.names.intern_str(src),
+                learned.names.intern_str(dst),
+                port.parse().unwrap_or(0),
+            )
+        };
+        let full = learned.edges.len() >= self.config.max_edges;
+        match learned.edges.get_mut(&mine) {
+            Some(edge) => {
+                let (src, dst, port) = edge.example;
+                let name = |id| learned.names.get(id).map_or("?", String::as_str);
+                let current = format!("{} -> {}:{port}", name(src), name(dst));
+                if (stats.first_seen.0, &stats.example) < (edge.first_seen, &current) {
+                    edge.first_seen = stats.first_seen.0;
+                    edge.example = example;
+                }
+                edge.flows += stats.flows;
+                edge.packets += stats.packets;
+                edge.bytes += stats.bytes;
+                edge.last_seen = edge.last_seen.max(stats.last_seen.0);
+                nodes.extend(learned.node_sets.get(edge.nodes).into_iter().flatten());
+                nodes.sort_unstable();
+                nodes.dedup();
+                edge.nodes = learned.node_sets.intern(nodes);
+            }
+            None if full => learned.skipped.dropped_edges += 1,
+            None => {
+                nodes.sort_unstable();
+                let nodes = learned.node_sets.intern(nodes);
+                learned.edges.insert(
+                    mine,
+                    Stats {
+                        flows: stats.flows,
+                        packets: stats.packets,
+                        bytes: stats.bytes,
+                        first_seen: stats.first_seen.0,
+                        last_seen: stats.last_seen.0,
+                        nodes,
+                        example,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// What a learner learned, resolved: the form the daemon writes to its state file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct State {
+    /// Every edge with its evidence.
+    pub edges: Vec<(EdgeKey, EdgeStats)>,
+    /// Every workload with the labels its pods share.
+    pub labels: Vec<(WorkloadId, BTreeMap<String, String>)>,
+    /// What learning could not use.
+    pub skipped: Skipped,
 }
 
 /// The id of an end's name as people read it (`ns/pod`, `node NAME`, or the address); the

@@ -6,9 +6,16 @@
 //! and publishes written records to the hub, whose sinks (flow log, metrics) and readers
 //! (gRPC streams) run in their own tasks. Shared between tasks: the hub (its ring and sink
 //! list behind short locks) and counters (atomics).
+//!
+//! - `mod.rs`: `run`, the wiring: the datapath, the cluster source, the hub and its sinks,
+//!   the API and metrics servers, and the final accounting at stop.
+//! - `node.rs`: the table task's state and loop; `links.rs`: interfaces that come and go;
+//!   `poller.rs`: the flow map read off the task; `started.rs`: connection-started items;
+//!   `suggest.rs`: the suggestion learner and its state file; `config.rs`: the settings.
 
 mod config;
 mod links;
+mod node;
 mod poller;
 mod started;
 mod suggest;
@@ -16,30 +23,24 @@ mod suggest;
 pub use config::{ClusterConfig, RunConfig};
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use observer_common::{FlowEvent, event_kind};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::api::server as api_server;
 use crate::cluster::kubernetes::KubernetesSource;
 use crate::cluster::publish::{SourceStats, watch_kubernetes, watch_manifests};
-use crate::cluster::source::SourceCounters;
-use crate::cluster::view::ClusterView;
-use crate::datapath::{
-    Attachments, Datapath, DatapathMaps, EventReaderStats, InterfacePattern, LinkEvent, watch_links,
-};
-use crate::enrich::{Enricher, NatTable};
+use crate::datapath::{Datapath, DatapathMaps, EventReaderStats, watch_links};
+use crate::enrich::Enricher;
 use crate::export::{FlowLog, FlowLogStats};
-use crate::flow::{ConnectionTable, InterfaceNames, Sweep, WallClock};
+use crate::flow::{ConnectionTable, InterfaceNames, WallClock};
 use crate::hub::{FlowHub, WhenFull};
 use crate::metrics::{Metrics, server as metrics_server};
 use crate::stats::RunStats;
-use poller::{MapPoller, PollResult};
+use node::{Inputs, NodeState};
+use poller::MapPoller;
 
 /// Capacity of the channel from the ring-buffer reader to the table task.
 const EVENT_CHANNEL: usize = 16_384;
@@ -304,16 +305,6 @@ pub async fn run(config: RunConfig) -> Result<()> {
     result
 }
 
-/// Sleeps until `at`, or for ever without it (a `select!` branch that never fires).
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The node's NAT table, for Service backends on other nodes. None when the kernel does
-/// not expose it (no conntrack); records then say their backend is unresolved.
 /// Logs the memory this configuration may need under a flood (`memory::budget`).
 fn check_memory_budget(config: &RunConfig, cpus: u32) {
     crate::memory::check_budget(&crate::memory::budget::BudgetInputs {
@@ -323,246 +314,4 @@ fn check_memory_budget(config: &RunConfig, cpus: u32) {
         max_connections: config.table.max_connections as u64,
         cpus: cpus.into(),
     });
-}
-
-fn read_conntrack() -> Option<NatTable> {
-    std::fs::read_to_string("/proc/net/nf_conntrack")
-        .ok()
-        .map(|text| NatTable::parse(&text))
-}
-
-/// The state owned by the table task.
-struct NodeState {
-    table: ConnectionTable,
-    attachments: Attachments,
-    /// Interface names by index, for attached interfaces and recently departed ones.
-    names: InterfaceNames,
-    departed: std::collections::VecDeque<u32>,
-    poller: MapPoller,
-    /// Keys of written connections, deleted from the map at the next poll.
-    release: Vec<(observer_common::FlowKey, observer_common::FlowStats)>,
-    stats: RunStats,
-    pattern: InterfacePattern,
-    enricher: Enricher,
-    source_stats: Arc<SourceStats>,
-    /// A cluster source is configured but has not delivered its first view: records are
-    /// held back (their identities would be empty), while events and polls go on, so
-    /// nothing backs up into the ring buffer meanwhile.
-    waiting_for_view: bool,
-    /// Where written records are published (flow log, metrics, gRPC streams).
-    hub: Arc<FlowHub>,
-    /// The flow log writer's counts.
-    log_stats: Arc<FlowLogStats>,
-    /// Prometheus metrics, updated with the stats and the written records.
-    metrics: Arc<Metrics>,
-    /// This node's name, stamped on every record.
-    node_name: Option<String>,
-    /// The Kubernetes source's relists and errors, when it is the source.
-    kube_counters: Option<Arc<SourceCounters>>,
-    /// Interfaces whose attach failed, retried at every poll.
-    pending_attach: std::collections::HashMap<u32, String>,
-    /// The last stats file write failed: warned once, until one succeeds again.
-    stats_file_failing: bool,
-    /// Started items on their way from the table to the hub.
-    started: started::StartedItems,
-}
-
-/// What the table task waits on, besides its timer and signals.
-struct Inputs<'a> {
-    links: mpsc::Receiver<LinkEvent>,
-    events: &'a mut mpsc::Receiver<FlowEvent>,
-    views: &'a mut watch::Receiver<Option<Arc<ClusterView>>>,
-    /// Why a serving task (gRPC API, metrics) stopped, if one did.
-    served: &'a mut mpsc::Receiver<String>,
-}
-
-impl NodeState {
-    async fn serve(
-        &mut self,
-        inputs: Inputs<'_>,
-        config: &RunConfig,
-        counters: &crate::datapath::CounterReader,
-        reader_stats: &EventReaderStats,
-    ) -> Result<()> {
-        let Inputs {
-            mut links,
-            events,
-            views,
-            served,
-        } = inputs;
-        let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-        let mut terminate =
-            signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-        // SIGHUP reopens the flow log (after logrotate moved it); it no longer kills the
-        // daemon with records unwritten.
-        let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-        let mut poll = tokio::time::interval(config.poll_interval);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            // The end of the oldest Service item's wait for its backend, if one waits.
-            let started_due = self.started.next_deadline().map(|deadline| {
-                let wait = deadline.saturating_sub(WallClock::monotonic_now_ns());
-                tokio::time::Instant::now() + Duration::from_nanos(wait)
-            });
-            tokio::select! {
-                _ = interrupt.recv() => return Ok(()),
-                _ = terminate.recv() => return Ok(()),
-                _ = hangup.recv() => {
-                    info!("SIGHUP: the flow log is reopened before its next write");
-                    self.log_stats.reopen.store(true, Ordering::Relaxed);
-                }
-                link = links.recv() => match link {
-                    Some(link) => self.on_link(link),
-                    None => anyhow::bail!("the interface watcher stopped"),
-                },
-                Some(stopped) = served.recv() => anyhow::bail!(stopped),
-                event = events.recv() => match event {
-                    Some(event) => {
-                        self.on_event(&event);
-                        self.publish_started(WallClock::monotonic_now_ns()).await;
-                    }
-                    None => anyhow::bail!("the ring buffer reader stopped"),
-                },
-                () = sleep_until_some(started_due) => {
-                    self.publish_started(WallClock::monotonic_now_ns()).await;
-                }
-                changed = views.changed(), if !matches!(config.cluster, ClusterConfig::None) => {
-                    if changed.is_ok() {
-                        self.on_view(views);
-                    }
-                }
-                _ = poll.tick() => {
-                    self.retry_attach();
-                    if !self.poller.request(&mut self.release) && !self.poller.in_flight() {
-                        anyhow::bail!("the flow map poller stopped");
-                    }
-                }
-                polled = self.poller.result(), if self.poller.in_flight() => {
-                    let Some(polled) = polled else {
-                        anyhow::bail!("the flow map poller stopped");
-                    };
-                    self.apply(polled).await;
-                    self.refresh_stats(counters, reader_stats, self.attachments.names());
-                    self.stats.warn_on_new_losses();
-                    if let Some(path) = &config.stats_file {
-                        self.write_stats_file(path);
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_event(&mut self, event: &FlowEvent) {
-        match event.kind {
-            event_kind::NEW_FLOW => self.table.record_new_flow(&event.key, &event.stats),
-            event_kind::END => self.table.record_end(&event.key, &event.stats),
-            event_kind::OVERFLOW => {
-                self.stats.overflow_events += 1;
-                self.table.record_overflow(&event.key, &event.stats)
-            }
-            _ => self.stats.unknown_events += 1,
-        }
-    }
-
-    fn on_view(&mut self, views: &mut watch::Receiver<Option<Arc<ClusterView>>>) {
-        let view = views.borrow_and_update().clone();
-        if let Some(view) = view {
-            self.waiting_for_view = false;
-            self.enricher.update(WallClock::monotonic_now_ns(), view);
-            self.stats.cluster_views = self.source_stats.published.load(Ordering::Relaxed);
-            self.stats.cluster_invalid_objects =
-                self.source_stats.invalid_objects.load(Ordering::Relaxed);
-            self.stats.cluster_source_stale = self.source_stats.stale_files.load(Ordering::Relaxed);
-        }
-    }
-
-    /// Brings the stats, and the metrics made from them, up to date; `interfaces` are
-    /// those attached now (at exit: when the run stopped).
-    fn refresh_stats(
-        &mut self,
-        counters: &crate::datapath::CounterReader,
-        reader_stats: &EventReaderStats,
-        interfaces: Vec<String>,
-    ) {
-        self.stats.update(
-            counters,
-            reader_stats,
-            &self.table,
-            &self.log_stats,
-            &self.hub,
-        );
-        self.stats.interfaces = interfaces;
-        if let Some(counters) = &self.kube_counters {
-            let now = counters.snapshot();
-            self.stats.cluster_relists = now.relists;
-            self.stats.cluster_watch_errors = now.watch_errors;
-        }
-        self.metrics.observe_stats(&self.stats);
-    }
-
-    /// Waits for the running poll and applies it.
-    async fn apply_poll(&mut self) {
-        if let Some(polled) = self.poller.result().await {
-            self.apply(polled).await;
-        }
-    }
-
-    /// Takes a map read into the table, then writes what is due.
-    async fn apply(&mut self, polled: PollResult) {
-        self.stats.map_read_errors += polled.errors;
-        self.table.read_started(polled.read_started_ns);
-        // Late packets of written connections: a later record carries them.
-        for (key, tail) in &polled.tails {
-            self.stats.late_packets += tail.packets;
-            self.table.record_tail(key, tail);
-        }
-        for (key, stats) in &polled.entries {
-            self.table.record_poll(key, *stats);
-        }
-        if self.waiting_for_view {
-            return;
-        }
-        // Connections the poll found first (their new-flow event was lost) are announced
-        // before any record of theirs.
-        self.publish_started(WallClock::monotonic_now_ns()).await;
-        let sweep = self.table.sweep(WallClock::monotonic_now_ns(), &self.names);
-        self.write(sweep).await;
-    }
-
-    /// Publishes the started items of connections opened since the last call, and the
-    /// Service items whose wait ended by `now` (all of them with `u64::MAX`).
-    async fn publish_started(&mut self, now: u64) {
-        if self.waiting_for_view {
-            return;
-        }
-        let opened = self.table.take_started(&self.names);
-        let mut ready = if opened.is_empty() {
-            Vec::new()
-        } else {
-            self.started
-                .accept(opened, &self.enricher, now, read_conntrack)
-        };
-        if self.started.next_deadline().is_some_and(|due| due <= now) {
-            ready.extend(self.started.expire(&self.enricher, now, read_conntrack));
-        }
-        if ready.is_empty() {
-            return;
-        }
-        for item in &mut ready {
-            item.node_name.clone_from(&self.node_name);
-        }
-        self.stats.started_published += ready.len() as u64;
-        self.hub.publish(ready).await;
-    }
-
-    /// Judges a sweep's records and publishes them (waiting while the flow log catches up).
-    async fn write(&mut self, mut sweep: Sweep) {
-        self.release.extend(sweep.release);
-        self.enricher
-            .enrich_batch(&mut sweep.records, read_conntrack);
-        for record in &mut sweep.records {
-            record.node_name.clone_from(&self.node_name);
-        }
-        self.hub.publish(sweep.records).await;
-    }
 }

@@ -55,6 +55,15 @@ pub struct RunStats {
     /// New connections that got no started item because the daemon had too many waiting
     /// (only their records, which are unaffected).
     pub started_shed: u64,
+    /// The policy-suggestion learner: edges held, edges not learned because
+    /// `--suggest-max-edges` were held, and workloads learning and stable.
+    pub suggest_edges: u64,
+    /// See `suggest_edges`.
+    pub suggest_dropped_edges: u64,
+    /// See `suggest_edges`.
+    pub suggest_workloads_learning: u64,
+    /// See `suggest_edges`.
+    pub suggest_workloads_stable: u64,
     /// Records written to the flow log (whole lines).
     pub records_written: u64,
     /// Records lost to flow log writes that failed (a full disk), each counted once; the

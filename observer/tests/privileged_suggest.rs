@@ -94,8 +94,13 @@ fn a_running_observer_suggests_exactly_what_was_seen_and_the_suggestion_holds() 
     dns_server.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
     resolve(&web, &dns, &dns_server)?;
     resolve(&api, &dns, &dns_server)?;
-    // Every connection's record is written (TCP closed, UDP idle).
+    // Every connection's record is written (TCP closed, UDP idle), and learned: web and
+    // api each have two edges, the DNS pod two (the stats, and so the metrics, say so).
     observer.wait_stat("records_written", 3)?;
+    observer.wait_stat("suggest_edges", 6)?;
+    let stats = observer.stats_now()?;
+    assert_eq!(stats["suggest_workloads_learning"], 3, "{stats}");
+    assert_eq!(stats["suggest_dropped_edges"], 0, "{stats}");
     std::thread::sleep(std::time::Duration::from_millis(1500));
 
     let out = Lab::command_in(lab.node_netns(), env!("CARGO_BIN_EXE_observer"))

@@ -222,6 +222,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         waiting_for_view: source_task.is_some(),
         node_name: config.node_name.clone(),
         kube_counters,
+        learner: suggestions.as_ref().map(|(s, _)| Arc::clone(&s.learner)),
         pending_attach: std::collections::HashMap::new(),
         stats_file_failing: false,
         started: started::StartedItems::new(config.started_service_wait.as_nanos() as u64),

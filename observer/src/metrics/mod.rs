@@ -33,6 +33,12 @@ struct LossLabels {
     what: String,
 }
 
+/// A suggestion's stability.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StabilityLabels {
+    stability: &'static str,
+}
+
 /// A written record's state and verdict.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RecordLabels {
@@ -66,6 +72,9 @@ pub struct Metrics {
     connections: Gauge,
     evicted: Counter,
     started: Counter,
+    suggest_edges: Gauge,
+    suggest_dropped: Counter,
+    suggest_workloads: Family<StabilityLabels, Gauge>,
     subscribers: Gauge,
     cluster_views: Counter,
     cluster_invalid_objects: Gauge,
@@ -136,6 +145,24 @@ impl Metrics {
             "Connections judged and published at their first packet (state started)",
             started.clone(),
         );
+        let suggest_edges = Gauge::default();
+        registry.register(
+            "suggest_edges",
+            "Edges the policy-suggestion learner holds",
+            suggest_edges.clone(),
+        );
+        let suggest_dropped = Counter::default();
+        registry.register(
+            "suggest_dropped_edges",
+            "Edges not learned because --suggest-max-edges were held (suggestions incomplete)",
+            suggest_dropped.clone(),
+        );
+        let suggest_workloads = Family::<StabilityLabels, Gauge>::default();
+        registry.register(
+            "suggest_workloads",
+            "Workloads with suggestions, by stability (learning: a new edge in the last 10 minutes)",
+            suggest_workloads.clone(),
+        );
         let subscribers = Gauge::default();
         registry.register(
             "api_subscribers",
@@ -182,6 +209,9 @@ impl Metrics {
             connections,
             evicted,
             started,
+            suggest_edges,
+            suggest_dropped,
+            suggest_workloads,
             subscribers,
             cluster_views,
             cluster_invalid_objects,
@@ -232,6 +262,17 @@ impl Metrics {
         }
         grow(&self.evicted, stats.connections_evicted);
         grow(&self.started, stats.started_published);
+        grow(&self.suggest_dropped, stats.suggest_dropped_edges);
+        self.suggest_edges
+            .set(i64::try_from(stats.suggest_edges).unwrap_or(i64::MAX));
+        for (stability, count) in [
+            ("learning", stats.suggest_workloads_learning),
+            ("stable", stats.suggest_workloads_stable),
+        ] {
+            self.suggest_workloads
+                .get_or_create(&StabilityLabels { stability })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
         grow(&self.cluster_views, stats.cluster_views);
         grow(&self.cluster_relists, stats.cluster_relists);
         grow(&self.cluster_watch_errors, stats.cluster_watch_errors);

@@ -68,6 +68,21 @@ impl Learned {
         self.edges.len()
     }
 
+    /// Workloads with edges: (learning, stable) at `now`, a workload being stable when
+    /// none of its edges appeared in the last `stable_after_ns` (as `generate` says).
+    pub fn stability_counts(&self, now: Timestamp, stable_after_ns: i64) -> (u64, u64) {
+        let mut newest: HashMap<u32, i64, Fx> = HashMap::default();
+        for (key, stats) in &self.edges {
+            let at = newest.entry(key.subject).or_insert(i64::MIN);
+            *at = (*at).max(stats.first_seen);
+        }
+        let stable = newest
+            .values()
+            .filter(|&&first| now.0.saturating_sub(first) >= stable_after_ns)
+            .count() as u64;
+        (newest.len() as u64 - stable, stable)
+    }
+
     /// Every edge with its evidence, in key order.
     pub fn edges(&self) -> BTreeMap<EdgeKey, EdgeStats> {
         self.edges

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use observer::api::server::{self, ApiConfig};
+mod support;
+
+use observer::api::server::ApiConfig;
 use observer::hub::FlowHub;
 use tokio::sync::watch;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -21,25 +23,11 @@ const OBSERVER: &str = "observer.v1.Observer";
 async fn health_follows_readiness_and_reflection_lists_the_services() {
     let hub = FlowHub::with_first_cursor(16, 1);
     let (ready_tx, ready_rx) = watch::channel(false);
-    let listener = server::bind("127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
     let config = ApiConfig {
         ready: Some(ready_rx),
         ..ApiConfig::default()
     };
-    tokio::spawn(server::serve(
-        listener,
-        Arc::clone(&hub),
-        config,
-        std::future::pending(),
-    ));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
+    let (channel, address) = support::api_channel(Arc::clone(&hub), config).await;
 
     let mut health = HealthClient::new(channel.clone());
     let status = |health: &mut HealthClient<tonic::transport::Channel>| {

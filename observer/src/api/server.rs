@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::filter::Selection;
 use super::listen::ApiListener;
 pub use super::suggestions::SuggestionSource;
-use super::suggestions::get_suggestions;
+use super::suggestions::{get_suggestions, watch_suggestions};
 use crate::hub::{FlowHub, Gap, Span, StartAt, SubscriberGuard};
 use crate::wire::proto::{
     self, FlowEvent, GetFlowsRequest, GetFlowsResponse, GetSuggestionsRequest,
@@ -146,6 +146,33 @@ impl proto::observer_server::Observer for ObserverService {
             subscribers: s.subscribers,
             flows_lost_to_subscribers: s.flows_lost_to_subscribers,
         }))
+    }
+
+    type WatchSuggestionsStream = ReceiverStream<Result<GetSuggestionsResponse, Status>>;
+
+    async fn watch_suggestions(
+        &self,
+        request: Request<GetSuggestionsRequest>,
+    ) -> Result<Response<Self::WatchSuggestionsStream>, Status> {
+        let source = self.suggestions.clone().ok_or_else(|| {
+            Status::unimplemented(
+                "this observer does not learn suggestions (--suggest-max-edges 0)",
+            )
+        })?;
+        // A watch counts as a stream, like a flow stream.
+        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} streams are open, the most this observer serves at once \
+                 (--grpc-max-streams); try again when one ends",
+                self.max_streams
+            ))
+        })?;
+        Ok(Response::new(watch_suggestions(
+            source,
+            Arc::clone(&self.hub),
+            request.into_inner(),
+            permit,
+        )))
     }
 
     async fn get_suggestions(

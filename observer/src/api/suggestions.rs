@@ -1,9 +1,12 @@
 //! `GetSuggestions`: the daemon's learned edges turned into suggestions with the current
 //! cluster view, proven against the flows the hub holds (`crate::suggest::report`).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::cluster::view::ClusterView;
@@ -30,6 +33,70 @@ pub(super) async fn get_suggestions(
     hub: &FlowHub,
     request: GetSuggestionsRequest,
 ) -> Result<GetSuggestionsResponse, Status> {
+    let (suggestions, summary) = make(source, hub, &request).await?;
+    Ok(GetSuggestionsResponse {
+        suggestions: suggestions.into_iter().map(|(s, _)| s).collect(),
+        summary: Some(summary),
+    })
+}
+
+/// Keeps a client up to date: every suggestion first, then those that changed, checked
+/// every `check_interval_ms`, until the client goes away or the request fails.
+pub(super) fn watch_suggestions(
+    source: SuggestionSource,
+    hub: Arc<FlowHub>,
+    request: GetSuggestionsRequest,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> ReceiverStream<Result<GetSuggestionsResponse, Status>> {
+    let every = match request.check_interval_ms {
+        0 => Duration::from_secs(10),
+        ms => Duration::from_millis(u64::from(ms).max(500)),
+    };
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut sent: HashMap<(String, String, String), u64> = HashMap::new();
+        let mut first = true;
+        loop {
+            let message = match make(&source, &hub, &request).await {
+                Ok((suggestions, summary)) => {
+                    let changed: Vec<WorkloadSuggestion> = suggestions
+                        .into_iter()
+                        .filter(|(s, fingerprint)| {
+                            let key = (s.namespace.clone(), s.kind.clone(), s.name.clone());
+                            sent.insert(key, *fingerprint) != Some(*fingerprint)
+                        })
+                        .map(|(s, _)| s)
+                        .collect();
+                    (first || !changed.is_empty()).then_some(Ok(GetSuggestionsResponse {
+                        suggestions: changed,
+                        summary: Some(summary),
+                    }))
+                }
+                Err(status) => Some(Err(status)),
+            };
+            first = false;
+            if let Some(message) = message
+                && tx.send(message).await.is_err()
+            {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = tx.closed() => return,
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// The suggestions a request selects, each with a fingerprint of what it allows and its
+/// stability (not its evidence, which grows with every flow), and the summary.
+async fn make(
+    source: &SuggestionSource,
+    hub: &FlowHub,
+    request: &GetSuggestionsRequest,
+) -> Result<(Vec<(WorkloadSuggestion, u64)>, SuggestionSummary), Status> {
     let view = source.views.borrow().clone().ok_or_else(|| {
         Status::failed_precondition(
             "no cluster state yet: suggestions need the workloads' names (--manifests or \
@@ -81,28 +148,42 @@ pub(super) async fn get_suggestions(
                 &format!("{}/{}", s.subject.kind, s.subject.name),
             )
         })
-        .map(|s| WorkloadSuggestion {
-            namespace: s.subject.namespace.clone(),
-            kind: s.subject.kind.clone(),
-            name: s.subject.name.clone(),
-            stability: s.stability.name().into(),
-            yaml: crate::suggest::render::kubernetes(s),
-            ingress_rules: s.ingress.len() as u32,
-            egress_rules: s.egress.len() as u32,
-            selector_note: s.selector_note.clone().unwrap_or_default(),
+        .map(|s| {
+            let mut policy = crate::suggest::render::network_policy(s);
+            policy.metadata.annotations = None;
+            let fingerprint = fingerprint(&(
+                serde_json::to_string(&policy).unwrap_or_default(),
+                s.stability.name(),
+            ));
+            let suggestion = WorkloadSuggestion {
+                namespace: s.subject.namespace.clone(),
+                kind: s.subject.kind.clone(),
+                name: s.subject.name.clone(),
+                stability: s.stability.name().into(),
+                yaml: crate::suggest::render::kubernetes(s),
+                ingress_rules: s.ingress.len() as u32,
+                egress_rules: s.egress.len() as u32,
+                selector_note: s.selector_note.clone().unwrap_or_default(),
+            };
+            (suggestion, fingerprint)
         })
         .collect();
     let skipped = made.learned.skipped;
-    Ok(GetSuggestionsResponse {
-        suggestions,
-        summary: Some(SuggestionSummary {
-            edges: made.learned.edge_count() as u64,
-            dropped_edges: skipped.dropped_edges,
-            unresolved_services: skipped.unresolved_services,
-            without_identity: skipped.without_identity,
-            flows_checked: made.proof.checked,
-            flows_allowed: made.proof.allowed,
-            newly_denied_pairs: made.impact.newly_denied,
-        }),
-    })
+    let summary = SuggestionSummary {
+        edges: made.learned.edge_count() as u64,
+        dropped_edges: skipped.dropped_edges,
+        unresolved_services: skipped.unresolved_services,
+        without_identity: skipped.without_identity,
+        flows_checked: made.proof.checked,
+        flows_allowed: made.proof.allowed,
+        newly_denied_pairs: made.impact.newly_denied,
+    };
+    Ok((suggestions, summary))
+}
+
+fn fingerprint(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut hasher = DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
 }

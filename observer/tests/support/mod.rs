@@ -144,3 +144,23 @@ pub fn records_between<'a>(
         })
         .collect()
 }
+
+/// Serves `hub` with `config` on a loopback port (until the test ends) and connects to it:
+/// the channel, and the address for other clients.
+pub async fn api_channel(
+    hub: std::sync::Arc<observer::hub::FlowHub>,
+    config: observer::api::server::ApiConfig,
+) -> (tonic::transport::Channel, std::net::SocketAddr) {
+    use observer::api::server;
+    let listener = server::bind("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(server::serve(listener, hub, config, std::future::pending()));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    (channel, address)
+}

@@ -144,6 +144,10 @@ fn records() -> Vec<Value> {
 }
 
 fn suggest(tag: &str, lines: &[Value]) -> Output {
+    suggest_with(tag, lines, &[])
+}
+
+fn suggest_with(tag: &str, lines: &[Value], args: &[&str]) -> Output {
     let dir = std::env::temp_dir().join(format!("suggest-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     std::fs::write(dir.join("cluster.yaml"), CLUSTER).expect("manifests");
@@ -157,6 +161,7 @@ fn suggest(tag: &str, lines: &[Value]) -> Output {
         .arg(dir.join("flows.jsonl"))
         .arg("--manifests")
         .arg(dir.join("cluster.yaml"))
+        .args(args)
         .output()
         .expect("run suggest");
     let _ = std::fs::remove_dir_all(&dir);
@@ -338,4 +343,27 @@ fn a_line_that_is_not_a_record_is_refused_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("line 3: not a flow-log record"), "{stderr}");
+}
+
+#[test]
+fn the_calico_format_loads_back_and_is_proven_with_the_tiered_engine() {
+    let out = suggest_with(
+        "calico",
+        &records(),
+        &["--format", "calico", "--calico-order", "500"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let loaded = manifests::parse("suggested.yaml", &text);
+    assert!(loaded.errors.is_empty(), "{:?}\n{text}", loaded.errors);
+    let calico = loaded.into_objects().calico_policies;
+    assert_eq!(calico.len(), 4, "{text}");
+    assert!(text.contains("selector: \"app == 'web'\""), "{text}");
+    assert!(
+        text.contains("namespaceSelector: \"projectcalico.org/name == 'kube-system'\""),
+        "{text}"
+    );
+    assert!(text.contains("order: 500"), "{text}");
+    assert!(stderr.contains("5 allowed, 0 denied"), "{stderr}");
 }

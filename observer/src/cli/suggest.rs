@@ -12,9 +12,12 @@ use clap::Args;
 
 use crate::cluster::manifests::{LoadErrorKind, load_paths_strict};
 use crate::cluster::state::ClusterObjects;
+use crate::cluster::tiered_view::TieredView;
 use crate::cluster::view::ClusterView;
 use crate::flow::{FlowRecord, Timestamp};
 use crate::policy::SnapshotInput;
+use crate::policy::check::{AddressFlow, TieredJudge};
+use crate::suggest::calico::{self, CalicoPlacement};
 use crate::suggest::learn::{LearnConfig, Learner};
 pub use crate::suggest::report::Report;
 use crate::suggest::report::{Known, report};
@@ -45,9 +48,88 @@ pub struct SuggestArgs {
     /// External IPv4 peers are aggregated to this prefix length.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
     external_prefix_v4: u8,
+    /// The policies' kind: `k8s` (networking.k8s.io/v1 NetworkPolicy) or `calico`
+    /// (projectcalico.org/v3 NetworkPolicy, proven with the tiered engine).
+    #[arg(long, value_enum, default_value_t = Format::K8s)]
+    format: Format,
+    /// Calico format: `spec.order` of the policies (Kubernetes NetworkPolicies sit at 1000).
+    #[arg(long, default_value_t = 1000.0)]
+    calico_order: f64,
+    /// Calico format: put the policies in this tier (it must exist in the cluster).
+    #[arg(long)]
+    calico_tier: Option<String>,
     /// External IPv6 peers are aggregated to this prefix length.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u8).range(0..=128))]
     external_prefix_v6: u8,
+}
+
+/// The kind of policies written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Kubernetes `networking.k8s.io/v1` NetworkPolicy.
+    K8s,
+    /// Calico `projectcalico.org/v3` NetworkPolicy.
+    Calico,
+}
+
+/// Rewrites `report` in the Calico format: its YAML, and its proof made again with the
+/// tiered engine, the Calico policies read back through the manifest loader beside the
+/// cluster's objects.
+pub fn as_calico(
+    report: &mut Report,
+    objects: &ClusterObjects,
+    records: &[FlowRecord],
+    placement: &CalicoPlacement,
+) -> Result<(), String> {
+    let mut yaml: BTreeMap<String, String> = BTreeMap::new();
+    for s in &report.suggestions {
+        yaml.entry(s.subject.namespace.clone())
+            .or_default()
+            .push_str(&calico::network_policy(s, placement));
+    }
+    let all: String = yaml.values().map(String::as_str).collect();
+    let parsed = crate::cluster::manifests::parse("suggested.yaml", &all);
+    if let Some(e) = parsed.errors.first() {
+        return Err(format!("the Calico policies do not load back: {e} (a bug)"));
+    }
+    let mut with_suggested = objects.clone();
+    with_suggested
+        .calico_policies
+        .extend(parsed.into_objects().calico_policies);
+    let (view, errors) = TieredView::build(&with_suggested);
+    if let Some(e) = errors.first() {
+        return Err(format!("the Calico policies do not compile: {e} (a bug)"));
+    }
+    let view = view.ok_or("no Calico policy to judge with")?;
+    let mut proof = crate::suggest::prove::Proof::default();
+    for record in records {
+        if !crate::suggest::prove::judgeable(record) {
+            proof.not_judged += 1;
+            continue;
+        }
+        let verdict = view.judge(&AddressFlow {
+            source: record.src.ip,
+            destination: record.dst.ip,
+            protocol: record.protocol.0,
+            port: Some(record.dst.port),
+            icmp: None,
+        });
+        proof.checked += 1;
+        if verdict.allowed {
+            proof.allowed += 1;
+        } else if proof.denied.len() < 20 {
+            proof.denied.push(format!(
+                "{} {} -> {}:{}",
+                record.protocol,
+                record.src.display_name(),
+                record.dst.display_name(),
+                record.dst.port
+            ));
+        }
+    }
+    report.yaml = yaml;
+    report.proof = proof;
+    Ok(())
 }
 
 /// Learns from `records`, then generates, renders and proves the policies together with
@@ -144,13 +226,23 @@ pub fn run(args: SuggestArgs) -> ExitCode {
         external_prefix_v6: args.external_prefix_v6,
     };
     let objects = loaded.into_objects();
-    let report = match suggest_offline(&objects, &records, config) {
+    let mut report = match suggest_offline(&objects, &records, config) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
+    if args.format == Format::Calico {
+        let placement = CalicoPlacement {
+            order: args.calico_order,
+            tier: args.calico_tier.clone(),
+        };
+        if let Err(e) = as_calico(&mut report, &objects, &records, &placement) {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
     if let Some(dir) = &args.out {
         if let Err(e) = write_out(dir, &report.yaml) {
             eprintln!("error: {}: {e}", dir.display());

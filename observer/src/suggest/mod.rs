@@ -7,6 +7,7 @@
 //! from against the declared and suggested policies together (all must be allowed) and
 //! finds the pairs of known workloads they newly deny. `cli/suggest.rs` wires files to it.
 
+pub mod calico;
 mod edge;
 pub mod generate;
 mod interning;

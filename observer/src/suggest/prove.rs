@@ -39,17 +39,7 @@ pub struct Impact {
 pub fn prove(after: &PolicySnapshot, records: &[FlowRecord]) -> Proof {
     let mut proof = Proof::default();
     for record in records {
-        let judged = record.state != FlowState::Started
-            && matches!(
-                record.protocol,
-                IpProtocol::TCP | IpProtocol::UDP | IpProtocol::SCTP
-            )
-            && record
-                .service
-                .as_ref()
-                .is_none_or(|s| s.backend != ServiceBackend::Unresolved)
-            && (is_pod(&record.src) || is_pod(&record.dst));
-        if !judged {
+        if !judgeable(record) {
             proof.not_judged += 1;
             continue;
         }
@@ -148,6 +138,21 @@ pub fn impact(
         }
     }
     impact
+}
+
+/// Whether the proof judges a record: a connection's record (not its started item) of
+/// TCP, UDP or SCTP with a pod end and, for a Service, a known backend.
+pub fn judgeable(record: &FlowRecord) -> bool {
+    record.state != FlowState::Started
+        && matches!(
+            record.protocol,
+            IpProtocol::TCP | IpProtocol::UDP | IpProtocol::SCTP
+        )
+        && record
+            .service
+            .as_ref()
+            .is_none_or(|s| s.backend != ServiceBackend::Unresolved)
+        && (is_pod(&record.src) || is_pod(&record.dst))
 }
 
 fn is_pod(end: &RecordEndpoint) -> bool {

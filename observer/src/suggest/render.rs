@@ -38,17 +38,9 @@ fn evidence(stats: &EdgeStats) -> String {
     )
 }
 
-fn peer_name(peer: &Peer) -> String {
-    match peer {
-        Peer::Workload(w) => w.to_string(),
-        Peer::Node { name, ip } => format!("node {name} ({ip})"),
-        Peer::External { network, prefix } => format!("{network}/{prefix}"),
-    }
-}
-
-/// One policy document (ending with `---`).
-pub fn kubernetes(s: &Suggestion) -> String {
-    let mut out = String::new();
+/// The comments above a policy: what it was learned for, a note on its selector, and the
+/// traffic no rule covers (each line starting with `unruled`).
+pub(super) fn header(out: &mut String, s: &Suggestion, unruled: &str) {
     let _ = writeln!(
         out,
         "# Suggested by observer from observed traffic: {} ({}).",
@@ -61,31 +53,58 @@ pub fn kubernetes(s: &Suggestion) -> String {
     for (direction, peer, protocol) in &s.not_expressible {
         let _ = writeln!(
             out,
-            "# Not expressible in NetworkPolicy, not in a rule: {direction:?} {protocol} with {}",
+            "# {unruled}: {direction:?} {protocol} with {}",
             peer_name(peer)
         );
     }
-    let _ = writeln!(out, "apiVersion: networking.k8s.io/v1");
+}
+
+/// `apiVersion`, `kind: NetworkPolicy` and the metadata: name, namespace, and the
+/// annotations of the observation.
+pub(super) fn metadata(out: &mut String, s: &Suggestion, api_version: &str, name: &str) {
+    let _ = writeln!(out, "apiVersion: {api_version}");
     let _ = writeln!(out, "kind: NetworkPolicy");
     let _ = writeln!(out, "metadata:");
-    let _ = writeln!(out, "  name: {}", quoted(&s.name));
+    let _ = writeln!(out, "  name: {}", quoted(name));
     let _ = writeln!(out, "  namespace: {}", quoted(&s.subject.namespace));
     let _ = writeln!(out, "  annotations:");
+    for (key, value) in annotations(s) {
+        let _ = writeln!(out, "    {}: {}", quoted(&key), quoted(&value));
+    }
+}
+
+/// The annotations of the observation: window, nodes, stability, workload.
+fn annotations(s: &Suggestion) -> BTreeMap<String, String> {
     let nodes: Vec<&str> = s.nodes.iter().map(String::as_str).collect();
-    for (key, value) in [
+    [
         ("observed-from", s.window.0.to_string()),
         ("observed-until", s.window.1.to_string()),
         ("observed-by-nodes", nodes.join(",")),
         ("stability", s.stability.name().to_string()),
         ("workload", s.subject.to_string()),
-    ] {
-        let _ = writeln!(
-            out,
-            "    {}: {}",
-            quoted(&format!("{ANNOTATION_PREFIX}/{key}")),
-            quoted(&value)
-        );
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{ANNOTATION_PREFIX}/{k}"), v))
+    .collect()
+}
+
+pub(super) fn peer_name(peer: &Peer) -> String {
+    match peer {
+        Peer::Workload(w) => w.to_string(),
+        Peer::Node { name, ip } => format!("node {name} ({ip})"),
+        Peer::External { network, prefix } => format!("{network}/{prefix}"),
     }
+}
+
+/// One policy document (ending with `---`).
+pub fn kubernetes(s: &Suggestion) -> String {
+    let mut out = String::new();
+    header(
+        &mut out,
+        s,
+        "Not expressible in NetworkPolicy, not in a rule",
+    );
+    metadata(&mut out, s, "networking.k8s.io/v1", &s.name);
     let _ = writeln!(out, "spec:");
     let _ = writeln!(out, "  podSelector:");
     let _ = writeln!(out, "    matchLabels: {}", labels(&s.selector));
@@ -221,22 +240,11 @@ pub fn network_policy(s: &Suggestion) -> NetworkPolicy {
             })
             .collect()
     };
-    let nodes: Vec<&str> = s.nodes.iter().map(String::as_str).collect();
-    let annotations = [
-        ("observed-from", s.window.0.to_string()),
-        ("observed-until", s.window.1.to_string()),
-        ("observed-by-nodes", nodes.join(",")),
-        ("stability", s.stability.name().to_string()),
-        ("workload", s.subject.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("{ANNOTATION_PREFIX}/{k}"), v))
-    .collect();
     NetworkPolicy {
         metadata: ObjectMeta {
             name: Some(s.name.clone()),
             namespace: Some(s.subject.namespace.clone()),
-            annotations: Some(annotations),
+            annotations: Some(annotations(s)),
             ..ObjectMeta::default()
         },
         spec: Some(NetworkPolicySpec {

@@ -367,3 +367,34 @@ fn the_calico_format_loads_back_and_is_proven_with_the_tiered_engine() {
     assert!(text.contains("order: 500"), "{text}");
     assert!(stderr.contains("5 allowed, 0 denied"), "{stderr}");
 }
+
+#[test]
+fn one_policy_per_namespace_allows_what_any_of_its_pods_did() {
+    let out = suggest_with("namespace", &records(), &["--granularity", "namespace"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let policies = policies(&out);
+    let mut names: Vec<_> = policies
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["kube-system-observed", "shop-observed"]);
+    let shop = named(&policies, "shop-observed");
+    assert_eq!(selector(shop), json!({}), "every pod of the namespace");
+    assert_eq!(
+        ingress(shop),
+        vec![
+            (
+                json!([{"podSelector": {"matchLabels": {"app": "web"}}}]),
+                vec!["TCP/8080".into()]
+            ),
+            (
+                json!([{"podSelector": {"matchLabels": {"app": "api"}}}]),
+                vec!["TCP/5432".into()]
+            ),
+        ],
+        "peers in workload order: Deployment/web, then Pod/api-0"
+    );
+    assert!(stderr.contains("5 allowed, 0 denied"), "{stderr}");
+}

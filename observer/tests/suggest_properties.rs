@@ -5,10 +5,11 @@
 
 use std::net::IpAddr;
 
-use observer::cli::suggest::{as_calico, suggest_offline};
+use observer::cli::suggest::{as_calico, suggest_offline, suggest_offline_with};
 use observer::cluster::manifests;
 use observer::flow::{FlowRecord, FlowState, IpProtocol, RecordEndpoint, Timestamp};
 use observer::suggest::calico::CalicoPlacement;
+use observer::suggest::generate::{GenerateConfig, Granularity};
 use observer::suggest::learn::{LearnConfig, Learner};
 use proptest::prelude::*;
 
@@ -140,6 +141,15 @@ proptest! {
         proven.sort_by_key(key);
         prop_assert_eq!(read_back, proven);
         // The Calico format, proven with the tiered engine, allows it all too.
+        // One policy per namespace allows it all too.
+        let per_namespace = suggest_offline_with(
+            &objects,
+            &records,
+            LearnConfig::default(),
+            &GenerateConfig { granularity: Granularity::Namespace, ..GenerateConfig::default() },
+        )
+        .map_err(TestCaseError::fail)?;
+        prop_assert!(per_namespace.proof.denied.is_empty(), "denied: {:?}", per_namespace.proof.denied);
         let calico_free_yaml = report.yaml.clone();
         let mut calico = report;
         as_calico(&mut calico, &objects, &records, &CalicoPlacement { order: 1000.0, tier: None })

@@ -130,6 +130,7 @@ async fn make(
             &view.input,
             &records,
             Timestamp(now),
+            &crate::suggest::generate::GenerateConfig::default(),
         )
     })
     .await

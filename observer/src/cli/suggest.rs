@@ -18,6 +18,7 @@ use crate::flow::{FlowRecord, Timestamp};
 use crate::policy::SnapshotInput;
 use crate::policy::check::{AddressFlow, TieredJudge};
 use crate::suggest::calico::{self, CalicoPlacement};
+use crate::suggest::generate::{GenerateConfig, Granularity};
 use crate::suggest::learn::{LearnConfig, Learner};
 pub use crate::suggest::report::Report;
 use crate::suggest::report::{Known, report};
@@ -48,6 +49,10 @@ pub struct SuggestArgs {
     /// External IPv4 peers are aggregated to this prefix length.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
     external_prefix_v4: u8,
+    /// One policy per `workload` (its pods' labels select it), or per `namespace` (every
+    /// pod of the namespace, allowed what any of them did).
+    #[arg(long, value_enum, default_value_t = GranularityArg::Workload)]
+    granularity: GranularityArg,
     /// The policies' kind: `k8s` (networking.k8s.io/v1 NetworkPolicy) or `calico`
     /// (projectcalico.org/v3 NetworkPolicy, proven with the tiered engine).
     #[arg(long, value_enum, default_value_t = Format::K8s)]
@@ -61,6 +66,15 @@ pub struct SuggestArgs {
     /// External IPv6 peers are aggregated to this prefix length.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u8).range(0..=128))]
     external_prefix_v6: u8,
+}
+
+/// `--granularity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum GranularityArg {
+    /// One policy per workload.
+    Workload,
+    /// One policy per namespace.
+    Namespace,
 }
 
 /// The kind of policies written.
@@ -139,6 +153,16 @@ pub fn suggest_offline(
     records: &[FlowRecord],
     config: LearnConfig,
 ) -> Result<Report, String> {
+    suggest_offline_with(objects, records, config, &GenerateConfig::default())
+}
+
+/// [`suggest_offline`], with the generation's settings.
+pub fn suggest_offline_with(
+    objects: &ClusterObjects,
+    records: &[FlowRecord],
+    config: LearnConfig,
+    generation: &GenerateConfig,
+) -> Result<Report, String> {
     let start = std::time::Instant::now();
     let mut learner = Learner::new(config);
     for record in records {
@@ -163,6 +187,7 @@ pub fn suggest_offline(
         &declared,
         records,
         window_end,
+        generation,
     )?;
     report.timings[0] = learned_at;
     Ok(report)
@@ -226,7 +251,14 @@ pub fn run(args: SuggestArgs) -> ExitCode {
         external_prefix_v6: args.external_prefix_v6,
     };
     let objects = loaded.into_objects();
-    let mut report = match suggest_offline(&objects, &records, config) {
+    let generation = GenerateConfig {
+        granularity: match args.granularity {
+            GranularityArg::Workload => Granularity::Workload,
+            GranularityArg::Namespace => Granularity::Namespace,
+        },
+        ..GenerateConfig::default()
+    };
+    let mut report = match suggest_offline_with(&objects, &records, config, &generation) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("error: {e}");

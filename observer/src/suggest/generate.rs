@@ -24,13 +24,29 @@ pub struct GenerateConfig {
     pub stable_after_ns: i64,
     /// At least this many consecutive ports collapse into one `endPort` range.
     pub range_threshold: usize,
+    /// One policy per workload, or per namespace.
+    pub granularity: Granularity,
 }
+
+/// What one suggested policy selects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Granularity {
+    /// A workload's pods (`<workload>-observed`).
+    #[default]
+    Workload,
+    /// Every pod of a namespace (`<namespace>-observed`), allowing what any of them did.
+    Namespace,
+}
+
+/// The kind a namespace-wide suggestion's subject has.
+pub const NAMESPACE_KIND: &str = "Namespace";
 
 impl Default for GenerateConfig {
     fn default() -> Self {
         Self {
             stable_after_ns: 600 * 1_000_000_000,
             range_threshold: 4,
+            granularity: Granularity::Workload,
         }
     }
 }
@@ -113,7 +129,20 @@ pub fn generate(
     window_end: Timestamp,
     config: &GenerateConfig,
 ) -> Vec<Suggestion> {
-    let edges = learned.edges();
+    let mut edges = learned.edges();
+    if config.granularity == Granularity::Namespace {
+        // Every workload's edges become its namespace's; peers stay workloads.
+        let mut merged: BTreeMap<EdgeKey, EdgeStats> = BTreeMap::new();
+        for (mut key, stats) in edges {
+            key.subject = WorkloadId {
+                kind: NAMESPACE_KIND.into(),
+                name: key.subject.namespace.clone(),
+                namespace: key.subject.namespace,
+            };
+            merged.entry(key).or_default().merge(&stats);
+        }
+        edges = merged;
+    }
     let mut by_subject: BTreeMap<&WorkloadId, Vec<(&EdgeKey, &EdgeStats)>> = BTreeMap::new();
     for (key, stats) in &edges {
         by_subject
@@ -139,6 +168,10 @@ pub fn generate(
         };
         for w in std::iter::once(&key.subject).chain(peer) {
             selectors.entry(w).or_insert_with(|| {
+                if w.kind == NAMESPACE_KIND {
+                    // Every pod of the namespace, on purpose.
+                    return (BTreeMap::new(), None);
+                }
                 let labels = learned.labels(w).cloned().unwrap_or_default();
                 let neighbours = by_namespace.get(w.namespace.as_str());
                 selector_for(w, labels, neighbours.into_iter().flatten().copied())

@@ -93,9 +93,10 @@ pub fn report(
     declared: &SnapshotInput,
     records: &[FlowRecord],
     window_end: Timestamp,
+    config: &GenerateConfig,
 ) -> Result<Report, String> {
     let generation_start = Instant::now();
-    let suggestions = generate(learned, &known.pods, window_end, &GenerateConfig::default());
+    let suggestions = generate(learned, &known.pods, window_end, config);
     let mut yaml: BTreeMap<String, String> = BTreeMap::new();
     for s in &suggestions {
         yaml.entry(s.subject.namespace.clone())

@@ -148,9 +148,13 @@ fn suggest(tag: &str, lines: &[Value]) -> Output {
 }
 
 fn suggest_with(tag: &str, lines: &[Value], args: &[&str]) -> Output {
+    suggest_in(tag, CLUSTER, lines, args)
+}
+
+fn suggest_in(tag: &str, cluster: &str, lines: &[Value], args: &[&str]) -> Output {
     let dir = std::env::temp_dir().join(format!("suggest-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    std::fs::write(dir.join("cluster.yaml"), CLUSTER).expect("manifests");
+    std::fs::write(dir.join("cluster.yaml"), cluster).expect("manifests");
     let mut flows = std::fs::File::create(dir.join("flows.jsonl")).expect("flows");
     for line in lines {
         writeln!(flows, "{line}").expect("write a flow");
@@ -397,4 +401,40 @@ fn one_policy_per_namespace_allows_what_any_of_its_pods_did() {
         "peers in workload order: Deployment/web, then Pod/api-0"
     );
     assert!(stderr.contains("5 allowed, 0 denied"), "{stderr}");
+}
+
+#[test]
+fn declared_rules_no_flow_used_and_workloads_no_policy_selects_are_listed() {
+    let cluster = format!(
+        "{CLUSTER}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {{name: api-from-web, namespace: shop}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: api}}}}\n  ingress:\n  \
+         - from: [{{podSelector: {{matchLabels: {{app: web}}}}}}]\n    ports: [{{port: 8080}}]\n  \
+         - from: [{{podSelector: {{matchLabels: {{app: db}}}}}}]\n    ports: [{{port: 9999}}]\n"
+    );
+    let mut lines = records();
+    // The first record was allowed by rule 0 when it was written.
+    lines[0]["verdict"] = json!("allow");
+    lines[0]["category"] = json!("decided");
+    lines[0]["ingress"] = json!({"decision": "allowed", "policies": ["shop/api-from-web"],
+        "tiers": [{"tier": "networkpolicy", "rule_index": 0, "action": "allow",
+                   "policy": {"kind": "NetworkPolicy", "namespace": "shop", "name": "api-from-web"}}]});
+    lines[0]["egress"] = json!({"decision": "not-isolated", "policies": []});
+    let out = suggest_in("existing", &cluster, &lines, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("candidates to remove): 1\n  shop/api-from-web ingress rule 1"),
+        "{stderr}"
+    );
+    let unselected = stderr
+        .split("workloads no declared policy selects")
+        .nth(1)
+        .and_then(|s| s.split("declared rules").next())
+        .unwrap_or_default();
+    assert!(unselected.contains("shop/StatefulSet/db"), "{stderr}");
+    assert!(
+        !unselected.contains("shop/Pod/api-0"),
+        "api-0 is selected: {stderr}"
+    );
 }

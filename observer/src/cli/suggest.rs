@@ -454,6 +454,25 @@ fn summarize(report: &Report, records: usize) {
     for (from, to, port) in impact.newly_denied_pairs.iter().take(20) {
         eprintln!("  {from} -> {to} (port {port})");
     }
+    let existing = &report.existing;
+    if !existing.unselected_workloads.is_empty() {
+        eprintln!(
+            "workloads no declared policy selects: {}",
+            existing.unselected_workloads.len()
+        );
+        for w in existing.unselected_workloads.iter().take(20) {
+            eprintln!("  {w}");
+        }
+    }
+    if !existing.unused_rules.is_empty() {
+        eprintln!(
+            "declared rules no recorded flow was allowed by (candidates to remove): {}",
+            existing.unused_rules.len()
+        );
+        for rule in existing.unused_rules.iter().take(20) {
+            eprintln!("  {rule}");
+        }
+    }
     if !impact.violations_today.is_empty() {
         eprintln!(
             "observed flows the declared policies deny today (violations; the suggestion allows those NetworkPolicy can express): {}",

@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use super::learn::{Direction, Learned, Peer, WorkloadId};
 use crate::flow::{FlowRecord, FlowState, IpProtocol, RecordEndpoint, ServiceBackend};
 use crate::policy::check::{LineOutcome, judge_record};
-use crate::policy::{DirectionDecision, Endpoint, FlowQuery, PolicySnapshot, Protocol, decide};
+use crate::policy::{
+    DirectionDecision, Endpoint, FlowQuery, PolicySnapshot, Protocol, SnapshotInput, decide,
+};
 
 /// The proof's figures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -189,4 +191,108 @@ fn deciding(record: &FlowRecord) -> String {
         }
     }
     out.join("; ")
+}
+
+/// The declared policies against what was observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Existing {
+    /// Rules of declared NetworkPolicies no recorded flow was allowed by in the window
+    /// (candidates to remove): `namespace/name ingress|egress rule N`.
+    pub unused_rules: Vec<String>,
+    /// Known workloads no declared policy selects, in either direction.
+    pub unselected_workloads: Vec<WorkloadId>,
+}
+
+/// Which declared rules the records' verdicts (made when they were written) name as
+/// allowing, and which known workloads no declared policy isolates.
+pub fn existing(
+    declared: &SnapshotInput,
+    before: &PolicySnapshot,
+    records: &[FlowRecord],
+    representatives: &BTreeMap<WorkloadId, (String, IpAddr)>,
+) -> Existing {
+    let mut used: BTreeSet<(String, String, &'static str, usize)> = BTreeSet::new();
+    for record in records {
+        let Some(verdict) = &record.policy else {
+            continue;
+        };
+        for (direction, d) in [("ingress", &verdict.ingress), ("egress", &verdict.egress)] {
+            for step in &d.tiers {
+                if let Some(rule) = step.rule_index {
+                    used.insert((
+                        step.policy.namespace.clone().unwrap_or_default(),
+                        step.policy.name.clone(),
+                        direction,
+                        rule,
+                    ));
+                }
+            }
+        }
+    }
+    let mut unused_rules = Vec::new();
+    for policy in &declared.policies {
+        for (direction, rules) in [("ingress", &policy.ingress), ("egress", &policy.egress)] {
+            for rule in 0..rules.as_ref().map_or(0, |r| r.len()) {
+                let key = (
+                    policy.namespace.clone(),
+                    policy.name.clone(),
+                    direction,
+                    rule,
+                );
+                if !used.contains(&key) {
+                    unused_rules.push(format!(
+                        "{}/{} {direction} rule {rule}",
+                        policy.namespace, policy.name
+                    ));
+                }
+            }
+        }
+    }
+    unused_rules.sort();
+    // A workload is unselected when, probed with any other workload, neither its egress
+    // nor its ingress is isolated.
+    let reps: Vec<(&WorkloadId, Option<Endpoint>)> = representatives
+        .iter()
+        .map(|(w, (pod, ip))| {
+            let end = pod.split_once('/').and_then(|(ns, name)| {
+                Some(Endpoint::Pod {
+                    id: before.pod_id(ns, name)?,
+                    ip: Some(*ip),
+                })
+            });
+            (w, end)
+        })
+        .collect();
+    let mut unselected_workloads = Vec::new();
+    for (i, (workload, mine)) in reps.iter().enumerate() {
+        let (Some(mine), Some(other)) = (
+            mine,
+            reps.iter()
+                .enumerate()
+                .find(|(j, (_, e))| *j != i && e.is_some())
+                .and_then(|(_, (_, e))| *e),
+        ) else {
+            continue;
+        };
+        let judge = |src, dst| {
+            crate::policy::evaluate(
+                before,
+                &FlowQuery {
+                    src,
+                    dst,
+                    port: 80,
+                    protocol: Protocol::Tcp,
+                },
+            )
+        };
+        let out = judge(*mine, other).egress.decision;
+        let into = judge(other, *mine).ingress.decision;
+        if out == DirectionDecision::NotIsolated && into == DirectionDecision::NotIsolated {
+            unselected_workloads.push((*workload).clone());
+        }
+    }
+    Existing {
+        unused_rules,
+        unselected_workloads,
+    }
 }

@@ -11,7 +11,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use super::generate::{GenerateConfig, KnownPod, Suggestion, generate};
 use super::learn::{Learned, WorkloadId};
-use super::prove::{Impact, Proof, impact, prove};
+use super::prove::{Existing, Impact, Proof, existing, impact, prove};
 use super::render;
 use crate::cluster::view::{ClusterView, Holder};
 use crate::flow::{FlowRecord, Timestamp};
@@ -80,6 +80,8 @@ pub struct Report {
     pub proof: Proof,
     /// The changes it makes.
     pub impact: Impact,
+    /// The declared policies against what was observed.
+    pub existing: Existing,
     /// How long each step took: learning, generation (with rendering), proof (with the
     /// snapshots), impact.
     pub timings: [std::time::Duration; 4],
@@ -123,6 +125,7 @@ pub fn report(
     let proved_at = proof_start.elapsed();
     let impact_start = Instant::now();
     let impact = impact(&before, &after, records, learned, &known.representatives);
+    let existing = existing(declared, &before, records, &known.representatives);
     Ok(Report {
         yaml,
         objects,
@@ -130,6 +133,7 @@ pub fn report(
         learned: learned.clone(),
         proof,
         impact,
+        existing,
         timings: [
             Duration::ZERO,
             generated_at,

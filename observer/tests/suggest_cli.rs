@@ -438,3 +438,29 @@ fn declared_rules_no_flow_used_and_workloads_no_policy_selects_are_listed() {
         "api-0 is selected: {stderr}"
     );
 }
+
+#[test]
+fn diff_prints_only_what_is_not_declared_as_suggested() {
+    let first = suggest("diff-source", &records());
+    assert!(first.status.success());
+    let text = String::from_utf8_lossy(&first.stdout);
+    let web = text
+        .split("---\n")
+        .find(|doc| doc.contains("name: \"web-observed\""))
+        .expect("the web policy")
+        .to_string();
+    // web's policy is already declared as suggested; api's is declared with another spec.
+    let api_other = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+        metadata: {name: api-0-observed, namespace: shop}\nspec: {podSelector: {}}\n";
+    let cluster = format!("{CLUSTER}---\n{web}---\n{api_other}");
+    let out = suggest_in("diff", &cluster, &records(), &["--diff"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--diff: 2 new, 1 changed, 1 already declared as suggested"),
+        "{stderr}"
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(!printed.contains("name: \"web-observed\""), "{printed}");
+    assert!(printed.contains("name: \"api-0-observed\""), "{printed}");
+}

@@ -20,6 +20,7 @@ use crate::policy::check::{AddressFlow, TieredJudge};
 use crate::suggest::calico::{self, CalicoPlacement};
 use crate::suggest::generate::{GenerateConfig, Granularity};
 use crate::suggest::learn::{LearnConfig, Learner};
+use crate::suggest::render;
 pub use crate::suggest::report::Report;
 use crate::suggest::report::{Known, report};
 
@@ -49,6 +50,10 @@ pub struct SuggestArgs {
     /// External IPv4 peers are aggregated to this prefix length.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
     external_prefix_v4: u8,
+    /// Print only what differs from the declared policies: suggestions whose policy is not
+    /// declared yet, or is declared with another spec (by namespace and name).
+    #[arg(long)]
+    diff: bool,
     /// One policy per `workload` (its pods' labels select it), or per `namespace` (every
     /// pod of the namespace, allowed what any of them did).
     #[arg(long, value_enum, default_value_t = GranularityArg::Workload)]
@@ -275,6 +280,9 @@ pub fn run(args: SuggestArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    if args.diff && args.format == Format::K8s {
+        keep_differences(&mut report, &objects);
+    }
     if let Some(dir) = &args.out {
         if let Err(e) = write_out(dir, &report.yaml) {
             eprintln!("error: {}: {e}", dir.display());
@@ -378,6 +386,40 @@ mod remote {
             ExitCode::from(1)
         }
     }
+}
+
+/// Keeps in `report.yaml` only the suggestions that are not declared as suggested, and
+/// says how many are new, changed and unchanged.
+fn keep_differences(report: &mut Report, objects: &ClusterObjects) {
+    let declared: BTreeMap<(Option<&str>, Option<&str>), _> = objects
+        .policies
+        .iter()
+        .map(|p| {
+            let key = (p.metadata.namespace.as_deref(), p.metadata.name.as_deref());
+            (key, &p.spec)
+        })
+        .collect();
+    let (mut new, mut changed, mut unchanged) = (0, 0, 0);
+    let mut yaml: BTreeMap<String, String> = BTreeMap::new();
+    for (s, object) in report.suggestions.iter().zip(&report.objects) {
+        let key = (
+            object.metadata.namespace.as_deref(),
+            object.metadata.name.as_deref(),
+        );
+        match declared.get(&key) {
+            Some(spec) if **spec == object.spec => {
+                unchanged += 1;
+                continue;
+            }
+            Some(_) => changed += 1,
+            None => new += 1,
+        }
+        yaml.entry(s.subject.namespace.clone())
+            .or_default()
+            .push_str(&render::kubernetes(s));
+    }
+    eprintln!("--diff: {new} new, {changed} changed, {unchanged} already declared as suggested");
+    report.yaml = yaml;
 }
 
 fn write_out(dir: &std::path::Path, yaml: &BTreeMap<String, String>) -> std::io::Result<()> {

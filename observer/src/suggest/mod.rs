@@ -5,7 +5,7 @@
 //! least-privilege NetworkPolicy per workload, each rule with its evidence; `render`
 //! writes them as YAML for `kubectl apply`; `prove` judges the records they were learned
 //! from against the declared and suggested policies together (all must be allowed) and
-//! finds the pairs of known workloads they newly deny. `cli/suggest.rs` wires files to it.
+//! finds the pairs of known workloads they newly deny. `cli/suggest/` wires files to it.
 
 pub mod calico;
 mod edge;

@@ -464,3 +464,28 @@ fn diff_prints_only_what_is_not_declared_as_suggested() {
     assert!(!printed.contains("name: \"web-observed\""), "{printed}");
     assert!(printed.contains("name: \"api-0-observed\""), "{printed}");
 }
+
+#[test]
+fn named_ports_are_written_by_the_name_the_destination_gives_them() {
+    let out = suggest_with("named", &records(), &["--named-ports"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let policies = policies(&out);
+    let api_rule = ingress(named(&policies, "api-0-observed"));
+    assert_eq!(
+        api_rule,
+        vec![(
+            json!([{"podSelector": {"matchLabels": {"app": "web"}}}]),
+            vec!["TCP/\"http\"".to_string()]
+        )],
+        "api-0 declares 8080 as http"
+    );
+    let web_rules = egress(named(&policies, "web-observed"));
+    assert!(
+        web_rules
+            .iter()
+            .any(|(_, ports)| ports == &vec!["TCP/\"http\"".to_string()])
+    );
+    // Named ports resolve on the destination: the proof still holds.
+    assert!(stderr.contains("5 allowed, 0 denied"), "{stderr}");
+}

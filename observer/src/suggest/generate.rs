@@ -15,6 +15,8 @@ pub struct KnownPod {
     pub workload: WorkloadId,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
+    /// Its named container ports: (protocol, port, name).
+    pub ports: Vec<(IpProtocol, u16, String)>,
 }
 
 /// Settings of generation.
@@ -26,6 +28,8 @@ pub struct GenerateConfig {
     pub range_threshold: usize,
     /// One policy per workload, or per namespace.
     pub granularity: Granularity,
+    /// Write a port by the name the destination's pods give it, where they all do.
+    pub named_ports: bool,
 }
 
 /// What one suggested policy selects.
@@ -47,6 +51,7 @@ impl Default for GenerateConfig {
             stable_after_ns: 600 * 1_000_000_000,
             range_threshold: 4,
             granularity: Granularity::Workload,
+            named_ports: false,
         }
     }
 }
@@ -90,6 +95,9 @@ pub struct SuggestedRule {
     pub peer_labels: BTreeMap<String, String>,
     /// Ports, sorted.
     pub ports: Vec<PortRange>,
+    /// With `named_ports`: the names the destination's pods give single ports, by
+    /// (protocol, port).
+    pub port_names: BTreeMap<(IpProtocol, u16), String>,
     /// The edges' evidence, merged.
     pub evidence: EdgeStats,
 }
@@ -159,6 +167,11 @@ pub fn generate(
             .or_default()
             .push(pod);
     }
+    let port_names = if config.named_ports {
+        named_ports(pods)
+    } else {
+        BTreeMap::new()
+    };
     let mut selectors: BTreeMap<&WorkloadId, (BTreeMap<String, String>, Option<String>)> =
         BTreeMap::new();
     for key in edges.keys() {
@@ -209,6 +222,7 @@ pub fn generate(
                             _ => BTreeMap::new(),
                         },
                         ports: Vec::new(),
+                        port_names: BTreeMap::new(),
                         evidence: EdgeStats::default(),
                     });
                 rule.evidence.merge(stats);
@@ -227,10 +241,31 @@ pub fn generate(
                     });
                 }
             }
-            let [ingress, egress] = rules.map(|side| {
-                side.into_values()
+            // The destination: the subject for ingress, the peer for egress.
+            let names_of = |ingress: bool, rule: &SuggestedRule| match (&rule.peer, ingress) {
+                (_, true) => port_names.get(subject),
+                (Peer::Workload(w), false) => port_names.get(w),
+                _ => None,
+            };
+            let mut side = 0;
+            let [ingress, egress] = rules.map(|rules| {
+                let ingress = side == 0;
+                side += 1;
+                rules
+                    .into_values()
                     .map(|mut rule| {
                         rule.ports = collapse(rule.ports, config.range_threshold);
+                        if let Some(names) = names_of(ingress, &rule) {
+                            rule.port_names = rule
+                                .ports
+                                .iter()
+                                .filter(|p| p.first == p.last)
+                                .filter_map(|p| {
+                                    let name = names.get(&(p.protocol, p.first))?;
+                                    Some(((p.protocol, p.first), name.clone()))
+                                })
+                                .collect();
+                        }
                         rule
                     })
                     .collect()
@@ -252,6 +287,33 @@ pub fn generate(
                     Stability::Learning
                 },
             }
+        })
+        .collect()
+}
+
+/// Per workload, the container port names every pod of it gives (a port some pod names
+/// otherwise, or not at all, gets no name).
+fn named_ports(pods: &[KnownPod]) -> BTreeMap<&WorkloadId, BTreeMap<(IpProtocol, u16), String>> {
+    let mut by_workload: BTreeMap<&WorkloadId, Vec<&KnownPod>> = BTreeMap::new();
+    for pod in pods {
+        by_workload.entry(&pod.workload).or_default().push(pod);
+    }
+    by_workload
+        .into_iter()
+        .map(|(workload, pods)| {
+            let mut names: BTreeMap<(IpProtocol, u16), String> = pods[0]
+                .ports
+                .iter()
+                .map(|(protocol, port, name)| ((*protocol, *port), name.clone()))
+                .collect();
+            for pod in &pods[1..] {
+                names.retain(|(protocol, port), name| {
+                    pod.ports
+                        .iter()
+                        .any(|(p, n, m)| p == protocol && n == port && m == name)
+                });
+            }
+            (workload, names)
         })
         .collect()
 }
@@ -382,10 +444,12 @@ mod tests {
             KnownPod {
                 workload: w("web"),
                 labels: labels("web"),
+                ports: Vec::new(),
             },
             KnownPod {
                 workload: w("web-canary"),
                 labels: labels("web"),
+                ports: Vec::new(),
             },
         ];
         let (selector, note) = selector_for(&w("web"), labels("web"), &pods);

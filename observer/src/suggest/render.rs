@@ -184,7 +184,13 @@ fn write_rule(out: &mut String, s: &Suggestion, peers_field: &str, rule: &Sugges
         last,
     } in &rule.ports
     {
-        if first == last {
+        if let Some(name) = rule.port_names.get(&(*protocol, *first)) {
+            let _ = writeln!(
+                out,
+                "    - {{protocol: {protocol}, port: {}}}  # {first}",
+                quoted(name)
+            );
+        } else if first == last {
             let _ = writeln!(out, "    - {{protocol: {protocol}, port: {first}}}");
         } else {
             let _ = writeln!(
@@ -235,7 +241,10 @@ pub fn network_policy(s: &Suggestion) -> NetworkPolicy {
             .iter()
             .map(|p| NetworkPolicyPort {
                 protocol: Some(p.protocol.to_string()),
-                port: Some(IntOrString::Int(i32::from(p.first))),
+                port: Some(match rule.port_names.get(&(p.protocol, p.first)) {
+                    Some(name) => IntOrString::String(name.clone()),
+                    None => IntOrString::Int(i32::from(p.first)),
+                }),
                 end_port: (p.last != p.first).then_some(i32::from(p.last)),
             })
             .collect()

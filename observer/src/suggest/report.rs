@@ -52,14 +52,21 @@ impl Known {
             if (name.as_str(), *ip) < (entry.0.as_str(), entry.1) {
                 *entry = (name, *ip);
             }
+            let ports = pod
+                .info
+                .ports
+                .iter()
+                .filter_map(|p| Some((p.protocol.ip(), p.port, p.name.clone()?)))
+                .collect();
             known.pods.push(KnownPod {
                 workload,
                 labels: pod.info.labels.clone(),
+                ports,
             });
         }
-        known
-            .pods
-            .sort_by(|a, b| (&a.workload, &a.labels).cmp(&(&b.workload, &b.labels)));
+        known.pods.sort_by(|a, b| {
+            (&a.workload, &a.labels, &a.ports).cmp(&(&b.workload, &b.labels, &b.ports))
+        });
         known.pods.dedup();
         known
     }

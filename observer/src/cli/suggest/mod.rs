@@ -50,6 +50,10 @@ pub struct SuggestArgs {
     /// External IPv4 peers are aggregated to this prefix length.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
     external_prefix_v4: u8,
+    /// Write a port by the name the destination's pods give it (`port: http`) where they
+    /// all do, so that the policy follows the port if it moves.
+    #[arg(long)]
+    named_ports: bool,
     /// Print only what differs from the declared policies: suggestions whose policy is not
     /// declared yet, or is declared with another spec (by namespace and name).
     #[arg(long)]
@@ -261,6 +265,7 @@ pub fn run(args: SuggestArgs) -> ExitCode {
             GranularityArg::Workload => Granularity::Workload,
             GranularityArg::Namespace => Granularity::Namespace,
         },
+        named_ports: args.named_ports,
         ..GenerateConfig::default()
     };
     let mut report = match suggest_offline_with(&objects, &records, config, &generation) {

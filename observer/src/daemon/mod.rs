@@ -171,7 +171,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 tls,
                 max_streams: config.api_max_streams,
                 ready,
-                suggestions: suggestions.as_ref().map(|(source, _)| source.clone()),
+                suggestions: suggestions.as_ref().map(|l| l.source.clone()),
             };
             let serve = api_server::serve(listener, Arc::clone(&hub), api_config, async {
                 let _ = stopped.await;
@@ -222,7 +222,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         waiting_for_view: source_task.is_some(),
         node_name: config.node_name.clone(),
         kube_counters,
-        learner: suggestions.as_ref().map(|(s, _)| Arc::clone(&s.learner)),
+        suggest_counts: suggestions.as_ref().map(|l| Arc::clone(&l.counts)),
         pending_attach: std::collections::HashMap::new(),
         stats_file_failing: false,
         started: started::StartedItems::new(config.started_service_wait.as_nanos() as u64),
@@ -280,8 +280,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
         warn!(error = %e, "the metrics sink panicked");
     }
     // The learner writes its state a last time once it has every record.
-    if let Some((_, learner)) = suggestions
-        && let Err(e) = learner.await
+    if let Some(learning) = suggestions
+        && let Err(e) = learning.task.await
     {
         warn!(error = %e, "the suggestion learner panicked");
     }

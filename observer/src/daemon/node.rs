@@ -25,9 +25,6 @@ use crate::hub::FlowHub;
 use crate::metrics::Metrics;
 use crate::stats::RunStats;
 
-/// A workload with no new edge for this long is stable (as `suggest::generate` says).
-const SUGGEST_STABLE_AFTER_NS: i64 = 600 * 1_000_000_000;
-
 /// Sleeps until `at`, or for ever without it (a `select!` branch that never fires).
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {
@@ -72,8 +69,8 @@ pub(super) struct NodeState {
     pub(super) node_name: Option<String>,
     /// The Kubernetes source's relists and errors, when it is the source.
     pub(super) kube_counters: Option<Arc<SourceCounters>>,
-    /// The suggestion learner, when learning.
-    pub(super) learner: Option<Arc<std::sync::Mutex<crate::suggest::learn::Learner>>>,
+    /// The suggestion learner's figures, when learning.
+    pub(super) suggest_counts: Option<Arc<super::suggest::SuggestCounts>>,
     /// Interfaces whose attach failed, retried at every poll.
     pub(super) pending_attach: std::collections::HashMap<u32, String>,
     /// The last stats file write failed: warned once, until one succeeds again.
@@ -207,14 +204,8 @@ impl NodeState {
             &self.hub,
         );
         self.stats.interfaces = interfaces;
-        if let Some(learned) = self.learner.as_ref().and_then(|l| l.lock().ok()) {
-            let learned = learned.learned();
-            let now = WallClock::now().wall(WallClock::monotonic_now_ns());
-            let (learning, stable) = learned.stability_counts(now, SUGGEST_STABLE_AFTER_NS);
-            self.stats.suggest_edges = learned.edge_count() as u64;
-            self.stats.suggest_dropped_edges = learned.skipped.dropped_edges;
-            self.stats.suggest_workloads_learning = learning;
-            self.stats.suggest_workloads_stable = stable;
+        if let Some(counts) = &self.suggest_counts {
+            counts.report(&mut self.stats);
         }
         if let Some(counters) = &self.kube_counters {
             let now = counters.snapshot();

@@ -105,7 +105,8 @@ fn counts(c: Counts) -> proto::Counts {
     }
 }
 
-fn timestamp(t: Timestamp) -> prost_types::Timestamp {
+/// A record's time as a protobuf `Timestamp`.
+pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
     let (seconds, nanos) = t.to_parts();
     prost_types::Timestamp { seconds, nanos }
 }

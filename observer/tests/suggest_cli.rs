@@ -369,7 +369,9 @@ fn the_calico_format_loads_back_and_is_proven_with_the_tiered_engine() {
         "{text}"
     );
     assert!(text.contains("order: 500"), "{text}");
-    assert!(stderr.contains("5 allowed, 0 denied"), "{stderr}");
+    // The ping NetworkPolicy cannot express is a rule here, and its record is judged too.
+    assert!(text.contains("protocol: ICMP"), "{text}");
+    assert!(stderr.contains("6 allowed, 0 denied"), "{stderr}");
 }
 
 #[test]
@@ -488,4 +490,31 @@ fn named_ports_are_written_by_the_name_the_destination_gives_them() {
     );
     // Named ports resolve on the destination: the proof still holds.
     assert!(stderr.contains("5 allowed, 0 denied"), "{stderr}");
+}
+
+/// A Calico policy that denies api → db (a violation today): in either format the proof is
+/// made by the tiered engine with it, which counts that record as denied by a declared
+/// rule, not as a bug of the suggestion.
+#[test]
+fn a_declared_calico_deny_is_part_of_the_proof_in_either_format() {
+    let cluster = format!(
+        "{CLUSTER}---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n\
+         metadata: {{name: no-db}}\nspec:\n  order: 10\n  selector: \"app == 'db'\"\n  \
+         types: [Ingress]\n  ingress:\n  - action: Deny\n    source: {{selector: \"app == 'api'\"}}\n"
+    );
+    for format in ["k8s", "calico"] {
+        let out = suggest_in(
+            &format!("deny-{format}"),
+            &cluster,
+            &records(),
+            &["--format", format],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{format}: {stderr}");
+        assert!(stderr.contains("0 denied;"), "{format}: {stderr}");
+        assert!(
+            stderr.contains("and 1 denied by a declared Deny rule"),
+            "{format}: {stderr}"
+        );
+    }
 }

@@ -6,9 +6,11 @@
 //! - `listen`: where it listens (TCP, or a Unix socket with file permissions) and how a
 //!   client connects.
 //! - `server`: the tonic service, a task per stream.
-//! - `suggestions`: `GetSuggestions`, from the daemon's learner and the cluster view.
+//! - `suggestions`: `GetSuggestions` and `GetLearning`, from the daemon's learner and the
+//!   cluster view; `suggestion_wire` turns suggestions into the proto's messages.
 
 pub mod filter;
 pub mod listen;
 pub mod server;
+mod suggestion_wire;
 pub mod suggestions;

@@ -12,11 +12,11 @@ use tonic::{Request, Response, Status};
 use super::filter::Selection;
 use super::listen::ApiListener;
 pub use super::suggestions::SuggestionSource;
-use super::suggestions::{get_suggestions, watch_suggestions};
+use super::suggestions::{get_learning, get_suggestions, watch_suggestions};
 use crate::hub::{FlowHub, Gap, Span, StartAt, SubscriberGuard};
 use crate::wire::proto::{
-    self, FlowEvent, GetFlowsRequest, GetFlowsResponse, GetSuggestionsRequest,
-    GetSuggestionsResponse, LostFlows, ServerStatusRequest, ServerStatusResponse,
+    self, FlowEvent, GetFlowsRequest, GetFlowsResponse, GetLearningRequest, GetSuggestionsRequest,
+    GetSuggestionsResponse, Learning, LostFlows, ServerStatusRequest, ServerStatusResponse,
     get_flows_request::Start, get_flows_response::Event, lost_flows::Reason,
     observer_server::ObserverServer,
 };
@@ -57,6 +57,11 @@ impl Default for ApiConfig {
     }
 }
 
+/// The largest request the server reads, and the largest answer our clients read: a
+/// learning state is about 300 bytes per edge, so 64 MiB holds a few nodes' 100,000
+/// edges each.
+pub const MAX_REQUEST_BYTES: usize = 64 << 20;
+
 /// The `Observer` service.
 #[derive(Debug, Clone)]
 pub struct ObserverService {
@@ -83,9 +88,10 @@ impl ObserverService {
         self
     }
 
-    /// As a tonic service, for a router.
+    /// As a tonic service, for a router. Requests may be up to [`MAX_REQUEST_BYTES`]
+    /// (several observers' learning passed to `GetSuggestions`).
     pub fn into_server(self) -> ObserverServer<Self> {
-        ObserverServer::new(self)
+        ObserverServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
     }
 }
 
@@ -187,6 +193,18 @@ impl proto::observer_server::Observer for ObserverService {
         get_suggestions(source, &self.hub, request.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn get_learning(
+        &self,
+        _request: Request<GetLearningRequest>,
+    ) -> Result<Response<Learning>, Status> {
+        let source = self.suggestions.as_ref().ok_or_else(|| {
+            Status::unimplemented(
+                "this observer does not learn suggestions (--suggest-max-edges 0)",
+            )
+        })?;
+        get_learning(source).await.map(Response::new)
     }
 }
 

@@ -1,5 +1,7 @@
-//! `GetSuggestions`: the daemon's learned edges turned into suggestions with the current
-//! cluster view, proven against the flows the hub holds (`crate::suggest::report`).
+//! `GetSuggestions`: the daemon's learned edges (or the merged learning of several
+//! observers a client passes) turned into suggestions with the current cluster view, in the
+//! format asked for, proven against the flows the hub holds (`crate::suggest::report`);
+//! `GetLearning`: the learned edges as bytes, for merging.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,13 +11,17 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use super::suggestion_wire::workload_suggestion;
 use crate::cluster::view::ClusterView;
 use crate::flow::{FlowRecord, Timestamp};
 use crate::hub::FlowHub;
-use crate::suggest::learn::Learner;
-use crate::suggest::report::{Known, report};
+use crate::suggest::calico::CalicoPlacement;
+use crate::suggest::generate::{GenerateConfig, Granularity};
+use crate::suggest::learn::{LearnConfig, Learned, Learner, State};
+use crate::suggest::report::{Known, as_calico, prove_with_every_kind, report};
 use crate::wire::proto::{
-    GetSuggestionsRequest, GetSuggestionsResponse, SuggestionSummary, WorkloadSuggestion,
+    GetSuggestionsRequest, GetSuggestionsResponse, Learning, SuggestionFormat,
+    SuggestionGranularity, SuggestionSummary, WorkloadSuggestion,
 };
 
 /// Where suggestions come from: the learner (a sink of the hub) and the cluster views.
@@ -25,6 +31,26 @@ pub struct SuggestionSource {
     pub learner: Arc<Mutex<Learner>>,
     /// The current cluster view (`None` until the first).
     pub views: watch::Receiver<Option<Arc<ClusterView>>>,
+    /// The node the daemon runs on (empty when not known), named in `GetLearning`.
+    pub node: String,
+}
+
+/// The learned edges, as the state file's bytes.
+pub(super) async fn get_learning(source: &SuggestionSource) -> Result<Learning, Status> {
+    let learner = Arc::clone(&source.learner);
+    let (state, edges) = tokio::task::spawn_blocking(move || {
+        learner
+            .lock()
+            .map(|l| (l.state().encode(), l.learned().edge_count() as u64))
+            .map_err(|_| Status::internal("the suggestion learner failed"))
+    })
+    .await
+    .map_err(|e| Status::internal(format!("encoding the learning: {e}")))??;
+    Ok(Learning {
+        node: source.node.clone(),
+        state,
+        edges,
+    })
 }
 
 /// Answers one request.
@@ -103,12 +129,37 @@ async fn make(
              --kubeconfig)",
         )
     })?;
-    let learned = source
-        .learner
-        .lock()
-        .map_err(|_| Status::internal("the suggestion learner failed"))?
-        .learned()
-        .clone();
+    let learned = if request.learned.is_empty() {
+        source
+            .learner
+            .lock()
+            .map_err(|_| Status::internal("the suggestion learner failed"))?
+            .learned()
+            .clone()
+    } else {
+        merged(&request.learned)?
+    };
+    let generation = GenerateConfig {
+        granularity: match SuggestionGranularity::try_from(request.granularity) {
+            Ok(SuggestionGranularity::Namespace) => Granularity::Namespace,
+            Ok(SuggestionGranularity::Workload) => Granularity::Workload,
+            Err(_) => return Err(Status::invalid_argument("granularity: unknown value")),
+        },
+        named_ports: request.named_ports,
+        ..GenerateConfig::default()
+    };
+    let calico = match SuggestionFormat::try_from(request.format) {
+        Ok(SuggestionFormat::Kubernetes) => None,
+        Ok(SuggestionFormat::Calico) => Some(CalicoPlacement {
+            order: if request.calico_order == 0.0 {
+                1000.0
+            } else {
+                request.calico_order
+            },
+            tier: (!request.calico_tier.is_empty()).then(|| request.calico_tier.clone()),
+        }),
+        Err(_) => return Err(Status::invalid_argument("format: unknown value")),
+    };
     // The proof's flows: every record the hub holds.
     let status = hub.status();
     let held = hub.read_after(
@@ -123,15 +174,21 @@ async fn make(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
+    let placement = calico.clone();
     let made = tokio::task::spawn_blocking(move || {
-        report(
+        let mut made = report(
             &learned,
             &Known::from_view(&view),
             &view.input,
             &records,
             Timestamp(now),
-            &crate::suggest::generate::GenerateConfig::default(),
-        )
+            &generation,
+        )?;
+        match &placement {
+            Some(placement) => as_calico(&mut made, &view.objects, &records, placement)?,
+            None => prove_with_every_kind(&mut made, &view.objects, &records)?,
+        }
+        Ok::<_, String>(made)
     })
     .await
     .map_err(|e| Status::internal(format!("making the suggestions: {e}")))?
@@ -154,19 +211,14 @@ async fn make(
             policy.metadata.annotations = None;
             let fingerprint = fingerprint(&(
                 serde_json::to_string(&policy).unwrap_or_default(),
+                format!("{:?}", s.not_expressible),
                 s.stability.name(),
             ));
-            let suggestion = WorkloadSuggestion {
-                namespace: s.subject.namespace.clone(),
-                kind: s.subject.kind.clone(),
-                name: s.subject.name.clone(),
-                stability: s.stability.name().into(),
-                yaml: crate::suggest::render::kubernetes(s),
-                ingress_rules: s.ingress.len() as u32,
-                egress_rules: s.egress.len() as u32,
-                selector_note: s.selector_note.clone().unwrap_or_default(),
+            let yaml = match &calico {
+                Some(placement) => crate::suggest::calico::network_policy(s, placement),
+                None => crate::suggest::render::kubernetes(s),
             };
-            (suggestion, fingerprint)
+            (workload_suggestion(s, yaml), fingerprint)
         })
         .collect();
     let skipped = made.learned.skipped;
@@ -177,9 +229,24 @@ async fn make(
         without_identity: skipped.without_identity,
         flows_checked: made.proof.checked,
         flows_allowed: made.proof.allowed,
+        flows_denied_by_declared: made.proof.denied_by_declared,
         newly_denied_pairs: made.impact.newly_denied,
     };
     Ok((suggestions, summary))
+}
+
+/// Learning states a client passed (each a `GetLearning` answer's bytes), merged.
+fn merged(states: &[Vec<u8>]) -> Result<Learned, Status> {
+    let mut learner = Learner::new(LearnConfig {
+        max_edges: usize::MAX,
+        ..LearnConfig::default()
+    });
+    for (i, bytes) in states.iter().enumerate() {
+        let state = State::decode(bytes)
+            .map_err(|e| Status::invalid_argument(format!("learned[{i}]: {e}")))?;
+        learner.absorb(&state);
+    }
+    Ok(learner.learned().clone())
 }
 
 fn fingerprint(value: &impl std::hash::Hash) -> u64 {

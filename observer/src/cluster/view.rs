@@ -94,6 +94,9 @@ pub struct ClusterView {
     /// (protocols it does not name, host-networked pods), for the CNI profile to use
     /// (`cni-dependent`).
     pub cni_dependent: Option<Arc<TieredView>>,
+    /// The objects it was built from (shared, not copied): suggestions in the Calico
+    /// format are proven with a tiered engine built from them and the suggested policies.
+    pub objects: Arc<ClusterObjects>,
 }
 
 impl ClusterView {
@@ -186,6 +189,7 @@ impl ClusterView {
                 tiered,
                 tiered_errors,
                 cni_dependent,
+                objects: Arc::new(objects.clone()),
             },
             errors,
         )

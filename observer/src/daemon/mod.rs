@@ -146,6 +146,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         config.suggest_max_edges,
         config.suggest_state.clone(),
         view_rx.clone(),
+        config.node_name.clone().unwrap_or_default(),
     );
 
     // A serving task that ends before the daemon stops is an error that stops it.

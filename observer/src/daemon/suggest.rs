@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -28,18 +27,6 @@ const QUEUE: usize = 16_384;
 const SAVE_EVERY: Duration = Duration::from_secs(60);
 /// How often the learner's figures for the stats are counted.
 const COUNT_EVERY: Duration = Duration::from_secs(1);
-/// What the state file says it is, so that another file at that path is not mistaken for
-/// one.
-const FORMAT: &str = "observer-suggest-state";
-
-/// The state file's content.
-#[derive(Serialize, Deserialize)]
-struct StateFile {
-    format: String,
-    version: u32,
-    state: State,
-}
-
 /// The learner's figures for the stats (`suggest_*`), counted by the learner's own task so
 /// that the table task reads four atomics instead of walking every edge.
 #[derive(Debug, Default)]
@@ -89,6 +76,7 @@ pub(super) fn start(
     max_edges: usize,
     state_file: Option<PathBuf>,
     views: watch::Receiver<Option<Arc<ClusterView>>>,
+    node: String,
 ) -> Option<Learning> {
     if max_edges == 0 {
         return None;
@@ -136,7 +124,11 @@ pub(super) fn start(
         save_off_the_runtime(&learning, state_file.as_ref()).await;
     });
     Some(Learning {
-        source: SuggestionSource { learner, views },
+        source: SuggestionSource {
+            learner,
+            views,
+            node,
+        },
         counts,
         task,
     })
@@ -164,13 +156,9 @@ fn load(path: &Path) -> Option<State> {
             return None;
         }
     };
-    let problem = match serde_json::from_slice::<StateFile>(&text) {
-        Ok(file) if file.format == FORMAT && file.version == 1 => return Some(file.state),
-        Ok(file) => format!(
-            "format {:?} version {}, not {FORMAT} version 1",
-            file.format, file.version
-        ),
-        Err(e) => e.to_string(),
+    let problem = match State::decode(&text) {
+        Ok(state) => return Some(state),
+        Err(problem) => problem,
     };
     let aside = path.with_extension("unreadable");
     let moved = std::fs::rename(path, &aside);
@@ -190,16 +178,8 @@ fn write(learner: &Mutex<Learner>, path: &Path) {
     let Ok(state) = learner.lock().map(|l| l.state()) else {
         return;
     };
-    let file = StateFile {
-        format: FORMAT.into(),
-        version: 1,
-        state,
-    };
     let tmp = path.with_extension("tmp");
-    let written = serde_json::to_vec(&file)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&tmp, bytes))
-        .and_then(|()| std::fs::rename(&tmp, path));
+    let written = std::fs::write(&tmp, state.encode()).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         warn!(path = %path.display(), error = %e, "writing the suggestion state (--suggest-state)");
     }

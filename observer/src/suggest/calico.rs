@@ -1,12 +1,14 @@
 //! Suggestions as Calico `projectcalico.org/v3` NetworkPolicies: Allow rules (one per
-//! peer and protocol), selectors in Calico's expression syntax, `types` explicit, an
+//! peer and protocol; ICMP by type and code, other portless protocols by number, which
+//! Kubernetes NetworkPolicy cannot express), selectors in Calico's expression syntax, `types` explicit, an
 //! `order` (and optionally a tier) the user chooses: the format Calico users write by
 //! hand. The same evidence comments and annotations as the Kubernetes format.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::generate::{SuggestedRule, Suggestion};
+use super::generate::{PortlessTraffic, SuggestedRule, Suggestion};
+use super::learn::Direction;
 use super::learn::Peer;
 use super::render::{header, metadata, peer_name};
 use crate::flow::IpProtocol;
@@ -40,7 +42,7 @@ pub fn selector(labels: &BTreeMap<String, String>) -> String {
 /// One policy document (ending with `---`).
 pub fn network_policy(s: &Suggestion, placement: &CalicoPlacement) -> String {
     let mut out = String::new();
-    header(&mut out, s, "Not in a rule (no port to allow)");
+    header(&mut out, s, None);
     let name = match &placement.tier {
         Some(tier) => format!("{tier}.{}", s.name),
         None => s.name.clone(),
@@ -53,17 +55,25 @@ pub fn network_policy(s: &Suggestion, placement: &CalicoPlacement) -> String {
     let _ = writeln!(out, "  order: {}", placement.order);
     let _ = writeln!(out, "  selector: {}", quoted(&selector(&s.selector)));
     let _ = writeln!(out, "  types: [Ingress, Egress]");
-    for (field, end, rules) in [
-        ("ingress", "source", &s.ingress),
-        ("egress", "destination", &s.egress),
+    for (field, end, rules, direction) in [
+        ("ingress", "source", &s.ingress, Direction::Ingress),
+        ("egress", "destination", &s.egress, Direction::Egress),
     ] {
-        if rules.is_empty() {
+        let portless: Vec<&PortlessTraffic> = s
+            .not_expressible
+            .iter()
+            .filter(|t| t.direction == direction)
+            .collect();
+        if rules.is_empty() && portless.is_empty() {
             let _ = writeln!(out, "  {field}: []");
             continue;
         }
         let _ = writeln!(out, "  {field}:");
         for rule in rules {
             write_rules(&mut out, s, end, rule);
+        }
+        for traffic in portless {
+            write_portless(&mut out, s, end, traffic);
         }
     }
     out.push_str("---\n");
@@ -93,25 +103,7 @@ fn write_rules(out: &mut String, s: &Suggestion, end: &str, rule: &SuggestedRule
         e.last_seen,
         e.example
     );
-    let peer = match &rule.peer {
-        Peer::Workload(w) if w.namespace == s.subject.namespace => {
-            format!("selector: {}", quoted(&selector(&rule.peer_labels)))
-        }
-        Peer::Workload(w) => format!(
-            "namespaceSelector: {}, selector: {}",
-            quoted(&format!("projectcalico.org/name == '{}'", w.namespace)),
-            quoted(&selector(&rule.peer_labels))
-        ),
-        Peer::Node { ip, .. } => {
-            format!(
-                "nets: [{}]",
-                quoted(&format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }))
-            )
-        }
-        Peer::External { network, prefix } => {
-            format!("nets: [{}]", quoted(&format!("{network}/{prefix}")))
-        }
-    };
+    let peer = peer_fields(s, &rule.peer, &rule.peer_labels);
     for (protocol, ports) in by_protocol {
         let _ = writeln!(out, "  - action: Allow");
         let _ = writeln!(out, "    protocol: {protocol}");
@@ -124,6 +116,46 @@ fn write_rules(out: &mut String, s: &Suggestion, end: &str, rule: &SuggestedRule
                 "    destination: {{{peer}, ports: [{}]}}",
                 ports.join(", ")
             );
+        }
+    }
+}
+
+/// An Allow rule for traffic without ports: ICMP by its type and code, another protocol
+/// by its number.
+fn write_portless(out: &mut String, s: &Suggestion, end: &str, traffic: &PortlessTraffic) {
+    let _ = writeln!(out, "  # {}", peer_name(&traffic.peer));
+    let _ = writeln!(out, "  - action: Allow");
+    if traffic.protocol.is_icmp() {
+        let _ = writeln!(out, "    protocol: {}", traffic.protocol);
+    } else {
+        let _ = writeln!(out, "    protocol: {}", traffic.protocol.0);
+    }
+    if let Some((kind, code)) = traffic.icmp {
+        let _ = writeln!(out, "    icmp: {{type: {kind}, code: {code}}}");
+    }
+    let peer = peer_fields(s, &traffic.peer, &traffic.peer_labels);
+    let _ = writeln!(out, "    {end}: {{{peer}}}");
+}
+
+/// The fields of a rule's `source` or `destination` that name the peer.
+fn peer_fields(s: &Suggestion, peer: &Peer, labels: &BTreeMap<String, String>) -> String {
+    match peer {
+        Peer::Workload(w) if w.namespace == s.subject.namespace => {
+            format!("selector: {}", quoted(&selector(labels)))
+        }
+        Peer::Workload(w) => format!(
+            "namespaceSelector: {}, selector: {}",
+            quoted(&format!("projectcalico.org/name == '{}'", w.namespace)),
+            quoted(&selector(labels))
+        ),
+        Peer::Node { ip, .. } => {
+            format!(
+                "nets: [{}]",
+                quoted(&format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }))
+            )
+        }
+        Peer::External { network, prefix } => {
+            format!("nets: [{}]", quoted(&format!("{network}/{prefix}")))
         }
     }
 }

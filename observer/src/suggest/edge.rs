@@ -68,9 +68,14 @@ pub struct EdgeKey {
     pub peer: Peer,
     /// IP protocol.
     pub protocol: IpProtocol,
-    /// Destination port (the subject's for ingress, the peer's for egress; 0 for ICMP).
+    /// Destination port (the subject's for ingress, the peer's for egress); for ICMP and
+    /// ICMPv6, the initiator's message as `type << 8 | code`, or [`ICMP_UNKNOWN`].
     pub port: u16,
 }
+
+/// An ICMP edge's `port` when its records did not say the message (type 255 code 255 is
+/// reserved): its rule then allows every ICMP message.
+pub const ICMP_UNKNOWN: u16 = u16::MAX;
 
 /// The evidence of an edge.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

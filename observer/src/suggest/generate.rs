@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::learn::{Direction, EdgeKey, EdgeStats, Learned, Peer, WorkloadId};
+use super::learn::{Direction, EdgeKey, EdgeStats, ICMP_UNKNOWN, Learned, Peer, WorkloadId};
 use crate::flow::{IpProtocol, Timestamp};
 
 /// A pod the cluster state knows, for checking that a selector selects exactly its
@@ -102,6 +102,22 @@ pub struct SuggestedRule {
     pub evidence: EdgeStats,
 }
 
+/// Observed traffic of a protocol without ports (ICMP, ICMPv6, GRE...): the Kubernetes
+/// format lists it in comments, the Calico format writes ICMP as a rule.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortlessTraffic {
+    /// Ingress or egress.
+    pub direction: Direction,
+    /// The other end.
+    pub peer: Peer,
+    /// For a workload peer: the labels its selector uses.
+    pub peer_labels: BTreeMap<String, String>,
+    /// Its protocol.
+    pub protocol: IpProtocol,
+    /// For ICMP and ICMPv6: the initiator's message type and code.
+    pub icmp: Option<(u8, u8)>,
+}
+
 /// The suggestion for one workload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Suggestion {
@@ -117,9 +133,8 @@ pub struct Suggestion {
     pub ingress: Vec<SuggestedRule>,
     /// Egress rules, in peer order.
     pub egress: Vec<SuggestedRule>,
-    /// Traffic NetworkPolicy cannot express (ICMP and other protocols): direction, peer,
-    /// protocol.
-    pub not_expressible: Vec<(Direction, Peer, IpProtocol)>,
+    /// Traffic NetworkPolicy cannot express (ICMP and other protocols), in order.
+    pub not_expressible: Vec<PortlessTraffic>,
     /// First and last packet of the edges it was learned from.
     pub window: (Timestamp, Timestamp),
     /// The nodes whose observers saw them.
@@ -209,7 +224,17 @@ pub fn generate(
                     key.protocol,
                     IpProtocol::TCP | IpProtocol::UDP | IpProtocol::SCTP
                 ) {
-                    not_expressible.insert((key.direction, key.peer.clone(), key.protocol));
+                    not_expressible.insert(PortlessTraffic {
+                        direction: key.direction,
+                        peer: key.peer.clone(),
+                        peer_labels: match &key.peer {
+                            Peer::Workload(w) => selectors[w].0.clone(),
+                            _ => BTreeMap::new(),
+                        },
+                        protocol: key.protocol,
+                        icmp: (key.protocol.is_icmp() && key.port != ICMP_UNKNOWN)
+                            .then_some(((key.port >> 8) as u8, key.port as u8)),
+                    });
                     continue;
                 }
                 let side = usize::from(key.direction == Direction::Egress);

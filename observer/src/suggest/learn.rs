@@ -9,8 +9,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-pub use super::edge::{Direction, EdgeKey, EdgeStats, LearnConfig, Peer, Skipped, WorkloadId};
+pub use super::edge::{
+    Direction, EdgeKey, EdgeStats, ICMP_UNKNOWN, LearnConfig, Peer, Skipped, WorkloadId,
+};
 use super::interning::{Fx, Interned, fx_hash};
+pub use super::state::State;
 use crate::flow::{FlowRecord, FlowState, IpProtocol, RecordEndpoint, ServiceBackend, Timestamp};
 
 /// A peer, by interned ids.
@@ -244,8 +247,11 @@ impl Learner {
             self.seen.clear();
         }
         self.seen.insert(connection, (packets, bytes));
-        let port = if matches!(record.protocol, IpProtocol::ICMP | IpProtocol::ICMPV6) {
-            0
+        // ICMP has no port: the initiator's message type and code take its place.
+        let port = if record.protocol.is_icmp() {
+            record.icmp.map_or(ICMP_UNKNOWN, |i| {
+                u16::from(i.icmp_type) << 8 | u16::from(i.code)
+            })
         } else {
             record.dst.port
         };
@@ -481,17 +487,6 @@ impl Learner {
             }
         }
     }
-}
-
-/// What a learner learned, resolved: the form the daemon writes to its state file.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct State {
-    /// Every edge with its evidence.
-    pub edges: Vec<(EdgeKey, EdgeStats)>,
-    /// Every workload with the labels its pods share.
-    pub labels: Vec<(WorkloadId, BTreeMap<String, String>)>,
-    /// What learning could not use.
-    pub skipped: Skipped,
 }
 
 /// The id of an end's name as people read it (`ns/pod`, `node NAME`, or the address); the

@@ -5,7 +5,8 @@
 //! least-privilege NetworkPolicy per workload, each rule with its evidence; `render`
 //! writes them as YAML for `kubectl apply`; `prove` judges the records they were learned
 //! from against the declared and suggested policies together (all must be allowed) and
-//! finds the pairs of known workloads they newly deny. `cli/suggest/` wires files to it.
+//! finds the pairs of known workloads they newly deny; `state` is what was learned as bytes
+//! that travel (state file, `GetLearning`). `cli/suggest/` wires files to it.
 
 pub mod calico;
 mod edge;
@@ -15,3 +16,4 @@ pub mod learn;
 pub mod prove;
 pub mod render;
 pub mod report;
+pub mod state;

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::learn::{Direction, Learned, Peer, WorkloadId};
+use crate::cluster::tiered_view::TieredView;
 use crate::flow::{FlowRecord, FlowState, IpProtocol, RecordEndpoint, ServiceBackend};
-use crate::policy::check::{LineOutcome, judge_record};
+use crate::policy::check::{AddressFlow, LineOutcome, TieredJudge, judge_record};
 use crate::policy::{
     DirectionDecision, Endpoint, FlowQuery, PolicySnapshot, Protocol, SnapshotInput, decide,
 };
@@ -22,8 +23,48 @@ pub struct Proof {
     pub allowed: u64,
     /// Records the suggestion would deny: each a bug. Examples, at most 20.
     pub denied: Vec<String>,
+    /// Records denied with the suggestion and without it: a declared Deny rule (Calico,
+    /// admin policies) decides them, which no added Allow can change (violations today,
+    /// not the suggestion's doing).
+    pub denied_by_declared: u64,
     /// Records not judged (ICMP and other protocols, unresolved Services, started items).
     pub not_judged: u64,
+}
+
+/// Judges every record with a tiered engine holding the declared and the suggested
+/// policies: the proof when the cluster also holds Calico or admin policies, or the
+/// suggestion is in the Calico format (which also judges ICMP and other protocols:
+/// `portless`). `before` is the engine of the declared policies alone (`None`: no tiered
+/// kind is declared, so nothing declared can deny what a suggestion allows).
+pub fn prove_tiered(
+    after: &TieredView,
+    before: Option<&TieredView>,
+    records: &[FlowRecord],
+    portless: bool,
+) -> Proof {
+    let mut proof = Proof::default();
+    for record in records {
+        if !judgeable_by(record, portless) {
+            proof.not_judged += 1;
+            continue;
+        }
+        let flow = AddressFlow {
+            source: record.src.ip,
+            destination: record.dst.ip,
+            protocol: record.protocol.0,
+            port: (!record.protocol.is_icmp()).then_some(record.dst.port),
+            icmp: record.icmp.map(|i| (i.icmp_type, i.code)),
+        };
+        proof.checked += 1;
+        if after.judge(&flow).allowed {
+            proof.allowed += 1;
+        } else if before.is_some_and(|b| !b.judge(&flow).allowed) {
+            proof.denied_by_declared += 1;
+        } else if proof.denied.len() < 20 {
+            proof.denied.push(example(record));
+        }
+    }
+    proof
 }
 
 /// What the suggestion changes.
@@ -145,11 +186,18 @@ pub fn impact(
 /// Whether the proof judges a record: a connection's record (not its started item) of
 /// TCP, UDP or SCTP with a pod end and, for a Service, a known backend.
 pub fn judgeable(record: &FlowRecord) -> bool {
+    judgeable_by(record, false)
+}
+
+/// [`judgeable`], for a format whose rules also name protocols without ports (Calico's:
+/// `portless`).
+pub fn judgeable_by(record: &FlowRecord, portless: bool) -> bool {
     record.state != FlowState::Started
-        && matches!(
-            record.protocol,
-            IpProtocol::TCP | IpProtocol::UDP | IpProtocol::SCTP
-        )
+        && (portless
+            || matches!(
+                record.protocol,
+                IpProtocol::TCP | IpProtocol::UDP | IpProtocol::SCTP
+            ))
         && record
             .service
             .as_ref()

@@ -39,8 +39,9 @@ fn evidence(stats: &EdgeStats) -> String {
 }
 
 /// The comments above a policy: what it was learned for, a note on its selector, and the
-/// traffic no rule covers (each line starting with `unruled`).
-pub(super) fn header(out: &mut String, s: &Suggestion, unruled: &str) {
+/// traffic no rule covers (each line starting with `unruled`, when the format has no rule
+/// for it).
+pub(super) fn header(out: &mut String, s: &Suggestion, unruled: Option<&str>) {
     let _ = writeln!(
         out,
         "# Suggested by observer from observed traffic: {} ({}).",
@@ -50,11 +51,18 @@ pub(super) fn header(out: &mut String, s: &Suggestion, unruled: &str) {
     if let Some(note) = &s.selector_note {
         let _ = writeln!(out, "# Note: {note}");
     }
-    for (direction, peer, protocol) in &s.not_expressible {
+    for t in unruled.map_or(&[][..], |_| &s.not_expressible) {
+        let message = t
+            .icmp
+            .map(|(kind, code)| format!(" type {kind} code {code}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "# {unruled}: {direction:?} {protocol} with {}",
-            peer_name(peer)
+            "# {}: {:?} {}{message} with {}",
+            unruled.unwrap_or_default(),
+            t.direction,
+            t.protocol,
+            peer_name(&t.peer)
         );
     }
 }
@@ -102,7 +110,7 @@ pub fn kubernetes(s: &Suggestion) -> String {
     header(
         &mut out,
         s,
-        "Not expressible in NetworkPolicy, not in a rule",
+        Some("Not expressible in NetworkPolicy, not in a rule"),
     );
     metadata(&mut out, s, "networking.k8s.io/v1", &s.name);
     let _ = writeln!(out, "spec:");

@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
+use super::calico::{self, CalicoPlacement};
 use super::generate::{GenerateConfig, KnownPod, Suggestion, generate};
 use super::learn::{Learned, WorkloadId};
-use super::prove::{Existing, Impact, Proof, existing, impact, prove};
+use super::prove::{Existing, Impact, Proof, existing, impact, prove, prove_tiered};
 use super::render;
+use crate::cluster::state::ClusterObjects;
+use crate::cluster::tiered_view::TieredView;
 use crate::cluster::view::{ClusterView, Holder};
 use crate::flow::{FlowRecord, Timestamp};
 use crate::policy::{PolicySnapshot, SnapshotInput, compile};
@@ -148,4 +151,65 @@ pub fn report(
             impact_start.elapsed(),
         ],
     })
+}
+
+/// Rewrites `report` in the Calico format: its YAML, and its proof made again with the
+/// tiered engine, the Calico policies read back through the manifest loader beside the
+/// cluster's `objects` (its declared policies of every kind).
+pub fn as_calico(
+    report: &mut Report,
+    objects: &ClusterObjects,
+    records: &[FlowRecord],
+    placement: &CalicoPlacement,
+) -> Result<(), String> {
+    let mut yaml: BTreeMap<String, String> = BTreeMap::new();
+    for s in &report.suggestions {
+        yaml.entry(s.subject.namespace.clone())
+            .or_default()
+            .push_str(&calico::network_policy(s, placement));
+    }
+    let all: String = yaml.values().map(String::as_str).collect();
+    let parsed = crate::cluster::manifests::parse("suggested.yaml", &all);
+    if let Some(e) = parsed.errors.first() {
+        return Err(format!("the Calico policies do not load back: {e} (a bug)"));
+    }
+    let mut with_suggested = objects.clone();
+    with_suggested
+        .calico_policies
+        .extend(parsed.into_objects().calico_policies);
+    let (view, errors) = TieredView::build(&with_suggested);
+    if let Some(e) = errors.first() {
+        return Err(format!("the Calico policies do not compile: {e} (a bug)"));
+    }
+    let view = view.ok_or("no Calico policy to judge with")?;
+    let (before, _) = TieredView::build(objects);
+    report.yaml = yaml;
+    report.proof = prove_tiered(&view, before.as_ref(), records, true);
+    Ok(())
+}
+
+/// When `objects` hold Calico or admin policies besides NetworkPolicies: makes the proof of
+/// the Kubernetes format again with the tiered engine, so that every declared kind judges
+/// with the suggested NetworkPolicies (the NetworkPolicy engine alone knows only
+/// NetworkPolicies). Without such policies the proof stands as `report` made it.
+pub fn prove_with_every_kind(
+    report: &mut Report,
+    objects: &ClusterObjects,
+    records: &[FlowRecord],
+) -> Result<(), String> {
+    let mut with_suggested = objects.clone();
+    with_suggested
+        .policies
+        .extend(report.objects.iter().cloned().map(Arc::new));
+    let (view, errors) = TieredView::build(&with_suggested);
+    if let Some(e) = errors.first() {
+        return Err(format!(
+            "the suggested policies do not compile: {e} (a bug)"
+        ));
+    }
+    if let Some(view) = view {
+        let (before, _) = TieredView::build(objects);
+        report.proof = prove_tiered(&view, before.as_ref(), records, false);
+    }
+    Ok(())
 }

@@ -12,25 +12,26 @@ use clap::Args;
 
 use crate::cluster::manifests::{LoadErrorKind, load_paths_strict};
 use crate::cluster::state::ClusterObjects;
-use crate::cluster::tiered_view::TieredView;
 use crate::cluster::view::ClusterView;
 use crate::flow::{FlowRecord, Timestamp};
 use crate::policy::SnapshotInput;
-use crate::policy::check::{AddressFlow, TieredJudge};
-use crate::suggest::calico::{self, CalicoPlacement};
+use crate::suggest::calico::CalicoPlacement;
 use crate::suggest::generate::{GenerateConfig, Granularity};
 use crate::suggest::learn::{LearnConfig, Learner};
 use crate::suggest::render;
-pub use crate::suggest::report::Report;
 use crate::suggest::report::{Known, report};
+pub use crate::suggest::report::{Report, as_calico, prove_with_every_kind};
+use crate::wire::proto::{GetSuggestionsRequest, SuggestionFormat, SuggestionGranularity};
 
 /// Arguments of `observer suggest`.
 #[derive(Debug, Args)]
 pub struct SuggestArgs {
-    /// Ask a running observer for what it learned instead of reading files: its gRPC
+    /// Ask running observers for what they learned instead of reading files: a gRPC
     /// address (`http://HOST:PORT` or `unix:///PATH`, as for `observer observe`).
+    /// Repeatable: the observers' learning is merged (a Deployment's replicas run on many
+    /// nodes) and the proof covers every server's flows.
     #[arg(long, conflicts_with_all = ["flows", "manifests"])]
-    server: Option<String>,
+    server: Vec<String>,
     /// Flow-log files (JSON Lines, as `observer run` writes them); `-` is stdin.
     #[arg(long, required_unless_present = "server", num_args = 1..)]
     flows: Vec<String>,
@@ -93,66 +94,6 @@ pub enum Format {
     K8s,
     /// Calico `projectcalico.org/v3` NetworkPolicy.
     Calico,
-}
-
-/// Rewrites `report` in the Calico format: its YAML, and its proof made again with the
-/// tiered engine, the Calico policies read back through the manifest loader beside the
-/// cluster's objects.
-pub fn as_calico(
-    report: &mut Report,
-    objects: &ClusterObjects,
-    records: &[FlowRecord],
-    placement: &CalicoPlacement,
-) -> Result<(), String> {
-    let mut yaml: BTreeMap<String, String> = BTreeMap::new();
-    for s in &report.suggestions {
-        yaml.entry(s.subject.namespace.clone())
-            .or_default()
-            .push_str(&calico::network_policy(s, placement));
-    }
-    let all: String = yaml.values().map(String::as_str).collect();
-    let parsed = crate::cluster::manifests::parse("suggested.yaml", &all);
-    if let Some(e) = parsed.errors.first() {
-        return Err(format!("the Calico policies do not load back: {e} (a bug)"));
-    }
-    let mut with_suggested = objects.clone();
-    with_suggested
-        .calico_policies
-        .extend(parsed.into_objects().calico_policies);
-    let (view, errors) = TieredView::build(&with_suggested);
-    if let Some(e) = errors.first() {
-        return Err(format!("the Calico policies do not compile: {e} (a bug)"));
-    }
-    let view = view.ok_or("no Calico policy to judge with")?;
-    let mut proof = crate::suggest::prove::Proof::default();
-    for record in records {
-        if !crate::suggest::prove::judgeable(record) {
-            proof.not_judged += 1;
-            continue;
-        }
-        let verdict = view.judge(&AddressFlow {
-            source: record.src.ip,
-            destination: record.dst.ip,
-            protocol: record.protocol.0,
-            port: Some(record.dst.port),
-            icmp: None,
-        });
-        proof.checked += 1;
-        if verdict.allowed {
-            proof.allowed += 1;
-        } else if proof.denied.len() < 20 {
-            proof.denied.push(format!(
-                "{} {} -> {}:{}",
-                record.protocol,
-                record.src.display_name(),
-                record.dst.display_name(),
-                record.dst.port
-            ));
-        }
-    }
-    report.yaml = yaml;
-    report.proof = proof;
-    Ok(())
 }
 
 /// Learns from `records`, then generates, renders and proves the policies together with
@@ -229,8 +170,28 @@ fn read_records(paths: &[String]) -> Result<Vec<FlowRecord>, String> {
 /// 0 when the proof holds, 1 when a file cannot be read or the proof fails (a bug), 2 for
 /// input that is not flow-log records.
 pub fn run(args: SuggestArgs) -> ExitCode {
-    if let Some(server) = &args.server {
-        return remote::run(server, args.out.as_deref());
+    if !args.server.is_empty() {
+        if args.diff {
+            eprintln!(
+                "error: --diff reads the declared policies from --manifests; it is not available with --server"
+            );
+            return ExitCode::from(2);
+        }
+        let request = GetSuggestionsRequest {
+            format: match args.format {
+                Format::K8s => SuggestionFormat::Kubernetes,
+                Format::Calico => SuggestionFormat::Calico,
+            } as i32,
+            granularity: match args.granularity {
+                GranularityArg::Workload => SuggestionGranularity::Workload,
+                GranularityArg::Namespace => SuggestionGranularity::Namespace,
+            } as i32,
+            calico_order: args.calico_order,
+            calico_tier: args.calico_tier.clone().unwrap_or_default(),
+            named_ports: args.named_ports,
+            ..GetSuggestionsRequest::default()
+        };
+        return remote::run(&args.server, request, args.out.as_deref());
     }
     let loaded = load_paths_strict(&args.manifests, false);
     for w in &loaded.warnings {
@@ -284,6 +245,12 @@ pub fn run(args: SuggestArgs) -> ExitCode {
             eprintln!("error: {e}");
             return ExitCode::from(1);
         }
+    }
+    if args.format == Format::K8s
+        && let Err(e) = prove_with_every_kind(&mut report, &objects, &records)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
     }
     if args.diff && args.format == Format::K8s {
         keep_differences(&mut report, &objects);
@@ -399,12 +366,19 @@ fn summarize(report: &Report, records: usize) {
     );
     eprintln!(
         "proof: {} records judged with the declared and suggested policies: {} allowed, {} \
-         denied; {} not judged (ICMP and other protocols, unknown ends)",
+         denied; {} not judged (protocols the format cannot express, unknown ends)",
         proof.checked,
         proof.allowed,
-        proof.checked - proof.allowed,
+        proof.checked - proof.allowed - proof.denied_by_declared,
         proof.not_judged
     );
+    if proof.denied_by_declared > 0 {
+        eprintln!(
+            "  and {} denied by a declared Deny rule with or without the suggestion \
+             (violations today, below)",
+            proof.denied_by_declared
+        );
+    }
     for denied in &proof.denied {
         eprintln!("  DENIED (a bug in the suggestion): {denied}");
     }

@@ -186,8 +186,13 @@ pub struct Learner {
     /// Bounded: past `2 × max_edges` it starts over, and a connection reported across that
     /// point counts twice.
     seen: HashMap<u64, (u64, u64), Fx>,
-    /// Pods whose labels were taken into their workload's, by a hash of namespace and name.
-    labelled: std::collections::HashSet<u64, Fx>,
+    /// Pods already seen (their labels taken into their workload's), by a hash of their
+    /// namespace, name and workload, with their workload's id: a known pod costs one hash
+    /// and one probe.
+    pods: HashMap<u64, u32, Fx>,
+    /// The node named by the latest record, and its id: a daemon's records all name its
+    /// node.
+    last_node: Option<(String, u32)>,
 }
 
 impl Learner {
@@ -233,7 +238,10 @@ impl Learner {
         ));
         let packets = record.fwd.packets + record.rev.packets;
         let bytes = record.fwd.bytes + record.rev.bytes;
-        let before = self.seen.get(&connection).copied();
+        if self.seen.len() >= self.config.max_edges.saturating_mul(2) {
+            self.seen.clear();
+        }
+        let before = self.seen.insert(connection, (packets, bytes));
         let new = Stats {
             flows: u64::from(before.is_none()),
             packets: packets.saturating_sub(before.map_or(0, |b| b.0)),
@@ -243,10 +251,6 @@ impl Learner {
             nodes: 0,
             example: (0, 0, 0),
         };
-        if self.seen.len() >= self.config.max_edges.saturating_mul(2) {
-            self.seen.clear();
-        }
-        self.seen.insert(connection, (packets, bytes));
         // ICMP has no port: the initiator's message type and code take its place.
         let port = if record.protocol.is_icmp() {
             record.icmp.map_or(ICMP_UNKNOWN, |i| {
@@ -255,10 +259,14 @@ impl Learner {
         } else {
             record.dst.port
         };
-        let node = record
-            .node_name
-            .as_deref()
-            .map(|n| self.learned.node_names.intern_str(n));
+        let node = record.node_name.as_deref().map(|n| match &self.last_node {
+            Some((name, id)) if name == n => *id,
+            _ => {
+                let id = self.learned.node_names.intern_str(n);
+                self.last_node = Some((n.to_string(), id));
+                id
+            }
+        });
         if let Some(subject) = src {
             let peer = self.peer(&record.dst, dst);
             self.add(subject, false, peer, record, port, new, node);
@@ -337,6 +345,10 @@ impl Learner {
             Some(w) => (w.kind.as_str(), w.name.as_str()),
             None => ("Pod", pod),
         };
+        let pod_key = fx_hash(&(namespace, pod, kind, name));
+        if let Some(&id) = self.pods.get(&pod_key) {
+            return Some(id);
+        }
         let learned = &mut self.learned;
         let id = learned.workloads.intern_with(
             fx_hash(&(namespace, kind, name)),
@@ -347,22 +359,21 @@ impl Learner {
                 name: name.to_string(),
             },
         );
-        if self.labelled.insert(fx_hash(&(namespace, pod))) {
-            let labels = identity
-                .labels
-                .iter()
-                .flatten()
-                .filter(|(k, _)| stable_label(k));
-            match learned.labels.get_mut(id as usize) {
-                // Only what every pod of the workload carries.
-                Some(shared) => {
-                    let mine: BTreeMap<&String, &String> = labels.collect();
-                    shared.retain(|k, v| mine.get(k).is_some_and(|m| *m == v));
-                }
-                None => learned
-                    .labels
-                    .push(labels.map(|(k, v)| (k.clone(), v.clone())).collect()),
+        self.pods.insert(pod_key, id);
+        let labels = identity
+            .labels
+            .iter()
+            .flatten()
+            .filter(|(k, _)| stable_label(k));
+        match learned.labels.get_mut(id as usize) {
+            // Only what every pod of the workload carries.
+            Some(shared) => {
+                let mine: BTreeMap<&String, &String> = labels.collect();
+                shared.retain(|k, v| mine.get(k).is_some_and(|m| *m == v));
             }
+            None => learned
+                .labels
+                .push(labels.map(|(k, v)| (k.clone(), v.clone())).collect()),
         }
         Some(id)
     }

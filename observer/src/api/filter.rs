@@ -1,13 +1,13 @@
-//! Which flows a subscriber gets: its allow and deny filters, checked once when it
-//! subscribes (an error names the filter, the field and the value) and then matched
-//! against every flow. Pure.
+//! Which flows a subscriber gets: its allow and deny filters and its time window, checked
+//! once when it subscribes (an error names the filter, the field and the value) and then
+//! matched against every flow. Label selectors are `label_selector`'s. Pure.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::flow::{EndpointIdentity, FlowRecord, FlowState, IpProtocol};
+use crate::flow::{EndpointIdentity, FlowRecord, FlowState, IpProtocol, Timestamp};
 use crate::policy::VerdictKind;
 use crate::wire::proto;
 
@@ -27,11 +27,17 @@ pub struct FilterError {
     pub problem: &'static str,
 }
 
+mod label_selector;
+use label_selector::LabelSelector;
+
 /// A subscriber's filters, compiled.
 #[derive(Debug, Default)]
 pub struct Selection {
     allow: Vec<FlowFilter>,
     deny: Vec<FlowFilter>,
+    /// Flows active in this window only: last packet at or after the first bound, first
+    /// packet at or before the second.
+    window: (Option<Timestamp>, Option<Timestamp>),
 }
 
 impl Selection {
@@ -50,12 +56,22 @@ impl Selection {
         Ok(Self {
             allow: compile_list("allow", allow)?,
             deny: compile_list("deny", deny)?,
+            window: (None, None),
         })
     }
 
-    /// True when the flow matches any allow filter (or there is none) and no deny filter.
+    /// Only flows active between `since` and `until` (either may be open).
+    pub fn within(mut self, since: Option<Timestamp>, until: Option<Timestamp>) -> Self {
+        self.window = (since, until);
+        self
+    }
+
+    /// True when the flow is in the window, matches any allow filter (or there is none)
+    /// and no deny filter.
     pub fn matches(&self, flow: &FlowRecord) -> bool {
-        (self.allow.is_empty() || self.allow.iter().any(|f| f.matches(flow)))
+        self.window.0.is_none_or(|since| flow.last_seen >= since)
+            && self.window.1.is_none_or(|until| flow.first_seen <= until)
+            && (self.allow.is_empty() || self.allow.iter().any(|f| f.matches(flow)))
             && !self.deny.iter().any(|f| f.matches(flow))
     }
 }
@@ -85,9 +101,6 @@ struct PodRef {
     name: Option<String>,
 }
 
-/// Label requirements that must all hold: `key=value` or `key` (present).
-type LabelSelector = Vec<(String, Option<String>)>;
-
 /// One filter: every field given must match; a field's values are alternatives.
 #[derive(Debug, Default)]
 struct FlowFilter {
@@ -103,7 +116,35 @@ struct FlowFilter {
     /// None selects records without a verdict (`none`).
     verdict: Vec<Option<VerdictKind>>,
     state: Vec<FlowState>,
-    workload: Vec<(String, String)>,
+    workload: Vec<WorkloadRef>,
+    pod: Vec<PodRef>,
+    ip: Vec<IpNet>,
+    label: Vec<LabelSelector>,
+    node: Vec<String>,
+    /// A Service: namespace, and its name (any when `None`).
+    service: Vec<PodRef>,
+    port: Vec<u16>,
+    source_namespace: Vec<String>,
+    destination_namespace: Vec<String>,
+    source_workload: Vec<WorkloadRef>,
+    destination_workload: Vec<WorkloadRef>,
+    source_port: Vec<u16>,
+}
+
+/// A workload: its kind (compared without case: `deployment/web` is `Deployment/web`) and
+/// name.
+#[derive(Debug)]
+struct WorkloadRef {
+    kind: String,
+    name: String,
+}
+
+impl WorkloadRef {
+    fn is(&self, side: &EndpointIdentity) -> bool {
+        side.workload
+            .as_ref()
+            .is_some_and(|w| w.kind.eq_ignore_ascii_case(&self.kind) && w.name == self.name)
+    }
 }
 
 impl FlowFilter {
@@ -131,20 +172,30 @@ impl FlowFilter {
         let labels = |field, values: &[String]| {
             values
                 .iter()
-                .map(|v| {
-                    parse_labels(v).ok_or_else(|| at.error(field, v, "is not \"key=value,key\""))
-                })
+                .map(|v| label_selector::parse(v).map_err(|problem| at.error(field, v, problem)))
                 .collect::<Result<Vec<_>, _>>()
         };
         // 0 selects what has no port: ICMP other than echo, and non-first fragments.
-        let destination_port = f
-            .destination_port
-            .iter()
-            .map(|&p| {
-                u16::try_from(p)
-                    .map_err(|_| at.error("destination_port", &p.to_string(), "is not a port"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let ports = |field, values: &[u32]| {
+            values
+                .iter()
+                .map(|&p| {
+                    u16::try_from(p).map_err(|_| at.error(field, &p.to_string(), "is not a port"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let workloads = |field, values: &[String]| {
+            values
+                .iter()
+                .map(|v| match v.split_once('/') {
+                    Some((kind, name)) if !kind.is_empty() && !name.is_empty() => Ok(WorkloadRef {
+                        kind: kind.to_string(),
+                        name: name.to_string(),
+                    }),
+                    _ => Err(at.error(field, v, "is not \"Kind/name\"")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
         let protocol = f
             .protocol
             .iter()
@@ -186,16 +237,6 @@ impl FlowFilter {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let workload = f
-            .workload
-            .iter()
-            .map(|v| match v.split_once('/') {
-                Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {
-                    Ok((kind.to_string(), name.to_string()))
-                }
-                _ => Err(at.error("workload", v, "is not \"Kind/name\"")),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             source_ip: nets("source_ip", &f.source_ip)?,
             destination_ip: nets("destination_ip", &f.destination_ip)?,
@@ -205,10 +246,21 @@ impl FlowFilter {
             source_label: labels("source_label", &f.source_label)?,
             destination_label: labels("destination_label", &f.destination_label)?,
             protocol,
-            destination_port,
+            destination_port: ports("destination_port", &f.destination_port)?,
             verdict,
             state,
-            workload,
+            workload: workloads("workload", &f.workload)?,
+            pod: pods("pod", &f.pod)?,
+            ip: nets("ip", &f.ip)?,
+            label: labels("label", &f.label)?,
+            node: f.node.clone(),
+            service: pods("service", &f.service)?,
+            port: ports("port", &f.port)?,
+            source_namespace: f.source_namespace.clone(),
+            destination_namespace: f.destination_namespace.clone(),
+            source_workload: workloads("source_workload", &f.source_workload)?,
+            destination_workload: workloads("destination_workload", &f.destination_workload)?,
+            source_port: ports("source_port", &f.source_port)?,
         })
     }
 
@@ -227,13 +279,31 @@ impl FlowFilter {
             && any(&self.destination_port, |&p| flow.dst.port == p)
             && any(&self.verdict, |v| flow.verdict_kind() == *v)
             && any(&self.state, |s| flow.state == *s)
-            && any(&self.workload, |(kind, name)| {
-                [src, dst].iter().any(|side| {
-                    side.workload
-                        .as_ref()
-                        .is_some_and(|w| w.kind == *kind && w.name == *name)
+            && any(&self.workload, |w| w.is(src) || w.is(dst))
+            && any(&self.pod, |pod| pod_is(src, pod) || pod_is(dst, pod))
+            && any(&self.ip, |net| {
+                net.contains(&flow.src.ip) || net.contains(&flow.dst.ip)
+            })
+            && any(&self.label, |sel| {
+                labels_match(src, sel) || labels_match(dst, sel)
+            })
+            && any(&self.node, |node| flow.node_name.as_ref() == Some(node))
+            && any(&self.service, |svc| {
+                flow.service.as_ref().is_some_and(|s| {
+                    s.namespace == svc.namespace
+                        && svc.name.as_ref().is_none_or(|name| s.name == *name)
                 })
             })
+            && any(&self.port, |&p| flow.src.port == p || flow.dst.port == p)
+            && any(&self.source_namespace, |ns| {
+                src.namespace.as_ref() == Some(ns)
+            })
+            && any(&self.destination_namespace, |ns| {
+                dst.namespace.as_ref() == Some(ns)
+            })
+            && any(&self.source_workload, |w| w.is(src))
+            && any(&self.destination_workload, |w| w.is(dst))
+            && any(&self.source_port, |&p| flow.src.port == p)
     }
 }
 
@@ -252,12 +322,7 @@ fn pod_is(side: &EndpointIdentity, pod: &PodRef) -> bool {
 
 fn labels_match(side: &EndpointIdentity, selector: &LabelSelector) -> bool {
     let empty = BTreeMap::new();
-    let labels = side.labels.as_ref().unwrap_or(&empty);
-    side.pod.is_some()
-        && selector.iter().all(|(key, value)| match value {
-            Some(value) => labels.get(key) == Some(value),
-            None => labels.contains_key(key),
-        })
+    side.pod.is_some() && label_selector::matches(selector, side.labels.as_ref().unwrap_or(&empty))
 }
 
 fn parse_net(value: &str) -> Option<IpNet> {
@@ -265,19 +330,6 @@ fn parse_net(value: &str) -> Option<IpNet> {
         .parse::<IpNet>()
         .ok()
         .or_else(|| value.parse::<IpAddr>().ok().map(IpNet::from))
-}
-
-fn parse_labels(value: &str) -> Option<LabelSelector> {
-    value
-        .split(',')
-        .map(|term| {
-            let (key, value) = match term.split_once('=') {
-                Some((k, v)) => (k.trim(), Some(v.trim().to_string())),
-                None => (term.trim(), None),
-            };
-            (!key.is_empty()).then(|| (key.to_string(), value))
-        })
-        .collect()
 }
 
 #[cfg(test)]

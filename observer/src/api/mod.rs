@@ -5,12 +5,14 @@
 //! - `filter`: a subscriber's allow/deny filters, checked and matched (pure).
 //! - `listen`: where it listens (TCP, or a Unix socket with file permissions) and how a
 //!   client connects.
-//! - `server`: the tonic service, a task per stream.
+//! - `server`: the tonic service, a task per stream; `start`: where a stream starts (the
+//!   last N matching flows) and its time window.
 //! - `suggestions`: `GetSuggestions` and `GetLearning`, from the daemon's learner and the
 //!   cluster view; `suggestion_wire` turns suggestions into the proto's messages.
 
 pub mod filter;
 pub mod listen;
 pub mod server;
+mod start;
 mod suggestion_wire;
 pub mod suggestions;

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::filter::Selection;
 use super::listen::ApiListener;
+use super::start::{last_matching, time};
 pub use super::suggestions::SuggestionSource;
 use super::suggestions::{get_learning, get_suggestions, watch_suggestions};
 use crate::hub::{FlowHub, Gap, Span, StartAt, SubscriberGuard};
@@ -44,6 +45,8 @@ pub struct ApiConfig {
     pub ready: Option<tokio::sync::watch::Receiver<bool>>,
     /// Where `GetSuggestions` answers from (`None`: it answers UNIMPLEMENTED).
     pub suggestions: Option<SuggestionSource>,
+    /// The node the daemon runs on, for `ServerStatus` (empty when not known).
+    pub node_name: String,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +56,7 @@ impl Default for ApiConfig {
             max_streams: DEFAULT_MAX_STREAMS,
             ready: None,
             suggestions: None,
+            node_name: String::new(),
         }
     }
 }
@@ -69,6 +73,16 @@ pub struct ObserverService {
     streams: Arc<Semaphore>,
     max_streams: usize,
     suggestions: Option<SuggestionSource>,
+    /// What `ServerStatus` says beside the hub's figures.
+    about: About,
+}
+
+/// Who the server is, for `ServerStatus`.
+#[derive(Debug, Clone)]
+struct About {
+    started: std::time::Instant,
+    node_name: String,
+    ready: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl ObserverService {
@@ -79,7 +93,24 @@ impl ObserverService {
             streams: Arc::new(Semaphore::new(max_streams)),
             max_streams,
             suggestions: None,
+            about: About {
+                started: std::time::Instant::now(),
+                node_name: String::new(),
+                ready: None,
+            },
         }
+    }
+
+    /// Says in `ServerStatus` which node it runs on and whether it is ready (as the
+    /// health service does).
+    pub fn with_identity(
+        mut self,
+        node_name: String,
+        ready: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Self {
+        self.about.node_name = node_name;
+        self.about.ready = ready;
+        self
     }
 
     /// Answers `GetSuggestions` from `source`.
@@ -113,26 +144,44 @@ impl proto::observer_server::Observer for ObserverService {
             ))
         })?;
         let request = request.into_inner();
+        let window = (
+            time(
+                "since",
+                request.since.as_ref().map(|t| (t.seconds, t.nanos)),
+            )?,
+            time(
+                "until",
+                request.until.as_ref().map(|t| (t.seconds, t.nanos)),
+            )?,
+        );
         let selection = Selection::compile(&request.allow, &request.deny)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let start = match request.start {
-            None | Some(Start::FromOldest(false)) => StartAt::Next,
-            Some(Start::FromOldest(true)) => StartAt::Oldest,
-            Some(Start::AfterCursor(cursor)) => StartAt::After(cursor),
-            Some(Start::Last(n)) => StartAt::Last(n),
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .within(window.0, window.1);
+        let (start, limit) = match request.start {
+            None | Some(Start::FromOldest(false)) => (StartAt::Next, None),
+            Some(Start::FromOldest(true)) => (StartAt::Oldest, None),
+            Some(Start::AfterCursor(cursor)) => (StartAt::After(cursor), None),
+            // Found below among every held flow: the last `n` that match.
+            Some(Start::Last(_)) => (StartAt::Oldest, None),
+            Some(Start::First(n)) => (StartAt::Oldest, Some(n)),
         };
-        let span = self.hub.start(start).map_err(|next| {
+        let mut span = self.hub.start(start).map_err(|next| {
             Status::out_of_range(format!(
                 "after_cursor is not a cursor this observer has written (its next is {next}): \
                  it comes from another node's observer, or the clock went back"
             ))
         })?;
+        if let Some(Start::Last(n)) = request.start {
+            span.after = last_matching(&self.hub, &selection, span, n);
+        }
+        // `first` ends after its flows, `until` with the flows held now.
+        let follow = request.follow && limit.is_none() && window.1.is_none();
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         // Counted from here, so a status request after the answer already sees it.
         let subscriber = self.hub.subscriber();
         let hub = Arc::clone(&self.hub);
         tokio::spawn(async move {
-            stream_flows(hub, subscriber, selection, span, request.follow, tx).await;
+            stream_flows(hub, subscriber, selection, span, follow, limit, tx).await;
             // The stream's slot is free once its task ends.
             drop(permit);
         });
@@ -151,6 +200,10 @@ impl proto::observer_server::Observer for ObserverService {
             flows_published: s.flows_published,
             subscribers: s.subscribers,
             flows_lost_to_subscribers: s.flows_lost_to_subscribers,
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_seconds: self.about.started.elapsed().as_secs(),
+            node_name: self.about.node_name.clone(),
+            ready: self.about.ready.as_ref().is_none_or(|r| *r.borrow()),
         }))
     }
 
@@ -216,10 +269,12 @@ async fn stream_flows(
     selection: Selection,
     span: Span,
     follow: bool,
+    limit: Option<u64>,
     tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
 ) {
     let mut wake = hub.watch();
     let mut after = span.after;
+    let mut left = limit.unwrap_or(u64::MAX);
     // Without `follow`, nothing at or past the end is due (not even as a gap).
     let last_due = if follow { u64::MAX } else { span.end - 1 };
     loop {
@@ -261,6 +316,10 @@ async fn stream_flows(
                     flow: Some(published.wire().clone()),
                 };
                 if send(&tx, Event::Flow(flow)).await.is_err() {
+                    return;
+                }
+                left -= 1;
+                if left == 0 {
                     return;
                 }
             }
@@ -385,6 +444,7 @@ pub async fn serve(
         .add_service(
             ObserverService::new(hub, config.max_streams)
                 .with_suggestions(config.suggestions)
+                .with_identity(config.node_name, config.ready)
                 .into_server(),
         );
     match listener.into() {

@@ -4,6 +4,7 @@ mod check;
 mod duration;
 mod observe;
 mod run;
+mod status;
 pub mod suggest;
 
 use std::process::ExitCode;
@@ -36,11 +37,13 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Capture pod traffic on this node and write connection records.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Replay flows against manifests: allowed or denied, by which policy (what-if).
     Check(check::CheckArgs),
     /// Stream flows and violations from a running observer's gRPC API.
-    Observe(observe::ObserveArgs),
+    Observe(Box<observe::ObserveArgs>),
+    /// A running observer's version, node, uptime, flow buffer and losses.
+    Status(status::StatusArgs),
     /// Suggest least-privilege NetworkPolicies from flow logs, proven against them.
     Suggest(suggest::SuggestArgs),
 }
@@ -77,8 +80,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Observe(args) => observe::run(args),
+        Command::Run(args) => run::run(*args),
+        Command::Observe(args) => return observe::run(*args),
+        Command::Status(args) => return status::run(args),
         Command::Check(args) => return check::run(args),
         Command::Suggest(args) => return suggest::run(args),
     };

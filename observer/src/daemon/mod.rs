@@ -173,6 +173,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 max_streams: config.api_max_streams,
                 ready,
                 suggestions: suggestions.as_ref().map(|l| l.source.clone()),
+                node_name: config.node_name.clone().unwrap_or_default(),
             };
             let serve = api_server::serve(listener, Arc::clone(&hub), api_config, async {
                 let _ = stopped.await;

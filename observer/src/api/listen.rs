@@ -34,10 +34,33 @@ impl ApiAddress {
             }
             return Ok(Self::Unix(path));
         }
-        value.parse().map(Self::Tcp).map_err(|_| {
-            format!("{value:?} is neither host:port (e.g. 127.0.0.1:4245) nor unix:///path")
-        })
+        listen_address(value)
+            .map(Self::Tcp)
+            .map_err(|e| format!("{e}, nor unix:///path"))
     }
+}
+
+/// A TCP address to listen on: `ip:port`, or `host:port` with a host name the system
+/// resolves (`localhost:4245` is `127.0.0.1:4245`; another name, its first address).
+pub fn listen_address(value: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(address) = value.parse() {
+        return Ok(address);
+    }
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{value:?} is not host:port (e.g. 127.0.0.1:4245)"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{value:?}: {port:?} is not a port"))?;
+    if host == "localhost" {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| format!("{value:?}: the host name {host:?} does not resolve"))
 }
 
 impl std::fmt::Display for ApiAddress {
@@ -177,5 +200,17 @@ mod tests {
         }
         assert!(ApiAddress::parse("unix:relative.sock").is_err());
         assert!(ApiAddress::parse("localhost").is_err());
+        assert_eq!(
+            ApiAddress::parse("localhost:4245"),
+            Ok(ApiAddress::Tcp("127.0.0.1:4245".parse().expect("address")))
+        );
+        let unknown = ApiAddress::parse("no-such-host.invalid:4245");
+        assert!(
+            unknown
+                .as_ref()
+                .is_err_and(|e| e.contains("does not resolve")),
+            "{unknown:?}"
+        );
+        assert!(ApiAddress::parse("localhost:http").is_err());
     }
 }

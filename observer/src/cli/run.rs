@@ -170,10 +170,9 @@ fn parse_listen(value: &str) -> Result<Listen, String> {
     if value == "off" {
         return Ok(Listen(None));
     }
-    value
-        .parse()
+    crate::api::listen::listen_address(value)
         .map(|address| Listen(Some(address)))
-        .map_err(|_| format!("{value:?} is neither host:port (e.g. 0.0.0.0:4245) nor off"))
+        .map_err(|e| format!("{e}, nor off"))
 }
 
 /// `--grpc-listen`: an address, a Unix socket (`unix:///path`), or none (`off`).

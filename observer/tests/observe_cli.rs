@@ -11,33 +11,10 @@ use std::process::{Command, Output, Stdio};
 mod support;
 
 use observer::api::server::ApiConfig;
-use observer::flow::{FlowRecord, Timestamp};
+use observer::flow::Timestamp;
 use observer::hub::FlowHub;
 
-const BASE: i64 = 1_764_583_200; // 2025-12-01T10:00:00Z
-
-/// Record `i`: the fixture flow `i % 4` (0 allowed shop/web → shop/api, 1 denied shop/web
-/// → db/postgres, 2 UDP to an outside address without verdict, 3 ICMP without pods), its
-/// times `BASE + i` seconds, written by node-a (even) or node-b (odd).
-fn record(i: usize) -> FlowRecord {
-    let line = include_str!("data/api/flows.jsonl")
-        .lines()
-        .nth(i % 4)
-        .expect("four fixture flows");
-    let mut r: FlowRecord = serde_json::from_str(line).expect("a fixture flow");
-    r.first_seen = Timestamp((BASE + i as i64) * 1_000_000_000);
-    r.last_seen = Timestamp(r.first_seen.0 + 500_000_000);
-    r.src.port = 30_000 + i as u16;
-    r.node_name = Some(
-        if i.is_multiple_of(2) {
-            "node-a"
-        } else {
-            "node-b"
-        }
-        .into(),
-    );
-    r
-}
+use support::{NUMBERED_BASE as BASE, numbered_flow as record};
 
 /// A server holding records 0..n.
 async fn server(n: usize) -> SocketAddr {

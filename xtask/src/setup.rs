@@ -16,6 +16,16 @@ const PACKAGES: &[&str] = &[
     "nftables",
     "iptables",
 ];
+/// The Python packages of the API test with a client that is not ours
+/// (`observer/tests/api_python.rs`), pinned.
+const PYTHON_PACKAGES: &[&str] = &[
+    "grpcio==1.85.3",
+    "grpcio-reflection==1.85.1",
+    "grpcio-health-checking==1.85.1",
+    "protobuf==7.36.2",
+];
+/// Where their virtual environment is, from the workspace root.
+const PYTHON_VENV: &str = "target/python-client";
 /// bpf-linker version known to work with the pinned aya set.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -23,14 +33,40 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub fn run() -> Result<()> {
     rust_components()?;
     bpf_linker()?;
-    packages()
+    packages()?;
+    python_client()
 }
 
 /// What the build and the unprivileged tests need: the toolchain parts, not the Debian
 /// packages (installing those takes root, and only the privileged tests use them).
 pub fn toolchain() -> Result<()> {
     rust_components()?;
-    bpf_linker()
+    bpf_linker()?;
+    python_client()
+}
+
+/// A Python virtual environment with grpcio, for the API test whose client is not ours.
+fn python_client() -> Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv = root.join(PYTHON_VENV);
+    let python = venv.join("bin/python");
+    let installed = output(
+        &python.to_string_lossy(),
+        &["-m", "pip", "freeze", "--disable-pip-version-check"],
+    )
+    .unwrap_or_default();
+    if PYTHON_PACKAGES
+        .iter()
+        .all(|p| installed.lines().any(|l| l.eq_ignore_ascii_case(p)))
+    {
+        return Ok(());
+    }
+    let venv_text = venv.to_string_lossy().into_owned();
+    shell::run("python3", &["-m", "venv", &venv_text])
+        .context("python3 with the venv module is needed for the Python API test")?;
+    let mut args = vec!["-m", "pip", "install", "-q", "--disable-pip-version-check"];
+    args.extend(PYTHON_PACKAGES);
+    shell::run(&python.to_string_lossy(), &args)
 }
 
 fn rust_components() -> Result<()> {

@@ -426,10 +426,16 @@ pub async fn serve(
             .set_serving::<ObserverServer<ObserverService>>()
             .await;
     });
+    // Both reflection versions list every service, both reflection services included.
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
         builder
+            .include_reflection_service(false)
             .register_encoded_file_descriptor_set(crate::wire::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
     };
     let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
         .build_v1()

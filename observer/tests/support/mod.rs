@@ -22,6 +22,30 @@ pub fn api_flows() -> Vec<FlowRecord> {
         .collect()
 }
 
+/// 2025-12-01T10:00:00Z, the time of [`numbered_flow`] 0.
+pub const NUMBERED_BASE: i64 = 1_764_583_200;
+
+/// Flow `i` of a numbered series: the fixture flow `i % 4` ([`api_flows`]: 0 allowed
+/// shop/web → shop/api, 1 denied shop/web → db/postgres, 2 UDP to an outside address
+/// without verdict, 3 ICMP without pods), its first packet at `NUMBERED_BASE + i` seconds
+/// and its last half a second later, its source port `30000 + i`, written by node-a
+/// (even) or node-b (odd).
+pub fn numbered_flow(i: usize) -> FlowRecord {
+    let mut r = api_flows().swap_remove(i % 4);
+    r.first_seen = observer::flow::Timestamp((NUMBERED_BASE + i as i64) * 1_000_000_000);
+    r.last_seen = observer::flow::Timestamp(r.first_seen.0 + 500_000_000);
+    r.src.port = 30_000 + i as u16;
+    r.node_name = Some(
+        if i.is_multiple_of(2) {
+            "node-a"
+        } else {
+            "node-b"
+        }
+        .into(),
+    );
+    r
+}
+
 /// Fails loudly when not root: these tests are never skipped silently.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

@@ -193,6 +193,14 @@ impl FlowState {
         }
     }
 
+    /// Whether this is a connection's last record (closed, expired or evicted).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            FlowState::Closed | FlowState::Expired | FlowState::Evicted
+        )
+    }
+
     /// The state with this name.
     pub fn from_name(name: &str) -> Option<FlowState> {
         Self::ALL.into_iter().find(|state| state.name() == name)

@@ -2,6 +2,8 @@
 //! field the API would drop), arguments the observer accepts, and names that agree
 //! across files.
 
+mod support;
+
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use observer::flow::DEFAULT_MAX_CONNECTIONS;
@@ -196,4 +198,58 @@ fn the_names_agree_across_the_namespace_rbac_and_daemonset() {
         Value::from(pod.service_account_name.clone())
     );
     assert_eq!(binding["subjects"][0]["namespace"], Value::from(namespace));
+}
+
+/// Every metric a query of the Grafana dashboard names is one the observer exports (its
+/// classic exposition: counters with their `_total`), and the template's too.
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_the_observer_exports() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana-dashboard.json"),
+    )
+    .expect("deploy/grafana-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    // A family shows once it has a series: the metrics after a run's stats and records.
+    let metrics = observer::metrics::Metrics::new();
+    let mut stats = observer::stats::RunStats::default();
+    stats.datapath.0.insert("packets_seen", 1);
+    metrics.observe_stats(&stats);
+    metrics.observe_records(&support::api_flows());
+    let exported: std::collections::BTreeSet<String> = metrics
+        .render_classic()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect();
+    let mut queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(String::from))
+        .collect();
+    queries.extend(
+        dashboard["templating"]["list"]
+            .as_array()
+            .expect("templating")
+            .iter()
+            .filter_map(|v| v["query"].as_str().map(String::from)),
+    );
+    assert!(queries.len() >= 10, "{queries:?}");
+    let mut named = 0;
+    for query in &queries {
+        let words = query.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+        for word in words.filter(|w| w.starts_with("observer_") || w.starts_with("process_")) {
+            assert!(
+                exported.contains(word),
+                "the dashboard queries {word}, which the observer does not export: {query}"
+            );
+            named += 1;
+        }
+    }
+    assert!(
+        named >= queries.len(),
+        "every query names a metric: {queries:?}"
+    );
 }

@@ -15,6 +15,8 @@ const PACKAGES: &[&str] = &[
     "procps",
     "nftables",
     "iptables",
+    // promtool, which checks the metrics endpoint's output (observer/tests/metrics_endpoint.rs).
+    "prometheus",
 ];
 /// The Python packages of the API test with a client that is not ours
 /// (`observer/tests/api_python.rs`), pinned.

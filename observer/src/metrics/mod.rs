@@ -1,10 +1,13 @@
 //! Prometheus metrics: the run's counters and what the written records say (connections
-//! by state and verdict, denied connections by namespace pair), in the text exposition
-//! format. `server` serves them over HTTP; this part does no I/O.
+//! by state and verdict, traffic of ended connections, denied connections by namespace
+//! pair, bounded), the build and the process, in OpenMetrics or the classic text format
+//! (`exposition`). `server` serves them over HTTP; `process` reads /proc at each scrape.
 //!
 //! The daemon keeps absolute totals (`RunStats`); Prometheus counters only go up by
 //! deltas, so each update adds what a total grew beyond the counter's value.
 
+mod exposition;
+mod process;
 pub mod server;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -39,6 +42,20 @@ struct StabilityLabels {
     stability: &'static str,
 }
 
+/// A final record's verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    verdict: &'static str,
+}
+
+/// The units losses are counted in, each its own metric: `observer_lost_<unit>_total`.
+const LOSS_UNITS: [&str; 4] = ["events", "packets", "records", "started_items"];
+
+/// Distinct namespace pairs `observer_denied_connections_total` labels at most; denied
+/// connections between further pairs are counted under `_other`/`_other`, so that the
+/// series stay bounded whatever the cluster's size.
+pub const MAX_NAMESPACE_PAIRS: usize = 1_000;
+
 /// A written record's state and verdict.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RecordLabels {
@@ -53,6 +70,15 @@ struct NamespacePair {
     destination_namespace: String,
 }
 
+impl NamespacePair {
+    fn other() -> Self {
+        Self {
+            source_namespace: "_other".into(),
+            destination_namespace: "_other".into(),
+        }
+    }
+}
+
 /// What denied a connection: the kind of the deciding policy and its tier.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecidedBy {
@@ -65,8 +91,15 @@ struct DecidedBy {
 pub struct Metrics {
     registry: Registry,
     datapath: Family<CounterLabels, Counter>,
-    lost: Family<LossLabels, Counter>,
+    /// Losses, one family per unit (a family never mixes events, packets and records).
+    lost: [Family<LossLabels, Counter>; 4],
     records: Family<RecordLabels, Counter>,
+    flows: Family<VerdictLabels, Counter>,
+    flow_packets: Family<VerdictLabels, Counter>,
+    flow_bytes: Family<VerdictLabels, Counter>,
+    /// Namespace pairs of `denied` so far: at most [`MAX_NAMESPACE_PAIRS`].
+    denied_pairs: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    process: process::ProcessMetrics,
     denied: Family<NamespacePair, Counter>,
     denied_by: Family<DecidedBy, Counter>,
     connections: Gauge,
@@ -92,7 +125,9 @@ impl Default for Metrics {
 impl Metrics {
     /// The metrics, registered under the `observer_` prefix.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("observer");
+        let mut root = Registry::default();
+        let process = process::ProcessMetrics::register(&mut root);
+        let registry = root.sub_registry_with_prefix("observer");
         let datapath = Family::<CounterLabels, Counter>::default();
         registry.register(
             "datapath_events",
@@ -100,13 +135,41 @@ impl Metrics {
              flow_map_full, parse_error_* (docs/api.md)",
             datapath.clone(),
         );
-        let lost = Family::<LossLabels, Counter>::default();
+        let lost: [Family<LossLabels, Counter>; 4] = Default::default();
+        for (unit, family) in LOSS_UNITS.iter().zip(&lost) {
+            let help = match *unit {
+                "events" => {
+                    "Kernel events lost, by what: ringbuf_new_flow, ringbuf_end, events_malformed"
+                }
+                "packets" => "Packets not counted, by what: ringbuf_overflow, table_full",
+                "records" => {
+                    "Records lost, by what: api_subscriber (flows subscribers missed, each told), flow_log, sink_<name> (a sink's full queue)"
+                }
+                _ => {
+                    "Started items (violations at the first packet) shed, by what: started_not_made, sink_<name>_started; records unaffected"
+                }
+            };
+            registry.register(format!("lost_{unit}"), help, family.clone());
+        }
+        let flows = Family::<VerdictLabels, Counter>::default();
         registry.register(
-            "lost",
-            "Events and packets lost for good, by what: ringbuf_new_flow, ringbuf_end, \
-             ringbuf_overflow (packets), table_full (packets), api_subscriber (flows), \
-             started_not_made and sink_<name>_started (started items; records unaffected)",
-            lost.clone(),
+            "flows",
+            "Connections ended (their final record written: closed, expired, evicted), by verdict",
+            flows.clone(),
+        );
+        let flow_packets = Family::<VerdictLabels, Counter>::default();
+        registry.register(
+            "flow_packets",
+            "Packets of ended connections, both ways, by verdict (counted at the final record)",
+            flow_packets.clone(),
+        );
+        let flow_bytes = Family::<VerdictLabels, Counter>::default();
+        registry.register_with_unit(
+            "flow",
+            "Bytes of ended connections, both ways, frames as seen at the hook, by verdict \
+             (counted at the final record)",
+            prometheus_client::registry::Unit::Bytes,
+            flow_bytes.clone(),
         );
         let records = Family::<RecordLabels, Counter>::default();
         registry.register(
@@ -200,10 +263,15 @@ impl Metrics {
             cluster_source_stale.clone(),
         );
         Self {
-            registry,
+            registry: root,
             datapath,
             lost,
             records,
+            flows,
+            flow_packets,
+            flow_bytes,
+            denied_pairs: Default::default(),
+            process,
             denied,
             denied_by,
             connections,
@@ -227,27 +295,32 @@ impl Metrics {
         let grow = |counter: &Counter, total: u64| {
             counter.inc_by(total.saturating_sub(counter.get()));
         };
+        // (what, unit index in LOSS_UNITS, total)
         let ring_losses = [
-            ("ringbuf_new_flow_failed", "ringbuf_new_flow"),
-            ("ringbuf_end_failed", "ringbuf_end"),
-            ("ringbuf_overflow_failed", "ringbuf_overflow"),
+            ("ringbuf_new_flow_failed", "ringbuf_new_flow", 0),
+            ("ringbuf_end_failed", "ringbuf_end", 0),
+            ("ringbuf_overflow_failed", "ringbuf_overflow", 1),
         ];
-        let mut losses: Vec<(String, u64)> = vec![
-            ("table_full".into(), stats.table_full_packets),
-            ("api_subscriber".into(), stats.api.flows_lost_to_subscribers),
-            ("events_malformed".into(), stats.events_malformed),
-            ("flow_log".into(), stats.flow_log_lost_records),
-            ("started_not_made".into(), stats.started_shed),
+        let mut losses: Vec<(String, usize, u64)> = vec![
+            ("events_malformed".into(), 0, stats.events_malformed),
+            ("table_full".into(), 1, stats.table_full_packets),
+            (
+                "api_subscriber".into(),
+                2,
+                stats.api.flows_lost_to_subscribers,
+            ),
+            ("flow_log".into(), 2, stats.flow_log_lost_records),
+            ("started_not_made".into(), 3, stats.started_shed),
         ];
         for sink in &stats.sinks {
-            losses.push((format!("sink_{}", sink.name), sink.lost));
+            losses.push((format!("sink_{}", sink.name), 2, sink.lost));
             if sink.started_lost > 0 {
-                losses.push((format!("sink_{}_started", sink.name), sink.started_lost));
+                losses.push((format!("sink_{}_started", sink.name), 3, sink.started_lost));
             }
         }
         for (name, value) in &stats.datapath.0 {
-            match ring_losses.iter().find(|(counter, _)| counter == name) {
-                Some((_, what)) => losses.push(((*what).to_owned(), *value)),
+            match ring_losses.iter().find(|(counter, _, _)| counter == name) {
+                Some((_, what, unit)) => losses.push(((*what).to_owned(), *unit, *value)),
                 None => {
                     let labels = CounterLabels {
                         counter: name.to_string(),
@@ -256,9 +329,9 @@ impl Metrics {
                 }
             }
         }
-        for (what, value) in losses {
+        for (what, unit, value) in losses {
             let labels = LossLabels { what };
-            grow(&self.lost.get_or_create(&labels), value);
+            grow(&self.lost[unit].get_or_create(&labels), value);
         }
         grow(&self.evicted, stats.connections_evicted);
         grow(&self.started, stats.started_published);
@@ -293,6 +366,28 @@ impl Metrics {
         }
     }
 
+    /// The labels of a denied record's namespaces, `_other` for both past
+    /// [`MAX_NAMESPACE_PAIRS`] distinct pairs.
+    fn namespace_pair(&self, record: &FlowRecord) -> NamespacePair {
+        let namespace = |side: &crate::flow::RecordEndpoint| {
+            side.identity.namespace.clone().unwrap_or_default()
+        };
+        let pair = (namespace(&record.src), namespace(&record.dst));
+        let Ok(mut seen) = self.denied_pairs.lock() else {
+            return NamespacePair::other();
+        };
+        if !seen.contains(&pair) {
+            if seen.len() >= MAX_NAMESPACE_PAIRS {
+                return NamespacePair::other();
+            }
+            seen.insert(pair.clone());
+        }
+        NamespacePair {
+            source_namespace: pair.0,
+            destination_namespace: pair.1,
+        }
+    }
+
     /// Counts written records.
     pub fn observe_records(&self, records: &[FlowRecord]) {
         for record in records {
@@ -302,14 +397,21 @@ impl Metrics {
                     verdict: record.verdict_name(),
                 })
                 .inc();
+            if record.state.is_final() {
+                let verdict = VerdictLabels {
+                    verdict: record.verdict_name(),
+                };
+                self.flows.get_or_create(&verdict).inc();
+                self.flow_packets
+                    .get_or_create(&verdict)
+                    .inc_by(record.fwd.packets + record.rev.packets);
+                self.flow_bytes
+                    .get_or_create(&verdict)
+                    .inc_by(record.fwd.bytes + record.rev.bytes);
+            }
             if record.verdict_kind() == Some(crate::policy::VerdictKind::Deny) {
-                let namespace =
-                    |side: &crate::flow::RecordEndpoint| side.identity.namespace.clone();
                 self.denied
-                    .get_or_create(&NamespacePair {
-                        source_namespace: namespace(&record.src).unwrap_or_default(),
-                        destination_namespace: namespace(&record.dst).unwrap_or_default(),
-                    })
+                    .get_or_create(&self.namespace_pair(record))
                     .inc();
                 let denying = record.policy.as_ref().and_then(|v| {
                     [&v.egress, &v.ingress]
@@ -331,90 +433,19 @@ impl Metrics {
 
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
+        self.process.update();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The metrics in the classic Prometheus text format (0.0.4), for scrapers that do not
+    /// ask for OpenMetrics.
+    pub fn render_classic(&self) -> String {
+        exposition::classic(&self.render())
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::Metrics;
-    use crate::flow::fixtures::flows;
-    use crate::stats::RunStats;
-
-    fn value(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-    }
-
-    #[test]
-    fn totals_become_counters_that_only_grow_by_what_grew() {
-        let metrics = Metrics::new();
-        let mut stats = RunStats::default();
-        stats.datapath.0.insert("packets_seen", 100);
-        stats.datapath.0.insert("ringbuf_end_failed", 2);
-        stats.table_full_packets = 3;
-        stats.connections_live = 7;
-        metrics.observe_stats(&stats);
-        stats.datapath.0.insert("packets_seen", 150);
-        metrics.observe_stats(&stats);
-        metrics.observe_stats(&stats);
-        let text = metrics.render();
-        assert_eq!(
-            value(
-                &text,
-                "observer_datapath_events_total{counter=\"packets_seen\"}"
-            ),
-            Some(150.0),
-            "{text}"
-        );
-        assert_eq!(
-            value(&text, "observer_lost_total{what=\"ringbuf_end\"}"),
-            Some(2.0)
-        );
-        assert_eq!(
-            value(&text, "observer_lost_total{what=\"table_full\"}"),
-            Some(3.0)
-        );
-        assert_eq!(value(&text, "observer_connections"), Some(7.0));
-        assert!(text.contains("# TYPE observer_lost counter"), "{text}");
-        assert!(text.ends_with("# EOF\n"));
-    }
-
-    #[test]
-    fn records_are_counted_by_state_and_verdict_and_denials_by_namespaces() {
-        let metrics = Metrics::new();
-        metrics.observe_records(&flows());
-        let text = metrics.render();
-        for (series, count) in [
-            (
-                "observer_records_total{state=\"closed\",verdict=\"allow\"}",
-                1.0,
-            ),
-            (
-                "observer_records_total{state=\"expired\",verdict=\"deny\"}",
-                1.0,
-            ),
-            (
-                "observer_records_total{state=\"active\",verdict=\"none\"}",
-                1.0,
-            ),
-            (
-                "observer_records_total{state=\"evicted\",verdict=\"none\"}",
-                1.0,
-            ),
-            (
-                "observer_denied_connections_total{source_namespace=\"shop\",destination_namespace=\"db\"}",
-                1.0,
-            ),
-            (
-                "observer_denied_connections_by_policy_kind_total{policy_kind=\"NetworkPolicy\",tier=\"networkpolicy\"}",
-                1.0,
-            ),
-        ] {
-            assert_eq!(value(&text, series), Some(count), "{series} in {text}");
-        }
-    }
-}
+mod tests;

@@ -30,8 +30,10 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest pause after failed accepts.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The exposition format prometheus-client writes.
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// OpenMetrics, for scrapers that ask for it (`Accept: application/openmetrics-text`).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic text format, for every other scraper.
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Binds the metrics address, naming it in the error.
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -89,9 +91,23 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     }
 }
 
+/// Whether the scraper's `Accept` header names OpenMetrics (Prometheus sends it first, with
+/// the classic format as a fallback).
+fn wants_openmetrics(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"))
+}
+
 fn respond(request: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (request.method().as_str(), request.uri().path()) {
-        ("GET", "/metrics") => (StatusCode::OK, CONTENT_TYPE, metrics.render()),
+        ("GET", "/metrics") if wants_openmetrics(request) => {
+            (StatusCode::OK, OPENMETRICS, metrics.render())
+        }
+        ("GET", "/metrics") => (StatusCode::OK, CLASSIC, metrics.render_classic()),
         (_, "/metrics") => (
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",

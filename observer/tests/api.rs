@@ -425,3 +425,77 @@ async fn streams_beyond_the_cap_are_refused_until_one_ends() {
         }
     }
 }
+
+/// Violations are kept apart from the flow ring: a violations stream resumes exactly long
+/// after allowed flows overwrote the ring, a gap in it means violations were dropped, and
+/// says how many; the status counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn violations_outlive_the_flow_ring_and_their_own_losses_are_counted() {
+    // A ring of 4 flows, a retention of 2 violations.
+    let hub = FlowHub::with_retention(4, 2, 1000);
+    let fixture = flows();
+    let (allowed, denied) = (fixture[0].clone(), fixture[1].clone());
+    let with_port = |record: &FlowRecord, port: u16| {
+        let mut record = record.clone();
+        record.src.port = port;
+        record
+    };
+    hub.publish(vec![with_port(&denied, 1)]).await; // cursor 1000
+    hub.publish((0..50).map(|i| with_port(&allowed, 100 + i)).collect())
+        .await;
+    let mut api = serve(&hub).await;
+    let violations = |start| GetFlowsRequest {
+        start: Some(start),
+        allow: vec![FlowFilter {
+            verdict: vec!["deny".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    // From the oldest: the violation 50 allowed flows ago, nothing lost.
+    let events = collect(&mut api, violations(Start::FromOldest(true))).await;
+    assert_eq!(cursors_and_ports(&events), vec![(1000, 1)]);
+    assert!(
+        events.iter().all(|e| matches!(e, Event::Flow(_))),
+        "{events:?}"
+    );
+    // Resuming after it: nothing lost, though the ring lost 46 flows since.
+    let events = collect(&mut api, violations(Start::AfterCursor(1000))).await;
+    assert!(events.is_empty(), "{events:?}");
+    // An all-flows stream from the same cursor is told of the overwritten flows.
+    let all = collect(
+        &mut api,
+        GetFlowsRequest {
+            start: Some(Start::AfterCursor(1000)),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        matches!(&all[0], Event::Lost(l) if l.first_cursor == 1001 && l.matching_flows.is_none()),
+        "{all:?}"
+    );
+    // Three more violations: the retention of 2 drops two (under 1000 and 1051).
+    hub.publish((0..3).map(|i| with_port(&denied, 2 + i)).collect())
+        .await; // cursors 1051..=1053
+    let events = collect(&mut api, violations(Start::AfterCursor(999))).await;
+    match &events[0] {
+        Event::Lost(lost) => {
+            assert_eq!((lost.first_cursor, lost.last_cursor), (1000, 1051));
+            assert_eq!(lost.reason, Reason::Overwritten as i32);
+            assert_eq!(lost.matching_flows, Some(2), "two violations dropped");
+        }
+        other => panic!("a gap first, not {other:?}"),
+    }
+    assert_eq!(cursors_and_ports(&events), vec![(1052, 3), (1053, 4)]);
+    // --last counts the violations held.
+    let events = collect(&mut api, violations(Start::Last(1))).await;
+    assert_eq!(cursors_and_ports(&events), vec![(1053, 4)]);
+    let status = api
+        .client
+        .server_status(ServerStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!((status.violations_held, status.violations_capacity), (2, 2));
+}

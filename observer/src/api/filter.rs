@@ -66,6 +66,16 @@ impl Selection {
         self
     }
 
+    /// Whether only violations can match: every allow filter selects the `deny` verdict
+    /// alone. Such a stream reads the violations' own retention.
+    pub fn violations_only(&self) -> bool {
+        !self.allow.is_empty()
+            && self
+                .allow
+                .iter()
+                .all(|f| f.verdict == [Some(VerdictKind::Deny)])
+    }
+
     /// True when the flow is in the window, matches any allow filter (or there is none)
     /// and no deny filter.
     pub fn matches(&self, flow: &FlowRecord) -> bool {

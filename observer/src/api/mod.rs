@@ -6,7 +6,7 @@
 //! - `listen`: where it listens (TCP, or a Unix socket with file permissions) and how a
 //!   client connects.
 //! - `server`: the tonic service, a task per stream; `start`: where a stream starts (the
-//!   last N matching flows) and its time window.
+//!   last N matching flows) and its time window; `stream`: one stream's task.
 //! - `suggestions`: `GetSuggestions` and `GetLearning`, from the daemon's learner and the
 //!   cluster view; `suggestion_wire` turns suggestions into the proto's messages.
 
@@ -14,5 +14,6 @@ pub mod filter;
 pub mod listen;
 pub mod server;
 mod start;
+mod stream;
 mod suggestion_wire;
 pub mod suggestions;

@@ -12,18 +12,16 @@ use tonic::{Request, Response, Status};
 use super::filter::Selection;
 use super::listen::ApiListener;
 use super::start::{last_matching, time};
+use super::stream::{StreamPlan, stream_flows};
 pub use super::suggestions::SuggestionSource;
 use super::suggestions::{get_learning, get_suggestions, watch_suggestions};
-use crate::hub::{FlowHub, Gap, Span, StartAt, SubscriberGuard};
+use crate::hub::{FlowHub, Source, StartAt};
 use crate::wire::proto::{
-    self, FlowEvent, GetFlowsRequest, GetFlowsResponse, GetLearningRequest, GetSuggestionsRequest,
-    GetSuggestionsResponse, Learning, LostFlows, ServerStatusRequest, ServerStatusResponse,
-    get_flows_request::Start, get_flows_response::Event, lost_flows::Reason,
-    observer_server::ObserverServer,
+    self, GetFlowsRequest, GetFlowsResponse, GetLearningRequest, GetSuggestionsRequest,
+    GetSuggestionsResponse, Learning, ServerStatusRequest, ServerStatusResponse,
+    get_flows_request::Start, observer_server::ObserverServer,
 };
 
-/// Flows read from the ring per lock.
-const READ_BATCH: usize = 256;
 /// Messages queued per stream before its task waits for the client to read: a slow
 /// client holds its task back, never the daemon, and falls behind in the ring.
 pub const STREAM_QUEUE: usize = 64;
@@ -171,8 +169,18 @@ impl proto::observer_server::Observer for ObserverService {
                  it comes from another node's observer, or the clock went back"
             ))
         })?;
+        // A violations-only stream reads the violations' own retention, which allowed
+        // flows never push out.
+        let source = if selection.violations_only() {
+            Source::Violations
+        } else {
+            Source::All
+        };
+        if source == Source::Violations && start == StartAt::Oldest {
+            span.after = self.hub.before_oldest_violation().min(span.end - 1);
+        }
         if let Some(Start::Last(n)) = request.start {
-            span.after = last_matching(&self.hub, &selection, span, n);
+            span.after = last_matching(&self.hub, source, &selection, span, n);
         }
         // `first` ends after its flows, `until` with the flows held now.
         let follow = request.follow && limit.is_none() && window.1.is_none();
@@ -181,7 +189,14 @@ impl proto::observer_server::Observer for ObserverService {
         let subscriber = self.hub.subscriber();
         let hub = Arc::clone(&self.hub);
         tokio::spawn(async move {
-            stream_flows(hub, subscriber, selection, span, follow, limit, tx).await;
+            let stream = StreamPlan {
+                source,
+                selection,
+                span,
+                follow,
+                limit,
+            };
+            stream_flows(hub, subscriber, stream, tx).await;
             // The stream's slot is free once its task ends.
             drop(permit);
         });
@@ -204,6 +219,8 @@ impl proto::observer_server::Observer for ObserverService {
             uptime_seconds: self.about.started.elapsed().as_secs(),
             node_name: self.about.node_name.clone(),
             ready: self.about.ready.as_ref().is_none_or(|r| *r.borrow()),
+            violations_held: s.violations_held,
+            violations_capacity: s.violations_capacity,
         }))
     }
 
@@ -259,100 +276,6 @@ impl proto::observer_server::Observer for ObserverService {
         })?;
         get_learning(source).await.map(Response::new)
     }
-}
-
-/// Sends one subscriber its flows after `span.after` until the client goes away, or,
-/// without `follow`, up to `span.end`, or the hub closes and what is left is sent.
-async fn stream_flows(
-    hub: Arc<FlowHub>,
-    _subscriber: SubscriberGuard,
-    selection: Selection,
-    span: Span,
-    follow: bool,
-    limit: Option<u64>,
-    tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
-) {
-    let mut wake = hub.watch();
-    let mut after = span.after;
-    let mut left = limit.unwrap_or(u64::MAX);
-    // Without `follow`, nothing at or past the end is due (not even as a gap).
-    let last_due = if follow { u64::MAX } else { span.end - 1 };
-    loop {
-        if after >= last_due {
-            return;
-        }
-        let batch = hub.read_after(after, READ_BATCH);
-        for gap in batch.lost {
-            let (range, reason) = match gap {
-                Gap::Overwritten(range) => (range, Reason::Overwritten),
-                Gap::EarlierRun(range) => (range, Reason::EarlierRun),
-            };
-            let (first, last) = (*range.start(), (*range.end()).min(last_due));
-            if first > last {
-                return;
-            }
-            let lost = LostFlows {
-                first_cursor: first,
-                last_cursor: last,
-                reason: reason as i32,
-            };
-            if send(&tx, Event::Lost(lost)).await.is_err() {
-                return;
-            }
-            if reason == Reason::Overwritten {
-                hub.count_lost(last - first + 1);
-            }
-            after = last;
-        }
-        let read = batch.items.len();
-        for (cursor, published) in batch.items {
-            if cursor > last_due {
-                return;
-            }
-            after = cursor;
-            if selection.matches(&published.record) {
-                let flow = FlowEvent {
-                    cursor,
-                    flow: Some(published.wire().clone()),
-                };
-                if send(&tx, Event::Flow(flow)).await.is_err() {
-                    return;
-                }
-                left -= 1;
-                if left == 0 {
-                    return;
-                }
-            }
-        }
-        if tx.is_closed() {
-            return;
-        }
-        if read == READ_BATCH {
-            // More to read: let other tasks run between batches.
-            tokio::task::yield_now().await;
-            continue;
-        }
-        // Caught up.
-        let (next, closed) = *wake.borrow_and_update();
-        if next.saturating_sub(1) > after {
-            continue;
-        }
-        if !follow || closed {
-            return;
-        }
-        // A client that went away is noticed here too, not only by a failed send: a
-        // filter that rarely matches would otherwise keep its stream alive.
-        tokio::select! {
-            changed = wake.changed() => if changed.is_err() { return },
-            () = tx.closed() => return,
-        }
-    }
-}
-
-async fn send(tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>, event: Event) -> Result<(), ()> {
-    tx.send(Ok(GetFlowsResponse { event: Some(event) }))
-        .await
-        .map_err(|_| ())
 }
 
 /// The server's TLS files (PEM): its certificate chain and key, and optionally the CA

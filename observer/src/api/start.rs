@@ -6,7 +6,7 @@ use tonic::Status;
 
 use super::filter::Selection;
 use crate::flow::Timestamp;
-use crate::hub::{FlowHub, Span};
+use crate::hub::{FlowHub, Source, Span};
 
 /// Flows read at a time while looking back.
 const BATCH: usize = 1024;
@@ -14,7 +14,26 @@ const BATCH: usize = 1024;
 /// The cursor before the earliest of the newest `n` held flows `selection` passes (of
 /// those after `span.after` and before `span.end`; all of them when fewer match), read
 /// back from the newest in batches so that the hub's lock is held only to copy pointers.
-pub(super) fn last_matching(hub: &FlowHub, selection: &Selection, span: Span, n: u64) -> u64 {
+pub(super) fn last_matching(
+    hub: &FlowHub,
+    source: Source,
+    selection: &Selection,
+    span: Span,
+    n: u64,
+) -> u64 {
+    if source == Source::Violations {
+        // At most the retention's size: read at once.
+        let (batch, _) = hub.read(source, span.after, usize::MAX);
+        let mut matching = batch
+            .items
+            .iter()
+            .rev()
+            .filter(|(cursor, p)| *cursor < span.end && selection.matches(&p.record));
+        return match matching.nth(usize::try_from(n.max(1) - 1).unwrap_or(usize::MAX)) {
+            Some((cursor, _)) => cursor - 1,
+            None => span.after,
+        };
+    }
     let oldest = span.after + 1;
     let (mut before, mut found) = (span.end, 0);
     while before > oldest {

@@ -126,6 +126,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8_192,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     api_buffer_flows: usize,
+    /// Violations (denied flows) the API keeps apart from the flows, so that allowed flows
+    /// never push them out: a violations stream resumes exactly for as long as these last.
+    /// They share the flows' memory while both hold them (about 1 KiB each otherwise).
+    #[arg(long, default_value_t = crate::hub::DEFAULT_VIOLATIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    api_buffer_violations: usize,
     /// Flow streams the gRPC API serves at once, over all clients; more are refused with
     /// RESOURCE_EXHAUSTED. Each buffers at most 64 flows.
     #[arg(long, default_value_t = crate::api::server::DEFAULT_MAX_STREAMS,
@@ -257,6 +263,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         started_service_wait: args.started_service_wait,
         grpc_listen: args.grpc_listen.0,
         api_buffer_flows: args.api_buffer_flows,
+        api_buffer_violations: args.api_buffer_violations,
         api_tls: match (args.grpc_tls_cert, args.grpc_tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert,

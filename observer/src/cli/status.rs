@@ -55,6 +55,8 @@ pub async fn print(channel: tonic::transport::Channel, format: Format) -> Result
         "flows_published": s.flows_published,
         "subscribers": s.subscribers,
         "flows_lost_to_subscribers": s.flows_lost_to_subscribers,
+        "violations_held": s.violations_held,
+        "violations_capacity": s.violations_capacity,
     });
     let text = match format {
         Format::Json => format!("{value}\n"),
@@ -87,6 +89,10 @@ pub async fn print(channel: tonic::transport::Channel, format: Format) -> Result
                 (
                     "CURSORS",
                     format!("{}..={}", s.oldest_cursor, s.newest_cursor),
+                ),
+                (
+                    "VIOLATIONS HELD",
+                    format!("{} of {}", s.violations_held, s.violations_capacity),
                 ),
                 ("FLOWS PUBLISHED", s.flows_published.to_string()),
                 ("SUBSCRIBERS", s.subscribers.to_string()),

@@ -64,6 +64,8 @@ pub struct RunConfig {
     pub grpc_listen: Option<crate::api::listen::ApiAddress>,
     /// Flows the hub keeps for API subscribers to read and resume from.
     pub api_buffer_flows: usize,
+    /// Violations the hub keeps apart (`--api-buffer-violations`).
+    pub api_buffer_violations: usize,
     /// TLS for the API (`None`: plaintext).
     pub api_tls: Option<api_server::TlsFiles>,
     /// Flow streams the API serves at once.

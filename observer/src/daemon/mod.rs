@@ -121,7 +121,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
     };
 
     // Every written record is published here; the flow log and the metrics are sinks.
-    let hub = FlowHub::new(config.api_buffer_flows);
+    let hub = FlowHub::with_violations(config.api_buffer_flows, config.api_buffer_violations);
     let log = FlowLog::open(&config.flow_log, config.flow_log_rotation)?;
     let log_stats = Arc::new(FlowLogStats::default());
     let log_task = {

@@ -8,13 +8,16 @@
 //!   room, pushing back on the table task. Any other asks for [`WhenFull::Drop`]: what its
 //!   full queue cannot take is counted as lost to it and reported (stats, metrics, log).
 //! - **Readers** (the gRPC streams) read the ring by cursor at their own pace; a reader
-//!   the ring overwrote is told exactly which cursors it lost.
+//!   the ring overwrote is told exactly which cursors it lost. Violations (denied flows)
+//!   are also kept in a retention of their own (`violations.rs`), which allowed flows
+//!   never push out: a violations-only reader reads there ([`Source::Violations`]).
 //!
 //! A record's wire form is made once, by the first stream that sends it
 //! ([`Published::wire`]), not once per stream.
 
 mod ring;
 mod sink;
+mod violations;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -24,6 +27,19 @@ use tokio::sync::watch;
 pub use ring::{Batch, FlowRing, Gap};
 use sink::Sink;
 pub use sink::{SinkStatus, WhenFull};
+pub use violations::ViolationRing;
+
+/// Violations kept by default (`--api-buffer-violations`).
+pub const DEFAULT_VIOLATIONS: usize = 16_384;
+
+/// What a reader reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Every flow, from the flow ring.
+    All,
+    /// Violations only, from their own retention.
+    Violations,
+}
 
 use crate::flow::FlowRecord;
 use crate::wire::proto;
@@ -66,6 +82,8 @@ impl Published {
 #[derive(Debug)]
 pub struct FlowHub {
     ring: Mutex<FlowRing<Arc<Published>>>,
+    /// Taken only while `ring` is held (publishing), or alone (readers).
+    violations: Mutex<ViolationRing<Arc<Published>>>,
     /// Sinks' queues, in the order they subscribed.
     sinks: Mutex<Vec<Arc<Sink>>>,
     /// The next cursor to be written; subscribers wait on changes. Closed (`true`) when
@@ -114,6 +132,10 @@ pub struct HubStatus {
     pub subscribers: u64,
     /// Flows subscribers missed (told to them as lost), summed over subscribers.
     pub flows_lost_to_subscribers: u64,
+    /// Violations held apart, and how many at most.
+    pub violations_held: u64,
+    /// The violations' retention (`--api-buffer-violations`).
+    pub violations_capacity: u64,
 }
 
 impl FlowHub {
@@ -122,17 +144,29 @@ impl FlowHub {
     /// long as fewer than a million flows a second were written) and a client resuming
     /// across a restart learns it missed the rest of the earlier run.
     pub fn new(capacity: usize) -> Arc<Self> {
+        Self::with_violations(capacity, DEFAULT_VIOLATIONS)
+    }
+
+    /// [`FlowHub::new`], keeping `violations` violations apart.
+    pub fn with_violations(capacity: usize, violations: usize) -> Arc<Self> {
         let first_cursor = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
-        Self::with_first_cursor(capacity, first_cursor)
+        Self::with_retention(capacity, violations, first_cursor)
     }
 
     /// A hub whose first flow gets `first_cursor`.
     pub fn with_first_cursor(capacity: usize, first_cursor: u64) -> Arc<Self> {
+        Self::with_retention(capacity, DEFAULT_VIOLATIONS, first_cursor)
+    }
+
+    /// A hub holding the latest `capacity` flows and, apart, the latest `violations`
+    /// violations; its first flow gets `first_cursor`.
+    pub fn with_retention(capacity: usize, violations: usize, first_cursor: u64) -> Arc<Self> {
         let ring = FlowRing::new(capacity, first_cursor);
         let (newest, _) = watch::channel((ring.next_cursor(), false));
         Arc::new(Self {
+            violations: Mutex::new(ViolationRing::new(violations, first_cursor)),
             ring: Mutex::new(ring),
             sinks: Mutex::new(Vec::new()),
             newest,
@@ -146,6 +180,13 @@ impl FlowHub {
         // A panic while holding the lock cannot leave the ring half-changed (push is one
         // VecDeque operation), so a poisoned lock is still usable.
         self.ring
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn violation_ring(&self) -> MutexGuard<'_, ViolationRing<Arc<Published>>> {
+        // As for the ring: one push or pop at a time cannot leave it half-changed.
+        self.violations
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -189,14 +230,19 @@ impl FlowHub {
         let count = records.len() as u64;
         let (published, next) = {
             let mut ring = self.ring();
+            let mut violations = self.violation_ring();
             let published: Vec<Arc<Published>> = records
                 .into_iter()
                 .map(|record| {
                     let entry = Arc::new(Published::new(ring.next_cursor(), record));
                     ring.push(Arc::clone(&entry));
+                    if entry.record.verdict_kind() == Some(crate::policy::VerdictKind::Deny) {
+                        violations.push(entry.cursor, Arc::clone(&entry));
+                    }
                     entry
                 })
                 .collect();
+            violations.published_through(ring.next_cursor() - 1);
             (published, ring.next_cursor())
         };
         self.published.fetch_add(count, Ordering::Relaxed);
@@ -215,6 +261,31 @@ impl FlowHub {
     /// Up to `max` flows after cursor `after`, and what the reader lost before them.
     pub fn read_after(&self, after: u64, max: usize) -> Batch<Arc<Published>> {
         self.ring().read_after(after, max)
+    }
+
+    /// Up to `max` flows of `source` after cursor `after`, what the reader lost before them,
+    /// and, for violations, the cursor the read is complete through (flows between
+    /// violations are not violations: a reader may move past them).
+    pub fn read(&self, source: Source, after: u64, max: usize) -> (Batch<Arc<Published>>, u64) {
+        match source {
+            Source::All => {
+                let batch = self.read_after(after, max);
+                let through = batch.items.last().map_or(after, |(cursor, _)| *cursor);
+                (batch, through)
+            }
+            Source::Violations => self.violation_ring().read_after(after, max),
+        }
+    }
+
+    /// How many violations after `after` were dropped from their retention (at least).
+    pub fn violations_dropped_after(&self, after: u64) -> u64 {
+        self.violation_ring().dropped_after(after)
+    }
+
+    /// Where a violations-only subscription from the oldest starts: before the oldest
+    /// violation held.
+    pub fn before_oldest_violation(&self) -> u64 {
+        self.violation_ring().before_oldest()
     }
 
     /// Where a new subscription starts, read under one lock with the next cursor to be
@@ -266,6 +337,10 @@ impl FlowHub {
             let ring = self.ring();
             (ring.bounds(), ring.capacity())
         };
+        let (violations_held, violations_capacity) = {
+            let violations = self.violation_ring();
+            (violations.len() as u64, violations.capacity() as u64)
+        };
         HubStatus {
             oldest_cursor: bounds.as_ref().map_or(0, |b| *b.start()),
             newest_cursor: bounds.as_ref().map_or(0, |b| *b.end()),
@@ -273,6 +348,8 @@ impl FlowHub {
             flows_published: self.published.load(Ordering::Relaxed),
             subscribers: self.subscribers.load(Ordering::Relaxed),
             flows_lost_to_subscribers: self.lost_to_subscribers.load(Ordering::Relaxed),
+            violations_held,
+            violations_capacity,
         }
     }
 }

@@ -126,17 +126,25 @@ impl<W: Write> Printer<W> {
         };
         match self.format {
             Format::Jsonl | Format::Json => {
-                let value = json!({ "lost": {
+                let mut value = json!({ "lost": {
                     "first_cursor": lost.first_cursor,
                     "last_cursor": lost.last_cursor,
                     "reason": reason,
                 }});
+                if let Some(n) = lost.matching_flows {
+                    value["lost"]["violations"] = json!(n);
+                }
                 writeln!(self.out, "{value}")?;
             }
             Format::Compact | Format::Table => {
                 self.flush_table()?;
+                let violations = lost
+                    .matching_flows
+                    .map(|n| format!(", {n} violations among them"))
+                    .unwrap_or_default();
                 let text = format!(
-                    "-- lost flows {}..={} ({reason}): the server no longer held them --",
+                    "-- lost flows {}..={} ({reason}{violations}): the server no longer held \
+                     them --",
                     lost.first_cursor, lost.last_cursor
                 );
                 let text = if self.color {

@@ -1,0 +1,131 @@
+//! One flow stream: read from the hub (the flow ring, or the violations' retention) after
+//! its cursor, filtered, gaps told as `LostFlows`, until the client goes away or its end.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::filter::Selection;
+use crate::hub::{FlowHub, Gap, Source, Span, SubscriberGuard};
+use crate::wire::proto::{
+    FlowEvent, GetFlowsResponse, LostFlows, get_flows_response::Event, lost_flows::Reason,
+};
+
+/// Flows read from the hub at a time.
+const READ_BATCH: usize = 256;
+
+/// What one stream sends: from which source, which flows, from where to where.
+pub(super) struct StreamPlan {
+    pub(super) source: Source,
+    pub(super) selection: Selection,
+    pub(super) span: Span,
+    pub(super) follow: bool,
+    /// At most this many flows (`first`).
+    pub(super) limit: Option<u64>,
+}
+
+/// Sends one subscriber its flows after `span.after` until the client goes away, or,
+/// without `follow`, up to `span.end`, or the hub closes and what is left is sent.
+pub(super) async fn stream_flows(
+    hub: Arc<FlowHub>,
+    _subscriber: SubscriberGuard,
+    plan: StreamPlan,
+    tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
+) {
+    let StreamPlan {
+        source,
+        selection,
+        span,
+        follow,
+        limit,
+    } = plan;
+    let mut wake = hub.watch();
+    let mut after = span.after;
+    let mut left = limit.unwrap_or(u64::MAX);
+    // Without `follow`, nothing at or past the end is due (not even as a gap).
+    let last_due = if follow { u64::MAX } else { span.end - 1 };
+    loop {
+        if after >= last_due {
+            return;
+        }
+        let (batch, through) = hub.read(source, after, READ_BATCH);
+        for gap in batch.lost {
+            let (range, reason) = match gap {
+                Gap::Overwritten(range) => (range, Reason::Overwritten),
+                Gap::EarlierRun(range) => (range, Reason::EarlierRun),
+            };
+            let (first, last) = (*range.start(), (*range.end()).min(last_due));
+            if first > last {
+                return;
+            }
+            // A violations stream knows how many violations it lost; another stream
+            // knows only the cursors.
+            let matching = (source == Source::Violations && reason == Reason::Overwritten)
+                .then(|| hub.violations_dropped_after(after));
+            let lost = LostFlows {
+                first_cursor: first,
+                last_cursor: last,
+                reason: reason as i32,
+                matching_flows: matching,
+            };
+            if send(&tx, Event::Lost(lost)).await.is_err() {
+                return;
+            }
+            if reason == Reason::Overwritten {
+                hub.count_lost(matching.unwrap_or(last - first + 1));
+            }
+            after = last;
+        }
+        let read = batch.items.len();
+        for (cursor, published) in batch.items {
+            if cursor > last_due {
+                return;
+            }
+            after = cursor;
+            if selection.matches(&published.record) {
+                let flow = FlowEvent {
+                    cursor,
+                    flow: Some(published.wire().clone()),
+                };
+                if send(&tx, Event::Flow(flow)).await.is_err() {
+                    return;
+                }
+                left -= 1;
+                if left == 0 {
+                    return;
+                }
+            }
+        }
+        // Past the flows between violations too: they are not this stream's.
+        after = after.max(through.min(last_due));
+        if tx.is_closed() {
+            return;
+        }
+        if read == READ_BATCH {
+            // More to read: let other tasks run between batches.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        // Caught up.
+        let (next, closed) = *wake.borrow_and_update();
+        if next.saturating_sub(1) > after {
+            continue;
+        }
+        if !follow || closed {
+            return;
+        }
+        // A client that went away is noticed here too, not only by a failed send: a
+        // filter that rarely matches would otherwise keep its stream alive.
+        tokio::select! {
+            changed = wake.changed() => if changed.is_err() { return },
+            () = tx.closed() => return,
+        }
+    }
+}
+
+async fn send(tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>, event: Event) -> Result<(), ()> {
+    tx.send(Ok(GetFlowsResponse { event: Some(event) }))
+        .await
+        .map_err(|_| ())
+}

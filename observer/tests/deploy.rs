@@ -103,18 +103,18 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
     // Probes ask the API itself, with a command the observer accepts: readiness its
     // health service (serving once the cluster state is in), liveness that it answers.
     for (probe, ask) in [
-        (&container.readiness_probe, "--health"),
-        (&container.liveness_probe, "--status"),
+        (&container.readiness_probe, &["observe", "--health"][..]),
+        (&container.liveness_probe, &["status", "-o", "json"][..]),
     ] {
         let command = probe
             .as_ref()
             .and_then(|p| p.exec.as_ref())
             .and_then(|e| e.command.clone())
             .expect("an exec probe");
-        assert_eq!(
-            command,
-            ["observer", "observe", ask, "--server", api.as_str()]
-        );
+        let mut expected = vec!["observer"];
+        expected.extend(ask);
+        expected.extend(["--server", api.as_str()]);
+        assert_eq!(command, expected);
         observer::cli::check_args(&command).unwrap_or_else(|e| panic!("{command:?}: {e}"));
     }
     let metrics_port: i32 = value_of("--metrics-listen")

@@ -16,6 +16,13 @@ use observer_lab::traffic::udp_exchange;
 use observer_lab::{Lab, in_netns};
 use support::{Observer, require_root, scratch_dir};
 
+/// `observer status -o json` in the node.
+fn status(lab: &Lab) -> Command {
+    let mut command = Lab::command_in(lab.node_netns(), env!("CARGO_BIN_EXE_observer"));
+    command.args(["status", "-o", "json"]);
+    command
+}
+
 fn observe(lab: &Lab, args: &[&str]) -> Command {
     let mut command = Lab::command_in(lab.node_netns(), env!("CARGO_BIN_EXE_observer"));
     command.arg("observe").args(args);
@@ -48,12 +55,12 @@ fn finish(mut child: Child, limit: Duration) -> Result<String> {
     }
 }
 
-/// Streams open on the node's API, from `observer observe --status`.
+/// Streams open on the node's API, from `observer status -o json`.
 fn subscribers(lab: &Lab) -> Result<u64> {
-    let status = observe(lab, &["--status"]).output()?;
+    let status = status(lab).output()?;
     if !status.status.success() {
         bail!(
-            "observe --status: {}",
+            "observer status: {}",
             String::from_utf8_lossy(&status.stderr)
         );
     }
@@ -146,7 +153,7 @@ fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> 
     );
     assert!(scrape(&lab, "/other")?.starts_with("HTTP/1.1 404"));
 
-    let status = observe(&lab, &["--status"]).output()?;
+    let status = status(&lab).output()?;
     assert!(status.status.success(), "{status:?}");
     let status: serde_json::Value = serde_json::from_slice(&status.stdout)?;
     assert!(status["flows_published"].as_u64() >= Some(1), "{status}");

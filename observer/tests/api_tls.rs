@@ -181,5 +181,7 @@ async fn observe_speaks_mutual_tls_with_its_flags() {
         !refused.status.success(),
         "no client certificate, yet it read flows"
     );
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("--tls-cert"), "names the flag to fix: {said}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -157,6 +157,19 @@ fn a_follower_receives_the_flow_log_records_and_ends_when_the_daemon_stops() -> 
     assert!(status.status.success(), "{status:?}");
     let status: serde_json::Value = serde_json::from_slice(&status.stdout)?;
     assert!(status["flows_published"].as_u64() >= Some(1), "{status}");
+    // The node's side: the lab's pod interfaces the programs are attached to.
+    let interfaces = status["interfaces"].as_array().context("interfaces")?;
+    assert!(
+        interfaces.len() >= 2
+            && interfaces
+                .iter()
+                .all(|i| i.as_str().is_some_and(|n| !n.is_empty())),
+        "{status}"
+    );
+    assert!(
+        status["version"].as_str().is_some_and(|v| !v.is_empty()),
+        "{status}"
+    );
     let out = observer.stop()?;
 
     let followed = finish(follower, Duration::from_secs(20))?;

@@ -45,6 +45,24 @@ pub struct ApiConfig {
     pub suggestions: Option<SuggestionSource>,
     /// The node the daemon runs on, for `ServerStatus` (empty when not known).
     pub node_name: String,
+    /// The node's side for `ServerStatus`, kept current by the daemon (`None`: not said).
+    pub node: Option<tokio::sync::watch::Receiver<NodeStatus>>,
+}
+
+/// What `ServerStatus` says of the node beside the hub: refreshed by the daemon with its
+/// stats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Interfaces the programs are attached to.
+    pub interfaces: Vec<String>,
+    /// Connections held in the table.
+    pub connections: u64,
+    /// Cluster states published so far.
+    pub cluster_generation: u64,
+    /// Manifest sources served from their last good content.
+    pub cluster_stale_sources: u64,
+    /// Objects of the latest cluster state left out as invalid.
+    pub cluster_invalid_objects: u64,
 }
 
 impl Default for ApiConfig {
@@ -55,6 +73,7 @@ impl Default for ApiConfig {
             ready: None,
             suggestions: None,
             node_name: String::new(),
+            node: None,
         }
     }
 }
@@ -81,6 +100,7 @@ struct About {
     started: std::time::Instant,
     node_name: String,
     ready: Option<tokio::sync::watch::Receiver<bool>>,
+    node: Option<tokio::sync::watch::Receiver<NodeStatus>>,
 }
 
 impl ObserverService {
@@ -95,6 +115,7 @@ impl ObserverService {
                 started: std::time::Instant::now(),
                 node_name: String::new(),
                 ready: None,
+                node: None,
             },
         }
     }
@@ -105,9 +126,11 @@ impl ObserverService {
         mut self,
         node_name: String,
         ready: Option<tokio::sync::watch::Receiver<bool>>,
+        node: Option<tokio::sync::watch::Receiver<NodeStatus>>,
     ) -> Self {
         self.about.node_name = node_name;
         self.about.ready = ready;
+        self.about.node = node;
         self
     }
 
@@ -208,7 +231,18 @@ impl proto::observer_server::Observer for ObserverService {
         _: Request<ServerStatusRequest>,
     ) -> Result<Response<ServerStatusResponse>, Status> {
         let s = self.hub.status();
+        let node = self
+            .about
+            .node
+            .as_ref()
+            .map(|n| n.borrow().clone())
+            .unwrap_or_default();
         Ok(Response::new(ServerStatusResponse {
+            interfaces: node.interfaces,
+            connections: node.connections,
+            cluster_generation: node.cluster_generation,
+            cluster_stale_sources: node.cluster_stale_sources,
+            cluster_invalid_objects: node.cluster_invalid_objects,
             oldest_cursor: s.oldest_cursor,
             newest_cursor: s.newest_cursor,
             capacity: s.capacity,
@@ -373,7 +407,7 @@ pub async fn serve(
         .add_service(
             ObserverService::new(hub, config.max_streams)
                 .with_suggestions(config.suggestions)
-                .with_identity(config.node_name, config.ready)
+                .with_identity(config.node_name, config.ready, config.node)
                 .into_server(),
         );
     match listener.into() {

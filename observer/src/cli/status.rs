@@ -33,7 +33,9 @@ pub enum Format {
 pub fn run(args: StatusArgs) -> ExitCode {
     super::observe::run_client(async {
         let channel = args.connection.connect().await?;
-        print(channel, args.output).await
+        print(channel, args.output)
+            .await
+            .map_err(|f| args.connection.explain(f))
     })
 }
 
@@ -57,6 +59,11 @@ pub async fn print(channel: tonic::transport::Channel, format: Format) -> Result
         "flows_lost_to_subscribers": s.flows_lost_to_subscribers,
         "violations_held": s.violations_held,
         "violations_capacity": s.violations_capacity,
+        "interfaces": s.interfaces,
+        "connections": s.connections,
+        "cluster_generation": s.cluster_generation,
+        "cluster_stale_sources": s.cluster_stale_sources,
+        "cluster_invalid_objects": s.cluster_invalid_objects,
     });
     let text = match format {
         Format::Json => format!("{value}\n"),
@@ -95,6 +102,18 @@ pub async fn print(channel: tonic::transport::Channel, format: Format) -> Result
                     format!("{} of {}", s.violations_held, s.violations_capacity),
                 ),
                 ("FLOWS PUBLISHED", s.flows_published.to_string()),
+                ("CONNECTIONS", s.connections.to_string()),
+                (
+                    "INTERFACES",
+                    format!("{} {}", s.interfaces.len(), s.interfaces.join(",")),
+                ),
+                (
+                    "CLUSTER STATE",
+                    format!(
+                        "generation {}, {} stale sources, {} invalid objects",
+                        s.cluster_generation, s.cluster_stale_sources, s.cluster_invalid_objects
+                    ),
+                ),
                 ("SUBSCRIBERS", s.subscribers.to_string()),
                 (
                     "LOST TO SUBSCRIBERS",

@@ -149,6 +149,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
         config.node_name.clone().unwrap_or_default(),
     );
 
+    // What ServerStatus says of the node: the table task sends it with each stats refresh.
+    let (node_status_tx, node_status_rx) = watch::channel(api_server::NodeStatus::default());
     // A serving task that ends before the daemon stops is an error that stops it.
     let (served_tx, mut served_rx) = mpsc::channel::<String>(2);
     let api = match config.grpc_listen.clone() {
@@ -169,6 +171,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 ready_rx
             });
             let api_config = api_server::ApiConfig {
+                node: Some(node_status_rx.clone()),
                 tls,
                 max_streams: config.api_max_streams,
                 ready,
@@ -227,6 +230,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         suggest_counts: suggestions.as_ref().map(|l| Arc::clone(&l.counts)),
         pending_attach: std::collections::HashMap::new(),
         stats_file_failing: false,
+        node_status: node_status_tx,
         started: started::StartedItems::new(config.started_service_wait.as_nanos() as u64),
     };
     let result = node

@@ -14,6 +14,7 @@ use tracing::info;
 use super::config::{ClusterConfig, RunConfig};
 use super::poller::{MapPoller, PollResult};
 use super::started;
+use crate::api::server::NodeStatus;
 use crate::cluster::publish::SourceStats;
 use crate::cluster::source::SourceCounters;
 use crate::cluster::view::ClusterView;
@@ -73,6 +74,8 @@ pub(super) struct NodeState {
     pub(super) suggest_counts: Option<Arc<super::suggest::SuggestCounts>>,
     /// Interfaces whose attach failed, retried at every poll.
     pub(super) pending_attach: std::collections::HashMap<u32, String>,
+    /// What the API's `ServerStatus` says of the node, sent with each stats refresh.
+    pub(super) node_status: tokio::sync::watch::Sender<NodeStatus>,
     /// The last stats file write failed: warned once, until one succeeds again.
     pub(super) stats_file_failing: bool,
     /// Started items on their way from the table to the hub.
@@ -213,6 +216,14 @@ impl NodeState {
             self.stats.cluster_watch_errors = now.watch_errors;
         }
         self.metrics.observe_stats(&self.stats);
+        let s = &self.stats;
+        self.node_status.send_replace(NodeStatus {
+            interfaces: s.interfaces.clone(),
+            connections: s.connections_live as u64,
+            cluster_generation: s.cluster_views,
+            cluster_stale_sources: s.cluster_source_stale,
+            cluster_invalid_objects: s.cluster_invalid_objects,
+        });
     }
 
     /// Waits for the running poll and applies it.

@@ -217,6 +217,30 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// `failure`, with the TLS flags to check when TLS is on and the connection broke (a
+    /// handshake the server refused shows as a transport error on the first call).
+    pub fn explain(&self, failure: Failure) -> Failure {
+        match failure {
+            Failure::Runtime(e) if self.tls_ca.is_some() => {
+                let text = format!("{e:#}");
+                if !text.contains("transport error") && !text.contains("certificate") {
+                    return Failure::Runtime(e);
+                }
+                let hint = if self.tls_cert.is_none() {
+                    "if the server requires a client certificate (--grpc-tls-client-ca), give \
+                     --tls-cert and --tls-key; else check --tls-ca and --tls-server-name"
+                } else {
+                    "check that --tls-cert is signed by the CA the server trusts, and \
+                     --tls-ca and --tls-server-name"
+                };
+                Failure::Runtime(anyhow::anyhow!("{text} ({hint})"))
+            }
+            other => other,
+        }
+    }
+}
+
 /// How a client command failed: usage (exit 2) or at run time (exit 1).
 #[derive(Debug)]
 pub enum Failure {
@@ -285,8 +309,13 @@ pub fn run_client(command: impl std::future::Future<Output = Result<(), Failure>
 }
 
 async fn observe(args: ObserveArgs) -> Result<(), Failure> {
+    let connection_hints = |f| args.connection.explain(f);
+    read_flows(&args).await.map_err(connection_hints)
+}
+
+async fn read_flows(args: &ObserveArgs) -> Result<(), Failure> {
     let request =
-        request::request(&args, std::time::SystemTime::now()).map_err(|e| Failure::Usage(e.0))?;
+        request::request(args, std::time::SystemTime::now()).map_err(|e| Failure::Usage(e.0))?;
     let channel = args.connection.connect().await?;
     if args.health {
         return health(channel).await;

@@ -183,5 +183,18 @@ async fn observe_speaks_mutual_tls_with_its_flags() {
     );
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("--tls-cert"), "names the flag to fix: {said}");
+    // observer suggest --server takes the same TLS flags: over mutual TLS it reaches the
+    // RPC (this server learns no suggestions, and says so).
+    let suggest = tokio::process::Command::new(env!("CARGO_BIN_EXE_observer"))
+        .args(["suggest", "--server", &server])
+        .args(["--tls-ca", &ca, "--tls-server-name", "localhost"])
+        .args(["--tls-cert", &cert, "--tls-key", &key])
+        .output();
+    let suggest = tokio::time::timeout(WAIT, suggest)
+        .await
+        .expect("suggest in time")
+        .expect("suggest runs");
+    let said = String::from_utf8_lossy(&suggest.stderr);
+    assert!(said.contains("does not learn suggestions"), "{said}");
     let _ = std::fs::remove_dir_all(&dir);
 }

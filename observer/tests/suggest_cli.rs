@@ -518,3 +518,41 @@ fn a_declared_calico_deny_is_part_of_the_proof_in_either_format() {
         );
     }
 }
+
+/// The Calico format writes named ports as Calico does (`ports: ["http"]`) and proves them
+/// with the tiered engine; `--diff` compares with the declared Calico policies.
+#[test]
+fn the_calico_format_has_named_ports_and_a_diff() {
+    let out = suggest_with(
+        "calico-named",
+        &records(),
+        &["--format", "calico", "--named-ports"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("ports: [\"http\"]"), "{text}");
+    assert!(stderr.contains("6 allowed, 0 denied"), "{stderr}");
+    // Declare web's Calico policy as suggested: --diff leaves it out.
+    let web = text
+        .split("---\n")
+        .find(|doc| doc.contains("name: \"web-observed\""))
+        .expect("the web policy")
+        .to_string();
+    let cluster = format!("{CLUSTER}---\n{web}");
+    let out = suggest_in(
+        "calico-diff",
+        &cluster,
+        &records(),
+        &["--format", "calico", "--named-ports", "--diff"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--diff: 3 new, 0 changed, 1 already declared as suggested"),
+        "{stderr}"
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(!printed.contains("name: \"web-observed\""), "{printed}");
+    assert!(printed.contains("name: \"api-0-observed\""), "{printed}");
+}

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand, parsing and wiring only.
 
 mod check;
+mod client;
 mod duration;
 mod observe;
 mod run;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::observe::{Connection, Failure};
+use super::client::{Connection, Failure};
 use crate::wire::proto::{ServerStatusRequest, observer_client::ObserverClient};
 
 /// Arguments of `observer status`.
@@ -31,7 +31,7 @@ pub enum Format {
 
 /// Runs the command.
 pub fn run(args: StatusArgs) -> ExitCode {
-    super::observe::run_client(async {
+    super::client::run_client(async {
         let channel = args.connection.connect().await?;
         print(channel, args.output)
             .await

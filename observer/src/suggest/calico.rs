@@ -85,7 +85,11 @@ fn write_rules(out: &mut String, s: &Suggestion, end: &str, rule: &SuggestedRule
     let mut by_protocol: BTreeMap<IpProtocol, Vec<String>> = BTreeMap::new();
     for p in &rule.ports {
         let port = if p.first == p.last {
-            p.first.to_string()
+            // With named ports: the name the destination's pods give it.
+            match rule.port_names.get(&(p.protocol, p.first)) {
+                Some(name) => quoted(name),
+                None => p.first.to_string(),
+            }
         } else {
             quoted(&format!("{}:{}", p.first, p.last))
         };

@@ -6,7 +6,8 @@
 //! writes them as YAML for `kubectl apply`; `prove` judges the records they were learned
 //! from against the declared and suggested policies together (all must be allowed) and
 //! finds the pairs of known workloads they newly deny; `state` is what was learned as bytes
-//! that travel (state file, `GetLearning`). `cli/suggest/` wires files to it.
+//! that travel (state file, `GetLearning`); `unused` lists the rules of declared Calico and
+//! admin policies no record was decided by. `cli/suggest/` wires files to it.
 
 pub mod calico;
 mod edge;
@@ -17,3 +18,4 @@ pub mod prove;
 pub mod render;
 pub mod report;
 pub mod state;
+pub mod unused;

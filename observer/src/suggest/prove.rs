@@ -259,29 +259,13 @@ pub fn existing(
     records: &[FlowRecord],
     representatives: &BTreeMap<WorkloadId, (String, IpAddr)>,
 ) -> Existing {
-    let mut used: BTreeSet<(String, String, &'static str, usize)> = BTreeSet::new();
-    for record in records {
-        let Some(verdict) = &record.policy else {
-            continue;
-        };
-        for (direction, d) in [("ingress", &verdict.ingress), ("egress", &verdict.egress)] {
-            for step in &d.tiers {
-                if let Some(rule) = step.rule_index {
-                    used.insert((
-                        step.policy.namespace.clone().unwrap_or_default(),
-                        step.policy.name.clone(),
-                        direction,
-                        rule,
-                    ));
-                }
-            }
-        }
-    }
+    let used = super::unused::used_rules(records);
     let mut unused_rules = Vec::new();
     for policy in &declared.policies {
         for (direction, rules) in [("ingress", &policy.ingress), ("egress", &policy.egress)] {
             for rule in 0..rules.as_ref().map_or(0, |r| r.len()) {
                 let key = (
+                    crate::policy::PolicyKind::NetworkPolicy,
                     policy.namespace.clone(),
                     policy.name.clone(),
                     direction,

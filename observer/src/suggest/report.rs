@@ -185,6 +185,7 @@ pub fn as_calico(
     let (before, _) = TieredView::build(objects);
     report.yaml = yaml;
     report.proof = prove_tiered(&view, before.as_ref(), records, true);
+    add_unused_tiered_rules(report, objects, records);
     Ok(())
 }
 
@@ -211,5 +212,15 @@ pub fn prove_with_every_kind(
         let (before, _) = TieredView::build(objects);
         report.proof = prove_tiered(&view, before.as_ref(), records, false);
     }
+    add_unused_tiered_rules(report, objects, records);
     Ok(())
+}
+
+/// Adds the unused rules of the declared Calico and admin policies to those of the
+/// NetworkPolicies.
+fn add_unused_tiered_rules(report: &mut Report, objects: &ClusterObjects, records: &[FlowRecord]) {
+    let unused = &mut report.existing.unused_rules;
+    unused.extend(super::unused::unused_tiered_rules(objects, records));
+    unused.sort();
+    unused.dedup();
 }

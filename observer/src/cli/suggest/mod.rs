@@ -32,6 +32,9 @@ pub struct SuggestArgs {
     /// nodes) and the proof covers every server's flows.
     #[arg(long, conflicts_with_all = ["flows", "manifests"])]
     server: Vec<String>,
+    /// TLS to the servers (as for `observer observe`).
+    #[command(flatten)]
+    tls: crate::cli::client::ClientTls,
     /// Flow-log files (JSON Lines, as `observer run` writes them); `-` is stdin.
     #[arg(long, required_unless_present = "server", num_args = 1..)]
     flows: Vec<String>,
@@ -191,7 +194,7 @@ pub fn run(args: SuggestArgs) -> ExitCode {
             named_ports: args.named_ports,
             ..GetSuggestionsRequest::default()
         };
-        return remote::run(&args.server, request, args.out.as_deref());
+        return remote::run(&args.server, &args.tls, request, args.out.as_deref());
     }
     let loaded = load_paths_strict(&args.manifests, false);
     for w in &loaded.warnings {
@@ -236,15 +239,15 @@ pub fn run(args: SuggestArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if args.format == Format::Calico {
-        let placement = CalicoPlacement {
-            order: args.calico_order,
-            tier: args.calico_tier.clone(),
-        };
-        if let Err(e) = as_calico(&mut report, &objects, &records, &placement) {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
+    let placement = CalicoPlacement {
+        order: args.calico_order,
+        tier: args.calico_tier.clone(),
+    };
+    if args.format == Format::Calico
+        && let Err(e) = as_calico(&mut report, &objects, &records, &placement)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
     }
     if args.format == Format::K8s
         && let Err(e) = prove_with_every_kind(&mut report, &objects, &records)
@@ -252,8 +255,11 @@ pub fn run(args: SuggestArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(1);
     }
-    if args.diff && args.format == Format::K8s {
-        keep_differences(&mut report, &objects);
+    if args.diff {
+        match args.format {
+            Format::K8s => keep_kubernetes_differences(&mut report, &objects),
+            Format::Calico => keep_calico_differences(&mut report, &objects, &placement),
+        }
     }
     if let Some(dir) = &args.out {
         if let Err(e) = write_out(dir, &report.yaml) {
@@ -275,38 +281,107 @@ pub fn run(args: SuggestArgs) -> ExitCode {
 
 mod remote;
 
-/// Keeps in `report.yaml` only the suggestions that are not declared as suggested, and
-/// says how many are new, changed and unchanged.
-fn keep_differences(report: &mut Report, objects: &ClusterObjects) {
-    let declared: BTreeMap<(Option<&str>, Option<&str>), _> = objects
-        .policies
-        .iter()
-        .map(|p| {
-            let key = (p.metadata.namespace.as_deref(), p.metadata.name.as_deref());
-            (key, &p.spec)
-        })
-        .collect();
+/// Whether a suggested policy is declared already, by namespace and name.
+enum Declared {
+    /// Not declared.
+    New,
+    /// Declared with another spec.
+    Changed,
+    /// Declared with this spec.
+    Same,
+}
+
+/// Keeps in `report.yaml` only the suggestions that are not declared as suggested (each
+/// suggestion's state and text in `judged`, in order), and says how many are new, changed
+/// and unchanged.
+fn keep_differences(report: &mut Report, judged: Vec<(Declared, String)>) {
     let (mut new, mut changed, mut unchanged) = (0, 0, 0);
     let mut yaml: BTreeMap<String, String> = BTreeMap::new();
-    for (s, object) in report.suggestions.iter().zip(&report.objects) {
-        let key = (
-            object.metadata.namespace.as_deref(),
-            object.metadata.name.as_deref(),
-        );
-        match declared.get(&key) {
-            Some(spec) if **spec == object.spec => {
+    for (s, (declared, text)) in report.suggestions.iter().zip(judged) {
+        match declared {
+            Declared::Same => {
                 unchanged += 1;
                 continue;
             }
-            Some(_) => changed += 1,
-            None => new += 1,
+            Declared::Changed => changed += 1,
+            Declared::New => new += 1,
         }
         yaml.entry(s.subject.namespace.clone())
             .or_default()
-            .push_str(&render::kubernetes(s));
+            .push_str(&text);
     }
     eprintln!("--diff: {new} new, {changed} changed, {unchanged} already declared as suggested");
     report.yaml = yaml;
+}
+
+/// [`keep_differences`] for the Kubernetes format: against the declared NetworkPolicies.
+fn keep_kubernetes_differences(report: &mut Report, objects: &ClusterObjects) {
+    let declared: BTreeMap<(Option<String>, Option<String>), _> = objects
+        .policies
+        .iter()
+        .map(|p| {
+            let key = (p.metadata.namespace.clone(), p.metadata.name.clone());
+            (key, p.spec.clone())
+        })
+        .collect();
+    let judged: Vec<(Declared, String)> = report
+        .suggestions
+        .iter()
+        .zip(&report.objects)
+        .map(|(s, object)| {
+            let key = (
+                object.metadata.namespace.clone(),
+                object.metadata.name.clone(),
+            );
+            let state = match declared.get(&key) {
+                Some(spec) if *spec == object.spec => Declared::Same,
+                Some(_) => Declared::Changed,
+                None => Declared::New,
+            };
+            (state, render::kubernetes(s))
+        })
+        .collect();
+    keep_differences(report, judged);
+}
+
+/// [`keep_differences`] for the Calico format: against the declared Calico
+/// NetworkPolicies, their specs compared as the loader reads them.
+fn keep_calico_differences(
+    report: &mut Report,
+    objects: &ClusterObjects,
+    placement: &CalicoPlacement,
+) {
+    use crate::cluster::kinds::policy_objects::{CalicoNetworkPolicyKind, PolicyKindInfo};
+    let declared: BTreeMap<(Option<String>, Option<String>), Option<serde_json::Value>> = objects
+        .calico_policies
+        .iter()
+        .map(|p| {
+            let key = (p.metadata.namespace.clone(), p.metadata.name.clone());
+            (key, CalicoNetworkPolicyKind::normalize(&p.spec))
+        })
+        .collect();
+    let judged: Vec<(Declared, String)> = report
+        .suggestions
+        .iter()
+        .map(|s| {
+            let text = crate::suggest::calico::network_policy(s, placement);
+            let parsed = crate::cluster::manifests::parse("suggested.yaml", &text);
+            let mine = parsed.into_objects().calico_policies.into_iter().next();
+            let same = mine.and_then(|p| {
+                let key = (p.metadata.namespace.clone(), p.metadata.name.clone());
+                declared
+                    .get(&key)
+                    .map(|spec| *spec == CalicoNetworkPolicyKind::normalize(&p.spec))
+            });
+            let state = match same {
+                None => Declared::New,
+                Some(true) => Declared::Same,
+                Some(false) => Declared::Changed,
+            };
+            (state, text)
+        })
+        .collect();
+    keep_differences(report, judged);
 }
 
 fn write_out(dir: &std::path::Path, yaml: &BTreeMap<String, String>) -> std::io::Result<()> {

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use tonic::transport::Channel;
 
 use crate::api::server::MAX_REQUEST_BYTES;
+use crate::cli::client::{ClientTls, Failure};
 use crate::wire::proto::observer_client::ObserverClient;
 use crate::wire::proto::{
     GetLearningRequest, GetSuggestionsRequest, GetSuggestionsResponse, SuggestionSummary,
@@ -18,20 +19,20 @@ use crate::wire::proto::{
 /// Prints (or writes) the suggestions and the summary; 0 when every server's proof holds.
 pub(super) fn run(
     servers: &[String],
+    tls: &ClientTls,
     request: GetSuggestionsRequest,
     out: Option<&std::path::Path>,
 ) -> ExitCode {
-    let answers = tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())
-        .and_then(|runtime| runtime.block_on(ask(servers, request)));
-    let answers = match answers {
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return Failure::Runtime(e.into()).report(),
+    };
+    let answers = match runtime.block_on(ask(servers, tls, request)) {
         Ok(answers) => answers,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
+        Err(failure) => return failure.report(),
     };
     let Some(first) = answers.first() else {
         return ExitCode::from(2);
@@ -122,13 +123,12 @@ pub(super) fn run(
 /// Every server's answer, in the order of `servers`.
 async fn ask(
     servers: &[String],
+    tls: &ClientTls,
     mut request: GetSuggestionsRequest,
-) -> Result<Vec<GetSuggestionsResponse>, String> {
+) -> Result<Vec<GetSuggestionsResponse>, Failure> {
     let mut clients = Vec::with_capacity(servers.len());
     for server in servers {
-        let channel: Channel = crate::api::listen::connect(server, None)
-            .await
-            .map_err(|e| format!("{e:#}"))?;
+        let channel: Channel = tls.connect(server).await?;
         clients.push(ObserverClient::new(channel).max_decoding_message_size(MAX_REQUEST_BYTES));
     }
     if servers.len() > 1 {
@@ -136,17 +136,17 @@ async fn ask(
             let learning = client
                 .get_learning(GetLearningRequest {})
                 .await
-                .map_err(|e| format!("--server {server}: {}", e.message()))?
+                .map_err(|e| tls.explain(Failure::from_status(&format!("--server {server}"), e)))?
                 .into_inner();
             request.learned.push(learning.state);
         }
         let size: usize = request.learned.iter().map(Vec::len).sum();
         if size > MAX_REQUEST_BYTES {
-            return Err(format!(
+            return Err(Failure::Usage(format!(
                 "the {} servers' learning takes {size} bytes, more than a request may carry \
                  ({MAX_REQUEST_BYTES}); ask fewer servers at once",
                 servers.len()
-            ));
+            )));
         }
     }
     let mut answers = Vec::with_capacity(servers.len());
@@ -154,7 +154,7 @@ async fn ask(
         let answer = client
             .get_suggestions(request.clone())
             .await
-            .map_err(|e| format!("--server {server}: {}", e.message()))?
+            .map_err(|e| tls.explain(Failure::from_status(&format!("--server {server}"), e)))?
             .into_inner();
         answers.push(answer);
     }

@@ -477,7 +477,7 @@ fn summarize(report: &Report, records: usize) {
     }
     if !existing.unused_rules.is_empty() {
         eprintln!(
-            "declared rules no recorded flow was allowed by (candidates to remove): {}",
+            "declared rules no recorded flow was decided by (candidates to remove): {}",
             existing.unused_rules.len()
         );
         for rule in existing.unused_rules.iter().take(20) {

@@ -64,6 +64,11 @@ pub struct RunStats {
     pub suggest_workloads_learning: u64,
     /// See `suggest_edges`.
     pub suggest_workloads_stable: u64,
+    /// Records the OTLP collector accepted, and those given up on (it refused them, or
+    /// stayed unreachable through the retries).
+    pub otlp_sent: u64,
+    /// See `otlp_sent`.
+    pub otlp_unsent: u64,
     /// Records written to the flow log (whole lines).
     pub records_written: u64,
     /// Records lost to flow log writes that failed (a full disk), each counted once; the
@@ -147,6 +152,7 @@ impl RunStats {
             + self.api.flows_lost_to_subscribers
             + self.lost_to_sinks()
             + self.flow_log_lost_records
+            + self.otlp_unsent
             + self.started_items_shed()
     }
 

@@ -104,6 +104,13 @@ pub struct RunArgs {
     /// say they are incomplete. About 160 bytes each. 0: no learning.
     #[arg(long, default_value_t = 100_000)]
     suggest_max_edges: usize,
+    /// Send every record as an OpenTelemetry log record to this OTLP/gRPC collector
+    /// (`http://collector:4317`, or `https://` with --otlp-tls-ca); off by default.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
+    /// The CA (PEM) the OTLP collector's certificate chains to.
+    #[arg(long, requires = "otlp_endpoint")]
+    otlp_tls_ca: Option<PathBuf>,
     /// Keep what the suggestion learner learned across restarts in this file (written
     /// atomically every minute and at exit, read at start; a file that is not a learning
     /// state is set aside as PATH.unreadable).
@@ -259,6 +266,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         cni_profile: args.cni_profile,
         flow_log_started: args.flow_log_started,
         suggest_max_edges: args.suggest_max_edges,
+        otlp: args
+            .otlp_endpoint
+            .map(|endpoint| crate::export::otlp::OtlpConfig {
+                endpoint,
+                tls_ca: args.otlp_tls_ca,
+                node_name: None,
+            }),
         suggest_state: args.suggest_state,
         started_service_wait: args.started_service_wait,
         grpc_listen: args.grpc_listen.0,

@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub identity_retention: Duration,
     /// Edges the suggestion learner holds at most (0: no learning).
     pub suggest_max_edges: usize,
+    /// OTLP export (`None`: off); the node name is filled from `node_name`.
+    pub otlp: Option<crate::export::otlp::OtlpConfig>,
     /// Where the learner's state is kept across restarts.
     pub suggest_state: Option<PathBuf>,
     /// Also write connections' started items to the flow log.

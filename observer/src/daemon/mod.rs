@@ -141,6 +141,18 @@ pub async fn run(config: RunConfig) -> Result<()> {
         tokio::spawn(async move { metrics.follow(queue).await })
     };
 
+    let otlp = match &config.otlp {
+        Some(otlp) => {
+            let otlp = crate::export::otlp::OtlpConfig {
+                node_name: config.node_name.clone(),
+                ..otlp.clone()
+            };
+            let exporter = crate::export::otlp::start(&hub, &otlp)?;
+            info!(endpoint = %otlp.endpoint, "exporting records to the OTLP collector");
+            Some(exporter)
+        }
+        None => None,
+    };
     let suggestions = suggest::start(
         &hub,
         config.suggest_max_edges,
@@ -228,6 +240,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         node_name: config.node_name.clone(),
         kube_counters,
         suggest_counts: suggestions.as_ref().map(|l| Arc::clone(&l.counts)),
+        otlp_counts: otlp.as_ref().map(|o| Arc::clone(&o.counts)),
         pending_attach: std::collections::HashMap::new(),
         stats_file_failing: false,
         node_status: node_status_tx,
@@ -284,6 +297,12 @@ pub async fn run(config: RunConfig) -> Result<()> {
     }
     if let Err(e) = metrics_sink.await {
         warn!(error = %e, "the metrics sink panicked");
+    }
+    // The exporter sends what it has queued (within its retries).
+    if let Some(exporter) = otlp
+        && let Err(e) = exporter.task.await
+    {
+        warn!(error = %e, "the OTLP exporter panicked");
     }
     // The learner writes its state a last time once it has every record.
     if let Some(learning) = suggestions

@@ -72,6 +72,8 @@ pub(super) struct NodeState {
     pub(super) kube_counters: Option<Arc<SourceCounters>>,
     /// The suggestion learner's figures, when learning.
     pub(super) suggest_counts: Option<Arc<super::suggest::SuggestCounts>>,
+    /// The OTLP exporter's figures, when it runs.
+    pub(super) otlp_counts: Option<Arc<crate::export::otlp::OtlpCounts>>,
     /// Interfaces whose attach failed, retried at every poll.
     pub(super) pending_attach: std::collections::HashMap<u32, String>,
     /// What the API's `ServerStatus` says of the node, sent with each stats refresh.
@@ -207,6 +209,10 @@ impl NodeState {
             &self.hub,
         );
         self.stats.interfaces = interfaces;
+        if let Some(counts) = &self.otlp_counts {
+            self.stats.otlp_sent = counts.sent.load(Ordering::Relaxed);
+            self.stats.otlp_unsent = counts.unsent.load(Ordering::Relaxed);
+        }
         if let Some(counts) = &self.suggest_counts {
             counts.report(&mut self.stats);
         }

@@ -143,7 +143,7 @@ impl Metrics {
                 }
                 "packets" => "Packets not counted, by what: ringbuf_overflow, table_full",
                 "records" => {
-                    "Records lost, by what: api_subscriber (flows subscribers missed, each told), flow_log, sink_<name> (a sink's full queue)"
+                    "Records lost, by what: api_subscriber (flows subscribers missed, each told), flow_log, otlp_unsent (the OTLP collector refused them or stayed unreachable), sink_<name> (a sink's full queue)"
                 }
                 _ => {
                     "Started items (violations at the first packet) shed, by what: started_not_made, sink_<name>_started; records unaffected"
@@ -310,6 +310,7 @@ impl Metrics {
                 stats.api.flows_lost_to_subscribers,
             ),
             ("flow_log".into(), 2, stats.flow_log_lost_records),
+            ("otlp_unsent".into(), 2, stats.otlp_unsent),
             ("started_not_made".into(), 3, stats.started_shed),
         ];
         for sink in &stats.sinks {

@@ -5,7 +5,6 @@
 //! on.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
@@ -13,28 +12,8 @@ mod support;
 use observer::export::otlp::{self, OtlpConfig};
 use observer::flow::FlowRecord;
 use observer::hub::FlowHub;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
-
-/// The receiver: keeps every request.
-#[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<ExportLogsServiceRequest>>>);
-
-#[tonic::async_trait]
-impl LogsService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        self.0.lock().expect("requests").push(request.into_inner());
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
-    }
-}
+use support::otlp_receiver::Receiver;
 
 fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
     attributes
@@ -66,12 +45,7 @@ async fn every_record_arrives_as_a_log_record_with_its_attributes() {
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
-    let service = LogsServiceServer::new(receiver.clone());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    tokio::spawn(receiver.clone().serve(listener));
     let hub = FlowHub::with_first_cursor(64, 1);
     let exporter = otlp::start(
         &hub,

@@ -4,6 +4,7 @@
 
 pub mod capture;
 pub mod frames;
+pub mod otlp_receiver;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

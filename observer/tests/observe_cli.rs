@@ -154,6 +154,7 @@ async fn values_that_cannot_be_used_are_refused_with_status_2_naming_them() {
             "--not --follow: not a filter",
         ),
         (vec!["--workload", "web"], "is not \"Kind/name\""),
+        (vec!["--first", "0"], "0 selects none"),
     ] {
         let output = observer(address, &args).await;
         let stderr = String::from_utf8_lossy(&output.stderr);

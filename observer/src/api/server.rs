@@ -178,6 +178,11 @@ impl proto::observer_server::Observer for ObserverService {
         let selection = Selection::compile(&request.allow, &request.deny)
             .map_err(|e| Status::invalid_argument(e.to_string()))?
             .within(window.0, window.1);
+        if matches!(request.start, Some(Start::Last(0) | Start::First(0))) {
+            return Err(Status::invalid_argument(
+                "last and first count flows: 0 selects none; ask for at least 1",
+            ));
+        }
         let (start, limit) = match request.start {
             None | Some(Start::FromOldest(false)) => (StartAt::Next, None),
             Some(Start::FromOldest(true)) => (StartAt::Oldest, None),

@@ -23,7 +23,7 @@ pub(super) fn last_matching(
 ) -> u64 {
     if source == Source::Violations {
         // At most the retention's size: read at once.
-        let (batch, _) = hub.read(source, span.after, usize::MAX);
+        let batch = hub.read(source, span.after, usize::MAX, span.end).batch;
         let mut matching = batch
             .items
             .iter()

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::filter::Selection;
-use crate::hub::{FlowHub, Gap, Source, Span, SubscriberGuard};
+use crate::hub::{FlowHub, Gap, Read, Source, Span, SubscriberGuard};
 use crate::wire::proto::{
     FlowEvent, GetFlowsResponse, LostFlows, get_flows_response::Event, lost_flows::Reason,
 };
@@ -49,7 +49,11 @@ pub(super) async fn stream_flows(
         if after >= last_due {
             return;
         }
-        let (batch, through) = hub.read(source, after, READ_BATCH);
+        let Read {
+            batch,
+            through,
+            violations_lost,
+        } = hub.read(source, after, READ_BATCH, last_due);
         for gap in batch.lost {
             let (range, reason) = match gap {
                 Gap::Overwritten(range) => (range, Reason::Overwritten),
@@ -61,8 +65,7 @@ pub(super) async fn stream_flows(
             }
             // A violations stream knows how many violations it lost; another stream
             // knows only the cursors.
-            let matching = (source == Source::Violations && reason == Reason::Overwritten)
-                .then(|| hub.violations_dropped_after(after));
+            let matching = violations_lost.filter(|_| reason == Reason::Overwritten);
             let lost = LostFlows {
                 first_cursor: first,
                 last_cursor: last,

@@ -27,10 +27,21 @@ use tokio::sync::watch;
 pub use ring::{Batch, FlowRing, Gap};
 use sink::Sink;
 pub use sink::{SinkStatus, WhenFull};
-pub use violations::ViolationRing;
+use violations::ViolationRing;
 
 /// Violations kept by default (`--api-buffer-violations`).
 pub const DEFAULT_VIOLATIONS: usize = 16_384;
+
+/// What one read of the hub found.
+#[derive(Debug)]
+pub struct Read {
+    /// The flows, and the gaps before them.
+    pub batch: Batch<Arc<Published>>,
+    /// The cursor the read is complete through.
+    pub through: u64,
+    /// Violations reads: how many violations the gaps held.
+    pub violations_lost: Option<u64>,
+}
 
 /// What a reader reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,8 +112,6 @@ pub enum StartAt {
     Next,
     /// With the oldest flow held.
     Oldest,
-    /// With the newest N flows held.
-    Last(u64),
     /// Right after this cursor.
     After(u64),
 }
@@ -264,22 +273,31 @@ impl FlowHub {
     }
 
     /// Up to `max` flows of `source` after cursor `after`, what the reader lost before them,
-    /// and, for violations, the cursor the read is complete through (flows between
-    /// violations are not violations: a reader may move past them).
-    pub fn read(&self, source: Source, after: u64, max: usize) -> (Batch<Arc<Published>>, u64) {
+    /// and the cursor the read is complete through (for violations, past the flows between
+    /// them, which are not violations). For violations, also how many were dropped under
+    /// the cursors of the gap up to `until`, read under the same lock as the gap.
+    pub fn read(&self, source: Source, after: u64, max: usize, until: u64) -> Read {
         match source {
             Source::All => {
                 let batch = self.read_after(after, max);
                 let through = batch.items.last().map_or(after, |(cursor, _)| *cursor);
-                (batch, through)
+                Read {
+                    batch,
+                    through,
+                    violations_lost: None,
+                }
             }
-            Source::Violations => self.violation_ring().read_after(after, max),
+            Source::Violations => {
+                let ring = self.violation_ring();
+                let (batch, through) = ring.read_after(after, max);
+                let violations_lost = Some(ring.dropped_between(after, until));
+                Read {
+                    batch,
+                    through,
+                    violations_lost,
+                }
+            }
         }
-    }
-
-    /// How many violations after `after` were dropped from their retention (at least).
-    pub fn violations_dropped_after(&self, after: u64) -> u64 {
-        self.violation_ring().dropped_after(after)
     }
 
     /// Where a violations-only subscription from the oldest starts: before the oldest
@@ -299,7 +317,6 @@ impl FlowHub {
         let after = match start {
             StartAt::Next => next - 1,
             StartAt::Oldest => oldest - 1,
-            StartAt::Last(n) => next.saturating_sub(n).max(oldest) - 1,
             StartAt::After(cursor) if cursor >= next => return Err(next),
             StartAt::After(cursor) => cursor,
         };
@@ -339,7 +356,7 @@ impl FlowHub {
         };
         let (violations_held, violations_capacity) = {
             let violations = self.violation_ring();
-            (violations.len() as u64, violations.capacity() as u64)
+            (violations.held() as u64, violations.capacity() as u64)
         };
         HubStatus {
             oldest_cursor: bounds.as_ref().map_or(0, |b| *b.start()),

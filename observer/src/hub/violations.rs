@@ -19,8 +19,8 @@ pub struct ViolationRing<T> {
     /// The cursors of the latest violations dropped, at most `capacity`, to count what a
     /// reader lost.
     dropped: VecDeque<u64>,
-    /// Violations dropped in all.
-    dropped_total: u64,
+    /// The cursor of the newest dropped violation `dropped` no longer tracks (0: none).
+    forgotten_through: u64,
     /// The first cursor of this run (earlier ones are another run's).
     first_cursor: u64,
     /// The newest cursor published (a violation or not): a read is complete up to it.
@@ -37,7 +37,7 @@ impl<T: Clone> ViolationRing<T> {
             capacity: capacity.max(1),
             dropped_through: 0,
             dropped: VecDeque::new(),
-            dropped_total: 0,
+            forgotten_through: 0,
             first_cursor,
             newest: first_cursor - 1,
         }
@@ -49,9 +49,10 @@ impl<T: Clone> ViolationRing<T> {
             && let Some((dropped, _)) = self.items.pop_front()
         {
             self.dropped_through = dropped;
-            self.dropped_total += 1;
-            if self.dropped.len() == self.capacity {
-                self.dropped.pop_front();
+            if self.dropped.len() == self.capacity
+                && let Some(forgotten) = self.dropped.pop_front()
+            {
+                self.forgotten_through = forgotten;
             }
             self.dropped.push_back(dropped);
         }
@@ -70,36 +71,26 @@ impl<T: Clone> ViolationRing<T> {
     }
 
     /// Violations held now.
-    pub fn len(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.items.len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
     }
 
     /// The cursor before the oldest violation held (with nothing lost before it), or the
     /// newest cursor published when none is held: where "from the oldest" starts.
     pub fn before_oldest(&self) -> u64 {
         match self.items.front() {
-            Some((cursor, _)) => (cursor - 1).max(self.dropped_through),
-            None => self.newest.max(self.dropped_through),
+            Some((cursor, _)) => cursor - 1,
+            None => self.newest,
         }
     }
 
-    /// How many violations after `after` were dropped: exact while the reader is within
-    /// `capacity` dropped violations, else at least that many.
-    pub fn dropped_after(&self, after: u64) -> u64 {
-        let tracked = self.dropped.len() - self.dropped.partition_point(|c| *c <= after);
-        let untracked = self.dropped_total - self.dropped.len() as u64;
-        let reader_before_tracking = self.dropped.front().is_some_and(|c| *c > after);
-        tracked as u64
-            + if reader_before_tracking {
-                untracked.min(1)
-            } else {
-                0
-            }
+    /// How many violations under cursors `after + 1 ..= until` were dropped: exact while
+    /// the reader is within `capacity` dropped violations, else at least that many.
+    pub fn dropped_between(&self, after: u64, until: u64) -> u64 {
+        let in_range = |c: &u64| *c > after && *c <= until;
+        let tracked = self.dropped.iter().filter(|c| in_range(c)).count() as u64;
+        // Older drops are no longer tracked one by one; the newest of them is known.
+        tracked + u64::from(in_range(&self.forgotten_through))
     }
 
     /// Up to `max` violations after `after`, the violations lost between (a gap naming
@@ -156,8 +147,9 @@ mod tests {
         // 100 and 200 were dropped; a reader after 150 missed the one under 200.
         let (batch, _) = ring.read_after(150, 10);
         assert_eq!(batch.lost, vec![Gap::Overwritten(151..=200)]);
-        assert_eq!(ring.dropped_after(150), 1);
-        assert_eq!(ring.dropped_after(0), 2);
+        assert_eq!(ring.dropped_between(150, u64::MAX), 1);
+        assert_eq!(ring.dropped_between(0, u64::MAX), 2);
+        assert_eq!(ring.dropped_between(0, 150), 1, "only those up to the end");
         assert_eq!(batch.items, vec![(300, 300), (400, 400)]);
         // A reader after 200 missed nothing.
         assert_eq!(ring.read_after(200, 10).0.lost, vec![]);
@@ -167,5 +159,17 @@ mod tests {
             ring.read_after(7, 10).0.lost,
             vec![Gap::EarlierRun(8..=99), Gap::Overwritten(100..=200)]
         );
+    }
+
+    #[test]
+    fn drops_older_than_the_tracked_ones_count_at_least_once_and_only_after_the_reader() {
+        let mut ring = ViolationRing::new(2, 100);
+        for cursor in [100, 200, 300, 400, 500, 600] {
+            ring.push(cursor, cursor);
+        }
+        // Dropped: 100, 200, 300, 400; tracked: 300, 400; 200 is the newest forgotten.
+        assert_eq!(ring.dropped_between(150, u64::MAX), 3, "200, 300, 400");
+        assert_eq!(ring.dropped_between(250, u64::MAX), 2, "300, 400");
+        assert_eq!(ring.dropped_between(0, u64::MAX), 3, "at least 3 of the 4");
     }
 }

@@ -297,6 +297,23 @@ pub struct Verdict<S = String> {
 }
 
 impl<S> Verdict<S> {
+    /// The step people name as the verdict's reason: for a denied flow, the last step of
+    /// the first direction that denied it (egress at the source, then ingress at the
+    /// destination, as a packet meets them); for an allowed one, the first rule that
+    /// allowed it, in the same order. None when no policy decided (not isolated,
+    /// exempt, not applicable).
+    pub fn deciding_step(&self) -> Option<&TierDecision<S>> {
+        let directions = [&self.egress, &self.ingress];
+        if self.allowed {
+            directions.iter().find_map(|d| d.allowing_rules().next())
+        } else {
+            directions
+                .iter()
+                .find(|d| !d.permits())
+                .and_then(|d| d.tiers.last())
+        }
+    }
+
     /// Allow, deny or undefined.
     pub fn kind(&self) -> VerdictKind {
         match (self.category, self.allowed) {

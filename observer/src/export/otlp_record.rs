@@ -110,18 +110,10 @@ pub fn log_record(record: &FlowRecord, now_ns: u64) -> LogRecord {
             format!("{}/{}", service.namespace, service.name),
         ));
     }
-    if let Some(verdict) = &record.policy {
-        let deciding = [&verdict.ingress, &verdict.egress]
-            .into_iter()
-            .find(|d| !d.permits())
-            .and_then(|d| d.tiers.last())
-            .or_else(|| verdict.ingress.allowing_rules().next())
-            .or_else(|| verdict.egress.allowing_rules().next());
-        if let Some(step) = deciding {
-            attributes.push(text("observer.policy", step.policy.to_string()));
-            attributes.push(text("observer.policy.kind", step.policy.kind.name()));
-            attributes.push(text("observer.policy.tier", step.tier.clone()));
-        }
+    if let Some(step) = record.policy.as_ref().and_then(|v| v.deciding_step()) {
+        attributes.push(text("observer.policy", step.policy.to_string()));
+        attributes.push(text("observer.policy.kind", step.policy.kind.name()));
+        attributes.push(text("observer.policy.tier", step.tier.clone()));
     }
     attributes.push(int(
         "observer.packets",

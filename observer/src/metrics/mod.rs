@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -94,11 +95,11 @@ pub struct Metrics {
     /// Losses, one family per unit (a family never mixes events, packets and records).
     lost: [Family<LossLabels, Counter>; 4],
     records: Family<RecordLabels, Counter>,
+    /// Namespace pairs `denied` has a series for (`_other` aside).
+    denied_series: AtomicUsize,
     flows: Family<VerdictLabels, Counter>,
     flow_packets: Family<VerdictLabels, Counter>,
     flow_bytes: Family<VerdictLabels, Counter>,
-    /// Namespace pairs of `denied` so far: at most [`MAX_NAMESPACE_PAIRS`].
-    denied_pairs: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     process: process::ProcessMetrics,
     denied: Family<NamespacePair, Counter>,
     denied_by: Family<DecidedBy, Counter>,
@@ -267,10 +268,10 @@ impl Metrics {
             datapath,
             lost,
             records,
+            denied_series: AtomicUsize::new(0),
             flows,
             flow_packets,
             flow_bytes,
-            denied_pairs: Default::default(),
             process,
             denied,
             denied_by,
@@ -368,25 +369,24 @@ impl Metrics {
     }
 
     /// The labels of a denied record's namespaces, `_other` for both past
-    /// [`MAX_NAMESPACE_PAIRS`] distinct pairs.
+    /// [`MAX_NAMESPACE_PAIRS`] distinct pairs (the family's series, counted).
     fn namespace_pair(&self, record: &FlowRecord) -> NamespacePair {
         let namespace = |side: &crate::flow::RecordEndpoint| {
             side.identity.namespace.clone().unwrap_or_default()
         };
-        let pair = (namespace(&record.src), namespace(&record.dst));
-        let Ok(mut seen) = self.denied_pairs.lock() else {
-            return NamespacePair::other();
+        let pair = NamespacePair {
+            source_namespace: namespace(&record.src),
+            destination_namespace: namespace(&record.dst),
         };
-        if !seen.contains(&pair) {
-            if seen.len() >= MAX_NAMESPACE_PAIRS {
-                return NamespacePair::other();
-            }
-            seen.insert(pair.clone());
+        if self.denied.get(&pair).is_some() {
+            return pair;
         }
-        NamespacePair {
-            source_namespace: pair.0,
-            destination_namespace: pair.1,
+        // A new pair: one series more, while there is room.
+        if self.denied_series.load(Ordering::Relaxed) >= MAX_NAMESPACE_PAIRS {
+            return NamespacePair::other();
         }
+        self.denied_series.fetch_add(1, Ordering::Relaxed);
+        pair
     }
 
     /// Counts written records.
@@ -414,13 +414,8 @@ impl Metrics {
                 self.denied
                     .get_or_create(&self.namespace_pair(record))
                     .inc();
-                let denying = record.policy.as_ref().and_then(|v| {
-                    [&v.egress, &v.ingress]
-                        .into_iter()
-                        .find(|d| !d.permits())
-                        .and_then(|d| d.tiers.last())
-                });
-                if let Some(step) = denying {
+                // Denied: the deciding step is the denying direction's last.
+                if let Some(step) = record.policy.as_ref().and_then(|v| v.deciding_step()) {
                     self.denied_by
                         .get_or_create(&DecidedBy {
                             policy_kind: step.policy.kind.name(),

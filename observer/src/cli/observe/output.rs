@@ -281,21 +281,10 @@ fn end(e: &RecordEndpoint) -> String {
     }
 }
 
-/// The deciding policy and rule: the one that denied, or the first that allowed.
+/// The deciding policy and rule (`Verdict::deciding_step`), `namespace/name[rule]`.
 fn deciding(r: &FlowRecord) -> String {
-    let Some(verdict) = &r.policy else {
-        return String::new();
-    };
-    let directions = [&verdict.ingress, &verdict.egress];
-    let decision = if verdict.allowed {
-        directions.iter().find_map(|d| d.allowing_rules().next())
-    } else {
-        directions
-            .iter()
-            .find(|d| !d.permits())
-            .and_then(|d| d.tiers.last())
-    };
-    decision.map_or(String::new(), |t| match t.rule_index {
+    let step = r.policy.as_ref().and_then(|v| v.deciding_step());
+    step.map_or(String::new(), |t| match t.rule_index {
         Some(rule) => format!("{}[{rule}]", t.policy),
         None => t.policy.to_string(),
     })

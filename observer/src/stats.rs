@@ -168,11 +168,12 @@ impl RunStats {
                 api_flows_lost_to_subscribers = self.api.flows_lost_to_subscribers,
                 records_lost_to_sinks = self.lost_to_sinks(),
                 flow_log_lost_records = self.flow_log_lost_records,
+                otlp_unsent = self.otlp_unsent,
                 started_items_shed = self.started_items_shed(),
                 "flow events lost: the ring buffer was full (raise --ringbuf-bytes), the \
                  connection table was (raise --max-connections), a gRPC subscriber fell \
-                 behind (raise --api-buffer-flows), or a sink's queue was full (see sinks in \
-                 the stats)"
+                 behind (raise --api-buffer-flows), a sink's queue was full (see sinks in \
+                 the stats), or the OTLP collector did not take records"
             );
             self.losses_reported = losses;
         }

@@ -66,11 +66,7 @@ fn portless(t: &PortlessTraffic) -> proto::PortlessTraffic {
     proto::PortlessTraffic {
         direction: direction(t.direction),
         peer: Some(peer(&t.peer, &t.peer_labels)),
-        protocol: if t.protocol.is_icmp() {
-            t.protocol.to_string()
-        } else {
-            t.protocol.0.to_string()
-        },
+        protocol: t.protocol.to_string(),
         icmp: t.icmp.map(|(kind, code)| proto::Icmp {
             r#type: kind.into(),
             code: code.into(),

@@ -39,10 +39,12 @@ pub struct SuggestionSource {
 pub(super) async fn get_learning(source: &SuggestionSource) -> Result<Learning, Status> {
     let learner = Arc::clone(&source.learner);
     let (state, edges) = tokio::task::spawn_blocking(move || {
-        learner
+        // The state is resolved under the lock; its JSON is made after, without it.
+        let (state, edges) = learner
             .lock()
-            .map(|l| (l.state().encode(), l.learned().edge_count() as u64))
-            .map_err(|_| Status::internal("the suggestion learner failed"))
+            .map(|l| (l.state(), l.learned().edge_count() as u64))
+            .map_err(|_| Status::internal("the suggestion learner failed"))?;
+        Ok::<_, Status>((state.encode(), edges))
     })
     .await
     .map_err(|e| Status::internal(format!("encoding the learning: {e}")))??;

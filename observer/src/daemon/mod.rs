@@ -48,6 +48,8 @@ const EVENT_CHANNEL: usize = 16_384;
 const MANIFEST_POLL: Duration = Duration::from_secs(1);
 /// How long subscribers get, at shutdown, to read what the API still holds for them.
 const API_DRAIN: Duration = Duration::from_secs(2);
+/// How long the OTLP exporter may take to send what is queued at stop.
+const OTLP_DRAIN: Duration = Duration::from_secs(5);
 /// How long a program run that began before the final detach may take to finish.
 const DETACH_GRACE: Duration = Duration::from_millis(20);
 /// Names of vanished interfaces kept for records that still refer to them.
@@ -299,10 +301,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
         warn!(error = %e, "the metrics sink panicked");
     }
     // The exporter sends what it has queued (within its retries).
-    if let Some(exporter) = otlp
-        && let Err(e) = exporter.task.await
-    {
-        warn!(error = %e, "the OTLP exporter panicked");
+    if let Some(exporter) = otlp {
+        exporter.finish(OTLP_DRAIN).await;
     }
     // The learner writes its state a last time once it has every record.
     if let Some(learning) = suggestions

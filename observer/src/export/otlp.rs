@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -53,8 +53,11 @@ pub struct OtlpCounts {
     /// Records the collector accepted.
     pub sent: AtomicU64,
     /// Records given up on: the collector refused them, or stayed unreachable through the
-    /// retries.
+    /// retries, or the daemon stopped before they could be sent.
     pub unsent: AtomicU64,
+    /// Set when the daemon stops and the drain took too long: what is left is counted as
+    /// unsent, not sent.
+    give_up: AtomicBool,
 }
 
 /// A running exporter.
@@ -63,6 +66,24 @@ pub struct OtlpExporter {
     pub counts: Arc<OtlpCounts>,
     /// The task: it sends what is queued and ends when the hub closes.
     pub task: JoinHandle<()>,
+}
+
+impl OtlpExporter {
+    /// Once the hub is closed: lets the exporter send what it has queued for up to
+    /// `within`, then counts the rest as unsent (a collector that is down cannot hold the
+    /// daemon's stop for the length of every batch's retries).
+    pub async fn finish(mut self, within: Duration) {
+        if tokio::time::timeout(within, &mut self.task).await.is_ok() {
+            return;
+        }
+        warn!(
+            "the OTLP collector did not take the last records in {within:?}; counting the rest as unsent"
+        );
+        self.counts.give_up.store(true, Ordering::Relaxed);
+        if let Err(e) = self.task.await {
+            warn!(error = %e, "the OTLP exporter panicked");
+        }
+    }
 }
 
 /// Starts exporting what `hub` publishes from now on. The collector need not be up: the
@@ -130,7 +151,11 @@ async fn run(
             }],
         };
         let n = batch.len() as u64;
-        match send(&mut client, request).await {
+        if counts.give_up.load(Ordering::Relaxed) {
+            counts.unsent.fetch_add(n, Ordering::Relaxed);
+            continue;
+        }
+        match send(&mut client, request, &counts.give_up).await {
             Ok(()) => {
                 counts.sent.fetch_add(n, Ordering::Relaxed);
                 if failing {
@@ -154,6 +179,7 @@ async fn run(
 async fn send(
     client: &mut LogsServiceClient<Channel>,
     request: ExportLogsServiceRequest,
+    give_up: &AtomicBool,
 ) -> Result<(), tonic::Status> {
     let mut wait = FIRST_BACKOFF;
     let mut attempt = 1;
@@ -167,6 +193,7 @@ async fn send(
             Ok(()) => return Ok(()),
             Err(status)
                 if attempt < ATTEMPTS
+                    && !give_up.load(Ordering::Relaxed)
                     && matches!(
                         status.code(),
                         Code::Unavailable

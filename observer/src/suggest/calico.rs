@@ -10,7 +10,7 @@ use std::fmt::Write;
 use super::generate::{PortlessTraffic, SuggestedRule, Suggestion};
 use super::learn::Direction;
 use super::learn::Peer;
-use super::render::{header, metadata, peer_name};
+use super::render::{header, metadata, peer_name, quoted};
 use crate::flow::IpProtocol;
 
 /// Where the Calico policies go.
@@ -21,10 +21,6 @@ pub struct CalicoPlacement {
     /// A tier other than `default` (the policy's name is then `<tier>.<name>`, as Calico
     /// requires).
     pub tier: Option<String>,
-}
-
-fn quoted(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// A label selector in Calico's syntax: `a == 'x' && b == 'y'`, or `all()`.
@@ -129,11 +125,8 @@ fn write_rules(out: &mut String, s: &Suggestion, end: &str, rule: &SuggestedRule
 fn write_portless(out: &mut String, s: &Suggestion, end: &str, traffic: &PortlessTraffic) {
     let _ = writeln!(out, "  # {}", peer_name(&traffic.peer));
     let _ = writeln!(out, "  - action: Allow");
-    if traffic.protocol.is_icmp() {
-        let _ = writeln!(out, "    protocol: {}", traffic.protocol);
-    } else {
-        let _ = writeln!(out, "    protocol: {}", traffic.protocol.0);
-    }
+    // Its name (ICMP, ICMPv6) or, for a protocol without one, its number.
+    let _ = writeln!(out, "    protocol: {}", traffic.protocol);
     if let Some((kind, code)) = traffic.icmp {
         let _ = writeln!(out, "    icmp: {{type: {kind}, code: {code}}}");
     }

@@ -188,11 +188,9 @@ pub struct Learner {
     seen: HashMap<u64, (u64, u64), Fx>,
     /// Pods already seen (their labels taken into their workload's), by a hash of their
     /// namespace, name and workload, with their workload's id: a known pod costs one hash
-    /// and one probe.
+    /// and one probe. Bounded as `seen` is: past `2 × max_edges` pods (Jobs' pods churn
+    /// for ever) it starts over, and taking a pod's labels in again changes nothing.
     pods: HashMap<u64, u32, Fx>,
-    /// The node named by the latest record, and its id: a daemon's records all name its
-    /// node.
-    last_node: Option<(String, u32)>,
 }
 
 impl Learner {
@@ -259,14 +257,10 @@ impl Learner {
         } else {
             record.dst.port
         };
-        let node = record.node_name.as_deref().map(|n| match &self.last_node {
-            Some((name, id)) if name == n => *id,
-            _ => {
-                let id = self.learned.node_names.intern_str(n);
-                self.last_node = Some((n.to_string(), id));
-                id
-            }
-        });
+        let node = record
+            .node_name
+            .as_deref()
+            .map(|n| self.learned.node_names.intern_str(n));
         if let Some(subject) = src {
             let peer = self.peer(&record.dst, dst);
             self.add(subject, false, peer, record, port, new, node);
@@ -359,6 +353,9 @@ impl Learner {
                 name: name.to_string(),
             },
         );
+        if self.pods.len() >= self.config.max_edges.saturating_mul(2) {
+            self.pods.clear();
+        }
         self.pods.insert(pod_key, id);
         let labels = identity
             .labels

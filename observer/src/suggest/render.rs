@@ -19,7 +19,8 @@ use super::learn::{EdgeStats, Peer};
 /// The annotation keys on each policy.
 pub const ANNOTATION_PREFIX: &str = "observer.k8s.io";
 
-fn quoted(s: &str) -> String {
+/// `s` as a quoted YAML (JSON) string.
+pub(super) fn quoted(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 

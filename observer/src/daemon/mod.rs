@@ -289,6 +289,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
     if node.poller.request(&mut node.release) {
         node.apply_poll().await;
     }
+    // The last polls may have opened connections whose started items wait for their
+    // Service: publish them before the records that end those connections.
+    node.publish_started(u64::MAX).await;
     let sweep = node.table.drain(&node.names);
     node.write(sweep).await;
     // Sinks get what is left and end; the flow log is written to the last line.

@@ -159,11 +159,11 @@ async fn memory_per_stream() {
         ),
     ] {
         // Warm up the allocator and the connection machinery with one stream first.
-        streams.push(open(start).await);
+        streams.push(open(start.clone()).await);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let before = resident_bytes();
         for _ in 0..STREAMS {
-            streams.push(open(start).await);
+            streams.push(open(start.clone()).await);
         }
         // Let the server fill what it can: its queue and the connection's window.
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

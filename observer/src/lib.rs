@@ -30,6 +30,7 @@ pub mod hub;
 pub mod memory;
 pub mod metrics;
 pub mod policy;
+pub mod relay;
 pub mod stats;
 pub mod suggest;
 /// The gRPC schema's generated code and the one conversion between it and the record (from

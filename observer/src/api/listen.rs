@@ -151,32 +151,77 @@ pub async fn connect(
     server: &str,
     tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> Result<tonic::transport::Channel> {
-    use tonic::transport::Endpoint;
     let failed = || format!("connecting to the observer API at {server}");
+    match endpoint(server, tls)? {
+        (endpoint, Some(connector)) => endpoint
+            .connect_with_connector(connector)
+            .await
+            .with_context(failed),
+        (endpoint, None) => endpoint.connect().await.with_context(failed),
+    }
+}
+
+/// A channel to `server` (as [`connect`]) that connects on its first call and reconnects
+/// after failures by itself: a relay keeps one per node observer.
+pub fn connect_lazy(
+    server: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<tonic::transport::Channel> {
+    Ok(match endpoint(server, tls)? {
+        (endpoint, Some(connector)) => endpoint.connect_with_connector_lazy(connector),
+        (endpoint, None) => endpoint.connect_lazy(),
+    })
+}
+
+/// Opens a Unix socket for a channel.
+#[derive(Clone, Debug)]
+pub struct UnixConnector(PathBuf);
+
+impl tower::Service<http::Uri> for UnixConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let path = self.0.clone();
+        Box::pin(async move {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
+}
+
+/// The endpoint for `server`, and the connector when it is a Unix socket.
+fn endpoint(
+    server: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<(tonic::transport::Endpoint, Option<UnixConnector>)> {
+    use tonic::transport::Endpoint;
     if let Some(path) = unix_path(server) {
         if tls.is_some() {
             bail!("--server {server}: TLS is for TCP addresses; a Unix socket is local");
         }
         // The URI is not used to connect; the connector opens the socket.
-        let endpoint = Endpoint::from_static("http://localhost");
-        let connector = tower::service_fn(move |_: http::Uri| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
-        });
-        return endpoint
-            .connect_with_connector(connector)
-            .await
-            .with_context(failed);
+        return Ok((
+            Endpoint::from_static("http://localhost"),
+            Some(UnixConnector(path)),
+        ));
     }
     let mut endpoint =
         Endpoint::from_shared(server.to_owned()).with_context(|| format!("--server {server}"))?;
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls).context("TLS settings")?;
     }
-    endpoint.connect().await.with_context(failed)
+    Ok((endpoint, None))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 pub mod filter;
 pub mod listen;
 pub mod server;
-mod start;
+pub(crate) mod start;
 mod stream;
 mod suggestion_wire;
 pub mod suggestions;

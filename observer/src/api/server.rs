@@ -183,7 +183,14 @@ impl proto::observer_server::Observer for ObserverService {
                 "last and first count flows: 0 selects none; ask for at least 1",
             ));
         }
+        let progress = progress_interval(request.progress_interval_ms)?;
         let (start, limit) = match request.start {
+            Some(Start::AfterToken(_)) => {
+                return Err(Status::invalid_argument(
+                    "after_token is a relay's cursor: this is a node's observer; give \
+                     after_cursor, or ask the relay that made the token",
+                ));
+            }
             None | Some(Start::FromOldest(false)) => (StartAt::Next, None),
             Some(Start::FromOldest(true)) => (StartAt::Oldest, None),
             Some(Start::AfterCursor(cursor)) => (StartAt::After(cursor), None),
@@ -223,6 +230,7 @@ impl proto::observer_server::Observer for ObserverService {
                 span,
                 follow,
                 limit,
+                progress,
             };
             stream_flows(hub, subscriber, stream, tx).await;
             // The stream's slot is free once its task ends.
@@ -260,6 +268,7 @@ impl proto::observer_server::Observer for ObserverService {
             ready: self.about.ready.as_ref().is_none_or(|r| *r.borrow()),
             violations_held: s.violations_held,
             violations_capacity: s.violations_capacity,
+            nodes: Vec::new(),
         }))
     }
 
@@ -317,6 +326,17 @@ impl proto::observer_server::Observer for ObserverService {
     }
 }
 
+/// `progress_interval_ms`: none when 0; at least 10 ms.
+pub fn progress_interval(ms: u32) -> Result<Option<std::time::Duration>, Status> {
+    match ms {
+        0 => Ok(None),
+        1..10 => Err(Status::invalid_argument(format!(
+            "progress_interval_ms {ms} is below 10 ms"
+        ))),
+        ms => Ok(Some(std::time::Duration::from_millis(u64::from(ms)))),
+    }
+}
+
 /// The server's TLS files (PEM): its certificate chain and key, and optionally the CA
 /// that client certificates must chain to (mutual TLS: clients without one are refused).
 #[derive(Clone, Debug)]
@@ -365,18 +385,31 @@ pub async fn serve(
     config: ApiConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let service = ObserverService::new(hub, config.max_streams)
+        .with_suggestions(config.suggestions)
+        .with_identity(config.node_name, config.ready.clone(), config.node)
+        .into_server();
+    serve_observer(listener, config.tls, config.ready, service, shutdown).await
+}
+
+/// Serves an `Observer` service (a node's, or a relay's) with the standard services beside
+/// it: health (`NOT_SERVING` until `ready`, for probes) and reflection (for grpcurl and
+/// other clients without the .proto).
+pub async fn serve_observer<S: proto::observer_server::Observer>(
+    listener: impl Into<ApiListener>,
+    tls: Option<ServerTlsConfig>,
+    ready: Option<tokio::sync::watch::Receiver<bool>>,
+    service: ObserverServer<S>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = config.tls {
+    if let Some(tls) = tls {
         server = server.tls_config(tls)?;
     }
-    // The standard services beside ours: health (for probes) and reflection (for grpcurl
-    // and other clients without the .proto).
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_not_serving::<ObserverServer<ObserverService>>()
-        .await;
-    let mut ready = config.ready.clone();
+    health.set_not_serving::<ObserverServer<S>>().await;
+    let mut ready = ready;
     tokio::spawn(async move {
         if let Some(ready) = ready.as_mut() {
             // The sender gone without readiness: the daemon is stopping; stay NOT_SERVING.
@@ -384,9 +417,7 @@ pub async fn serve(
                 return;
             }
         }
-        health
-            .set_serving::<ObserverServer<ObserverService>>()
-            .await;
+        health.set_serving::<ObserverServer<S>>().await;
     });
     // Both reflection versions list every service, both reflection services included.
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
@@ -409,12 +440,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
-            ObserverService::new(hub, config.max_streams)
-                .with_suggestions(config.suggestions)
-                .with_identity(config.node_name, config.ready, config.node)
-                .into_server(),
-        );
+        .add_service(service);
     match listener.into() {
         ApiListener::Tcp(listener) => {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

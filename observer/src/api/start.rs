@@ -53,7 +53,7 @@ pub(super) fn last_matching(
 }
 
 /// A request's time bound (seconds, nanoseconds), refused when it is not a valid time.
-pub(super) fn time(field: &str, t: Option<(i64, i32)>) -> Result<Option<Timestamp>, Status> {
+pub(crate) fn time(field: &str, t: Option<(i64, i32)>) -> Result<Option<Timestamp>, Status> {
     t.map(|(seconds, nanos)| {
         Timestamp::from_parts(seconds, nanos).ok_or_else(|| {
             Status::invalid_argument(format!("{field}: {seconds}s {nanos}ns is not a time"))

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use observer_api::vocab::Timestamp;
 use tonic::Status;
 
 use super::filter::Selection;
-use crate::hub::{FlowHub, Gap, Read, Source, Span, SubscriberGuard};
+use crate::hub::{FlowHub, Gap, Read, Source, Span, SubscriberGuard, now_ns};
 use crate::wire::proto::{
-    FlowEvent, GetFlowsResponse, LostFlows, get_flows_response::Event, lost_flows::Reason,
+    FlowEvent, GetFlowsResponse, LostFlows, Progress, get_flows_response::Event,
+    lost_flows::Reason,
 };
 
 /// Flows read from the hub at a time.
@@ -23,6 +25,8 @@ pub(super) struct StreamPlan {
     pub(super) follow: bool,
     /// At most this many flows (`first`).
     pub(super) limit: Option<u64>,
+    /// Say `Progress` when caught up, and every this often while idle.
+    pub(super) progress: Option<std::time::Duration>,
 }
 
 /// Sends one subscriber its flows after `span.after` until the client goes away, or,
@@ -39,8 +43,11 @@ pub(super) async fn stream_flows(
         span,
         follow,
         limit,
+        progress,
     } = plan;
     let mut wake = hub.watch();
+    // Whether a flow or gap was sent since the last Progress (the first is due at once).
+    let mut progress_due = true;
     let mut after = span.after;
     let mut left = limit.unwrap_or(u64::MAX);
     // Without `follow`, nothing at or past the end is due (not even as a gap).
@@ -49,6 +56,9 @@ pub(super) async fn stream_flows(
         if after >= last_due {
             return;
         }
+        // Taken before the read: every flow written before it is in this read or an
+        // earlier one (a Progress says so).
+        let read_at = now_ns();
         let Read {
             batch,
             through,
@@ -71,10 +81,12 @@ pub(super) async fn stream_flows(
                 last_cursor: last,
                 reason: reason as i32,
                 matching_flows: matching,
+                node: String::new(),
             };
             if send(&tx, Event::Lost(lost)).await.is_err() {
                 return;
             }
+            progress_due = true;
             if reason == Reason::Overwritten {
                 hub.count_lost(matching.unwrap_or(last - first + 1));
             }
@@ -87,13 +99,17 @@ pub(super) async fn stream_flows(
             }
             after = cursor;
             if selection.matches(&published.record) {
+                let (seconds, nanos) = Timestamp(published.written_ns).to_parts();
                 let flow = FlowEvent {
                     cursor,
                     flow: Some(published.wire().clone()),
+                    written: Some(prost_types::Timestamp { seconds, nanos }),
+                    token: String::new(),
                 };
                 if send(&tx, Event::Flow(flow)).await.is_err() {
                     return;
                 }
+                progress_due = true;
                 left -= 1;
                 if left == 0 {
                     return;
@@ -118,11 +134,31 @@ pub(super) async fn stream_flows(
         if !follow || closed {
             return;
         }
-        // A client that went away is noticed here too, not only by a failed send: a
-        // filter that rarely matches would otherwise keep its stream alive.
+        let Some(interval) = progress else {
+            // A client that went away is noticed here too, not only by a failed send: a
+            // filter that rarely matches would otherwise keep its stream alive.
+            tokio::select! {
+                changed = wake.changed() => if changed.is_err() { return },
+                () = tx.closed() => return,
+            }
+            continue;
+        };
+        if progress_due {
+            let (seconds, nanos) = Timestamp(read_at).to_parts();
+            let progress = Progress {
+                through_cursor: after,
+                written_through: Some(prost_types::Timestamp { seconds, nanos }),
+                token: String::new(),
+            };
+            if send(&tx, Event::Progress(progress)).await.is_err() {
+                return;
+            }
+            progress_due = false;
+        }
         tokio::select! {
             changed = wake.changed() => if changed.is_err() { return },
             () = tx.closed() => return,
+            () = tokio::time::sleep(interval) => progress_due = true,
         }
     }
 }

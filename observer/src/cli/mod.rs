@@ -4,6 +4,7 @@ mod check;
 mod client;
 mod duration;
 mod observe;
+mod relay;
 mod run;
 mod status;
 pub mod suggest;
@@ -47,6 +48,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Suggest least-privilege NetworkPolicies from flow logs, proven against them.
     Suggest(suggest::SuggestArgs),
+    /// Serve one API for the whole cluster: every node observer's flows, merged.
+    Relay(Box<relay::RelayArgs>),
 }
 
 /// Parses a command line as the `observer` binary would, without running it: manifests
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
     init_logs(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
+        Command::Relay(args) => relay::run(*args),
         Command::Observe(args) => return observe::run(*args),
         Command::Status(args) => return status::run(args),
         Command::Check(args) => return check::run(args),

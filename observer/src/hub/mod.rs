@@ -62,17 +62,22 @@ pub struct Published {
     pub cursor: u64,
     /// The judged record.
     pub record: FlowRecord,
+    /// When it was published, in nanoseconds since the epoch: taken under the ring's lock,
+    /// so it grows with the cursor (as the wall clock does), and a reader that read the
+    /// ring at time `t` has every flow written before `t`.
+    pub written_ns: i64,
     /// Boxed: an empty `OnceLock` of the message itself would take its whole size (several
     /// hundred bytes) in every buffered entry, read or not.
     wire: OnceLock<Box<proto::Flow>>,
 }
 
 impl Published {
-    /// A record published under `cursor`.
+    /// A record published under `cursor`, now.
     pub fn new(cursor: u64, record: FlowRecord) -> Self {
         Self {
             cursor,
             record,
+            written_ns: now_ns(),
             wire: OnceLock::new(),
         }
     }
@@ -87,6 +92,13 @@ impl Published {
         self.wire
             .get_or_init(|| Box::new(proto::Flow::from(&self.record)))
     }
+}
+
+/// The wall clock in nanoseconds since the epoch (0 before it).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// The hub of written flows.

@@ -38,11 +38,15 @@ pub struct ObserveArgs {
     #[arg(long, short)]
     follow: bool,
     /// Start with the oldest flow the server holds.
-    #[arg(long, conflicts_with_all = ["after_cursor", "last", "first"])]
+    #[arg(long, conflicts_with_all = ["after_cursor", "after_token", "last", "first"])]
     from_oldest: bool,
     /// Resume right after this cursor (as printed by an earlier run).
-    #[arg(long, conflicts_with_all = ["last", "first"])]
+    #[arg(long, conflicts_with_all = ["after_token", "last", "first"])]
     after_cursor: Option<u64>,
+    /// Through a relay: resume right after the flow with this token (JSON output prints
+    /// each flow's `token`), on any replica of the relay.
+    #[arg(long, conflicts_with_all = ["last", "first"])]
+    after_token: Option<String>,
     /// The last N matching flows the server holds (default without --follow: 20).
     #[arg(long, conflicts_with = "first")]
     last: Option<u64>,
@@ -191,7 +195,9 @@ async fn read_flows(args: &ObserveArgs) -> Result<(), Failure> {
             Some(Event::Flow(event)) => {
                 let Some(flow) = event.flow else { continue };
                 match FlowRecord::try_from(&flow) {
-                    Ok(record) => printer.flow(event.cursor, &record).map_err(io)?,
+                    Ok(record) => printer
+                        .flow(event.cursor, &event.token, &record)
+                        .map_err(io)?,
                     // A newer server may send what this client does not know: say so, and
                     // go on with the rest.
                     Err(e) => eprintln!(
@@ -201,13 +207,11 @@ async fn read_flows(args: &ObserveArgs) -> Result<(), Failure> {
                 }
             }
             Some(Event::Lost(lost)) => {
-                eprintln!(
-                    "observer: lost flows {}..={}: the server no longer held them",
-                    lost.first_cursor, lost.last_cursor
-                );
+                eprintln!("observer: {}", output::describe_lost(&lost));
                 printer.lost(&lost).map_err(io)?;
             }
-            None => {}
+            // Not asked for.
+            Some(Event::Progress(_)) | None => {}
         }
     }
     printer.finish().map_err(io)?;

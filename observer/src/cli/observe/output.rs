@@ -79,11 +79,19 @@ impl<W: Write> Printer<W> {
     }
 
     /// One flow.
-    pub fn flow(&mut self, cursor: u64, record: &FlowRecord) -> io::Result<()> {
+    /// `token`: a relay's, to resume after this flow (empty from a node).
+    pub fn flow(&mut self, cursor: u64, token: &str, record: &FlowRecord) -> io::Result<()> {
+        let value = || {
+            let mut value = json!({ "cursor": cursor, "flow": record });
+            if !token.is_empty() {
+                value["token"] = json!(token);
+            }
+            value
+        };
         match self.format {
-            Format::Jsonl => writeln!(self.out, "{}", json!({ "cursor": cursor, "flow": record }))?,
+            Format::Jsonl => writeln!(self.out, "{}", value())?,
             Format::Json => {
-                let value = json!({ "cursor": cursor, "flow": record });
+                let value = value();
                 let text = serde_json::to_string_pretty(&value).map_err(io::Error::other)?;
                 writeln!(self.out, "{text}")?;
             }
@@ -119,34 +127,24 @@ impl<W: Write> Printer<W> {
 
     /// A gap: flows the server no longer held.
     pub fn lost(&mut self, lost: &LostFlows) -> io::Result<()> {
-        let reason = match Reason::try_from(lost.reason) {
-            Ok(Reason::Overwritten) => "overwritten",
-            Ok(Reason::EarlierRun) => "earlier-run",
-            _ => "unspecified",
-        };
         match self.format {
             Format::Jsonl | Format::Json => {
                 let mut value = json!({ "lost": {
                     "first_cursor": lost.first_cursor,
                     "last_cursor": lost.last_cursor,
-                    "reason": reason,
+                    "reason": reason(lost),
                 }});
                 if let Some(n) = lost.matching_flows {
                     value["lost"]["violations"] = json!(n);
+                }
+                if !lost.node.is_empty() {
+                    value["lost"]["node"] = json!(lost.node);
                 }
                 writeln!(self.out, "{value}")?;
             }
             Format::Compact | Format::Table => {
                 self.flush_table()?;
-                let violations = lost
-                    .matching_flows
-                    .map(|n| format!(", {n} violations among them"))
-                    .unwrap_or_default();
-                let text = format!(
-                    "-- lost flows {}..={} ({reason}{violations}): the server no longer held \
-                     them --",
-                    lost.first_cursor, lost.last_cursor
-                );
+                let text = format!("-- {} --", describe_lost(lost));
                 let text = if self.color {
                     format!("\x1b[33m{text}\x1b[0m")
                 } else {
@@ -303,4 +301,36 @@ mod tests {
         assert_eq!(short_time("2026-01-09T00:00:01Z"), "Jan 09 00:00:01.000");
         assert_eq!(short_time("2026-01-09T00:00:01.5Z"), "Jan 09 00:00:01.500");
     }
+}
+
+/// A `LostFlows` reason, as JSON output spells it.
+fn reason(lost: &LostFlows) -> &'static str {
+    match Reason::try_from(lost.reason) {
+        Ok(Reason::Overwritten) => "overwritten",
+        Ok(Reason::EarlierRun) => "earlier-run",
+        Ok(Reason::NodeUnreachable) => "node-unreachable",
+        _ => "unspecified",
+    }
+}
+
+/// A gap in words: which flows, of which node, why.
+pub fn describe_lost(lost: &LostFlows) -> String {
+    let violations = lost
+        .matching_flows
+        .map(|n| format!(", {n} violations among them"))
+        .unwrap_or_default();
+    let node = if lost.node.is_empty() {
+        String::new()
+    } else {
+        format!("node {}: ", lost.node)
+    };
+    if Reason::try_from(lost.reason) == Ok(Reason::NodeUnreachable) {
+        return format!("{node}lost flows: its observer could not be reached");
+    }
+    format!(
+        "{node}lost flows {}..={} ({}{violations}): the server no longer held them",
+        lost.first_cursor,
+        lost.last_cursor,
+        reason(lost)
+    )
 }

@@ -32,6 +32,8 @@ pub fn request(args: &ObserveArgs, now: SystemTime) -> Result<GetFlowsRequest, B
         Some(Start::FromOldest(true))
     } else if let Some(cursor) = args.after_cursor {
         Some(Start::AfterCursor(cursor))
+    } else if let Some(token) = &args.after_token {
+        Some(Start::AfterToken(token.clone()))
     } else if let Some(n) = args.first {
         Some(Start::First(n))
     } else if let Some(n) = args.last {
@@ -72,6 +74,7 @@ pub fn request(args: &ObserveArgs, now: SystemTime) -> Result<GetFlowsRequest, B
         deny,
         since: since.map(crate::wire::convert::timestamp),
         until: until.map(crate::wire::convert::timestamp),
+        progress_interval_ms: 0,
     })
 }
 

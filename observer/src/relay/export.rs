@@ -1,0 +1,56 @@
+//! `observer relay --otlp-endpoint`: the relay reads every node's new flows itself (one
+//! stream, as a client would) and publishes them to a hub of its own, which the OTLP
+//! exporter subscribes to as it does in a node's daemon.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::RelayCounters;
+use super::peers::PeerSet;
+use super::service::plan;
+use super::stream::relay_flows;
+use crate::flow::FlowRecord;
+use crate::hub::FlowHub;
+use crate::wire::proto::{GetFlowsRequest, get_flows_response::Event};
+
+/// Publishes every node's flows, merged, to `hub` until the peers are gone.
+pub async fn feed(peers: Arc<PeerSet>, window: std::time::Duration, hub: Arc<FlowHub>) {
+    let request = GetFlowsRequest {
+        follow: true,
+        ..GetFlowsRequest::default()
+    };
+    let Ok(plan) = plan(request, window) else {
+        return;
+    };
+    let (tx, mut rx) = mpsc::channel(crate::api::server::STREAM_QUEUE);
+    tokio::spawn(relay_flows(
+        peers,
+        plan,
+        tx,
+        Arc::new(RelayCounters::default()),
+    ));
+    while let Some(message) = rx.recv().await {
+        match message.ok().and_then(|m| m.event) {
+            Some(Event::Flow(event)) => {
+                let Some(flow) = event.flow else { continue };
+                match FlowRecord::try_from(&flow) {
+                    Ok(record) => hub.publish(vec![record]).await,
+                    Err(e) => tracing::warn!(
+                        node = %flow.node_name,
+                        cursor = event.cursor,
+                        error = %e,
+                        "a node sent a flow this relay cannot read; not exported"
+                    ),
+                }
+            }
+            Some(Event::Lost(lost)) => tracing::warn!(
+                node = %lost.node,
+                first = lost.first_cursor,
+                last = lost.last_cursor,
+                "flows lost before export: the node no longer held them"
+            ),
+            _ => {}
+        }
+    }
+}

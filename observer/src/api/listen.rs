@@ -162,12 +162,19 @@ pub async fn connect(
 }
 
 /// A channel to `server` (as [`connect`]) that connects on its first call and reconnects
-/// after failures by itself: a relay keeps one per node observer.
+/// after failures by itself: a relay keeps one per node observer. Its HTTP/2 windows are
+/// small (256 KiB a stream), so that what a slow client's streams hold in flight from each
+/// node stays small: past it, the node's ring falls behind and the node says what was lost.
 pub fn connect_lazy(
     server: &str,
     tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> Result<tonic::transport::Channel> {
-    Ok(match endpoint(server, tls)? {
+    const STREAM_WINDOW: u32 = 256 << 10;
+    let (endpoint, connector) = endpoint(server, tls)?;
+    let endpoint = endpoint
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(STREAM_WINDOW * 16);
+    Ok(match (endpoint, connector) {
         (endpoint, Some(connector)) => endpoint.connect_with_connector_lazy(connector),
         (endpoint, None) => endpoint.connect_lazy(),
     })

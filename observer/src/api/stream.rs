@@ -3,15 +3,14 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use observer_api::vocab::Timestamp;
+use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::filter::Selection;
 use crate::hub::{FlowHub, Gap, Read, Source, Span, SubscriberGuard, now_ns};
 use crate::wire::proto::{
-    FlowEvent, GetFlowsResponse, LostFlows, Progress, get_flows_response::Event,
-    lost_flows::Reason,
+    FlowEvent, GetFlowsResponse, LostFlows, Progress, get_flows_response::Event, lost_flows::Reason,
 };
 
 /// Flows read from the hub at a time.

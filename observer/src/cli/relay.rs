@@ -22,7 +22,11 @@ pub struct RelayArgs {
     /// A node observer's API (`http://host:port`, `https://host:port` with --peer-tls-ca,
     /// or `unix:///path`). Repeatable: the static peer list, for labs and clusters
     /// without API access.
-    #[arg(long, required_unless_present = "peer_service", conflicts_with = "peer_service")]
+    #[arg(
+        long,
+        required_unless_present = "peer_service",
+        conflicts_with = "peer_service"
+    )]
     peer: Vec<String>,
     /// Find the node observers through the Kubernetes API: the headless Service
     /// (NAMESPACE/NAME) that selects the DaemonSet's pods; its ready endpoints are dialled,
@@ -104,14 +108,18 @@ pub fn run(args: RelayArgs) -> Result<()> {
     let tls = peer_tls(&args)?;
     for peer in &args.peer {
         if !peer.contains("://") {
-            bail!("--peer {peer:?} has no scheme: write http://{peer}, https:// (with --peer-tls-ca) or unix:///path");
+            bail!(
+                "--peer {peer:?} has no scheme: write http://{peer}, https:// (with --peer-tls-ca) or unix:///path"
+            );
         }
         if peer.starts_with("https://") != tls.is_some() && !peer.starts_with("unix:") {
             bail!("--peer {peer}: https:// needs --peer-tls-ca, and --peer-tls-ca needs https://");
         }
     }
     if args.peer_service.is_some() && tls.is_none() && !args.peer_plaintext {
-        bail!("--peer-service dials the observers with TLS: give --peer-tls-ca (and --peer-tls-cert, --peer-tls-key for mutual TLS), or --peer-plaintext");
+        bail!(
+            "--peer-service dials the observers with TLS: give --peer-tls-ca (and --peer-tls-cert, --peer-tls-key for mutual TLS), or --peer-plaintext"
+        );
     }
     let server_tls = match (&args.grpc_tls_cert, &args.grpc_tls_key) {
         (Some(cert), Some(key)) => {
@@ -178,7 +186,14 @@ pub fn run(args: RelayArgs) -> Result<()> {
                 args.merge_window,
                 args.grpc_max_streams,
             );
-            serve_observer(listener, server_tls, None, service.into_server(), shutdown()).await?;
+            serve_observer(
+                listener,
+                server_tls,
+                None,
+                service.into_server(),
+                shutdown(),
+            )
+            .await?;
             tasks.iter().for_each(tokio::task::JoinHandle::abort);
             if let Some((hub, exporter)) = exporter {
                 hub.close();
@@ -197,7 +212,10 @@ pub fn run(args: RelayArgs) -> Result<()> {
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {

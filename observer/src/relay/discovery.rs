@@ -64,7 +64,9 @@ pub fn addresses<'a>(
                 .as_ref()
                 .and_then(|c| c.ready)
                 .unwrap_or(true);
-            let Some(address) = endpoint.addresses.first() else { continue };
+            let Some(address) = endpoint.addresses.first() else {
+                continue;
+            };
             if !ready {
                 continue;
             }
@@ -84,12 +86,10 @@ pub fn addresses<'a>(
 /// Keeps `peers` equal to the Service's ready endpoints for as long as it runs.
 pub async fn discover(client: Client, service: PeerService, peers: Arc<PeerSet>) {
     let api: Api<EndpointSlice> = Api::namespaced(client, &service.namespace);
-    let config = watcher::Config::default()
-        .labels(&format!("kubernetes.io/service-name={}", service.name));
+    let config =
+        watcher::Config::default().labels(&format!("kubernetes.io/service-name={}", service.name));
     let (store, writer) = reflector::store();
-    let mut events = std::pin::pin!(
-        reflector(writer, watcher(api, config)).default_backoff()
-    );
+    let mut events = std::pin::pin!(reflector(writer, watcher(api, config)).default_backoff());
     let mut last: Option<Vec<String>> = None;
     loop {
         match events.next().await {

@@ -75,9 +75,10 @@ impl<T> Merge<T> {
     /// `slot` says everything it sends from now on was written after `written_through`.
     pub fn progress(&mut self, slot: Slot, written_through: i64) {
         if let Some(node) = self.nodes.get_mut(slot) {
-            node.written_through = Some(node.written_through.map_or(written_through, |w| {
-                w.max(written_through)
-            }));
+            node.written_through = Some(
+                node.written_through
+                    .map_or(written_through, |w| w.max(written_through)),
+            );
         }
     }
 
@@ -118,13 +119,22 @@ impl<T> Merge<T> {
             // The oldest head may wait; another node's full queue may not.
             return self.pop_full();
         }
-        self.nodes[slot].items.pop_front().map(|(_, _, item)| (slot, item))
+        self.nodes[slot]
+            .items
+            .pop_front()
+            .map(|(_, _, item)| (slot, item))
     }
 
     /// The head of a queue at its bound, if any.
     fn pop_full(&mut self) -> Option<(Slot, T)> {
-        let slot = self.nodes.iter().position(|n| n.items.len() >= self.bound)?;
-        self.nodes[slot].items.pop_front().map(|(_, _, item)| (slot, item))
+        let slot = self
+            .nodes
+            .iter()
+            .position(|n| n.items.len() >= self.bound)?;
+        self.nodes[slot]
+            .items
+            .pop_front()
+            .map(|(_, _, item)| (slot, item))
     }
 
     /// When the oldest waiting item is due even if no node says more (`None`: nothing
@@ -132,7 +142,11 @@ impl<T> Merge<T> {
     pub fn next_deadline(&self) -> Option<i64> {
         self.nodes
             .iter()
-            .filter_map(|n| n.items.front().map(|(_, arrived, _)| arrived + self.window_ns))
+            .filter_map(|n| {
+                n.items
+                    .front()
+                    .map(|(_, arrived, _)| arrived + self.window_ns)
+            })
             .min()
     }
 }

@@ -48,7 +48,9 @@ struct PeerState {
 
 impl Peer {
     fn state(&self) -> MutexGuard<'_, PeerState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Its node's name, once it answered a status check.
@@ -105,8 +107,7 @@ impl Peer {
     async fn check(&self) -> bool {
         let mut client = ObserverClient::new(self.channel.clone());
         let answer =
-            tokio::time::timeout(CHECK_TIMEOUT, client.server_status(ServerStatusRequest {}))
-                .await;
+            tokio::time::timeout(CHECK_TIMEOUT, client.server_status(ServerStatusRequest {})).await;
         let mut state = self.state();
         let was = (state.connected, state.node_name.clone());
         state.checked = true;
@@ -163,9 +164,7 @@ impl PeerSet {
         })
     }
 
-    fn peers(
-        &self,
-    ) -> MutexGuard<'_, BTreeMap<String, (Arc<Peer>, tokio::task::JoinHandle<()>)>> {
+    fn peers(&self) -> MutexGuard<'_, BTreeMap<String, (Arc<Peer>, tokio::task::JoinHandle<()>)>> {
         self.peers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -126,6 +126,9 @@ pub async fn read_node(
                     };
                     let event = match message {
                         Ok(Some(message)) => message.event,
+                        // A followed stream ends only when the node's observer stops:
+                        // its next run is read from where this one stopped.
+                        Ok(None) if follow => break "its observer ended the stream".to_owned(),
                         Ok(None) => {
                             let _ = send(NodeEvent::Ended).await;
                             return;
@@ -149,9 +152,9 @@ pub async fn read_node(
                             if progress.through_cursor > 0 {
                                 after = Some(after.unwrap_or(0).max(progress.through_cursor));
                             }
-                            let through = progress.written_through.map_or(0, |t| {
-                                t.seconds * 1_000_000_000 + i64::from(t.nanos)
-                            });
+                            let through = progress
+                                .written_through
+                                .map_or(0, |t| t.seconds * 1_000_000_000 + i64::from(t.nanos));
                             NodeEvent::Progress(progress.through_cursor, through)
                         }
                         None => continue,

@@ -77,8 +77,14 @@ type FlowStream = ReceiverStream<Result<GetFlowsResponse, Status>>;
 /// What a relay's stream plan is made of, checked: every value a node would refuse is
 /// refused here, before any node is asked.
 pub fn plan(request: GetFlowsRequest, window: std::time::Duration) -> Result<RelayPlan, Status> {
-    let _since = time("since", request.since.as_ref().map(|t| (t.seconds, t.nanos)))?;
-    let until = time("until", request.until.as_ref().map(|t| (t.seconds, t.nanos)))?;
+    let _since = time(
+        "since",
+        request.since.as_ref().map(|t| (t.seconds, t.nanos)),
+    )?;
+    let until = time(
+        "until",
+        request.until.as_ref().map(|t| (t.seconds, t.nanos)),
+    )?;
     Selection::compile(&request.allow, &request.deny)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let progress = progress_interval(request.progress_interval_ms)?;
@@ -95,13 +101,28 @@ pub fn plan(request: GetFlowsRequest, window: std::time::Duration) -> Result<Rel
             ));
         }
         Some(Start::AfterToken(token)) => {
-            let cursor =
-                ClusterCursor::decode(token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let cursor = ClusterCursor::decode(token)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
             (FirstStart::Token(cursor.clone()), cursor, None, None)
         }
-        Some(Start::First(n)) => (FirstStart::Asked(request.start.clone()), ClusterCursor::default(), Some(*n), None),
-        Some(Start::Last(n)) => (FirstStart::Asked(request.start.clone()), ClusterCursor::default(), None, Some(*n)),
-        start => (FirstStart::Asked(start.clone()), ClusterCursor::default(), None, None),
+        Some(Start::First(n)) => (
+            FirstStart::Asked(request.start.clone()),
+            ClusterCursor::default(),
+            Some(*n),
+            None,
+        ),
+        Some(Start::Last(n)) => (
+            FirstStart::Asked(request.start.clone()),
+            ClusterCursor::default(),
+            None,
+            Some(*n),
+        ),
+        start => (
+            FirstStart::Asked(start.clone()),
+            ClusterCursor::default(),
+            None,
+            None,
+        ),
     };
     // As a node does: `first` and `until` end the stream.
     let follow = request.follow && limit.is_none() && until.is_none();

@@ -16,11 +16,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::Status;
 
+use super::RelayCounters;
 use super::merge::{Merge, Slot};
 use super::peers::{Peer, PeerSet};
 use super::reader::{FirstStart, NodeEvent, NodeRequest, read_node};
 use super::token::ClusterCursor;
-use super::RelayCounters;
 use crate::hub::now_ns;
 use crate::wire::proto::{
     GetFlowsResponse, LostFlows, Progress, get_flows_request::Start, get_flows_response::Event,
@@ -246,7 +246,8 @@ impl RelayStream {
                 node.caught_up = true;
                 node.last_written = node.last_written.max(written_through);
                 self.merge.progress(slot, written_through);
-                self.merge.push(slot, written_through, now, Item::Progress(through));
+                self.merge
+                    .push(slot, written_through, now, Item::Progress(through));
             }
             NodeEvent::Ended => {
                 node.done = true;
@@ -256,7 +257,10 @@ impl RelayStream {
             NodeEvent::Unreachable(error) => {
                 node.done = true;
                 node.caught_up = true;
-                let name = node.name.clone().unwrap_or_else(|| node.peer.address.clone());
+                let name = node
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| node.peer.address.clone());
                 tracing::warn!(node = %name, %error, "a node could not be read for a stream");
                 self.merge.set_live(slot, false);
                 let lost = LostFlows {
@@ -301,7 +305,9 @@ impl RelayStream {
             .count() as u64;
         let mut skip = flows.saturating_sub(n);
         for (slot, item) in items {
-            if skip > 0 && let Item::Flow(flow) = &item {
+            if skip > 0
+                && let Item::Flow(flow) = &item
+            {
                 skip -= 1;
                 let name = self.name_of(slot);
                 self.position.advance(&name, flow.cursor);

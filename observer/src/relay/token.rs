@@ -28,8 +28,9 @@ pub struct BadToken(&'static str);
 pub fn node_id(name: &str) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    name.bytes()
-        .fold(OFFSET, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
+    name.bytes().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
 }
 
 impl ClusterCursor {
@@ -74,9 +75,7 @@ impl ClusterCursor {
         let mut positions = BTreeMap::new();
         let mut rest = bytes.as_slice();
         while !rest.is_empty() {
-            let (id, tail) = rest
-                .split_first_chunk::<8>()
-                .ok_or(BadToken("cut short"))?;
+            let (id, tail) = rest.split_first_chunk::<8>().ok_or(BadToken("cut short"))?;
             let mut cursor = 0u64;
             let mut shift = 0;
             let mut tail = tail;

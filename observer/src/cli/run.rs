@@ -123,10 +123,14 @@ pub struct RunArgs {
     cni_profile: crate::policy::CniProfile,
     /// Address of the gRPC API (flows and violations for subscribers; `observer observe`
     /// is a client): host:port, a Unix socket (`unix:///run/observer/api.sock`, mode 0600:
-    /// only the daemon's user may connect), or `off`. Without --grpc-tls-* it is plaintext
-    /// and unauthenticated: expose it beyond the node only with mutual TLS.
+    /// only the daemon's user may connect), or `off` (no API; then the only value).
+    /// Repeatable: the API is served on every address given (e.g. a Unix socket for
+    /// `kubectl exec` and the probes, and the pod's IP for the relay). --grpc-tls-* apply to
+    /// the TCP addresses; a Unix socket is always served plaintext, its file mode being
+    /// its protection. Without --grpc-tls-* a TCP address is plaintext and unauthenticated:
+    /// expose it beyond the node only with mutual TLS.
     #[arg(long, default_value = DEFAULT_GRPC_LISTEN, value_parser = parse_api_listen)]
-    grpc_listen: ApiListen,
+    grpc_listen: Vec<ApiListen>,
     /// Written flows the API keeps for subscribers to read and resume from; a subscriber
     /// that falls further behind is told which flows it lost. About 1 KiB each with
     /// labels and verdicts (docs/benchmarks.md).
@@ -175,7 +179,7 @@ pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4245";
 /// connections; exposing them (for Prometheus) is an explicit choice (deploy/README.md).
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
-/// `--grpc-listen`, `--metrics-listen`: an address, or none (`off`).
+/// `--metrics-listen`: an address, or none (`off`).
 #[derive(Clone, Debug)]
 struct Listen(Option<std::net::SocketAddr>);
 
@@ -188,7 +192,7 @@ fn parse_listen(value: &str) -> Result<Listen, String> {
         .map_err(|e| format!("{e}, nor off"))
 }
 
-/// `--grpc-listen`: an address, a Unix socket (`unix:///path`), or none (`off`).
+/// One `--grpc-listen`: an address, a Unix socket (`unix:///path`), or none (`off`).
 #[derive(Clone, Debug)]
 struct ApiListen(Option<ApiAddress>);
 
@@ -197,6 +201,22 @@ fn parse_api_listen(value: &str) -> Result<ApiListen, String> {
         return Ok(ApiListen(None));
     }
     ApiAddress::parse(value).map(|address| ApiListen(Some(address)))
+}
+
+/// The addresses of every `--grpc-listen` (empty: `off`, which cannot be combined with an
+/// address); an address given twice is refused rather than left to fail at bind.
+fn api_listeners(values: Vec<ApiListen>) -> Result<Vec<ApiAddress>> {
+    let off = values.iter().any(|v| v.0.is_none());
+    let addresses: Vec<ApiAddress> = values.into_iter().filter_map(|v| v.0).collect();
+    if off && !addresses.is_empty() {
+        anyhow::bail!("--grpc-listen off is no API: it cannot be combined with addresses");
+    }
+    for (i, address) in addresses.iter().enumerate() {
+        if addresses[..i].contains(address) {
+            anyhow::bail!("--grpc-listen {address} is given twice");
+        }
+    }
+    Ok(addresses)
 }
 
 /// $NODE_NAME, else the kernel's host name.
@@ -221,6 +241,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         crate::stats::RunStats::default()
             .write(path)
             .with_context(|| format!("--stats-file {}", path.display()))?;
+    }
+    let grpc_listen = api_listeners(args.grpc_listen)?;
+    if args.grpc_tls_cert.is_some()
+        && !grpc_listen.is_empty()
+        && !grpc_listen.iter().any(|a| matches!(a, ApiAddress::Tcp(_)))
+    {
+        tracing::warn!(
+            "--grpc-tls-* apply to TCP addresses, and every --grpc-listen is a Unix socket \
+             (served plaintext, protected by its file mode): the certificate is not used"
+        );
     }
     let config = RunConfig {
         interfaces: InterfacePattern::parse(&args.interfaces).map_err(anyhow::Error::msg)?,
@@ -275,7 +305,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             }),
         suggest_state: args.suggest_state,
         started_service_wait: args.started_service_wait,
-        grpc_listen: args.grpc_listen.0,
+        grpc_listen,
         api_buffer_flows: args.api_buffer_flows,
         api_buffer_violations: args.api_buffer_violations,
         api_tls: match (args.grpc_tls_cert, args.grpc_tls_key) {
@@ -295,4 +325,37 @@ pub fn run(args: RunArgs) -> Result<()> {
         .enable_all()
         .build()?
         .block_on(daemon::run(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listeners(values: &[&str]) -> Result<Vec<ApiAddress>> {
+        api_listeners(
+            values
+                .iter()
+                .map(|v| parse_api_listen(v).expect("a value"))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn grpc_listen_takes_several_addresses_or_off_alone() {
+        assert_eq!(
+            listeners(&["unix:///run/observer/api.sock", "10.0.0.7:4245"]).expect("two"),
+            [
+                ApiAddress::Unix("/run/observer/api.sock".into()),
+                ApiAddress::Tcp("10.0.0.7:4245".parse().expect("address")),
+            ]
+        );
+        assert_eq!(listeners(&["off"]).expect("none"), []);
+        let mixed = listeners(&["off", "127.0.0.1:4245"]).expect_err("off with an address");
+        assert!(mixed.to_string().contains("--grpc-listen off"), "{mixed}");
+        let twice = listeners(&["127.0.0.1:4245", "localhost:4245"]).expect_err("twice");
+        assert!(
+            twice.to_string().contains("--grpc-listen 127.0.0.1:4245"),
+            "{twice}"
+        );
+    }
 }

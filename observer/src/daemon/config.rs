@@ -62,13 +62,14 @@ pub struct RunConfig {
     pub started_service_wait: Duration,
     /// What the cluster's CNI does where NetworkPolicy is silent.
     pub cni_profile: crate::policy::CniProfile,
-    /// Where the gRPC API listens (`None`: no API).
-    pub grpc_listen: Option<crate::api::listen::ApiAddress>,
+    /// Where the gRPC API listens: every address (empty: no API). TCP addresses are
+    /// served with `api_tls`; Unix sockets always plaintext (their file mode protects them).
+    pub grpc_listen: Vec<crate::api::listen::ApiAddress>,
     /// Flows the hub keeps for API subscribers to read and resume from.
     pub api_buffer_flows: usize,
     /// Violations the hub keeps apart (`--api-buffer-violations`).
     pub api_buffer_violations: usize,
-    /// TLS for the API (`None`: plaintext).
+    /// TLS for the API's TCP addresses (`None`: plaintext).
     pub api_tls: Option<api_server::TlsFiles>,
     /// Flow streams the API serves at once.
     pub api_max_streams: usize,

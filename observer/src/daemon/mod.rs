@@ -166,46 +166,71 @@ pub async fn run(config: RunConfig) -> Result<()> {
     // What ServerStatus says of the node: the table task sends it with each stats refresh.
     let (node_status_tx, node_status_rx) = watch::channel(api_server::NodeStatus::default());
     // A serving task that ends before the daemon stops is an error that stops it.
-    let (served_tx, mut served_rx) = mpsc::channel::<String>(2);
-    let api = match config.grpc_listen.clone() {
-        Some(address) => {
-            let listener = crate::api::listen::bind(&address).await?;
-            let bound = listener.address().unwrap_or(address);
-            info!(address = %bound, tls = tls.is_some(), "gRPC API listening");
-            let (stop, stopped) = oneshot::channel::<()>();
-            // Health: serving once the first cluster state is in (at once without one).
-            let ready = source_task.as_ref().map(|_| {
-                let (ready_tx, ready_rx) = watch::channel(false);
-                let mut views = view_rx.clone();
-                tokio::spawn(async move {
-                    if views.wait_for(Option::is_some).await.is_ok() {
-                        let _ = ready_tx.send(true);
-                    }
-                });
-                ready_rx
+    let (served_tx, mut served_rx) = mpsc::channel::<String>(2 + config.grpc_listen.len());
+    let api = if config.grpc_listen.is_empty() {
+        None
+    } else {
+        // Every address is bound before any is served: one that cannot be bound stops the
+        // daemon (naming --grpc-listen) with nothing left half-served.
+        let mut listeners = Vec::with_capacity(config.grpc_listen.len());
+        for address in &config.grpc_listen {
+            let listener = crate::api::listen::bind(address).await?;
+            let bound = listener.address().unwrap_or_else(|| address.clone());
+            listeners.push((listener, bound));
+        }
+        // Health: serving once the first cluster state is in (at once without one).
+        let ready = source_task.as_ref().map(|_| {
+            let (ready_tx, ready_rx) = watch::channel(false);
+            let mut views = view_rx.clone();
+            tokio::spawn(async move {
+                if views.wait_for(Option::is_some).await.is_ok() {
+                    let _ = ready_tx.send(true);
+                }
             });
-            let api_config = api_server::ApiConfig {
-                node: Some(node_status_rx.clone()),
-                tls,
-                max_streams: config.api_max_streams,
-                ready,
-                suggestions: suggestions.as_ref().map(|l| l.source.clone()),
-                node_name: config.node_name.clone().unwrap_or_default(),
+            ready_rx
+        });
+        // One service behind every listener: --grpc-max-streams bounds the streams of all
+        // of them together.
+        let service = api_server::ObserverService::new(Arc::clone(&hub), config.api_max_streams)
+            .with_suggestions(suggestions.as_ref().map(|l| l.source.clone()))
+            .with_identity(
+                config.node_name.clone().unwrap_or_default(),
+                ready.clone(),
+                Some(node_status_rx.clone()),
+            )
+            .into_server();
+        // Told once, heard by every server (a dropped sender stops them too).
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::with_capacity(listeners.len());
+        for (listener, bound) in listeners {
+            // TLS is for TCP; a Unix socket is local, guarded by its mode (0600).
+            let tls = match bound {
+                crate::api::listen::ApiAddress::Tcp(_) => tls.clone(),
+                crate::api::listen::ApiAddress::Unix(_) => None,
             };
-            let serve = api_server::serve(listener, Arc::clone(&hub), api_config, async {
-                let _ = stopped.await;
-            });
+            info!(address = %bound, tls = tls.is_some(), "gRPC API listening");
+            let mut stopped = stopped.clone();
+            let serve = api_server::serve_observer(
+                listener,
+                tls,
+                ready.clone(),
+                service.clone(),
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            );
             let failed = served_tx.clone();
-            let task = tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 let result = serve.await;
                 if let Err(e) = &result {
-                    let _ = failed.try_send(format!("the gRPC API stopped serving: {e}"));
+                    let _ = failed.try_send(format!(
+                        "the gRPC API on {bound} (--grpc-listen) stopped serving: {e}"
+                    ));
                 }
                 result
-            });
-            Some((task, stop))
+            }));
         }
-        None => None,
+        Some((tasks, stop))
     };
 
     let metrics_task = match config.metrics_listen {
@@ -314,11 +339,19 @@ pub async fn run(config: RunConfig) -> Result<()> {
         warn!(error = %e, "the suggestion learner panicked");
     }
     // Subscribers get what is left, then their streams end.
-    if let Some((mut task, stop)) = api {
-        let _ = stop.send(());
-        if tokio::time::timeout(API_DRAIN, &mut task).await.is_err() {
+    if let Some((mut tasks, stop)) = api {
+        let _ = stop.send(true);
+        // One drain for all listeners, not one each.
+        let deadline = tokio::time::Instant::now() + API_DRAIN;
+        let mut late = false;
+        for task in &mut tasks {
+            if tokio::time::timeout_at(deadline, &mut *task).await.is_err() {
+                late = true;
+                task.abort();
+            }
+        }
+        if late {
             warn!("gRPC subscribers still reading after {API_DRAIN:?}; closing their streams");
-            task.abort();
         }
     }
     node.refresh_stats(&counters, &reader_stats, stopped_on);

@@ -43,8 +43,10 @@ impl Node {
         (node, address)
     }
 
-    async fn serve(path: &PathBuf, name: &str, hub: Arc<FlowHub>) -> Self {
-        let listener = bind(&ApiAddress::Unix(path.clone())).await.expect("bind");
+    async fn serve(path: &std::path::Path, name: &str, hub: Arc<FlowHub>) -> Self {
+        let listener = bind(&ApiAddress::Unix(path.to_path_buf()))
+            .await
+            .expect("bind");
         let (stop, stopped) = oneshot::channel::<()>();
         let config = ApiConfig {
             node_name: name.into(),

@@ -145,11 +145,14 @@ impl Peer {
     }
 }
 
+/// Each peer by address, with the task that checks it.
+type Entries = BTreeMap<String, (Arc<Peer>, tokio::task::JoinHandle<()>)>;
+
 /// The set of node observers, kept by the peer list (static or discovered).
 #[derive(Debug)]
 pub struct PeerSet {
     tls: Option<ClientTlsConfig>,
-    peers: Mutex<BTreeMap<String, (Arc<Peer>, tokio::task::JoinHandle<()>)>>,
+    peers: Mutex<Entries>,
     /// The current peers; client streams watch it for nodes that join or leave.
     list: watch::Sender<Vec<Arc<Peer>>>,
 }
@@ -164,7 +167,7 @@ impl PeerSet {
         })
     }
 
-    fn peers(&self) -> MutexGuard<'_, BTreeMap<String, (Arc<Peer>, tokio::task::JoinHandle<()>)>> {
+    fn peers(&self) -> MutexGuard<'_, Entries> {
         self.peers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -31,7 +31,7 @@ pub enum NodeEvent {
     /// Its stream is open (`true`) or broke and is being opened again (`false`).
     Live(bool),
     /// A flow, written at the time given (nanoseconds).
-    Flow(FlowEvent, i64),
+    Flow(Box<FlowEvent>, i64),
     /// Flows it no longer held.
     Lost(LostFlows),
     /// Everything up to this cursor was sent, and nothing it sends later was written
@@ -142,7 +142,7 @@ pub async fn read_node(
                                 .written
                                 .map_or(0, |t| t.seconds * 1_000_000_000 + i64::from(t.nanos));
                             peer.received(written);
-                            NodeEvent::Flow(flow, written)
+                            NodeEvent::Flow(Box::new(flow), written)
                         }
                         Some(Event::Lost(lost)) => {
                             after = Some(after.unwrap_or(0).max(lost.last_cursor));

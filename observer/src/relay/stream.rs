@@ -52,7 +52,7 @@ pub struct RelayPlan {
 /// One item of a node's, in the merge.
 #[derive(Debug)]
 enum Item {
-    Flow(crate::wire::proto::FlowEvent),
+    Flow(Box<crate::wire::proto::FlowEvent>),
     Lost(LostFlows),
     Progress(u64),
 }
@@ -117,15 +117,13 @@ pub async fn relay_flows(
         .progress
         .map(|every| tokio::time::Instant::now() + every);
     loop {
-        if backlog.is_some()
-            && (stream.nodes.values().all(|(_, n)| n.caught_up)
-                || tokio::time::Instant::now() >= backlog_until)
+        let backlog_complete = stream.nodes.values().all(|(_, n)| n.caught_up)
+            || tokio::time::Instant::now() >= backlog_until;
+        if backlog_complete
+            && let Some(n) = backlog.take()
+            && stream.release_newest(n).await.is_err()
         {
-            if let Some(n) = backlog.take()
-                && stream.release_newest(n).await.is_err()
-            {
-                return;
-            }
+            return;
         }
         if backlog.is_none() && stream.release(now_ns()).await.is_err() {
             return;
@@ -327,7 +325,7 @@ impl RelayStream {
                 flow.token = self.position.encode();
                 self.sent += 1;
                 self.counters.flows_sent.fetch_add(1, Ordering::Relaxed);
-                Event::Flow(flow)
+                Event::Flow(*flow)
             }
             Item::Lost(mut lost) => {
                 if lost.reason != Reason::NodeUnreachable as i32 {

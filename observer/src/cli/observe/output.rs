@@ -288,21 +288,6 @@ fn deciding(r: &FlowRecord) -> String {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_short_and_utc() {
-        assert_eq!(
-            short_time("2026-12-01T05:30:12.123456789Z"),
-            "Dec 01 05:30:12.123"
-        );
-        assert_eq!(short_time("2026-01-09T00:00:01Z"), "Jan 09 00:00:01.000");
-        assert_eq!(short_time("2026-01-09T00:00:01.5Z"), "Jan 09 00:00:01.500");
-    }
-}
-
 /// A `LostFlows` reason, as JSON output spells it.
 fn reason(lost: &LostFlows) -> &'static str {
     match Reason::try_from(lost.reason) {
@@ -333,4 +318,19 @@ pub fn describe_lost(lost: &LostFlows) -> String {
         lost.last_cursor,
         reason(lost)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_short_and_utc() {
+        assert_eq!(
+            short_time("2026-12-01T05:30:12.123456789Z"),
+            "Dec 01 05:30:12.123"
+        );
+        assert_eq!(short_time("2026-01-09T00:00:01Z"), "Jan 09 00:00:01.000");
+        assert_eq!(short_time("2026-01-09T00:00:01.5Z"), "Jan 09 00:00:01.500");
+    }
 }

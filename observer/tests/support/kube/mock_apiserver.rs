@@ -2,6 +2,9 @@
 //! watch protocol for kube-rs watchers: paginated lists with a collection
 //! resourceVersion, and newline-delimited watch streams resumed from a
 //! resourceVersion, with bookmarks, 410 Gone and dropped connections.
+//! Collections are served cluster-wide and, for namespaced kinds, per
+//! namespace; `fieldSelector` and `labelSelector` (equality terms) filter
+//! lists and watches.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,7 +24,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::mock_state::{
-    Chunk, MockState, RequestRecord, Watcher, event_line, expired_status, kind_for_path,
+    Chunk, MockState, RequestRecord, Selection, Watcher, collection_for_path, event_line,
+    expired_status, parse_label_selector,
 };
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -138,7 +142,7 @@ impl Drop for MockApiServer {
 }
 
 fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
-    let Some(kind) = kind_for_path(req.uri().path()) else {
+    let Some((kind, namespace)) = collection_for_path(req.uri().path()) else {
         return status(StatusCode::NOT_FOUND, "NotFound", "no such collection");
     };
     let query: HashMap<String, String> = req
@@ -154,12 +158,26 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
         continue_token: param("continue"),
         limit: param("limit").and_then(|l| l.parse().ok()),
         field_selector: param("fieldSelector"),
+        label_selector: param("labelSelector"),
+        namespace,
         at: std::time::Instant::now(),
+    };
+    let selection = Selection {
+        namespace: record.namespace.clone(),
+        fields: record.field_selector.clone(),
+        labels: record.label_selector.clone(),
     };
     let mut state = shared.state.lock().expect("mock state poisoned");
     state.requests.push(record.clone());
     let count = state.requests.len();
-    let response = if state.not_served.contains(kind) {
+    let bad_labels = record
+        .label_selector
+        .as_deref()
+        .map(parse_label_selector)
+        .and_then(Result::err);
+    let response = if let Some(problem) = bad_labels {
+        status(StatusCode::BAD_REQUEST, "BadRequest", &problem)
+    } else if state.not_served.contains(kind) {
         status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -179,17 +197,22 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
     } else if record.watch {
         let bookmarks = param("allowWatchBookmarks").is_some_and(|b| b == "true");
         let timeout = param("timeoutSeconds").and_then(|t| t.parse().ok());
-        watch_response(&mut state, kind, &record, bookmarks, timeout)
+        watch_response(&mut state, kind, &record, selection, bookmarks, timeout)
     } else {
-        list_response(&state, kind, &record)
+        list_response(&state, kind, &record, &selection)
     };
     drop(state);
     shared.requests_seen.send_replace(count);
     response
 }
 
-fn list_response(state: &MockState, kind: &str, req: &RequestRecord) -> Response<Body> {
-    let items = state.list(kind, req.field_selector.as_deref());
+fn list_response(
+    state: &MockState,
+    kind: &str,
+    req: &RequestRecord,
+    selection: &Selection,
+) -> Response<Body> {
+    let items = state.select(kind, selection);
     // Continue token: "<listRV>:<offset>", so later pages report the
     // resourceVersion of the first one, as the apiserver does.
     let (list_rv, offset) = match req.continue_token.as_deref().map(|t| t.split_once(':')) {
@@ -234,20 +257,20 @@ fn watch_response(
     state: &mut MockState,
     kind: &'static str,
     req: &RequestRecord,
+    selection: Selection,
     bookmarks: bool,
     timeout_secs: Option<u64>,
 ) -> Response<Body> {
-    let selector = req.field_selector.clone();
     let (tx, rx) = mpsc::unbounded_channel();
     let from = req.resource_version.as_deref().map(str::parse::<u64>);
     match from {
         // Unset or "0": synthetic ADDED events for the current state first.
         None | Some(Ok(0)) => {
-            for obj in state.list(kind, selector.as_deref()) {
+            for obj in state.select(kind, &selection) {
                 let _ = tx.send(Chunk::Line(event_line("ADDED", &obj)));
             }
         }
-        Some(Ok(from)) => match state.history_since(kind, from, selector.as_deref()) {
+        Some(Ok(from)) => match state.history_since(kind, from, &selection) {
             Some(lines) => lines.into_iter().for_each(|l| {
                 let _ = tx.send(Chunk::Line(l));
             }),
@@ -266,7 +289,7 @@ fn watch_response(
     state.watchers.push(Watcher {
         kind,
         bookmarks,
-        selector,
+        selection,
         tx,
     });
     stream_response(rx, timeout_secs.map(Duration::from_secs))

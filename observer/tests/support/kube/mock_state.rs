@@ -4,6 +4,11 @@
 //! global resourceVersion bumped by every write, a bounded event history that
 //! watches replay from, and compaction (history expiry) that makes a watch
 //! from an older version fail with 410 Gone.
+//!
+//! Lists and watches select like the apiserver's: a namespaced collection path
+//! (`/api/v1/namespaces/{ns}/pods`) serves that namespace's objects, and field
+//! and label selectors (equality terms) filter them. A watch sees an object
+//! that starts or stops matching its selection as ADDED or DELETED.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,12 +47,43 @@ pub const KINDS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Looks up the kind served at a collection path.
+/// The kinds of [`KINDS`] that are cluster-scoped: they have no namespaced
+/// collection path (the apiserver answers 404 there).
+pub const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "Node",
+    "GlobalNetworkPolicy",
+    "ClusterNetworkPolicy",
+];
+
+/// Looks up the kind served at a cluster-wide collection path.
 pub fn kind_for_path(path: &str) -> Option<&'static str> {
     KINDS
         .iter()
         .find(|(_, _, p)| *p == path)
         .map(|(k, _, _)| *k)
+}
+
+/// Looks up the kind served at a collection path, cluster-wide (namespace
+/// `None`) or namespaced (`/api/v1/namespaces/{ns}/pods`,
+/// `/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices`, ...).
+pub fn collection_for_path(path: &str) -> Option<(&'static str, Option<String>)> {
+    if let Some(kind) = kind_for_path(path) {
+        return Some((kind, None));
+    }
+    KINDS
+        .iter()
+        .filter(|(kind, _, _)| !CLUSTER_SCOPED.contains(kind))
+        .find_map(|(kind, _, collection)| {
+            let (prefix, resource) = collection.rsplit_once('/')?;
+            let namespace = path
+                .strip_prefix(prefix)?
+                .strip_prefix("/namespaces/")?
+                .strip_suffix(resource)?
+                .strip_suffix('/')?;
+            (!namespace.is_empty() && !namespace.contains('/'))
+                .then(|| (*kind, Some(namespace.to_owned())))
+        })
 }
 
 fn api_version(kind: &str) -> &'static str {
@@ -72,6 +108,10 @@ pub struct RequestRecord {
     pub limit: Option<usize>,
     /// The `fieldSelector` query parameter.
     pub field_selector: Option<String>,
+    /// The `labelSelector` query parameter.
+    pub label_selector: Option<String>,
+    /// The namespace of a namespaced collection path (`None`: cluster-wide).
+    pub namespace: Option<String>,
     /// When it arrived.
     pub at: std::time::Instant,
 }
@@ -88,8 +128,136 @@ pub enum Chunk {
 pub struct Watcher {
     pub kind: &'static str,
     pub bookmarks: bool,
-    pub selector: Option<String>,
+    /// What it selects: events are filtered (and turned into ADDED/DELETED as
+    /// objects enter or leave it) by this.
+    pub selection: Selection,
     pub tx: UnboundedSender<Chunk>,
+}
+
+/// What a list or watch selects: a namespace (namespaced path), a field
+/// selector and a label selector.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Only objects of this namespace (`None`: every namespace).
+    pub namespace: Option<String>,
+    /// A `a.b=c,d=e` field selector.
+    pub fields: Option<String>,
+    /// A label selector, already checked by [`parse_label_selector`].
+    pub labels: Option<String>,
+}
+
+impl Selection {
+    /// Whether `obj` is selected.
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| obj["metadata"]["namespace"].as_str() == Some(ns))
+            && matches_selector(obj, self.fields.as_deref())
+            && self
+                .labels
+                .as_deref()
+                .is_none_or(|labels| matches_labels(obj, labels))
+    }
+}
+
+/// One term of a label selector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LabelTerm {
+    /// `k=v` or `k==v`.
+    Equals(String, String),
+    /// `k!=v` (also true when the label is absent).
+    NotEquals(String, String),
+    /// `k`: the label is set.
+    Exists(String),
+    /// `!k`: the label is not set.
+    NotExists(String),
+}
+
+/// Parses a label selector of equality terms (`k=v`, `k==v`, `k!=v`, `k`,
+/// `!k`, comma-separated); set-based terms (`k in (a,b)`) are refused, so that
+/// a test never passes on a selector the mock silently misreads.
+pub fn parse_label_selector(selector: &str) -> Result<Vec<LabelTerm>, String> {
+    if selector.contains('(') || selector.contains(')') {
+        return Err(format!(
+            "set-based label selector {selector:?} is not supported by the mock"
+        ));
+    }
+    let key = |k: &str| {
+        let k = k.trim();
+        if k.is_empty() || k.contains(char::is_whitespace) {
+            Err(format!("bad label selector {selector:?}"))
+        } else {
+            Ok(k.to_owned())
+        }
+    };
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|term| {
+            if let Some((k, v)) = term.split_once("!=") {
+                Ok(LabelTerm::NotEquals(key(k)?, v.trim().to_owned()))
+            } else if let Some((k, v)) = term.split_once("==") {
+                Ok(LabelTerm::Equals(key(k)?, v.trim().to_owned()))
+            } else if let Some((k, v)) = term.split_once('=') {
+                Ok(LabelTerm::Equals(key(k)?, v.trim().to_owned()))
+            } else if let Some(k) = term.strip_prefix('!') {
+                Ok(LabelTerm::NotExists(key(k)?))
+            } else {
+                Ok(LabelTerm::Exists(key(term)?))
+            }
+        })
+        .collect()
+}
+
+/// Whether `obj`'s labels match `selector` (an unparsable one matches nothing).
+pub fn matches_labels(obj: &Value, selector: &str) -> bool {
+    let Ok(terms) = parse_label_selector(selector) else {
+        return false;
+    };
+    let label = |k: &str| obj["metadata"]["labels"][k].as_str();
+    terms.iter().all(|term| match term {
+        LabelTerm::Equals(k, v) => label(k) == Some(v.as_str()),
+        LabelTerm::NotEquals(k, v) => label(k) != Some(v.as_str()),
+        LabelTerm::Exists(k) => label(k).is_some(),
+        LabelTerm::NotExists(k) => label(k).is_none(),
+    })
+}
+
+/// One write, as the history keeps it: watches replay it through their
+/// selection.
+struct Change {
+    rv: u64,
+    kind: &'static str,
+    /// ADDED, MODIFIED or DELETED.
+    event: &'static str,
+    /// The object as written (as deleted, for DELETED).
+    object: Value,
+    /// The object before the write (`None` for ADDED).
+    previous: Option<Value>,
+}
+
+impl Change {
+    /// The watch line `selection` sees of this change, if any: like the
+    /// apiserver's watch cache, an object that starts matching is ADDED, one
+    /// that stops matching is DELETED (its previous state, at this version).
+    fn line_for(&self, selection: &Selection) -> Option<String> {
+        let now = self.event != "DELETED" && selection.matches(&self.object);
+        let before = self
+            .previous
+            .as_ref()
+            .is_some_and(|previous| selection.matches(previous));
+        match (now, before) {
+            (true, false) => Some(event_line("ADDED", &self.object)),
+            (true, true) => Some(event_line(self.event, &self.object)),
+            (false, true) => {
+                let mut gone = self.previous.clone().unwrap_or_default();
+                gone["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+                Some(event_line("DELETED", &gone))
+            }
+            (false, false) => None,
+        }
+    }
 }
 
 type Key = (String, String);
@@ -102,8 +270,8 @@ pub struct MockState {
     /// Watches from a resourceVersion below this get 410 Gone.
     pub compacted: u64,
     objects: BTreeMap<&'static str, BTreeMap<Key, Value>>,
-    /// (resourceVersion, kind, JSON watch line) of every write since compaction.
-    history: Vec<(u64, &'static str, String)>,
+    /// Every write since compaction.
+    history: Vec<Change>,
     pub watchers: Vec<Watcher>,
     pub requests: Vec<RequestRecord>,
     /// Kinds answered with 403 Forbidden, as with missing RBAC.
@@ -162,7 +330,7 @@ impl MockState {
         } else {
             "ADDED"
         };
-        self.record(kind, event, &obj);
+        self.record(kind, event, obj, previous);
         self.rv
     }
 
@@ -171,22 +339,36 @@ impl MockState {
     pub fn delete(&mut self, kind: &str, namespace: &str, name: &str) -> Option<u64> {
         let kind = KINDS.iter().find(|(k, _, _)| *k == kind)?.0;
         let key = (namespace.to_owned(), name.to_owned());
-        let mut obj = self.objects.get_mut(kind)?.remove(&key)?;
+        let previous = self.objects.get_mut(kind)?.remove(&key)?;
         self.rv += 1;
         // Like the apiserver, the DELETED object carries the deletion's version.
+        let mut obj = previous.clone();
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.record(kind, "DELETED", &obj);
+        self.record(kind, "DELETED", obj, Some(previous));
         Some(self.rv)
     }
 
-    fn record(&mut self, kind: &'static str, event: &str, obj: &Value) {
-        let line = event_line(event, obj);
-        self.history.push((self.rv, kind, line.clone()));
+    fn record(
+        &mut self,
+        kind: &'static str,
+        event: &'static str,
+        object: Value,
+        previous: Option<Value>,
+    ) {
+        let change = Change {
+            rv: self.rv,
+            kind,
+            event,
+            object,
+            previous,
+        };
         self.watchers.retain(|w| {
             w.kind != kind
-                || !matches_selector(obj, w.selector.as_deref())
-                || w.tx.send(Chunk::Line(line.clone())).is_ok()
+                || change
+                    .line_for(&w.selection)
+                    .is_none_or(|line| w.tx.send(Chunk::Line(line)).is_ok())
         });
+        self.history.push(change);
     }
 
     /// Sends a BOOKMARK at the current resourceVersion to every watch that
@@ -243,25 +425,37 @@ impl MockState {
         }
     }
 
-    /// Current objects of `kind` matching `selector`, sorted by key.
+    /// Current objects of `kind` matching the field `selector`, sorted by key.
     pub fn list(&self, kind: &str, selector: Option<&str>) -> Vec<Value> {
+        self.select(
+            kind,
+            &Selection {
+                fields: selector.map(str::to_owned),
+                ..Selection::default()
+            },
+        )
+    }
+
+    /// Current objects of `kind` that `selection` selects, sorted by key.
+    pub fn select(&self, kind: &str, selection: &Selection) -> Vec<Value> {
         self.objects
             .get(kind)
             .map(|objs| {
                 objs.values()
-                    .filter(|o| matches_selector(o, selector))
+                    .filter(|o| selection.matches(o))
                     .cloned()
                     .collect()
             })
             .unwrap_or_default()
     }
 
-    /// Watch lines after `from` for `kind`, or `None` if `from` is compacted.
+    /// Watch lines after `from` for `kind` as `selection` sees them, or `None`
+    /// if `from` is compacted.
     pub fn history_since(
         &self,
         kind: &str,
         from: u64,
-        selector: Option<&str>,
+        selection: &Selection,
     ) -> Option<Vec<String>> {
         if from < self.compacted {
             return None;
@@ -269,10 +463,8 @@ impl MockState {
         Some(
             self.history
                 .iter()
-                .filter(|(rv, k, line)| {
-                    *rv > from && *k == kind && selector.is_none_or(|s| line_matches(line, s))
-                })
-                .map(|(_, _, line)| line.clone())
+                .filter(|change| change.rv > from && change.kind == kind)
+                .filter_map(|change| change.line_for(selection))
                 .collect(),
         )
     }
@@ -287,11 +479,6 @@ impl MockState {
             })
             .collect()
     }
-}
-
-fn line_matches(line: &str, selector: &str) -> bool {
-    serde_json::from_str::<Value>(line)
-        .is_ok_and(|ev| matches_selector(&ev["object"], Some(selector)))
 }
 
 fn kind_of(obj: &Value) -> &'static str {

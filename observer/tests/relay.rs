@@ -499,3 +499,42 @@ async fn a_slow_client_gets_lost_flows_per_node_while_a_fast_one_gets_everything
         .into_inner();
     assert_eq!(status.flows_lost_to_subscribers, lost_flows as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_and_comes_back_resumes_where_the_stream_left_it() {
+    let dir = support::scratch_dir("relay-rejoin");
+    let (mut a, address_a) = Node::start(&dir, "node-a", 1_000).await;
+    let (mut b, address_b) = Node::start(&dir, "node-b", 1_000).await;
+    a.publish(3).await;
+    b.publish(3).await;
+    let (mut client, peers) = relay(
+        &[address_a.clone(), address_b.clone()],
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut stream = open(
+        &mut client,
+        GetFlowsRequest {
+            start: Some(Start::FromOldest(true)),
+            follow: true,
+            ..GetFlowsRequest::default()
+        },
+    )
+    .await;
+    let (mut flows, _) = take(&mut stream, 6).await;
+    // node-b leaves the peer list; what it writes meanwhile is not read ...
+    peers.set(std::slice::from_ref(&address_a));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.publish(2).await;
+    a.publish(1).await;
+    flows.extend(take(&mut stream, 1).await.0);
+    // ... until it is back: then from where this stream left it.
+    peers.set(&[address_a, address_b]);
+    b.publish(1).await;
+    flows.extend(take(&mut stream, 3).await.0);
+    let all = keys(&flows);
+    let unique: BTreeSet<_> = all.iter().cloned().collect();
+    assert_eq!(unique.len(), all.len(), "no flow twice: {all:?}");
+    assert_eq!(unique, held(&[&a, &b]), "every flow");
+    per_node(&flows);
+}

@@ -27,6 +27,10 @@ pub enum Which {
     /// Suggestions: learning rate, memory per edge, generation and proof for 2,000
     /// workloads and 100,000 edges.
     Suggest,
+    /// Relay: flows per second from three nodes through `observer relay` to one subscriber
+    /// (against one node's direct stream), write-to-receive latency, memory per node and
+    /// per subscriber.
+    Relay,
     /// Violations at the first packet: latency to a gRPC subscriber for four kinds of
     /// connection, and the rate of new connections judged and published (root: a lab).
     Started(started::Options),
@@ -49,6 +53,7 @@ pub fn run(which: Which) -> Result<()> {
         Which::Started(options) => started::run(&options),
         Which::Suggest => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "suggest"]),
         Which::Api => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "api"]),
+        Which::Relay => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "relay"]),
         Which::Policy { criterion } => {
             for bench in ["policy", "tiered"] {
                 let mut args = vec!["bench", "-p", "observer", "--bench", bench, "--"];

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::mpsc;
 
 use super::merge::Slot;
@@ -19,6 +20,9 @@ use crate::wire::proto::{
 /// How often a quiet node says how far it is (its `Progress`), in milliseconds: the most a
 /// quiet node holds the others' flows back.
 pub const PROGRESS_MS: u32 = 20;
+
+/// Node events sent to the merge at once, at most.
+const BATCH: usize = 128;
 
 /// Backoff between attempts to open a node's stream.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(10));
@@ -67,12 +71,12 @@ pub async fn read_node(
     peer: Arc<Peer>,
     slot: Slot,
     request: NodeRequest,
-    events: mpsc::Sender<(Slot, NodeEvent)>,
+    events: mpsc::Sender<(Slot, Vec<NodeEvent>)>,
 ) {
     let follow = request.base.follow;
     let send = |event| {
         let events = events.clone();
-        async move { events.send((slot, event)).await.is_ok() }
+        async move { events.send((slot, vec![event])).await.is_ok() }
     };
     // The node's name, from its status check.
     let name = loop {
@@ -119,21 +123,50 @@ pub async fn read_node(
                 }
                 backoff = BACKOFF.0;
                 let mut stream = stream.into_inner();
+                // What is already received goes to the merge in one message: one channel
+                // operation for a burst, not one per flow.
+                let mut batch: Vec<NodeEvent> = Vec::new();
                 loop {
-                    let message = tokio::select! {
-                        message = stream.message() => message,
-                        () = events.closed() => return,
+                    let message = if batch.is_empty() {
+                        tokio::select! {
+                            message = stream.message() => message,
+                            () = events.closed() => return,
+                        }
+                    } else {
+                        match stream.message().now_or_never() {
+                            Some(message) if batch.len() < BATCH => message,
+                            ready => {
+                                if events
+                                    .send((slot, std::mem::take(&mut batch)))
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                                match ready {
+                                    Some(message) => message,
+                                    None => continue,
+                                }
+                            }
+                        }
                     };
                     let event = match message {
                         Ok(Some(message)) => message.event,
                         // A followed stream ends only when the node's observer stops:
                         // its next run is read from where this one stopped.
-                        Ok(None) if follow => break "its observer ended the stream".to_owned(),
+                        Ok(None) if follow => {
+                            let _ = events.send((slot, std::mem::take(&mut batch))).await;
+                            break "its observer ended the stream".to_owned();
+                        }
                         Ok(None) => {
-                            let _ = send(NodeEvent::Ended).await;
+                            batch.push(NodeEvent::Ended);
+                            let _ = events.send((slot, batch)).await;
                             return;
                         }
-                        Err(status) => break format!("{}: {}", status.code(), status.message()),
+                        Err(status) => {
+                            let _ = events.send((slot, std::mem::take(&mut batch))).await;
+                            break format!("{}: {}", status.code(), status.message());
+                        }
                     };
                     let event = match event {
                         Some(Event::Flow(flow)) => {
@@ -159,9 +192,7 @@ pub async fn read_node(
                         }
                         None => continue,
                     };
-                    if !send(event).await {
-                        return;
-                    }
+                    batch.push(event);
                 }
             }
             Err(status) if status.code() == tonic::Code::OutOfRange && after.is_some() => {

@@ -20,15 +20,15 @@ use super::RelayCounters;
 use super::merge::{Merge, Slot};
 use super::peers::{Peer, PeerSet};
 use super::reader::{FirstStart, NodeEvent, NodeRequest, read_node};
-use super::token::ClusterCursor;
+use super::token::{ClusterCursor, node_id};
 use crate::hub::now_ns;
 use crate::wire::proto::{
-    GetFlowsResponse, LostFlows, Progress, get_flows_request::Start, get_flows_response::Event,
-    lost_flows::Reason,
+    GetFlowsResponse, LostFlows, Progress, get_flows_response::Event, lost_flows::Reason,
 };
 
-/// Node events queued from all readers of one stream.
-const EVENTS: usize = 1024;
+/// Batches of node events queued from all readers of one stream (each at most
+/// `reader::BATCH` events: about 1,000 flows in all).
+const EVENTS: usize = 8;
 /// Items the merge holds per node at most.
 const MERGE_BOUND: usize = 4096;
 
@@ -61,9 +61,13 @@ enum Item {
 struct Node {
     peer: Arc<Peer>,
     name: Option<String>,
+    /// Its id in tokens, once named.
+    id: u64,
     reader: JoinHandle<()>,
     /// Last written time seen, for ordering its gaps.
     last_written: i64,
+    /// The cursor its reader has passed (flows, gaps, progress), merged or not yet.
+    received_through: u64,
     /// Its backlog (`last`) is complete: it said progress, ended, or failed.
     caught_up: bool,
     done: bool,
@@ -72,10 +76,13 @@ struct Node {
 /// The state of one client stream.
 struct RelayStream {
     plan: RelayPlan,
-    nodes: BTreeMap<String, (Slot, Node)>,
+    /// Every node this stream read, by slot (a node that left keeps its slot).
+    nodes: Vec<Node>,
+    /// The slot of each peer's latest reader, by address.
+    slots: BTreeMap<String, Slot>,
     merge: Merge<Item>,
     position: ClusterCursor,
-    events: mpsc::Sender<(Slot, NodeEvent)>,
+    events: mpsc::Sender<(Slot, Vec<NodeEvent>)>,
     tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
     counters: Arc<RelayCounters>,
     sent: u64,
@@ -94,7 +101,8 @@ pub async fn relay_flows(
     let position = plan.cursor.clone();
     let mut stream = RelayStream {
         plan,
-        nodes: BTreeMap::new(),
+        nodes: Vec::new(),
+        slots: BTreeMap::new(),
         merge: Merge::new(window_ns, MERGE_BOUND),
         position,
         events,
@@ -117,7 +125,7 @@ pub async fn relay_flows(
         .progress
         .map(|every| tokio::time::Instant::now() + every);
     loop {
-        let backlog_complete = stream.nodes.values().all(|(_, n)| n.caught_up)
+        let backlog_complete = stream.nodes.iter().all(|n| n.caught_up)
             || tokio::time::Instant::now() >= backlog_until;
         if backlog_complete
             && let Some(n) = backlog.take()
@@ -131,7 +139,7 @@ pub async fn relay_flows(
         if stream.plan.limit.is_some_and(|limit| stream.sent >= limit) {
             return;
         }
-        if stream.nodes.values().all(|(_, n)| n.done) && stream.merge.is_empty() && !follow {
+        if stream.nodes.iter().all(|n| n.done) && stream.merge.is_empty() && !follow {
             return;
         }
         let deadline = stream
@@ -144,7 +152,11 @@ pub async fn relay_flows(
             });
         tokio::select! {
             event = incoming.recv() => match event {
-                Some((slot, event)) => stream.handle(slot, event),
+                Some((slot, events)) => {
+                    for event in events {
+                        stream.handle(slot, event);
+                    }
+                }
                 None => return,
             },
             changed = list.changed(), if follow => {
@@ -180,8 +192,17 @@ impl RelayStream {
     fn add(&mut self, peer: Arc<Peer>, joined: bool) {
         let slot = self.merge.add_node();
         let mut request = self.plan.request.clone();
-        if joined && matches!(request.first, FirstStart::Asked(_)) {
-            request.first = FirstStart::Asked(Some(Start::FromOldest(true)));
+        if joined {
+            // A node new to this stream is read from its oldest flow; one that left and
+            // came back, right after what this stream received from it (delivered, or
+            // still in the merge), so nothing comes twice.
+            let mut resume = self.position.clone();
+            if let Some(previous) = self.slots.get(&peer.address).map(|s| &self.nodes[*s])
+                && previous.id != 0
+            {
+                resume.advance_id(previous.id, previous.received_through);
+            }
+            request.first = FirstStart::Token(resume);
         }
         let reader = tokio::spawn(read_node(
             Arc::clone(&peer),
@@ -189,59 +210,65 @@ impl RelayStream {
             request,
             self.events.clone(),
         ));
-        let node = Node {
+        self.nodes.push(Node {
             peer: Arc::clone(&peer),
             name: None,
+            id: 0,
             reader,
             last_written: 0,
+            received_through: 0,
             caught_up: false,
             done: false,
-        };
-        self.nodes.insert(peer.address.clone(), (slot, node));
+        });
+        self.slots.insert(peer.address.clone(), slot);
     }
 
     /// Readers for peers that joined; those that left stop (what they sent still goes).
     fn update_peers(&mut self, peers: Vec<Arc<Peer>>) {
-        for (address, (slot, node)) in &mut self.nodes {
-            if !node.done && !peers.iter().any(|p| &p.address == address) {
+        for (slot, node) in self.nodes.iter_mut().enumerate() {
+            if !node.done && !peers.iter().any(|p| p.address == node.peer.address) {
                 node.reader.abort();
                 node.done = true;
                 node.caught_up = true;
-                self.merge.set_live(*slot, false);
+                self.merge.set_live(slot, false);
             }
         }
         for peer in peers {
-            match self.nodes.get(&peer.address) {
-                Some((_, node)) if !node.done => {}
-                _ => self.add(peer, true),
+            let reading = self
+                .slots
+                .get(&peer.address)
+                .is_some_and(|slot| !self.nodes[*slot].done);
+            if !reading {
+                self.add(peer, true);
             }
         }
-    }
-
-    fn node(&mut self, slot: Slot) -> Option<&mut Node> {
-        self.nodes
-            .values_mut()
-            .find(|(s, _)| *s == slot)
-            .map(|(_, node)| node)
     }
 
     /// Takes one reader's event into the merge.
     fn handle(&mut self, slot: Slot, event: NodeEvent) {
         let now = now_ns();
-        let Some(node) = self.node(slot) else { return };
+        let Some(node) = self.nodes.get_mut(slot) else {
+            return;
+        };
         match event {
-            NodeEvent::Named(name) => node.name = Some(name),
+            NodeEvent::Named(name) => {
+                node.id = node_id(&name);
+                node.name = Some(name);
+            }
             NodeEvent::Live(live) => self.merge.set_live(slot, live),
             NodeEvent::Flow(flow, written) => {
                 node.last_written = node.last_written.max(written);
+                node.received_through = node.received_through.max(flow.cursor);
                 self.merge.push(slot, written, now, Item::Flow(flow));
             }
             NodeEvent::Lost(lost) => {
+                node.received_through = node.received_through.max(lost.last_cursor);
                 let at = node.last_written;
                 self.merge.push(slot, at, now, Item::Lost(lost));
             }
             NodeEvent::Progress(through, written_through) => {
                 node.caught_up = true;
+                node.received_through = node.received_through.max(through);
                 node.last_written = node.last_written.max(written_through);
                 self.merge.progress(slot, written_through);
                 self.merge
@@ -271,12 +298,17 @@ impl RelayStream {
         }
     }
 
+    /// Its name, or its address while it has not said its name.
     fn name_of(&self, slot: Slot) -> String {
         self.nodes
-            .values()
-            .find(|(s, _)| *s == slot)
-            .map(|(_, n)| n.name.clone().unwrap_or_else(|| n.peer.address.clone()))
+            .get(slot)
+            .map(|n| n.name.clone().unwrap_or_else(|| n.peer.address.clone()))
             .unwrap_or_default()
+    }
+
+    /// Its id in tokens (0: not named yet, so it has sent nothing to advance).
+    fn id_of(&self, slot: Slot) -> u64 {
+        self.nodes.get(slot).map_or(0, |n| n.id)
     }
 
     /// Sends what the merge releases at `now`.
@@ -307,8 +339,7 @@ impl RelayStream {
                 && let Item::Flow(flow) = &item
             {
                 skip -= 1;
-                let name = self.name_of(slot);
-                self.position.advance(&name, flow.cursor);
+                self.position.advance_id(self.id_of(slot), flow.cursor);
                 continue;
             }
             self.emit(slot, item).await?;
@@ -318,10 +349,10 @@ impl RelayStream {
 
     /// Sends one item with its token.
     async fn emit(&mut self, slot: Slot, item: Item) -> Result<(), ()> {
-        let name = self.name_of(slot);
+        let id = self.id_of(slot);
         let event = match item {
             Item::Flow(mut flow) => {
-                self.position.advance(&name, flow.cursor);
+                self.position.advance_id(id, flow.cursor);
                 flow.token = self.position.encode();
                 self.sent += 1;
                 self.counters.flows_sent.fetch_add(1, Ordering::Relaxed);
@@ -329,19 +360,21 @@ impl RelayStream {
             }
             Item::Lost(mut lost) => {
                 if lost.reason != Reason::NodeUnreachable as i32 {
-                    self.position.advance(&name, lost.last_cursor);
+                    self.position.advance_id(id, lost.last_cursor);
                     let flows = lost
                         .matching_flows
                         .unwrap_or(lost.last_cursor.saturating_sub(lost.first_cursor) + 1);
                     self.counters.flows_lost.fetch_add(flows, Ordering::Relaxed);
                 }
-                lost.node = name;
+                if lost.node.is_empty() {
+                    lost.node = self.name_of(slot);
+                }
                 Event::Lost(lost)
             }
             // Everything of this node's before it has been sent (its queue is in order).
             Item::Progress(through) => {
                 if through > 0 {
-                    self.position.advance(&name, through);
+                    self.position.advance_id(id, through);
                 }
                 return Ok(());
             }
@@ -370,7 +403,7 @@ impl RelayStream {
 
 impl Drop for RelayStream {
     fn drop(&mut self) {
-        for (_, node) in self.nodes.values() {
+        for node in &self.nodes {
             node.reader.abort();
         }
     }

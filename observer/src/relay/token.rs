@@ -41,13 +41,18 @@ impl ClusterCursor {
 
     /// Records that `node`'s flows up to `cursor` were delivered. Never moves back.
     pub fn advance(&mut self, node: &str, cursor: u64) {
-        let position = self.positions.entry(node_id(node)).or_insert(cursor);
+        self.advance_id(node_id(node), cursor);
+    }
+
+    /// [`Self::advance`] by the node's id ([`node_id`]).
+    pub fn advance_id(&mut self, id: u64, cursor: u64) {
+        let position = self.positions.entry(id).or_insert(cursor);
         *position = (*position).max(cursor);
     }
 
     /// The token.
     pub fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(self.positions.len() * 16);
+        let mut bytes = Vec::with_capacity(self.positions.len() * 18);
         for (id, cursor) in &self.positions {
             bytes.extend_from_slice(&id.to_le_bytes());
             let mut value = *cursor;

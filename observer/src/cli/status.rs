@@ -64,6 +64,17 @@ pub async fn print(channel: tonic::transport::Channel, format: Format) -> Result
         "cluster_generation": s.cluster_generation,
         "cluster_stale_sources": s.cluster_stale_sources,
         "cluster_invalid_objects": s.cluster_invalid_objects,
+        // A relay's node observers (none from a node).
+        "nodes": s.nodes.iter().map(|n| json!({
+            "address": n.address,
+            "node": n.node_name,
+            "connected": n.connected,
+            "last_error": n.last_error,
+            "flows_received": n.flows_received,
+            "lag_ms": n.lag_ms,
+            "flows_published": n.flows_published,
+            "flows_lost_to_subscribers": n.flows_lost_to_subscribers,
+        })).collect::<Vec<_>>(),
     });
     let text = match format {
         Format::Json => format!("{value}\n"),
@@ -120,7 +131,25 @@ pub async fn print(channel: tonic::transport::Channel, format: Format) -> Result
                     format!("{} flows", s.flows_lost_to_subscribers),
                 ),
             ];
-            rows.iter().map(|(k, v)| format!("{k:<20} {v}\n")).collect()
+            let mut text: String = rows.iter().map(|(k, v)| format!("{k:<20} {v}\n")).collect();
+            // A relay: one line per node observer.
+            for n in &s.nodes {
+                let state = if n.connected {
+                    format!("connected, lag {} ms", n.lag_ms)
+                } else {
+                    format!("UNREACHABLE: {}", n.last_error)
+                };
+                let name = if n.node_name.is_empty() {
+                    "-"
+                } else {
+                    &n.node_name
+                };
+                text.push_str(&format!(
+                    "{:<20} {name} at {}: {state}, {} flows received\n",
+                    "NODE OBSERVER", n.address, n.flows_received
+                ));
+            }
+            text
         }
     };
     std::io::stdout()

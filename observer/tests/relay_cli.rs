@@ -1,0 +1,248 @@
+//! `observer relay`, the binary, with mutual TLS both ways: it dials two node observers
+//! (served in process, requiring a client certificate) with its own certificate, serves
+//! clients that present theirs (and refuses one that does not), answers `observer observe`
+//! and `observer status` as a node would, and exports every node's new flows to a real
+//! OTLP/gRPC receiver.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use observer::api::server::{self, ApiConfig};
+use observer::hub::FlowHub;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use support::otlp_receiver::Receiver;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A CA and certificates it signed, written as PEM files in `dir`: `NAME.crt`, `NAME.key`.
+fn pki(dir: &Path, names: &[&str]) {
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    std::fs::write(dir.join("ca.crt"), ca.pem()).expect("write");
+    for name in names {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("certificate");
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).expect("write");
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write");
+    }
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file)).expect("pem")
+}
+
+/// A node observer on a loopback port, requiring client certificates of the CA.
+async fn node(dir: &Path, name: &str) -> (Arc<FlowHub>, u16) {
+    let hub = FlowHub::new(1_000);
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read(dir, "node.crt"),
+            read(dir, "node.key"),
+        ))
+        .client_ca_root(Certificate::from_pem(read(dir, "ca.crt")));
+    let listener = server::bind("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(server::serve(
+        listener,
+        Arc::clone(&hub),
+        ApiConfig {
+            tls: Some(tls),
+            node_name: name.into(),
+            ..ApiConfig::default()
+        },
+        std::future::pending(),
+    ));
+    (hub, port)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+struct Relay(Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `observer CMD --server https://...` as the client `client` (None: no certificate).
+fn cli(dir: &Path, port: u16, client: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_observer"));
+    command.args(args);
+    command.args(["--server", &format!("https://127.0.0.1:{port}")]);
+    command.arg("--tls-ca").arg(dir.join("ca.crt"));
+    command.args(["--tls-server-name", "localhost"]);
+    if let Some(client) = client {
+        command
+            .arg("--tls-cert")
+            .arg(dir.join(format!("{client}.crt")));
+        command
+            .arg("--tls-key")
+            .arg(dir.join(format!("{client}.key")));
+    }
+    command.output().expect("observer")
+}
+
+fn node_names(flows: &str) -> Vec<String> {
+    let mut names: Vec<String> = flows
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["flow"]["node_name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_otlp() {
+    let dir = support::scratch_dir("relay-cli");
+    pki(&dir, &["node", "relay-peer", "relay", "client"]);
+    let (hub_a, port_a) = node(&dir, "node-a").await;
+    let (hub_b, port_b) = node(&dir, "node-b").await;
+    let mut records = support::api_flows();
+    for (hub, name) in [(&hub_a, "node-a"), (&hub_b, "node-b")] {
+        for r in &mut records {
+            r.node_name = Some(name.into());
+        }
+        hub.publish(records.clone()).await;
+    }
+    // The OTLP receiver.
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let otlp = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(receiver.clone().serve(listener));
+    let port = free_port();
+    let path = |f: &str| dir.join(f).display().to_string();
+    let relay = Relay(
+        Command::new(env!("CARGO_BIN_EXE_observer"))
+            .args(["relay", "--merge-window", "200ms"])
+            .args(["--peer", &format!("https://localhost:{port_a}")])
+            .args(["--peer", &format!("https://localhost:{port_b}")])
+            .args(["--peer-tls-ca", &path("ca.crt")])
+            .args(["--peer-tls-cert", &path("relay-peer.crt")])
+            .args(["--peer-tls-key", &path("relay-peer.key")])
+            .args(["--grpc-listen", &format!("127.0.0.1:{port}")])
+            .args(["--grpc-tls-cert", &path("relay.crt")])
+            .args(["--grpc-tls-key", &path("relay.key")])
+            .args(["--grpc-tls-client-ca", &path("ca.crt")])
+            .args(["--otlp-endpoint", &otlp])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("relay.log")).expect("log"))
+            .spawn()
+            .expect("observer relay"),
+    );
+    // Ready once both nodes answered the relay's status checks (through its mutual TLS).
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        let out = cli(&dir, port, Some("client"), &["status", "-o", "json"]);
+        if out.status.success() {
+            let status: serde_json::Value =
+                serde_json::from_slice(&out.stdout).expect("status JSON");
+            let connected = status["nodes"]
+                .as_array()
+                .is_some_and(|n| n.iter().filter(|n| n["connected"] == true).count() == 2);
+            if connected {
+                break status;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay never connected both nodes: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(dir.join("relay.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut names: Vec<&str> = status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["node"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["node-a", "node-b"]);
+    // Both nodes' held flows, through the relay, with `observe`.
+    let out = cli(
+        &dir,
+        port,
+        Some("client"),
+        &["observe", "--from-oldest", "-o", "jsonl"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let n = records.len();
+    let want: Vec<String> = ["node-a", "node-b"]
+        .iter()
+        .flat_map(|name| std::iter::repeat_n(name.to_string(), n))
+        .collect();
+    assert_eq!(node_names(&stdout), want, "{stdout}");
+    // A client without a certificate is refused.
+    let out = cli(&dir, port, None, &["status", "-o", "json"]);
+    assert!(
+        !out.status.success(),
+        "a client without a certificate was served"
+    );
+    // New flows on both nodes reach the collector, each once (the relay's export stream
+    // opened on each node when the node first answered; give it a moment).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (hub, name) in [(&hub_a, "node-a"), (&hub_b, "node-b")] {
+        for r in &mut records {
+            r.node_name = Some(name.into());
+        }
+        hub.publish(records.clone()).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let bodies: Vec<String> = receiver
+            .log_records()
+            .iter()
+            .filter_map(
+                |log| match log.body.as_ref().and_then(|b| b.value.as_ref()) {
+                    Some(Value::StringValue(body)) => Some(body.clone()),
+                    _ => None,
+                },
+            )
+            .collect();
+        let mut got: Vec<String> = bodies
+            .iter()
+            .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            .filter_map(|v| v["node_name"].as_str().map(str::to_owned))
+            .collect();
+        got.sort();
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && got.len() <= want.len(),
+            "the collector got {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(relay);
+}

@@ -195,9 +195,12 @@ mod tests {
         merge.set_live(b, false);
         merge.push(a, 50, 0, "a50");
         assert_eq!(drain(&mut merge, 0), ["a50"]);
-        // b's backlog arrives late, older than what a sent: in b's order, at once.
+        // b's backlog arrives late, older than what a sent: once a says it has nothing
+        // older, in b's order (a queue leaves only by its head).
         merge.push(b, 30, 0, "b30");
         merge.push(b, 20, 0, "b20");
+        assert_eq!(drain(&mut merge, 0), Vec::<&str>::new());
+        merge.progress(a, 60);
         assert_eq!(drain(&mut merge, 0), ["b30", "b20"]);
     }
 

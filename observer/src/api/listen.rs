@@ -162,9 +162,11 @@ pub async fn connect(
 }
 
 /// A channel to `server` (as [`connect`]) that connects on its first call and reconnects
-/// after failures by itself: a relay keeps one per node observer. Its HTTP/2 windows are
-/// small (256 KiB a stream), so that what a slow client's streams hold in flight from each
-/// node stays small: past it, the node's ring falls behind and the node says what was lost.
+/// after failures by itself: a relay keeps one per node observer. Its streams' HTTP/2
+/// windows are small (256 KiB), so that what a slow client's stream holds in flight from
+/// each node stays small: past it, the node's ring falls behind and the node says what
+/// was lost. The connection's window is not a limit (every stream's is): unread data of
+/// stalled streams must not stop the other streams on the same connection.
 pub fn connect_lazy(
     server: &str,
     tls: Option<tonic::transport::ClientTlsConfig>,
@@ -173,7 +175,7 @@ pub fn connect_lazy(
     let (endpoint, connector) = endpoint(server, tls)?;
     let endpoint = endpoint
         .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(STREAM_WINDOW * 16);
+        .initial_connection_window_size(1 << 30);
     Ok(match (endpoint, connector) {
         (endpoint, Some(connector)) => endpoint.connect_with_connector_lazy(connector),
         (endpoint, None) => endpoint.connect_lazy(),

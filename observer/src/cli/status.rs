@@ -99,6 +99,8 @@ pub async fn print(channel: tonic::transport::Channel, format: Format) -> Result
                     "READY",
                     if s.ready {
                         "yes".into()
+                    } else if !s.nodes.is_empty() {
+                        "no (no node observer connected)".into()
                     } else {
                         "no (no cluster state yet)".into()
                     },

@@ -137,17 +137,14 @@ impl<T> Merge<T> {
             .map(|(_, _, item)| (slot, item))
     }
 
-    /// When the oldest waiting item is due even if no node says more (`None`: nothing
-    /// waits).
+    /// When the next item is due even if no node says more: the earliest-written head's
+    /// window, the one [`Self::pop`] waits for (`None`: nothing waits).
     pub fn next_deadline(&self) -> Option<i64> {
         self.nodes
             .iter()
-            .filter_map(|n| {
-                n.items
-                    .front()
-                    .map(|(_, arrived, _)| arrived + self.window_ns)
-            })
-            .min()
+            .filter_map(|n| n.items.front())
+            .min_by_key(|(written, _, _)| *written)
+            .map(|(_, arrived, _)| arrived.saturating_add(self.window_ns))
     }
 }
 

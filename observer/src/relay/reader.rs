@@ -79,13 +79,21 @@ pub async fn read_node(
         async move { events.send((slot, vec![event])).await.is_ok() }
     };
     // The node's name, from its status check.
+    let mut said_down = false;
     let name = loop {
         if let Some(name) = peer.node_name() {
             break name;
         }
-        if !follow && peer.checked() && !peer.connected() {
-            let _ = send(NodeEvent::Unreachable(peer.last_error())).await;
-            return;
+        if peer.checked() && !peer.connected() {
+            if !follow {
+                let _ = send(NodeEvent::Unreachable(peer.last_error())).await;
+                return;
+            }
+            // It holds no one back while it does not answer.
+            if !said_down && !send(NodeEvent::Live(false)).await {
+                return;
+            }
+            said_down = true;
         }
         tokio::select! {
             () = peer.changed() => {}

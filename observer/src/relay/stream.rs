@@ -361,6 +361,10 @@ impl RelayStream {
             Item::Lost(mut lost) => {
                 if lost.reason != Reason::NodeUnreachable as i32 {
                     self.position.advance_id(id, lost.last_cursor);
+                }
+                // Counted where the count is known: an earlier run's cursors are not
+                // flows (how many it wrote after them is unknown).
+                if lost.reason == Reason::Overwritten as i32 {
                     let flows = lost
                         .matching_flows
                         .unwrap_or(lost.last_cursor.saturating_sub(lost.first_cursor) + 1);

@@ -141,6 +141,17 @@ impl ObserverProcess {
     }
 }
 
+impl ObserverProcess {
+    /// Sends SIGKILL (no flush: whatever it had not written is gone) and returns the flow
+    /// log as it was left.
+    pub fn kill(mut self) -> Result<String> {
+        let mut child = self.child.take().context("observer already stopped")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(std::fs::read_to_string(&self.flow_log).unwrap_or_default())
+    }
+}
+
 impl Drop for ObserverProcess {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -136,6 +136,23 @@ impl Observer {
         }
     }
 
+    /// SIGKILL, and parse what it had written.
+    pub fn kill(self) -> Result<Vec<FlowRecord>> {
+        let flow_log = self.0.kill()?;
+        let mut records = Vec::new();
+        for (n, line) in flow_log.lines().enumerate() {
+            // The last line may be cut short by the kill.
+            match serde_json::from_str(line) {
+                Ok(record) => records.push(record),
+                Err(e) if n + 1 == flow_log.lines().count() => {
+                    eprintln!("the killed observer's last line is cut short: {e}")
+                }
+                Err(e) => return Err(e).with_context(|| format!("flow log line {}", n + 1)),
+            }
+        }
+        Ok(records)
+    }
+
     /// SIGINT, wait for the flush, and parse what it wrote.
     pub fn stop(self) -> Result<Outcome> {
         let stopped = self.0.stop()?;

@@ -133,6 +133,7 @@ async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_o
     let otlp = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(receiver.clone().serve(listener));
     let port = free_port();
+    let metrics_port = free_port();
     let path = |f: &str| dir.join(f).display().to_string();
     let relay = Relay(
         Command::new(env!("CARGO_BIN_EXE_observer"))
@@ -147,6 +148,7 @@ async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_o
             .args(["--grpc-tls-key", &path("relay.key")])
             .args(["--grpc-tls-client-ca", &path("ca.crt")])
             .args(["--otlp-endpoint", &otlp])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("relay.log")).expect("log"))
@@ -244,5 +246,46 @@ async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_o
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The relay's metrics say the same (the OTLP figures once the exporter counted them).
+    let deadline = Instant::now() + WAIT;
+    let metrics = loop {
+        let metrics = scrape(metrics_port);
+        if metrics.contains(&format!("observer_otlp_sent_records_total {}", want.len())) {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for node in ["node-a", "node-b"] {
+        let line = format!(
+            "observer_relay_node_connected{{node=\"{node}\",address=\"https://localhost:{}\"}} 1",
+            if node == "node-a" { port_a } else { port_b }
+        );
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+    assert!(
+        metrics.contains(&format!("observer_relay_flows_sent_total {}", want.len())),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("observer_lost_records_total{what=\"otlp_unsent\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("process_resident_memory_bytes"),
+        "{metrics}"
+    );
     drop(relay);
+}
+
+/// `GET /metrics` (the classic text format).
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
 }

@@ -9,6 +9,7 @@ use clap::Args;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use super::parse_duration;
+use super::run::{Listen, parse_listen};
 use crate::api::listen::ApiAddress;
 use crate::api::server::{TlsFiles, check_tls, read_pem, serve_observer};
 use crate::cluster::kubernetes::{KubernetesSourceConfig, build_client};
@@ -78,6 +79,10 @@ pub struct RelayArgs {
     #[arg(long, default_value_t = crate::api::server::DEFAULT_MAX_STREAMS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     grpc_max_streams: usize,
+    /// Address of the relay's Prometheus metrics (`GET /metrics`: flows sent and lost,
+    /// client streams, each node observer's connection and lag, OTLP export), or `off`.
+    #[arg(long, default_value = "off", value_parser = parse_listen)]
+    metrics_listen: Listen,
     /// Send every node's records as OpenTelemetry log records to this OTLP/gRPC
     /// collector. Every replica sends all of them: export from one replica (or from the
     /// nodes with `observer run --otlp-endpoint`).
@@ -178,11 +183,25 @@ pub fn run(args: RelayArgs) -> Result<()> {
                 }
                 None => None,
             };
+            let counters = Arc::new(crate::relay::RelayCounters::default());
+            if let Some(address) = args.metrics_listen.0 {
+                let listener = crate::metrics::server::bind(address).await?;
+                let metrics = crate::metrics::relay::RelayMetrics::new(
+                    Arc::clone(&peers),
+                    Arc::clone(&counters),
+                    exporter.as_ref().map(|(_, e)| Arc::clone(&e.counts)),
+                );
+                tracing::info!(%address, "metrics listening");
+                tasks.push(tokio::spawn(crate::metrics::server::serve(
+                    listener,
+                    Arc::new(metrics),
+                )));
+            }
             let listener = crate::api::listen::bind(&args.grpc_listen).await?;
             tracing::info!(listen = %args.grpc_listen, peers = args.peer.len(), "relay serving");
             let service = RelayService::new(
                 Arc::clone(&peers),
-                Arc::default(),
+                counters,
                 args.merge_window,
                 args.grpc_max_streams,
             );

@@ -179,11 +179,12 @@ pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4245";
 /// connections; exposing them (for Prometheus) is an explicit choice (deploy/README.md).
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
-/// `--metrics-listen`: an address, or none (`off`).
+/// `--metrics-listen` (of `run` and `relay`): an address, or none (`off`).
 #[derive(Clone, Debug)]
-struct Listen(Option<std::net::SocketAddr>);
+pub(super) struct Listen(pub(super) Option<std::net::SocketAddr>);
 
-fn parse_listen(value: &str) -> Result<Listen, String> {
+/// Parses a [`Listen`].
+pub(super) fn parse_listen(value: &str) -> Result<Listen, String> {
     if value == "off" {
         return Ok(Listen(None));
     }

@@ -1,13 +1,15 @@
 //! Prometheus metrics: the run's counters and what the written records say (connections
 //! by state and verdict, traffic of ended connections, denied connections by namespace
 //! pair, bounded), the build and the process, in OpenMetrics or the classic text format
-//! (`exposition`). `server` serves them over HTTP; `process` reads /proc at each scrape.
+//! (`exposition`). `server` serves them over HTTP; `process` reads /proc at each scrape;
+//! `relay` is `observer relay`'s own.
 //!
 //! The daemon keeps absolute totals (`RunStats`); Prometheus counters only go up by
 //! deltas, so each update adds what a total grew beyond the counter's value.
 
 mod exposition;
 mod process;
+pub mod relay;
 pub mod server;
 
 use prometheus_client::encoding::EncodeLabelSet;

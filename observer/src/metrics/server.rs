@@ -42,8 +42,26 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding the metrics endpoint to {address} (--metrics-listen)"))
 }
 
+/// What a metrics endpoint serves: the daemon's metrics, or a relay's.
+pub trait Exposition: Send + Sync + 'static {
+    /// The metrics in OpenMetrics text.
+    fn render(&self) -> String;
+
+    /// The metrics in the classic Prometheus text format (0.0.4), for scrapers that do not
+    /// ask for OpenMetrics.
+    fn render_classic(&self) -> String {
+        super::exposition::classic(&self.render())
+    }
+}
+
+impl Exposition for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
+}
+
 /// Answers scrapes until the task is aborted.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+pub async fn serve<M: Exposition>(listener: TcpListener, metrics: Arc<M>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::ZERO;
     loop {
@@ -74,7 +92,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let metrics = Arc::clone(&metrics);
-                async move { Ok::<_, Infallible>(respond(&request, &metrics)) }
+                async move { Ok::<_, Infallible>(respond(&request, metrics.as_ref())) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -102,7 +120,7 @@ fn wants_openmetrics(request: &Request<Incoming>) -> bool {
         .any(|v| v.contains("application/openmetrics-text"))
 }
 
-fn respond(request: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn respond<M: Exposition>(request: &Request<Incoming>, metrics: &M) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (request.method().as_str(), request.uri().path()) {
         ("GET", "/metrics") if wants_openmetrics(request) => {
             (StatusCode::OK, OPENMETRICS, metrics.render())

@@ -331,3 +331,120 @@ async fn two_observers_learning_merges_and_both_prove_it() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_relay_suggestions_merge_every_node_and_are_watched() {
+    // web's replicas call api from node A and db from node B.
+    let cluster = format!(
+        "{CLUSTER}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: db-0, namespace: shop, \
+         labels: {{app: db}}}}\nstatus: {{podIP: 10.0.0.3}}\n"
+    );
+    let view = Arc::new(ClusterView::build(&manifests::parse("c.yaml", &cluster).into_objects()).0);
+    let mut addresses = Vec::new();
+    let mut learners = Vec::new();
+    for (node, callee) in [
+        ("node-a", pod("api-0", "api", "10.0.0.2", 8080)),
+        ("node-b", pod("db-0", "db", "10.0.0.3", 5432)),
+    ] {
+        let flow = record(callee, 1);
+        let learner = Arc::new(Mutex::new(Learner::new(LearnConfig::default())));
+        learner.lock().expect("learner").learn(&flow);
+        let hub = FlowHub::with_first_cursor(16, 1);
+        hub.publish(vec![flow]).await;
+        let address = serve_with(Arc::clone(&learner), Some(Arc::clone(&view)), hub, node)
+            .await
+            .1;
+        addresses.push(format!("http://{address}"));
+        learners.push(learner);
+    }
+    // The relay, in process, over both.
+    let peers = observer::relay::peers::PeerSet::new(None);
+    peers.set(&addresses);
+    let service = observer::relay::service::RelayService::new(
+        Arc::clone(&peers),
+        Arc::default(),
+        Duration::from_millis(200),
+        8,
+    );
+    let listener = observer::api::server::bind("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bind");
+    let relay = listener.local_addr().expect("address");
+    tokio::spawn(observer::api::server::serve_observer(
+        listener,
+        None,
+        None,
+        service.into_server(),
+        std::future::pending(),
+    ));
+    let mut client = ObserverClient::connect(format!("http://{relay}"))
+        .await
+        .expect("relay");
+    // Once both nodes answered the relay's status checks.
+    let answer = loop {
+        match client
+            .get_suggestions(GetSuggestionsRequest::default())
+            .await
+        {
+            Ok(answer)
+                if answer
+                    .get_ref()
+                    .summary
+                    .as_ref()
+                    .is_some_and(|s| s.flows_checked == 2) =>
+            {
+                break answer.into_inner();
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let web = answer
+        .suggestions
+        .iter()
+        .find(|s| s.name == "web-0")
+        .expect("web's suggestion");
+    assert_eq!(
+        web.egress_rules, 2,
+        "api from node A, db from node B: {}",
+        web.yaml
+    );
+    let summary = answer.summary.expect("summary");
+    assert_eq!(
+        (summary.flows_checked, summary.flows_allowed),
+        (2, 2),
+        "both nodes' proof"
+    );
+    // Watched: everything first, then what a new edge on one node changed.
+    let mut watching = client
+        .watch_suggestions(GetSuggestionsRequest {
+            check_interval_ms: 500,
+            ..GetSuggestionsRequest::default()
+        })
+        .await
+        .expect("a watch")
+        .into_inner();
+    let first = watching.message().await.expect("a message").expect("open");
+    assert_eq!(names(&first), ["Pod/api-0", "Pod/db-0", "Pod/web-0"]);
+    let outside = RecordEndpoint {
+        ip: IpAddr::from([93, 184, 216, 34]),
+        port: 443,
+        identity: Default::default(),
+    };
+    learners[1]
+        .lock()
+        .expect("learner")
+        .learn(&record(outside, 2));
+    let next = tokio::time::timeout(Duration::from_secs(20), watching.message())
+        .await
+        .expect("within the interval")
+        .expect("a message")
+        .expect("open");
+    assert_eq!(names(&next), ["Pod/web-0"], "only what changed");
+    assert!(next.suggestions[0].yaml.contains("93.184.216.34/32"));
+    // GetLearning is a node's: a relay says where to look.
+    let refused = client
+        .get_learning(GetLearningRequest {})
+        .await
+        .expect_err("a relay learns nothing itself");
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+}

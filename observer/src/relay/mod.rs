@@ -9,7 +9,7 @@
 //! - `merge`: the nodes' flows in the order they were written (pure);
 //! - `token`: the cluster cursor, per node the last cursor delivered (pure);
 //! - `stream`: one client's stream: readers, merge, tokens;
-//! - `service`: the tonic service.
+//! - `service`: the tonic service; `suggestions`: suggestions merged from every node.
 
 pub mod discovery;
 pub mod export;
@@ -18,6 +18,7 @@ pub mod peers;
 pub mod reader;
 pub mod service;
 pub mod stream;
+pub mod suggestions;
 pub mod token;
 
 use std::sync::atomic::AtomicU64;

@@ -18,7 +18,7 @@ use crate::api::start::time;
 use crate::wire::proto::{
     self, GetFlowsRequest, GetFlowsResponse, GetLearningRequest, GetSuggestionsRequest,
     GetSuggestionsResponse, Learning, ServerStatusRequest, ServerStatusResponse,
-    get_flows_request::Start, observer_client::ObserverClient, observer_server::ObserverServer,
+    get_flows_request::Start, observer_server::ObserverServer,
 };
 
 /// The relay's service.
@@ -53,22 +53,6 @@ impl RelayService {
     /// As a tonic service.
     pub fn into_server(self) -> ObserverServer<Self> {
         ObserverServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
-    }
-
-    /// The nodes that answered their latest status check, as clients.
-    fn connected(&self) -> Vec<(String, ObserverClient<tonic::transport::Channel>)> {
-        self.peers
-            .watch()
-            .borrow()
-            .iter()
-            .filter(|p| p.connected())
-            .map(|p| {
-                let name = p.node_name().unwrap_or_else(|| p.address.clone());
-                let client = ObserverClient::new(p.channel.clone())
-                    .max_decoding_message_size(MAX_REQUEST_BYTES);
-                (name, client)
-            })
-            .collect()
     }
 }
 
@@ -191,12 +175,21 @@ impl proto::observer_server::Observer for RelayService {
 
     async fn watch_suggestions(
         &self,
-        _: Request<GetSuggestionsRequest>,
+        request: Request<GetSuggestionsRequest>,
     ) -> Result<Response<Self::WatchSuggestionsStream>, Status> {
-        Err(Status::unimplemented(
-            "a relay answers GetSuggestions (every node's learning merged), not \
-             WatchSuggestions: call GetSuggestions again to see changes",
-        ))
+        // A watch counts as a stream, like a flow stream.
+        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} streams are open, the most this relay serves at once \
+                 (--grpc-max-streams); try again when one ends",
+                self.max_streams
+            ))
+        })?;
+        Ok(Response::new(super::suggestions::watch(
+            Arc::clone(&self.peers),
+            request.into_inner(),
+            permit,
+        )))
     }
 
     /// Every connected node's learning, merged: each node makes the suggestions from all
@@ -205,53 +198,9 @@ impl proto::observer_server::Observer for RelayService {
         &self,
         request: Request<GetSuggestionsRequest>,
     ) -> Result<Response<GetSuggestionsResponse>, Status> {
-        let mut request = request.into_inner();
-        let mut nodes = self.connected();
-        if nodes.is_empty() {
-            return Err(Status::unavailable("no node observer is connected"));
-        }
-        if request.learned.is_empty() {
-            for (name, client) in &mut nodes {
-                let learning = client
-                    .get_learning(GetLearningRequest {})
-                    .await
-                    .map_err(|s| Status::new(s.code(), format!("node {name}: {}", s.message())))?
-                    .into_inner();
-                request.learned.push(learning.state);
-            }
-        }
-        let size: usize = request.learned.iter().map(Vec::len).sum();
-        if size > MAX_REQUEST_BYTES {
-            return Err(Status::resource_exhausted(format!(
-                "the {} nodes' learning takes {size} bytes, more than a request may carry \
-                 ({MAX_REQUEST_BYTES}): ask the nodes with observer suggest --server",
-                nodes.len()
-            )));
-        }
-        let mut merged: Option<GetSuggestionsResponse> = None;
-        for (name, client) in &mut nodes {
-            let answer = client
-                .get_suggestions(request.clone())
-                .await
-                .map_err(|s| Status::new(s.code(), format!("node {name}: {}", s.message())))?
-                .into_inner();
-            match merged.as_mut() {
-                None => merged = Some(answer),
-                Some(first) => {
-                    let (sum, more) = (
-                        first.summary.get_or_insert_default(),
-                        answer.summary.unwrap_or_default(),
-                    );
-                    sum.flows_checked += more.flows_checked;
-                    sum.flows_allowed += more.flows_allowed;
-                    sum.flows_denied_by_declared += more.flows_denied_by_declared;
-                    sum.newly_denied_pairs = sum.newly_denied_pairs.max(more.newly_denied_pairs);
-                }
-            }
-        }
-        merged
+        super::suggestions::merged(&self.peers, request.into_inner())
+            .await
             .map(Response::new)
-            .ok_or_else(|| Status::unavailable("no node observer is connected"))
     }
 
     async fn get_learning(

@@ -1,12 +1,19 @@
 //! TC classifiers that count pod traffic per flow.
 //!
-//! Per packet: parse the headers (`parse.rs`), then ONE lookup/update of the per-CPU flow map.
-//! The ring buffer is written only on flow events (first packet of a key on a CPU, TCP
-//! FIN/RST) and when the map is full (the packet travels as an overflow event instead).
+//! Per packet: parse the headers (`parse.rs`), then ONE update: of this CPU's flow cache slot
+//! (a plain array, no helper call), or, for a key whose slot another flow holds, of the
+//! shared flow map with atomic adds (no lock on the per-packet path).
+//! The ring buffer is written only on flow events (first packet of a key in the cache or the
+//! map, TCP FIN/RST) and when the map is full (the packet travels as an overflow event
+//! instead).
 //! Failures of every kind are counted in a per-CPU array; nothing is lost silently.
 //! The programs never change a packet's fate: they always return `TC_ACT_UNSPEC`.
 #![no_std]
 #![no_main]
+// The BPF target has no compare-and-swap, so core's atomic types offer no `fetch_add`; the
+// intrinsic lowers to BPF's atomic add instruction.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod parse;
 
@@ -15,7 +22,7 @@ use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
     helpers::{bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::{classifier, map},
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::TcContext,
 };
 use observer_common::{
@@ -40,11 +47,11 @@ static FLOW_CACHE: Array<CachedFlow> =
 static FLOW_CACHE_SLOTS: Global<u32> = Global::new(DEFAULT_FLOW_CACHE_SLOTS);
 
 /// Flow counters for keys the flow cache does not hold (its slot is taken, or there is no
-/// cache), one value per CPU so the per-packet update needs no atomics.
-/// Userspace resizes it at load time (`--flow-map-entries`).
+/// cache). One value per key, shared by the CPUs: its counts are added with atomic adds (a
+/// per-CPU value per key would make the map grow with the node's CPUs: 340 MB at 128 CPUs
+/// for the default size). Userspace resizes it at load time (`--flow-map-entries`).
 #[map]
-static FLOWS: PerCpuHashMap<FlowKey, FlowStats> =
-    PerCpuHashMap::with_max_entries(DEFAULT_FLOW_MAP_ENTRIES, 0);
+static FLOWS: HashMap<FlowKey, FlowStats> = HashMap::with_max_entries(DEFAULT_FLOW_MAP_ENTRIES, 0);
 
 /// Flow events (new, end, overflow). Userspace resizes it at load time (`--ringbuf-bytes`).
 #[map]
@@ -242,59 +249,75 @@ fn account(ctx: &TcContext, dir: u8, key: &mut FlowKey, packet: ParsedPacket) {
 /// `entered_through` is the interface the packet entered the node by, for [`bump_loss`].
 #[inline(never)]
 fn count_in_map(key: &FlowKey, mut this: FlowStats, entered_through: u32) {
-    let new_on_cpu;
-    match FLOWS.get_ptr_mut(key) {
-        // SAFETY: per-CPU value of an entry that exists; only this CPU writes it.
-        Some(stats) if unsafe { (*stats).packets } != 0 => {
-            // The common case: a flow this CPU already counts. Its first_seen is set, and
-            // last_seen only needs the tick's resolution.
-            this.last_seen_ns = tick_now();
-            // SAFETY: as above.
-            add(unsafe { &mut *stats }, &this);
-            new_on_cpu = false;
-        }
-        found => {
-            // First packet of the flow on this CPU: first_seen orders the two directions
-            // (which side spoke first), so it takes the precise clock.
-            // SAFETY: helper without preconditions.
-            let now = unsafe { bpf_ktime_get_ns() };
-            this.first_seen_ns = now;
-            this.last_seen_ns = now;
-            new_on_cpu = true;
-            let stats = match found {
-                // The entry exists for another CPU; this CPU's slot is still zero.
-                Some(stats) => Some(stats),
-                None if FLOWS.insert(key, this, BPF_NOEXIST as u64).is_ok() => None,
-                // Another CPU created the entry between our lookup and insert, or the map
-                // is full.
-                None => match FLOWS.get_ptr_mut(key) {
-                    Some(stats) => Some(stats),
-                    None => {
-                        // Full: hand the packet to userspace through the ring buffer.
-                        // The event goes at every hook (each counts its direction); the
-                        // counters count the packet once.
-                        bump_loss(key.direction, entered_through, Counter::FlowMapFull);
-                        if !emit(event_kind::OVERFLOW, key, &this) {
-                            bump_loss(
-                                key.direction,
-                                entered_through,
-                                Counter::RingBufOverflowFailed,
-                            );
-                        }
-                        return;
-                    }
-                },
-            };
-            if let Some(stats) = stats {
-                // SAFETY: as above.
-                add(unsafe { &mut *stats }, &this);
-            }
-        }
+    if let Some(stats) = FLOWS.get_ptr_mut(key) {
+        // The common case: a flow the map already counts. Its first_seen is set, and
+        // last_seen only needs the tick's resolution.
+        this.last_seen_ns = tick_now();
+        add_shared(stats, &this);
+        report_end(key, &this);
+        return;
     }
-    if new_on_cpu && !emit(event_kind::NEW_FLOW, key, &this) {
-        bump(Counter::RingBufNewFlowFailed);
+    // First packet of the flow in the map: first_seen orders the two directions (which
+    // side spoke first), so it takes the precise clock.
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    this.first_seen_ns = now;
+    this.last_seen_ns = now;
+    if FLOWS.insert(key, this, BPF_NOEXIST as u64).is_ok() {
+        if !emit(event_kind::NEW_FLOW, key, &this) {
+            bump(Counter::RingBufNewFlowFailed);
+        }
+        report_end(key, &this);
+        return;
+    }
+    match FLOWS.get_ptr_mut(key) {
+        // Another CPU created the entry between our lookup and insert.
+        Some(stats) => add_shared(stats, &this),
+        None => {
+            // Full: hand the packet to userspace through the ring buffer. The event goes
+            // at every hook (each counts its direction); the counters count the packet
+            // once.
+            bump_loss(key.direction, entered_through, Counter::FlowMapFull);
+            if !emit(event_kind::OVERFLOW, key, &this) {
+                bump_loss(
+                    key.direction,
+                    entered_through,
+                    Counter::RingBufOverflowFailed,
+                );
+            }
+            return;
+        }
     }
     report_end(key, &this);
+}
+
+/// Adds a packet to a flow map value other CPUs may update at the same moment.
+///
+/// Counts are atomic adds (one instruction each, no lock). The rest are plain stores:
+/// last seen is the tick of the latest packet (CPUs racing store ticks of the same moment),
+/// and flags only grow and change on a handful of a connection's packets, so they are
+/// written only when they add a bit. A key is one direction on one interface, whose packets
+/// one CPU handles at a time unless they are spread over queues; two CPUs adding different
+/// flags to one key at the same instant could lose one, and FIN and RST also reach
+/// userspace in their END events.
+#[inline(always)]
+fn add_shared(stats: *mut FlowStats, packet: &FlowStats) {
+    use core::intrinsics::{AtomicOrdering::Relaxed, atomic_xadd};
+    // SAFETY: `stats` points to a value of an existing map entry, 8-byte aligned; the
+    // counts are only ever updated atomically, the other fields are read and written whole.
+    unsafe {
+        atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).packets, packet.packets);
+        atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*stats).bytes, packet.bytes);
+        core::ptr::write_volatile(&raw mut (*stats).last_seen_ns, packet.last_seen_ns);
+        let tcp = core::ptr::read_volatile(&raw const (*stats).tcp_flags);
+        if tcp | packet.tcp_flags != tcp {
+            core::ptr::write_volatile(&raw mut (*stats).tcp_flags, tcp | packet.tcp_flags);
+        }
+        let flags = core::ptr::read_volatile(&raw const (*stats).flags);
+        if flags | packet.flags != flags {
+            core::ptr::write_volatile(&raw mut (*stats).flags, flags | packet.flags);
+        }
+    }
 }
 
 /// TCP FIN or RST: tell userspace the connection is ending.

@@ -19,6 +19,9 @@ use crate::hub::{FlowHub, HubStatus, SinkStatus};
 pub struct RunStats {
     /// Kernel counters summed over CPUs (see `observer_common::Counter`).
     pub datapath: DatapathCounters,
+    /// What the kernel maps take (charged to the daemon's memory cgroup), from the
+    /// settings and the node's possible CPUs (`memory::budget::kernel_maps`).
+    pub kernel_map_bytes: u64,
     /// Packets the programs could not parse, over every `parse_error_*` reason.
     pub malformed_packets: u64,
     /// Ring-buffer events read.
@@ -99,6 +102,12 @@ pub struct RunStats {
 }
 
 impl RunStats {
+    /// The stats of a run whose kernel maps take `bytes`.
+    pub fn with_kernel_map_bytes(mut self, bytes: u64) -> Self {
+        self.kernel_map_bytes = bytes;
+        self
+    }
+
     /// Refreshes the snapshot.
     pub fn update(
         &mut self,

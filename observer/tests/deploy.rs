@@ -12,10 +12,8 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use observer::api::listen::ApiAddress;
 use observer::flow::DEFAULT_MAX_CONNECTIONS;
-use observer::memory::budget::{BudgetInputs, budget, mib};
-use observer_common::{
-    DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_MAP_ENTRIES, DEFAULT_RING_BUFFER_BYTES,
-};
+use observer::memory::budget::{BudgetInputs, budget, default_flow_cache_slots, mib};
+use observer_common::{DEFAULT_FLOW_MAP_ENTRIES, DEFAULT_RING_BUFFER_BYTES};
 use serde_json::Value;
 
 fn documents(file: &str) -> Vec<Value> {
@@ -229,7 +227,7 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
     };
     let need = budget(&BudgetInputs {
         flow_map_entries: flag("--flow-map-entries", DEFAULT_FLOW_MAP_ENTRIES.into()),
-        flow_cache_slots: flag("--flow-cache-slots", DEFAULT_FLOW_CACHE_SLOTS.into()),
+        flow_cache_slots: flag("--flow-cache-slots", default_flow_cache_slots(32)),
         ring_buffer_bytes: flag("--ringbuf-bytes", DEFAULT_RING_BUFFER_BYTES.into()),
         max_connections: flag("--max-connections", DEFAULT_MAX_CONNECTIONS as u64),
         cpus: 32,

@@ -77,7 +77,7 @@ impl Runner {
     fn load() -> Result<Self> {
         let datapath = Datapath::load(DatapathConfig {
             flow_map_entries: 65_536,
-            flow_cache_slots: 64,
+            flow_cache_slots: Some(64),
             ring_buffer_bytes: 4096,
         })?;
         let (programs, maps) = datapath.start(false)?;

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use observer_common::{
-    DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_MAP_ENTRIES, DEFAULT_RING_BUFFER_BYTES,
-};
+use observer_common::{DEFAULT_FLOW_MAP_ENTRIES, DEFAULT_RING_BUFFER_BYTES};
 
 use super::parse_duration;
 use crate::api::listen::ApiAddress;
@@ -50,9 +48,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = DEFAULT_FLOW_MAP_ENTRIES)]
     flow_map_entries: u32,
     /// Slots per CPU of the kernel flow cache, the fast path in front of the flow map (a
-    /// power of two; 0: no cache). Each slot takes 96 bytes.
-    #[arg(long, default_value_t = DEFAULT_FLOW_CACHE_SLOTS)]
-    flow_cache_slots: u32,
+    /// power of two; 0: no cache). Each slot takes 96 bytes per possible CPU. Default:
+    /// 4,096 per CPU while that fits in 32 MiB (up to 85 CPUs), fewer on larger nodes.
+    #[arg(long)]
+    flow_cache_slots: Option<u32>,
     /// Size of the kernel event ring buffer in bytes (power of two, at least 4096).
     #[arg(long, default_value_t = DEFAULT_RING_BUFFER_BYTES)]
     ringbuf_bytes: u32,

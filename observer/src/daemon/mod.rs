@@ -82,7 +82,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
         None => None,
     };
     let datapath = Datapath::load(config.datapath)?;
-    check_memory_budget(&config, datapath.cpus());
+    let kernel_map_bytes =
+        check_memory_budget(&config, datapath.cpus(), datapath.flow_cache_slots());
     let (attachments, maps) = datapath.start(config.attach_empty_program)?;
     let DatapathMaps {
         flows,
@@ -258,7 +259,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         departed: std::collections::VecDeque::new(),
         poller: MapPoller::spawn(flows)?,
         release: Vec::new(),
-        stats: RunStats::default(),
+        stats: RunStats::default().with_kernel_map_bytes(kernel_map_bytes),
         pattern: config.interfaces.clone(),
         enricher: Enricher::new(config.identity_retention.as_nanos() as u64)
             .with_cni_profile(config.cni_profile),
@@ -367,13 +368,14 @@ pub async fn run(config: RunConfig) -> Result<()> {
     result
 }
 
-/// Logs the memory this configuration may need under a flood (`memory::budget`).
-fn check_memory_budget(config: &RunConfig, cpus: u32) {
+/// Logs the memory this configuration may need under a flood (`memory::budget`); returns
+/// what the kernel maps take.
+fn check_memory_budget(config: &RunConfig, cpus: u32, flow_cache_slots: u32) -> u64 {
     crate::memory::check_budget(&crate::memory::budget::BudgetInputs {
         flow_map_entries: config.datapath.flow_map_entries.into(),
-        flow_cache_slots: config.datapath.flow_cache_slots.into(),
+        flow_cache_slots: flow_cache_slots.into(),
         ring_buffer_bytes: config.datapath.ring_buffer_bytes.into(),
         max_connections: config.table.max_connections as u64,
         cpus: cpus.into(),
-    });
+    })
 }

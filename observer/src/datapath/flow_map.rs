@@ -1,10 +1,10 @@
-//! Reading the kernel's flow counters, from the flow cache and the per-CPU flow hash map
-//! (summing CPUs), and letting go of keys once their connections are written.
+//! Reading the kernel's flow counters, from the flow cache (summing CPUs) and the shared
+//! flow hash map, and letting go of keys once their connections are written.
 
 use std::collections::HashMap;
 
 use anyhow::Result;
-use aya::maps::{Map, MapData, PerCpuHashMap};
+use aya::maps::{HashMap as KernelHashMap, Map, MapData};
 use observer_common::{FlowKey, FlowStats};
 
 use super::flow_cache::FlowCache;
@@ -12,14 +12,14 @@ use super::flow_sum::add;
 
 /// Owns the flow hash map and the flow cache.
 pub struct FlowMapReader {
-    map: PerCpuHashMap<MapData, FlowKey, FlowStats>,
+    map: KernelHashMap<MapData, FlowKey, FlowStats>,
     cache: Option<FlowCache>,
 }
 
 impl FlowMapReader {
     pub(super) fn new(map: Map, cache: Option<FlowCache>) -> Result<Self> {
         Ok(Self {
-            map: PerCpuHashMap::try_from(map)?,
+            map: KernelHashMap::try_from(map)?,
             cache,
         })
     }
@@ -33,10 +33,7 @@ impl FlowMapReader {
         let mut totals: HashMap<FlowKey, FlowStats> = HashMap::new();
         for item in self.map.iter() {
             match item {
-                Ok((key, values)) => {
-                    let total = totals.entry(key).or_default();
-                    values.iter().for_each(|v| add(total, v));
-                }
+                Ok((key, value)) => add(totals.entry(key).or_default(), &value),
                 Err(_) => errors += 1,
             }
         }
@@ -58,8 +55,8 @@ impl FlowMapReader {
         let mut tails = Vec::new();
         for (key, reported) in released {
             let mut last = FlowStats::default();
-            if let Ok(values) = self.map.get(key, 0) {
-                values.iter().for_each(|v| add(&mut last, v));
+            if let Ok(value) = self.map.get(key, 0) {
+                add(&mut last, &value);
             }
             let _ = self.map.remove(key);
             if let Some(cache) = &self.cache {

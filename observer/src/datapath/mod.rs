@@ -37,8 +37,9 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 pub struct DatapathConfig {
     /// Capacity of the flow map in keys.
     pub flow_map_entries: u32,
-    /// Flow cache slots per CPU: a power of two, or 0 for no cache.
-    pub flow_cache_slots: u32,
+    /// Flow cache slots per CPU: a power of two, or 0 for no cache; `None`: the default
+    /// for the node's possible CPUs (`memory::budget::default_flow_cache_slots`).
+    pub flow_cache_slots: Option<u32>,
     /// Size of the event ring buffer in bytes (power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
 }
@@ -70,7 +71,12 @@ impl Datapath {
                 config.ring_buffer_bytes
             );
         }
-        let mut slots = config.flow_cache_slots;
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(path, error)| anyhow::anyhow!("reading {path}: {error}"))?
+            as u32;
+        let mut slots = config
+            .flow_cache_slots
+            .unwrap_or_else(|| crate::memory::budget::default_flow_cache_slots(cpus.into()) as u32);
         if slots != 0 && !slots.is_power_of_two() {
             anyhow::bail!("flow cache slots {slots} is neither 0 nor a power of two");
         }
@@ -81,9 +87,6 @@ impl Datapath {
             tracing::warn!("the flow cache needs x86-64 store ordering; running without it");
             slots = 0;
         }
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(path, error)| anyhow::anyhow!("reading {path}: {error}"))?
-            as u32;
         let cache_entries = cpus
             .checked_mul(slots)
             .context("flow cache slots times CPUs overflows")?;
@@ -111,6 +114,11 @@ impl Datapath {
     /// Possible CPUs: the per-CPU maps hold one value per CPU for each of them.
     pub fn cpus(&self) -> u32 {
         self.cpus
+    }
+
+    /// Flow cache slots per CPU in use (0: no cache).
+    pub fn flow_cache_slots(&self) -> u32 {
+        self.flow_cache_slots
     }
 
     /// Loads every program and returns the attachment manager plus the maps.

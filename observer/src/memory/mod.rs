@@ -32,8 +32,9 @@ pub fn cgroup_memory_limit() -> Option<u64> {
 }
 
 /// Logs what the settings may need under a new-flow flood, and warns when the cgroup's
-/// memory limit is lower (the daemon would be killed in a flood).
-pub fn check_budget(inputs: &budget::BudgetInputs) {
+/// memory limit is lower (the daemon would be killed in a flood). Returns the kernel maps'
+/// bytes.
+pub fn check_budget(inputs: &budget::BudgetInputs) -> u64 {
     use budget::mib;
     let need = budget::budget(inputs);
     let limit = cgroup_memory_limit();
@@ -41,6 +42,7 @@ pub fn check_budget(inputs: &budget::BudgetInputs) {
         kernel_maps_mib = mib(need.kernel_maps),
         flood_peak_mib = mib(need.userspace_peak),
         cpus = inputs.cpus,
+        flow_cache_slots = inputs.flow_cache_slots,
         limit_mib = limit.map(mib),
         "memory budget"
     );
@@ -56,4 +58,5 @@ pub fn check_budget(inputs: &budget::BudgetInputs) {
             inputs.cpus
         );
     }
+    need.kernel_maps
 }

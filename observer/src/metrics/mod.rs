@@ -106,6 +106,7 @@ pub struct Metrics {
     denied: Family<NamespacePair, Counter>,
     denied_by: Family<DecidedBy, Counter>,
     connections: Gauge,
+    kernel_map_bytes: Gauge,
     evicted: Counter,
     started: Counter,
     suggest_edges: Gauge,
@@ -193,6 +194,14 @@ impl Metrics {
              (the last step of the denying direction)",
             denied_by.clone(),
         );
+        let kernel_map_bytes = Gauge::default();
+        registry.register_with_unit(
+            "kernel_maps",
+            "What the BPF maps take in the kernel (charged to the daemon's memory cgroup), \
+             from the settings and the node's possible CPUs",
+            prometheus_client::registry::Unit::Bytes,
+            kernel_map_bytes.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "connections",
@@ -278,6 +287,7 @@ impl Metrics {
             denied,
             denied_by,
             connections,
+            kernel_map_bytes,
             evicted,
             started,
             suggest_edges,
@@ -355,6 +365,8 @@ impl Metrics {
         grow(&self.cluster_watch_errors, stats.cluster_watch_errors);
         self.connections
             .set(i64::try_from(stats.connections_live).unwrap_or(i64::MAX));
+        self.kernel_map_bytes
+            .set(i64::try_from(stats.kernel_map_bytes).unwrap_or(i64::MAX));
         self.subscribers
             .set(i64::try_from(stats.api.subscribers).unwrap_or(i64::MAX));
         self.cluster_invalid_objects

@@ -49,7 +49,10 @@ fn maps_of(pid: i32) -> Result<Vec<(String, u64)>> {
             .with_context(|| format!("no bytes_memlock in {map}"))?;
         held.push((name, memlock));
     }
-    anyhow::ensure!(!held.is_empty(), "no map of process {pid} in bpftool's list");
+    anyhow::ensure!(
+        !held.is_empty(),
+        "no map of process {pid} in bpftool's list"
+    );
     Ok(held)
 }
 

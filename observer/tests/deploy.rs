@@ -218,7 +218,7 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
         let at = args.iter().position(|a| a == flag).expect(flag);
         args[at + 1].clone()
     };
-    // The memory limit covers the budget of the DaemonSet's settings on 32 CPUs
+    // The memory limit covers the budget of the DaemonSet's settings on 128 CPUs
     // (deploy/README.md, Memory).
     let flag = |name: &str, default: u64| {
         args.iter()
@@ -227,10 +227,10 @@ fn the_daemonset_is_a_valid_object_whose_arguments_the_observer_accepts() {
     };
     let need = budget(&BudgetInputs {
         flow_map_entries: flag("--flow-map-entries", DEFAULT_FLOW_MAP_ENTRIES.into()),
-        flow_cache_slots: flag("--flow-cache-slots", default_flow_cache_slots(32)),
+        flow_cache_slots: flag("--flow-cache-slots", default_flow_cache_slots(128)),
         ring_buffer_bytes: flag("--ringbuf-bytes", DEFAULT_RING_BUFFER_BYTES.into()),
         max_connections: flag("--max-connections", DEFAULT_MAX_CONNECTIONS as u64),
-        cpus: 32,
+        cpus: 128,
     });
     let limit = container
         .resources

@@ -35,8 +35,11 @@ pub const INGRESS_PROGRAM: &str = "flow_ingress";
 pub const EGRESS_PROGRAM: &str = "flow_egress";
 /// Name of a classifier that does nothing: the cost floor benchmarks compare against.
 pub const EMPTY_PROGRAM: &str = "empty_tc";
+/// Name of a classifier that only parses the headers into a flow key (no map): the floor
+/// of any flow observer, which benchmarks compare against too.
+pub const PARSE_ONLY_PROGRAM: &str = "parse_only_tc";
 
-/// Default capacity of the flow map (entries; each entry holds one value per CPU).
+/// Default capacity of the flow map (entries; one value each, shared by the CPUs).
 pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;
 /// Default slots of the flow cache per CPU (a power of two): 384 KiB per CPU.
 pub const DEFAULT_FLOW_CACHE_SLOTS: u32 = 4096;

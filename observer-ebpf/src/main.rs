@@ -94,6 +94,29 @@ pub fn empty_tc(_ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
+/// Parses the headers into a flow key and touches its words, nothing more (no map, no
+/// counter): what every flow observer must at least do. Benchmarks attach it beside the
+/// flow programs as the second reference.
+#[classifier]
+pub fn parse_only_tc(ctx: TcContext) -> i32 {
+    let mut key = core::mem::MaybeUninit::<FlowKey>::uninit();
+    // SAFETY: zeroes all 48 bytes, after which any bit pattern is a valid FlowKey.
+    let key = unsafe {
+        write_words(key.as_mut_ptr(), &[0; 6]);
+        key.assume_init_mut()
+    };
+    if parse::parse(&ctx, key).is_ok() {
+        let words = key.as_u64_words();
+        let mut touched = 0u64;
+        for word in words {
+            // SAFETY: reading a valid, aligned word of the key.
+            touched ^= unsafe { core::ptr::read_volatile(word) };
+        }
+        core::hint::black_box(touched);
+    }
+    TC_ACT_UNSPEC
+}
+
 /// Never attached: userspace runs it (BPF_PROG_TEST_RUN) to read the clocks the
 /// [`TickClock`] relates.
 #[classifier]

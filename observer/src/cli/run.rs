@@ -165,9 +165,13 @@ pub struct RunArgs {
     /// it from `spec.nodeName`), else the host name.
     #[arg(long)]
     node_name: Option<String>,
-    /// Benchmarking aid: also attach an empty classifier, the cost floor.
+    /// Benchmarking aid: also attach the two reference classifiers, an empty one (the
+    /// hook's floor) and a parse-only one (the floor of any flow observer).
     #[arg(long, hide = true)]
     attach_empty_program: bool,
+    /// Benchmarking aid: attach the reference classifiers before the flow programs.
+    #[arg(long, hide = true, requires = "attach_empty_program")]
+    attach_references_first: bool,
 }
 
 /// Default of `--grpc-listen`: the node only, since plaintext is unauthenticated (with
@@ -273,6 +277,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         },
         poll_interval: args.poll_interval.max(Duration::from_millis(10)),
         attach_empty_program: args.attach_empty_program,
+        attach_references_first: args.attach_references_first,
         cluster: if !args.manifests.is_empty() {
             ClusterConfig::Manifests {
                 paths: args.manifests,

@@ -46,6 +46,9 @@ pub struct RunConfig {
     pub poll_interval: Duration,
     /// Also attach the empty classifier (the benchmark's cost floor).
     pub attach_empty_program: bool,
+    /// Benchmarking aid: attach the reference classifiers before the flow programs (a
+    /// program runs on warmer caches when another ran before it at the hook).
+    pub attach_references_first: bool,
     /// Where the cluster state comes from.
     pub cluster: ClusterConfig,
     /// How long ended IP holdings are kept for late records.

@@ -84,7 +84,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let datapath = Datapath::load(config.datapath)?;
     let kernel_map_bytes =
         check_memory_budget(&config, datapath.cpus(), datapath.flow_cache_slots());
-    let (attachments, maps) = datapath.start(config.attach_empty_program)?;
+    let (mut attachments, maps) = datapath.start(config.attach_empty_program)?;
+    attachments.references_first(config.attach_references_first);
     let DatapathMaps {
         flows,
         events,

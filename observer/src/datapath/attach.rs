@@ -12,7 +12,9 @@ use aya::{
     },
     util::KernelVersion,
 };
-use observer_common::{ATTACHED_MAP, EGRESS_PROGRAM, EMPTY_PROGRAM, INGRESS_PROGRAM};
+use observer_common::{
+    ATTACHED_MAP, EGRESS_PROGRAM, EMPTY_PROGRAM, INGRESS_PROGRAM, PARSE_ONLY_PROGRAM,
+};
 
 /// One attached program: which, where.
 struct Link {
@@ -26,6 +28,8 @@ pub struct Attachments {
     /// Kernels before 6.6 have no TCX: programs go through a clsact qdisc and netlink.
     legacy_tc: bool,
     with_empty_program: bool,
+    /// The reference programs go before the flow programs at each hook.
+    references_first: bool,
     attached: HashMap<u32, (String, Vec<Link>)>,
     /// The kernel's copy of the attached interface indexes: its programs count a loss at
     /// an egress hook only for packets that did not enter through one of them.
@@ -37,6 +41,7 @@ impl Attachments {
         let mut names = vec![INGRESS_PROGRAM, EGRESS_PROGRAM];
         if with_empty_program {
             names.push(EMPTY_PROGRAM);
+            names.push(PARSE_ONLY_PROGRAM);
         }
         for name in names {
             program(&mut ebpf, name)?
@@ -51,9 +56,16 @@ impl Attachments {
             ebpf,
             legacy_tc,
             with_empty_program,
+            references_first: false,
             attached: HashMap::new(),
             attached_map: BpfHashMap::try_from(attached_map)?,
         })
+    }
+
+    /// Benchmarking aid: attach the reference programs before the flow programs from now
+    /// on (at a hook, a program runs on warmer caches when another ran before it).
+    pub fn references_first(&mut self, first: bool) {
+        self.references_first = first;
     }
 
     /// Names of the interfaces currently attached, sorted.
@@ -84,8 +96,17 @@ impl Attachments {
             (EGRESS_PROGRAM, TcAttachType::Egress),
         ];
         if self.with_empty_program {
-            plan.push((EMPTY_PROGRAM, TcAttachType::Ingress));
-            plan.push((EMPTY_PROGRAM, TcAttachType::Egress));
+            let references = [
+                (EMPTY_PROGRAM, TcAttachType::Ingress),
+                (EMPTY_PROGRAM, TcAttachType::Egress),
+                (PARSE_ONLY_PROGRAM, TcAttachType::Ingress),
+                (PARSE_ONLY_PROGRAM, TcAttachType::Egress),
+            ];
+            if self.references_first {
+                plan.splice(0..0, references);
+            } else {
+                plan.extend(references);
+            }
         }
         let mut links = Vec::new();
         for (program_name, hook) in plan {
@@ -146,7 +167,12 @@ impl Attachments {
             return Vec::new();
         }
         let mut ours = Vec::new();
-        for program_name in [INGRESS_PROGRAM, EGRESS_PROGRAM, EMPTY_PROGRAM] {
+        for program_name in [
+            INGRESS_PROGRAM,
+            EGRESS_PROGRAM,
+            EMPTY_PROGRAM,
+            PARSE_ONLY_PROGRAM,
+        ] {
             if let Ok(info) = program(&mut self.ebpf, program_name).and_then(|p| Ok(p.info()?)) {
                 ours.push((info.id(), info.name_as_str().map(str::to_owned)));
             }

@@ -31,6 +31,9 @@ pub enum Which {
     /// (against one node's direct stream), write-to-receive latency, memory per node and
     /// per subscriber.
     Relay,
+    /// Kernel memory of the BPF maps: the formula at 2, 64 and 128 possible CPUs, and
+    /// measured against it here (root).
+    Memory,
     /// Violations at the first packet: latency to a gRPC subscriber for four kinds of
     /// connection, and the rate of new connections judged and published (root: a lab).
     Started(started::Options),
@@ -54,6 +57,9 @@ pub fn run(which: Which) -> Result<()> {
         Which::Suggest => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "suggest"]),
         Which::Api => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "api"]),
         Which::Relay => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "relay"]),
+        Which::Memory => {
+            crate::shell::cargo(&["bench", "-p", "observer", "--bench", "kernel_memory"])
+        }
         Which::Policy { criterion } => {
             for bench in ["policy", "tiered"] {
                 let mut args = vec!["bench", "-p", "observer", "--bench", bench, "--"];

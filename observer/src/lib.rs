@@ -33,6 +33,7 @@ pub mod policy;
 pub mod relay;
 pub mod stats;
 pub mod suggest;
+pub mod ui;
 /// The gRPC schema's generated code and the one conversion between it and the record (from
 /// `observer-api`, which clients use without the rest of the daemon).
 pub mod wire {

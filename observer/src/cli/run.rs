@@ -160,6 +160,10 @@ pub struct RunArgs {
     /// Address of the Prometheus metrics endpoint (`GET /metrics`), or `off`.
     #[arg(long, default_value = DEFAULT_METRICS_LISTEN, value_parser = parse_listen)]
     metrics_listen: Listen,
+    /// Address of the web console's data (`GET /api/map`: the service map of the flows
+    /// held, JSON; plaintext, read-only), or `off`. The page itself is not built yet.
+    #[arg(long, default_value = "off", value_parser = parse_listen)]
+    ui_listen: Listen,
     /// This node's name, written into every record (`node_name`) so that records merged
     /// from many nodes say which observer saw them. Default: $NODE_NAME (the DaemonSet sets
     /// it from `spec.nodeName`), else the host name.
@@ -322,6 +326,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             _ => None,
         },
         metrics_listen: args.metrics_listen.0,
+        ui_listen: args.ui_listen.0,
         api_max_streams: args.grpc_max_streams,
         node_name: args.node_name.or_else(default_node_name),
     };

@@ -78,6 +78,8 @@ pub struct RunConfig {
     pub api_max_streams: usize,
     /// Where Prometheus metrics are served (`None`: not served).
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the console's data is served (`None`: not served).
+    pub ui_listen: Option<SocketAddr>,
     /// This node's name, stamped on every record.
     pub node_name: Option<String>,
 }

@@ -249,6 +249,20 @@ pub async fn run(config: RunConfig) -> Result<()> {
         }
         None => None,
     };
+    let ui_task = match config.ui_listen {
+        Some(address) => {
+            let listener = metrics_server::bind(address)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:#} (--ui-listen)"))?;
+            let bound = listener.local_addr().unwrap_or(address);
+            info!(address = %bound, "the console's data at /api/map");
+            Some(tokio::spawn(crate::ui::http::serve(
+                listener,
+                Arc::clone(&hub),
+            )))
+        }
+        None => None,
+    };
 
     let mut node = NodeState {
         metrics: Arc::clone(&metrics),
@@ -357,7 +371,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         }
     }
     node.refresh_stats(&counters, &reader_stats, stopped_on);
-    if let Some(task) = metrics_task {
+    for task in [metrics_task, ui_task].into_iter().flatten() {
         task.abort();
     }
     if let Some(path) = &config.stats_file {

@@ -62,6 +62,20 @@ impl Exposition for Metrics {
 
 /// Answers scrapes until the task is aborted.
 pub async fn serve<M: Exposition>(listener: TcpListener, metrics: Arc<M>) {
+    serve_requests(listener, "metrics", move |request| {
+        respond(request, metrics.as_ref())
+    })
+    .await;
+}
+
+/// A bounded HTTP/1.1 server for small read-only answers (the metrics, the console's
+/// data): `answer` makes each response; connections as [`MAX_CONNECTIONS`],
+/// [`HEADER_TIMEOUT`] and [`CONNECTION_TIMEOUT`] say. `what` names it in the log.
+pub async fn serve_requests<F>(listener: TcpListener, what: &'static str, answer: F)
+where
+    F: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let answer = Arc::new(answer);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::ZERO;
     loop {
@@ -72,7 +86,7 @@ pub async fn serve<M: Exposition>(listener: TcpListener, metrics: Arc<M>) {
         let stream = match listener.accept().await {
             Ok((stream, _)) => {
                 if !backoff.is_zero() {
-                    tracing::info!("accepting metrics connections again");
+                    tracing::info!(what, "accepting connections again");
                     backoff = Duration::ZERO;
                 }
                 stream
@@ -81,18 +95,18 @@ pub async fn serve<M: Exposition>(listener: TcpListener, metrics: Arc<M>) {
                 // Out of file descriptors, say: retrying at once would spin and flood the
                 // log. Warn when it starts, then wait longer each time, up to a second.
                 if backoff.is_zero() {
-                    tracing::warn!(error = %e, "accepting a metrics connection failed; backing off");
+                    tracing::warn!(what, error = %e, "accepting a connection failed; backing off");
                 }
                 backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
                 tokio::time::sleep(backoff).await;
                 continue;
             }
         };
-        let metrics = Arc::clone(&metrics);
+        let answer = Arc::clone(&answer);
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let metrics = Arc::clone(&metrics);
-                async move { Ok::<_, Infallible>(respond(&request, metrics.as_ref())) }
+                let answer = Arc::clone(&answer);
+                async move { Ok::<_, Infallible>(answer(&request)) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -101,8 +115,8 @@ pub async fn serve<M: Exposition>(listener: TcpListener, metrics: Arc<M>) {
                 .serve_connection(TokioIo::new(stream), service);
             match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(error = %e, "metrics connection"),
-                Err(_) => tracing::debug!("metrics connection open too long: closed"),
+                Ok(Err(e)) => tracing::debug!(what, error = %e, "HTTP connection"),
+                Err(_) => tracing::debug!(what, "HTTP connection open too long: closed"),
             }
             drop(slot);
         });

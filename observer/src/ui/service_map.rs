@@ -1,0 +1,335 @@
+//! The service map: observed connections folded into nodes (workloads, or whole namespaces
+//! when zoomed out; nodes; outside peers by prefix) and directed edges by protocol and
+//! port, each with its connections, traffic and verdict. Pure: records in, a map out.
+//!
+//! Records are cumulative over a connection's life (an `active` report, then its final
+//! record), so a connection is counted once, with the counts of its latest record.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::flow::{FlowRecord, FlowState, IpProtocol, RecordEndpoint};
+use crate::policy::VerdictKind;
+use observer_api::verdict::DirectionDecision;
+
+/// How finely the map draws the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Level {
+    /// A node per workload (a pod no controller owns is its own node).
+    #[default]
+    Workload,
+    /// A node per namespace: what a map of thousands of workloads shows zoomed out.
+    Namespace,
+}
+
+/// What the map is drawn from.
+#[derive(Clone, Debug)]
+pub struct MapQuery {
+    /// The level of the nodes.
+    pub level: Level,
+    /// Edges drawn at most (the heaviest by bytes); the rest are counted as left out.
+    pub max_edges: usize,
+    /// Only connections with a side in one of these namespaces (any when empty).
+    pub namespaces: Vec<String>,
+    /// Only edges whose verdict is one of these (any when empty).
+    pub verdicts: Vec<EdgeVerdict>,
+}
+
+impl Default for MapQuery {
+    fn default() -> Self {
+        Self {
+            level: Level::Workload,
+            max_edges: 2_000,
+            namespaces: Vec::new(),
+            verdicts: Vec::new(),
+        }
+    }
+}
+
+/// What a map node stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// A workload (or a bare pod).
+    Workload,
+    /// A namespace, its workloads folded together.
+    Namespace,
+    /// A Kubernetes node (or a hostNetwork pod on it).
+    Node,
+    /// Addresses outside the cluster, by prefix (/24, /64).
+    External,
+    /// An address the cluster state does not name and that is not outside (no state).
+    Unknown,
+}
+
+/// One node of the map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MapNode {
+    /// Unique in the map: what edges refer to.
+    pub id: String,
+    /// What it is.
+    pub kind: NodeKind,
+    /// Its namespace, for workloads and namespaces (the group it is drawn in).
+    pub namespace: Option<String>,
+    /// What it is called on the map.
+    pub label: String,
+}
+
+/// How an edge's connections were judged, worst first: a map colours the edge by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeVerdict {
+    /// A direction denied a connection: a violation.
+    Denied,
+    /// A hostNetwork pod is involved: CNIs differ.
+    Undefined,
+    /// Allowed by a policy's rule.
+    Allowed,
+    /// Allowed because no policy selects either side.
+    NotIsolated,
+    /// Not judged (no cluster state, or a protocol policies do not cover).
+    None,
+}
+
+/// One directed edge: connections from `source` to `target` by protocol and port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MapEdge {
+    /// The initiators' node.
+    pub source: String,
+    /// The responders' node.
+    pub target: String,
+    /// The IP protocol.
+    pub protocol: IpProtocol,
+    /// The responders' port (0 for protocols without ports).
+    pub port: u16,
+    /// The worst verdict among its connections.
+    pub verdict: EdgeVerdict,
+    /// Connections per verdict.
+    pub connections: BTreeMap<EdgeVerdict, u64>,
+    /// Packets and bytes, both ways.
+    pub packets: u64,
+    /// See `packets`.
+    pub bytes: u64,
+    /// The policy that decided the latest denied connection, as `Kind ns/name`.
+    pub denied_by: Option<String>,
+}
+
+/// The map.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ServiceMap {
+    /// Nodes that some drawn edge touches, sorted by id.
+    pub nodes: Vec<MapNode>,
+    /// The heaviest edges, by bytes, at most `max_edges`.
+    pub edges: Vec<MapEdge>,
+    /// Edges left out by `max_edges`.
+    pub edges_left_out: usize,
+}
+
+/// The node an endpoint belongs to at `level`.
+fn node_of(end: &RecordEndpoint, level: Level) -> MapNode {
+    let identity = &end.identity;
+    if let Some(namespace) = &identity.namespace {
+        if level == Level::Namespace {
+            return MapNode {
+                id: format!("ns:{namespace}"),
+                kind: NodeKind::Namespace,
+                namespace: Some(namespace.clone()),
+                label: namespace.clone(),
+            };
+        }
+        let (kind, name) = match (&identity.workload, &identity.pod) {
+            (Some(w), _) => (w.kind.as_str(), w.name.as_str()),
+            (None, Some(pod)) => ("Pod", pod.as_str()),
+            (None, None) => ("Pod", "?"),
+        };
+        return MapNode {
+            id: format!("wl:{namespace}/{kind}/{name}"),
+            kind: NodeKind::Workload,
+            namespace: Some(namespace.clone()),
+            label: format!("{kind}/{name}"),
+        };
+    }
+    if let Some(node) = &identity.node {
+        return MapNode {
+            id: format!("node:{node}"),
+            kind: NodeKind::Node,
+            namespace: None,
+            label: node.clone(),
+        };
+    }
+    let prefix = match end.ip {
+        IpAddr::V4(ip) => {
+            let [a, b, c, _] = ip.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        IpAddr::V6(ip) => {
+            let s = ip.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    };
+    let kind = if identity.external {
+        NodeKind::External
+    } else {
+        NodeKind::Unknown
+    };
+    MapNode {
+        id: format!("ip:{prefix}"),
+        kind,
+        namespace: None,
+        label: prefix,
+    }
+}
+
+/// How a record was judged, for the map.
+fn verdict_of(record: &FlowRecord) -> EdgeVerdict {
+    let Some(verdict) = &record.policy else {
+        return EdgeVerdict::None;
+    };
+    match verdict.kind() {
+        VerdictKind::Deny => EdgeVerdict::Denied,
+        VerdictKind::Undefined => EdgeVerdict::Undefined,
+        VerdictKind::Allow => {
+            let unselected = |d: DirectionDecision| {
+                matches!(
+                    d,
+                    DirectionDecision::NotIsolated
+                        | DirectionDecision::NotApplicable
+                        | DirectionDecision::Exempt
+                )
+            };
+            if unselected(verdict.ingress.decision) && unselected(verdict.egress.decision) {
+                EdgeVerdict::NotIsolated
+            } else {
+                EdgeVerdict::Allowed
+            }
+        }
+    }
+}
+
+/// A connection: its 5-tuple and first packet.
+type ConnectionKey = (IpAddr, u16, IpAddr, u16, IpProtocol, i64);
+/// An edge: source, target, protocol, port.
+type EdgeKey = (String, String, IpProtocol, u16);
+
+/// Folds `records` into the map `query` asks for.
+pub fn build<'a>(
+    records: impl IntoIterator<Item = &'a FlowRecord>,
+    query: &MapQuery,
+) -> ServiceMap {
+    let mut nodes: HashMap<String, MapNode> = HashMap::new();
+    let mut edges: HashMap<EdgeKey, MapEdge> = HashMap::new();
+    // Per connection: its verdict and the counts already added.
+    let mut seen: HashMap<ConnectionKey, (EdgeVerdict, u64, u64)> = HashMap::new();
+    for record in records {
+        if record.state == FlowState::Started {
+            continue;
+        }
+        let in_namespaces = |end: &RecordEndpoint| {
+            end.identity
+                .namespace
+                .as_ref()
+                .is_some_and(|n| query.namespaces.contains(n))
+        };
+        if !query.namespaces.is_empty()
+            && !in_namespaces(&record.src)
+            && !in_namespaces(&record.dst)
+        {
+            continue;
+        }
+        let (source, target) = (
+            node_of(&record.src, query.level),
+            node_of(&record.dst, query.level),
+        );
+        let port = if matches!(
+            record.protocol,
+            IpProtocol::TCP | IpProtocol::UDP | IpProtocol::SCTP
+        ) {
+            record.dst.port
+        } else {
+            0
+        };
+        let key: EdgeKey = (source.id.clone(), target.id.clone(), record.protocol, port);
+        nodes.entry(source.id.clone()).or_insert(source);
+        nodes.entry(target.id.clone()).or_insert(target);
+        let verdict = verdict_of(record);
+        let edge = edges.entry(key.clone()).or_insert_with(|| MapEdge {
+            source: key.0.clone(),
+            target: key.1.clone(),
+            protocol: key.2,
+            port: key.3,
+            verdict,
+            connections: BTreeMap::new(),
+            packets: 0,
+            bytes: 0,
+            denied_by: None,
+        });
+        let packets = record.fwd.packets + record.rev.packets;
+        let bytes = record.fwd.bytes + record.rev.bytes;
+        let connection: ConnectionKey = (
+            record.src.ip,
+            record.src.port,
+            record.dst.ip,
+            record.dst.port,
+            record.protocol,
+            record.first_seen.0,
+        );
+        match seen.get_mut(&connection) {
+            // A later record of a connection counted already: its counts replace the
+            // earlier ones, its verdict too.
+            Some((earlier, counted_packets, counted_bytes)) => {
+                edge.packets += packets.saturating_sub(*counted_packets);
+                edge.bytes += bytes.saturating_sub(*counted_bytes);
+                (*counted_packets, *counted_bytes) =
+                    (packets.max(*counted_packets), bytes.max(*counted_bytes));
+                if *earlier != verdict {
+                    if let Some(n) = edge.connections.get_mut(earlier) {
+                        *n = n.saturating_sub(1);
+                    }
+                    *edge.connections.entry(verdict).or_default() += 1;
+                    *earlier = verdict;
+                }
+            }
+            None => {
+                edge.packets += packets;
+                edge.bytes += bytes;
+                *edge.connections.entry(verdict).or_default() += 1;
+                seen.insert(connection, (verdict, packets, bytes));
+            }
+        }
+        edge.connections.retain(|_, n| *n > 0);
+        edge.verdict = edge.connections.keys().next().copied().unwrap_or(verdict);
+        if verdict == EdgeVerdict::Denied {
+            edge.denied_by = record
+                .policy
+                .as_ref()
+                .and_then(|v| v.deciding_step())
+                .map(|step| format!("{:?} {}", step.policy.kind, step.policy));
+        }
+    }
+    let mut edges: Vec<MapEdge> = edges
+        .into_values()
+        .filter(|e| query.verdicts.is_empty() || query.verdicts.contains(&e.verdict))
+        .collect();
+    edges.sort_by(|a, b| {
+        b.bytes
+            .cmp(&a.bytes)
+            .then_with(|| (&a.source, &a.target, a.port).cmp(&(&b.source, &b.target, b.port)))
+    });
+    let edges_left_out = edges.len().saturating_sub(query.max_edges);
+    edges.truncate(query.max_edges);
+    let mut drawn: Vec<MapNode> = nodes
+        .into_values()
+        .filter(|n| edges.iter().any(|e| e.source == n.id || e.target == n.id))
+        .collect();
+    drawn.sort_by(|a, b| a.id.cmp(&b.id));
+    ServiceMap {
+        nodes: drawn,
+        edges,
+        edges_left_out,
+    }
+}
+
+#[cfg(test)]
+mod tests;

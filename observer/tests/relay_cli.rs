@@ -267,10 +267,10 @@ async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_o
         metrics.contains(&format!("observer_relay_flows_sent_total {}", want.len())),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("observer_lost_records_total{what=\"otlp_unsent\"} 0"),
-        "{metrics}"
-    );
+    for what in ["otlp_unsent", "relay_export", "relay_subscriber"] {
+        let line = format!("observer_lost_records_total{{what=\"{what}\"}} 0");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
     assert!(
         metrics.contains("process_resident_memory_bytes"),
         "{metrics}"

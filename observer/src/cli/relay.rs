@@ -174,12 +174,14 @@ pub fn run(args: RelayArgs) -> Result<()> {
                             node_name: None,
                         },
                     )?;
+                    let stream = Arc::new(crate::relay::RelayCounters::default());
                     tasks.push(tokio::spawn(crate::relay::export::feed(
                         Arc::clone(&peers),
                         args.merge_window,
                         Arc::clone(&hub),
+                        Arc::clone(&stream),
                     )));
-                    Some((hub, exporter))
+                    Some((hub, exporter, stream))
                 }
                 None => None,
             };
@@ -189,7 +191,13 @@ pub fn run(args: RelayArgs) -> Result<()> {
                 let metrics = crate::metrics::relay::RelayMetrics::new(
                     Arc::clone(&peers),
                     Arc::clone(&counters),
-                    exporter.as_ref().map(|(_, e)| Arc::clone(&e.counts)),
+                    exporter.as_ref().map(|(hub, e, stream)| {
+                        crate::metrics::relay::ExportFigures {
+                            stream: Arc::clone(stream),
+                            hub: Arc::clone(hub),
+                            otlp: Arc::clone(&e.counts),
+                        }
+                    }),
                 );
                 tracing::info!(%address, "metrics listening");
                 tasks.push(tokio::spawn(crate::metrics::server::serve(
@@ -214,7 +222,7 @@ pub fn run(args: RelayArgs) -> Result<()> {
             )
             .await?;
             tasks.iter().for_each(tokio::task::JoinHandle::abort);
-            if let Some((hub, exporter)) = exporter {
+            if let Some((hub, exporter, _)) = exporter {
                 hub.close();
                 let counts = Arc::clone(&exporter.counts);
                 exporter.finish(Duration::from_secs(5)).await;

@@ -29,6 +29,18 @@ struct LossLabels {
     what: &'static str,
 }
 
+/// What the relay's OTLP export counts: its own merged stream, the hub it publishes to
+/// (the exporter's queue is a sink of it), and the exporter.
+#[derive(Debug, Clone)]
+pub struct ExportFigures {
+    /// The export's stream through the relay (flows the nodes no longer held).
+    pub stream: Arc<RelayCounters>,
+    /// The hub the exporter reads (its queue's losses).
+    pub hub: Arc<crate::hub::FlowHub>,
+    /// The exporter's figures.
+    pub otlp: Arc<OtlpCounts>,
+}
+
 /// The relay's metrics.
 #[derive(Debug)]
 pub struct RelayMetrics {
@@ -43,18 +55,18 @@ pub struct RelayMetrics {
     node_received: Family<NodeLabels, Counter>,
     peers: Arc<PeerSet>,
     counters: Arc<RelayCounters>,
-    otlp: Option<Arc<OtlpCounts>>,
+    export: Option<ExportFigures>,
     /// One scrape at a time: counters are brought up to the totals, then encoded.
     scrape: Mutex<()>,
 }
 
 impl RelayMetrics {
-    /// The metrics of a relay reading `peers`, counting in `counters` (and exporting with
-    /// `otlp`).
+    /// The metrics of a relay reading `peers`, counting in `counters` (and exporting, with
+    /// `export`'s figures).
     pub fn new(
         peers: Arc<PeerSet>,
         counters: Arc<RelayCounters>,
-        otlp: Option<Arc<OtlpCounts>>,
+        export: Option<ExportFigures>,
     ) -> Self {
         let mut root = Registry::default();
         let process = ProcessMetrics::register(&mut root);
@@ -69,8 +81,9 @@ impl RelayMetrics {
         registry.register(
             "lost_records",
             "Records lost, by what: relay_subscriber (flows a node no longer held when a \
-             client's stream through the relay read it, each told), otlp_unsent (the OTLP \
-             collector refused them or stayed unreachable)",
+             client's stream through the relay read it, each told), relay_export (the same \
+             for the OTLP export's stream, and what the exporter's full queue dropped), \
+             otlp_unsent (the OTLP collector refused them or stayed unreachable)",
             lost.clone(),
         );
         let subscribers = Gauge::default();
@@ -116,7 +129,7 @@ impl RelayMetrics {
             node_received,
             peers,
             counters,
-            otlp,
+            export,
             scrape: Mutex::new(()),
         }
     }
@@ -139,13 +152,20 @@ impl RelayMetrics {
         self.subscribers.set(
             i64::try_from(self.counters.subscribers.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         );
-        if let Some(otlp) = &self.otlp {
-            up_to(&self.otlp_sent, otlp.sent.load(Ordering::Relaxed));
+        if let Some(export) = &self.export {
+            up_to(&self.otlp_sent, export.otlp.sent.load(Ordering::Relaxed));
             up_to(
                 &self.lost.get_or_create(&LossLabels {
                     what: "otlp_unsent",
                 }),
-                otlp.unsent.load(Ordering::Relaxed),
+                export.otlp.unsent.load(Ordering::Relaxed),
+            );
+            up_to(
+                &self.lost.get_or_create(&LossLabels {
+                    what: "relay_export",
+                }),
+                export.stream.flows_lost.load(Ordering::Relaxed)
+                    + export.hub.sink_status().iter().map(|s| s.lost).sum::<u64>(),
             );
         }
         // Nodes that left the peer list leave the families.

@@ -14,8 +14,14 @@ use crate::flow::FlowRecord;
 use crate::hub::FlowHub;
 use crate::wire::proto::{GetFlowsRequest, get_flows_response::Event};
 
-/// Publishes every node's flows, merged, to `hub` until the peers are gone.
-pub async fn feed(peers: Arc<PeerSet>, window: std::time::Duration, hub: Arc<FlowHub>) {
+/// Publishes every node's flows, merged, to `hub` until the peers are gone; what the
+/// export's own stream loses (a node no longer held the flows) is counted in `counters`.
+pub async fn feed(
+    peers: Arc<PeerSet>,
+    window: std::time::Duration,
+    hub: Arc<FlowHub>,
+    counters: Arc<RelayCounters>,
+) {
     let request = GetFlowsRequest {
         follow: true,
         ..GetFlowsRequest::default()
@@ -24,12 +30,7 @@ pub async fn feed(peers: Arc<PeerSet>, window: std::time::Duration, hub: Arc<Flo
         return;
     };
     let (tx, mut rx) = mpsc::channel(crate::api::server::STREAM_QUEUE);
-    tokio::spawn(relay_flows(
-        peers,
-        plan,
-        tx,
-        Arc::new(RelayCounters::default()),
-    ));
+    tokio::spawn(relay_flows(peers, plan, tx, counters));
     while let Some(message) = rx.recv().await {
         match message.ok().and_then(|m| m.event) {
             Some(Event::Flow(event)) => {

@@ -538,3 +538,55 @@ async fn a_node_that_leaves_and_comes_back_resumes_where_the_stream_left_it() {
     assert_eq!(unique, held(&[&a, &b]), "every flow");
     per_node(&flows);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_through_a_relay_is_the_newest_of_every_node() {
+    let dir = support::scratch_dir("relay-last");
+    let mut nodes = Vec::new();
+    let mut addresses = Vec::new();
+    for name in ["node-a", "node-b", "node-c"] {
+        let (node, address) = Node::start(&dir, name, 1_000).await;
+        nodes.push(node);
+        addresses.push(address);
+    }
+    for _ in 0..20 {
+        for node in &mut nodes {
+            node.publish(5).await;
+        }
+    }
+    let (mut client, _) = relay(&addresses, Duration::from_millis(200)).await;
+    let mut stream = open(
+        &mut client,
+        GetFlowsRequest {
+            start: Some(Start::Last(4)),
+            ..GetFlowsRequest::default()
+        },
+    )
+    .await;
+    let mut flows = Vec::new();
+    while let Some(message) = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+    {
+        if let Some(Event::Flow(f)) = message.event {
+            flows.push(f);
+        }
+    }
+    // The last round published node-a's 5, node-b's 5, then node-c's 5: the newest four
+    // are node-c's last four.
+    assert_eq!(flows.len(), 4, "{:?}", keys(&flows));
+    assert!(
+        flows.iter().all(|f| node_of(f) == "node-c"),
+        "{:?}",
+        keys(&flows)
+    );
+    let newest: Vec<u64> = held(&[&nodes[2]])
+        .into_iter()
+        .map(|(_, c)| c)
+        .rev()
+        .take(4)
+        .rev()
+        .collect();
+    assert_eq!(flows.iter().map(|f| f.cursor).collect::<Vec<_>>(), newest);
+}

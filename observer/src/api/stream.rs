@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::filter::Selection;
-use crate::hub::{FlowHub, Gap, Read, Source, Span, SubscriberGuard, now_ns};
+use crate::hub::{FlowHub, Gap, Read, Source, Span, SubscriberGuard, write_clock_ns};
 use crate::wire::proto::{
     FlowEvent, GetFlowsResponse, LostFlows, Progress, get_flows_response::Event, lost_flows::Reason,
 };
@@ -57,7 +57,7 @@ pub(super) async fn stream_flows(
         }
         // Taken before the read: every flow written before it is in this read or an
         // earlier one (a Progress says so).
-        let read_at = now_ns();
+        let read_at = write_clock_ns();
         let Read {
             batch,
             through,

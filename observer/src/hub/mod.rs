@@ -62,9 +62,9 @@ pub struct Published {
     pub cursor: u64,
     /// The judged record.
     pub record: FlowRecord,
-    /// When it was published, in nanoseconds since the epoch: taken under the ring's lock,
-    /// so it grows with the cursor (as the wall clock does), and a reader that read the
-    /// ring at time `t` has every flow written before `t`.
+    /// When it was published, in nanoseconds since the epoch ([`write_clock_ns`]): taken
+    /// under the ring's lock, so it grows with the cursor, and a reader that read the ring
+    /// at time `t` has every flow written before `t`.
     pub written_ns: i64,
     /// Boxed: an empty `OnceLock` of the message itself would take its whole size (several
     /// hundred bytes) in every buffered entry, read or not.
@@ -77,7 +77,7 @@ impl Published {
         Self {
             cursor,
             record,
-            written_ns: now_ns(),
+            written_ns: write_clock_ns(),
             wire: OnceLock::new(),
         }
     }
@@ -99,6 +99,15 @@ pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// The clock flows are stamped with when written, and streams' `Progress` with: the wall
+/// clock, but never going back in this process (a step back of the wall clock holds it
+/// still), so that a flow written after a reading is never stamped before it.
+pub fn write_clock_ns() -> i64 {
+    static LATEST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = now_ns();
+    LATEST.fetch_max(now, Ordering::Relaxed).max(now)
 }
 
 /// The hub of written flows.

@@ -82,6 +82,27 @@ impl<T> Merge<T> {
         }
     }
 
+    /// Takes items off the front of `slot`'s queue while it holds more than `keep` and its
+    /// head is `droppable`, and returns them (oldest first).
+    pub fn trim_front(
+        &mut self,
+        slot: Slot,
+        keep: usize,
+        droppable: impl Fn(&T) -> bool,
+    ) -> Vec<T> {
+        let mut taken = Vec::new();
+        if let Some(node) = self.nodes.get_mut(slot) {
+            while node.items.len() > keep
+                && node.items.front().is_some_and(|(_, _, t)| droppable(t))
+            {
+                if let Some((_, _, item)) = node.items.pop_front() {
+                    taken.push(item);
+                }
+            }
+        }
+        taken
+    }
+
     /// Items queued from `slot`.
     pub fn queued(&self, slot: Slot) -> usize {
         self.nodes.get(slot).map_or(0, |n| n.items.len())

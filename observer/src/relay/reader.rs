@@ -43,6 +43,9 @@ pub enum NodeEvent {
     Progress(u64, i64),
     /// Its stream ended (not following): nothing more comes.
     Ended,
+    /// The node's run has not written the cursor the stream resumed after (its clock went
+    /// back): it is read again from its oldest flow, and its position goes back to this.
+    Reset(u64),
     /// It could not be read (not following): why.
     Unreachable(String),
 }
@@ -83,6 +86,10 @@ pub async fn read_node(
     let name = loop {
         if let Some(name) = peer.node_name() {
             break name;
+        }
+        // An observer that does not know its node's name is named by its address.
+        if peer.checked() && peer.connected() {
+            break peer.address.clone();
         }
         if peer.checked() && !peer.connected() {
             if !follow {
@@ -179,9 +186,7 @@ pub async fn read_node(
                     let event = match event {
                         Some(Event::Flow(flow)) => {
                             after = Some(flow.cursor);
-                            let written = flow
-                                .written
-                                .map_or(0, |t| t.seconds * 1_000_000_000 + i64::from(t.nanos));
+                            let written = flow.written.map_or(0, nanos);
                             peer.received(written);
                             NodeEvent::Flow(Box::new(flow), written)
                         }
@@ -193,9 +198,7 @@ pub async fn read_node(
                             if progress.through_cursor > 0 {
                                 after = Some(after.unwrap_or(0).max(progress.through_cursor));
                             }
-                            let through = progress
-                                .written_through
-                                .map_or(0, |t| t.seconds * 1_000_000_000 + i64::from(t.nanos));
+                            let through = progress.written_through.map_or(0, nanos);
                             NodeEvent::Progress(progress.through_cursor, through)
                         }
                         None => continue,
@@ -208,6 +211,9 @@ pub async fn read_node(
                 // what it holds.
                 tracing::warn!(node = %name, "{}; reading from its oldest flow", status.message());
                 after = None;
+                if !send(NodeEvent::Reset(0)).await {
+                    return;
+                }
                 first_start = Some(Start::FromOldest(true));
                 continue;
             }
@@ -231,4 +237,11 @@ pub async fn read_node(
         }
         backoff = (backoff * 2).min(BACKOFF.1);
     }
+}
+
+/// A node's timestamp in nanoseconds since the epoch (saturating: it comes from outside).
+fn nanos(t: prost_types::Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(t.nanos))
 }

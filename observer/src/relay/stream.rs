@@ -21,7 +21,6 @@ use super::merge::{Merge, Slot};
 use super::peers::{Peer, PeerSet};
 use super::reader::{FirstStart, NodeEvent, NodeRequest, read_node};
 use super::token::{ClusterCursor, node_id};
-use crate::hub::now_ns;
 use crate::wire::proto::{
     GetFlowsResponse, LostFlows, Progress, get_flows_response::Event, lost_flows::Reason,
 };
@@ -71,6 +70,10 @@ struct Node {
     /// Its backlog (`last`) is complete: it said progress, ended, or failed.
     caught_up: bool,
     done: bool,
+    /// Its reader was stopped (the peer left): events it had queued are dropped, so that
+    /// a stale `Live` cannot revive the slot and a reader that replaces it reads them
+    /// again, once.
+    superseded: bool,
 }
 
 /// The state of one client stream.
@@ -86,6 +89,8 @@ struct RelayStream {
     tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
     counters: Arc<RelayCounters>,
     sent: u64,
+    /// `last`: while the backlog is gathered, the newest this many flows per node.
+    backlog_limit: Option<u64>,
 }
 
 /// Sends the client its merged flows until it goes away, or, not following, every node's
@@ -109,6 +114,7 @@ pub async fn relay_flows(
         tx,
         counters,
         sent: 0,
+        backlog_limit: None,
     };
     let mut list = peers.watch();
     let first: Vec<Arc<Peer>> = list.borrow_and_update().clone();
@@ -117,6 +123,7 @@ pub async fn relay_flows(
     }
     let follow = stream.plan.request.base.follow;
     let mut backlog = stream.plan.last;
+    stream.backlog_limit = backlog;
     // A node that never answers does not hold `last` back for long.
     let backlog_until =
         tokio::time::Instant::now() + stream.plan.window.max(Duration::from_secs(2));
@@ -127,13 +134,13 @@ pub async fn relay_flows(
     loop {
         let backlog_complete = stream.nodes.iter().all(|n| n.caught_up)
             || tokio::time::Instant::now() >= backlog_until;
-        if backlog_complete
-            && let Some(n) = backlog.take()
-            && stream.release_newest(n).await.is_err()
-        {
-            return;
+        if backlog_complete && let Some(n) = backlog.take() {
+            stream.backlog_limit = None;
+            if stream.release_newest(n).await.is_err() {
+                return;
+            }
         }
-        if backlog.is_none() && stream.release(now_ns()).await.is_err() {
+        if backlog.is_none() && stream.release(monotonic_ns()).await.is_err() {
             return;
         }
         if stream.plan.limit.is_some_and(|limit| stream.sent >= limit) {
@@ -147,7 +154,7 @@ pub async fn relay_flows(
             .next_deadline()
             .filter(|_| backlog.is_none())
             .map(|d| {
-                let wait = u64::try_from(d.saturating_sub(now_ns()).max(0)).unwrap_or(0);
+                let wait = u64::try_from(d.saturating_sub(monotonic_ns()).max(0)).unwrap_or(0);
                 tokio::time::Instant::now() + Duration::from_nanos(wait)
             });
         tokio::select! {
@@ -177,6 +184,14 @@ pub async fn relay_flows(
             () = stream.tx.closed() => return,
         }
     }
+}
+
+/// Nanoseconds since the relay started, on the monotonic clock: arrivals and the merge
+/// window are timed with it (a wall clock that steps would hold or release items early).
+fn monotonic_ns() -> i64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let origin = ORIGIN.get_or_init(std::time::Instant::now);
+    i64::try_from(origin.elapsed().as_nanos()).unwrap_or(i64::MAX)
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -219,6 +234,7 @@ impl RelayStream {
             received_through: 0,
             caught_up: false,
             done: false,
+            superseded: false,
         });
         self.slots.insert(peer.address.clone(), slot);
     }
@@ -229,6 +245,7 @@ impl RelayStream {
             if !node.done && !peers.iter().any(|p| p.address == node.peer.address) {
                 node.reader.abort();
                 node.done = true;
+                node.superseded = true;
                 node.caught_up = true;
                 self.merge.set_live(slot, false);
             }
@@ -246,11 +263,21 @@ impl RelayStream {
 
     /// Takes one reader's event into the merge.
     fn handle(&mut self, slot: Slot, event: NodeEvent) {
-        let now = now_ns();
+        let now = monotonic_ns();
         let Some(node) = self.nodes.get_mut(slot) else {
             return;
         };
+        if node.superseded {
+            return;
+        }
         match event {
+            NodeEvent::Reset(_) => {
+                // The node's run has not written the cursor the stream held (its clock
+                // went back): its flows are read again from its oldest, and so would a
+                // resume.
+                self.position.forget_id(node.id);
+                node.received_through = 0;
+            }
             NodeEvent::Named(name) => {
                 node.id = node_id(&name);
                 node.name = Some(name);
@@ -259,7 +286,21 @@ impl RelayStream {
             NodeEvent::Flow(flow, written) => {
                 node.last_written = node.last_written.max(written);
                 node.received_through = node.received_through.max(flow.cursor);
+                let id = node.id;
                 self.merge.push(slot, written, now, Item::Flow(flow));
+                // `last`: a node's backlog beyond the newest n flows would be passed over
+                // anyway; it is passed over now, so the backlog's memory stays bounded.
+                if let Some(n) = self.backlog_limit {
+                    let keep = usize::try_from(n).unwrap_or(usize::MAX);
+                    let passed = self
+                        .merge
+                        .trim_front(slot, keep, |item| matches!(item, Item::Flow(_)));
+                    for item in passed {
+                        if let Item::Flow(flow) = item {
+                            self.position.advance_id(id, flow.cursor);
+                        }
+                    }
+                }
             }
             NodeEvent::Lost(lost) => {
                 node.received_through = node.received_through.max(lost.last_cursor);

@@ -50,6 +50,11 @@ impl ClusterCursor {
         *position = (*position).max(cursor);
     }
 
+    /// Forgets the node's position: a resume reads it from its oldest flow held.
+    pub fn forget_id(&mut self, id: u64) {
+        self.positions.remove(&id);
+    }
+
     /// The token.
     pub fn encode(&self) -> String {
         let mut bytes = Vec::with_capacity(self.positions.len() * 18);

@@ -220,8 +220,8 @@ pub fn build<'a>(
 ) -> ServiceMap {
     let mut nodes: HashMap<String, MapNode> = HashMap::new();
     let mut edges: HashMap<EdgeKey, MapEdge> = HashMap::new();
-    // Per connection: its verdict and the counts already added.
-    let mut seen: HashMap<ConnectionKey, (EdgeVerdict, u64, u64)> = HashMap::new();
+    // Per connection: its edge, verdict and the counts already added there.
+    let mut seen: HashMap<ConnectionKey, (EdgeKey, EdgeVerdict, u64, u64)> = HashMap::new();
     for record in records {
         if record.state == FlowState::Started {
             continue;
@@ -254,6 +254,32 @@ pub fn build<'a>(
         nodes.entry(source.id.clone()).or_insert(source);
         nodes.entry(target.id.clone()).or_insert(target);
         let verdict = verdict_of(record);
+        let packets = record.fwd.packets + record.rev.packets;
+        let bytes = record.fwd.bytes + record.rev.bytes;
+        let connection: ConnectionKey = (
+            record.src.ip,
+            record.src.port,
+            record.dst.ip,
+            record.dst.port,
+            record.protocol,
+            record.first_seen.0,
+        );
+        // A later record of a connection counted on another edge (its ends were named
+        // since): it leaves that edge and counts whole on this one.
+        if let Some((earlier_key, earlier, counted_packets, counted_bytes)) =
+            seen.get(&connection).cloned()
+            && earlier_key != key
+        {
+            if let Some(old) = edges.get_mut(&earlier_key) {
+                old.packets = old.packets.saturating_sub(counted_packets);
+                old.bytes = old.bytes.saturating_sub(counted_bytes);
+                if let Some(n) = old.connections.get_mut(&earlier) {
+                    *n = n.saturating_sub(1);
+                }
+                old.connections.retain(|_, n| *n > 0);
+            }
+            seen.remove(&connection);
+        }
         let edge = edges.entry(key.clone()).or_insert_with(|| MapEdge {
             source: key.0.clone(),
             target: key.1.clone(),
@@ -265,20 +291,10 @@ pub fn build<'a>(
             bytes: 0,
             denied_by: None,
         });
-        let packets = record.fwd.packets + record.rev.packets;
-        let bytes = record.fwd.bytes + record.rev.bytes;
-        let connection: ConnectionKey = (
-            record.src.ip,
-            record.src.port,
-            record.dst.ip,
-            record.dst.port,
-            record.protocol,
-            record.first_seen.0,
-        );
         match seen.get_mut(&connection) {
             // A later record of a connection counted already: its counts replace the
             // earlier ones, its verdict too.
-            Some((earlier, counted_packets, counted_bytes)) => {
+            Some((_, earlier, counted_packets, counted_bytes)) => {
                 edge.packets += packets.saturating_sub(*counted_packets);
                 edge.bytes += bytes.saturating_sub(*counted_bytes);
                 (*counted_packets, *counted_bytes) =
@@ -295,7 +311,7 @@ pub fn build<'a>(
                 edge.packets += packets;
                 edge.bytes += bytes;
                 *edge.connections.entry(verdict).or_default() += 1;
-                seen.insert(connection, (verdict, packets, bytes));
+                seen.insert(connection, (key.clone(), verdict, packets, bytes));
             }
         }
         edge.connections.retain(|_, n| *n > 0);
@@ -310,6 +326,8 @@ pub fn build<'a>(
     }
     let mut edges: Vec<MapEdge> = edges
         .into_values()
+        // An edge whose connections all moved to another is gone.
+        .filter(|e| !e.connections.is_empty())
         .filter(|e| query.verdicts.is_empty() || query.verdicts.contains(&e.verdict))
         .collect();
     edges.sort_by(|a, b| {
@@ -319,9 +337,13 @@ pub fn build<'a>(
     });
     let edges_left_out = edges.len().saturating_sub(query.max_edges);
     edges.truncate(query.max_edges);
+    let touched: std::collections::HashSet<&str> = edges
+        .iter()
+        .flat_map(|e| [e.source.as_str(), e.target.as_str()])
+        .collect();
     let mut drawn: Vec<MapNode> = nodes
         .into_values()
-        .filter(|n| edges.iter().any(|e| e.source == n.id || e.target == n.id))
+        .filter(|n| touched.contains(n.id.as_str()))
         .collect();
     drawn.sort_by(|a, b| a.id.cmp(&b.id));
     ServiceMap {

@@ -135,3 +135,24 @@ fn namespaces_and_verdicts_select_what_is_drawn() {
     assert_eq!(map.edges.len(), 1);
     assert_eq!(map.nodes.len(), 2, "only the denied edge's ends");
 }
+
+#[test]
+fn a_connection_whose_ends_are_named_later_moves_to_its_new_edge() {
+    let records = fixtures();
+    let named = records[0].clone();
+    let mut unnamed = named.clone();
+    unnamed.state = FlowState::Active;
+    unnamed.dst.identity = Default::default();
+    unnamed.fwd.bytes = 100;
+    let map = build(&[unnamed, named], &MapQuery::default());
+    assert_eq!(
+        map.edges.len(),
+        1,
+        "the unnamed edge is empty and left: {:#?}",
+        map.edges
+    );
+    let edge = &map.edges[0];
+    assert_eq!(edge.target, "wl:shop/Deployment/api");
+    assert_eq!(edge.connections.values().sum::<u64>(), 1);
+    assert_eq!(edge.bytes, 6600);
+}

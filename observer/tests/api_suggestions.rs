@@ -266,15 +266,15 @@ async fn rules_are_structured_and_the_calico_format_writes_icmp_rules() {
     assert!(refused.message().contains("learned[0]"), "{refused:?}");
 }
 
-#[tokio::test]
-async fn two_observers_learning_merges_and_both_prove_it() {
-    // web's replicas call api from node A and db from node B.
+/// Two observers, each learning one of web's calls (web's replicas call api from node A
+/// and db from node B): their addresses and learners.
+async fn two_nodes() -> (Vec<std::net::SocketAddr>, Vec<Arc<Mutex<Learner>>>) {
     let cluster = format!(
         "{CLUSTER}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: db-0, namespace: shop, \
          labels: {{app: db}}}}\nstatus: {{podIP: 10.0.0.3}}\n"
     );
     let view = Arc::new(ClusterView::build(&manifests::parse("c.yaml", &cluster).into_objects()).0);
-    let mut addresses = Vec::new();
+    let (mut addresses, mut learners) = (Vec::new(), Vec::new());
     for (node, callee) in [
         ("node-a", pod("api-0", "api", "10.0.0.2", 8080)),
         ("node-b", pod("db-0", "db", "10.0.0.3", 5432)),
@@ -284,12 +284,18 @@ async fn two_observers_learning_merges_and_both_prove_it() {
         learner.lock().expect("learner").learn(&flow);
         let hub = FlowHub::with_first_cursor(16, 1);
         hub.publish(vec![flow]).await;
-        addresses.push(
-            serve_with(learner, Some(Arc::clone(&view)), hub, node)
-                .await
-                .1,
-        );
+        let address = serve_with(Arc::clone(&learner), Some(Arc::clone(&view)), hub, node)
+            .await
+            .1;
+        addresses.push(address);
+        learners.push(learner);
     }
+    (addresses, learners)
+}
+
+#[tokio::test]
+async fn two_observers_learning_merges_and_both_prove_it() {
+    let (addresses, _) = two_nodes().await;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_observer"))
         .arg("suggest")
         .args(["--server", &format!("http://{}", addresses[0])])
@@ -334,29 +340,8 @@ async fn two_observers_learning_merges_and_both_prove_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_relay_suggestions_merge_every_node_and_are_watched() {
-    // web's replicas call api from node A and db from node B.
-    let cluster = format!(
-        "{CLUSTER}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: db-0, namespace: shop, \
-         labels: {{app: db}}}}\nstatus: {{podIP: 10.0.0.3}}\n"
-    );
-    let view = Arc::new(ClusterView::build(&manifests::parse("c.yaml", &cluster).into_objects()).0);
-    let mut addresses = Vec::new();
-    let mut learners = Vec::new();
-    for (node, callee) in [
-        ("node-a", pod("api-0", "api", "10.0.0.2", 8080)),
-        ("node-b", pod("db-0", "db", "10.0.0.3", 5432)),
-    ] {
-        let flow = record(callee, 1);
-        let learner = Arc::new(Mutex::new(Learner::new(LearnConfig::default())));
-        learner.lock().expect("learner").learn(&flow);
-        let hub = FlowHub::with_first_cursor(16, 1);
-        hub.publish(vec![flow]).await;
-        let address = serve_with(Arc::clone(&learner), Some(Arc::clone(&view)), hub, node)
-            .await
-            .1;
-        addresses.push(format!("http://{address}"));
-        learners.push(learner);
-    }
+    let (addresses, learners) = two_nodes().await;
+    let addresses: Vec<String> = addresses.iter().map(|a| format!("http://{a}")).collect();
     // The relay, in process, over both.
     let peers = observer::relay::peers::PeerSet::new(None);
     peers.set(&addresses);

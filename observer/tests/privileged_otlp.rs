@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use observer::flow::FlowRecord;
 use observer_lab::traffic::udp_exchange;
 use observer_lab::{Lab, in_netns};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use support::otlp_receiver::Receiver;
 use support::{Observer, require_root, scratch_dir};
 
@@ -63,16 +62,7 @@ fn the_collector_receives_the_flow_log_records() -> Result<()> {
     // The exporter sends what it has queued before the daemon ends.
     let deadline = Instant::now() + Duration::from_secs(10);
     let received: Vec<FlowRecord> = loop {
-        let bodies: Vec<String> = receiver
-            .log_records()
-            .iter()
-            .filter_map(
-                |log| match log.body.as_ref().and_then(|b| b.value.as_ref()) {
-                    Some(Value::StringValue(body)) => Some(body.clone()),
-                    _ => None,
-                },
-            )
-            .collect();
+        let bodies: Vec<String> = receiver.bodies();
         if bodies.len() >= logged.len() || Instant::now() > deadline {
             break bodies
                 .iter()

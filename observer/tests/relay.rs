@@ -162,6 +162,25 @@ async fn take(
     (flows, lost)
 }
 
+/// Every flow and gap until the stream ends.
+async fn to_end(
+    stream: &mut tonic::Streaming<GetFlowsResponse>,
+) -> (Vec<FlowEvent>, Vec<LostFlows>) {
+    let (mut flows, mut lost) = (Vec::new(), Vec::new());
+    while let Some(message) = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("in time")
+        .expect("stream ok")
+    {
+        match message.event {
+            Some(Event::Flow(f)) => flows.push(f),
+            Some(Event::Lost(l)) => lost.push(l),
+            _ => {}
+        }
+    }
+    (flows, lost)
+}
+
 fn node_of(f: &FlowEvent) -> String {
     f.flow
         .as_ref()
@@ -359,18 +378,7 @@ async fn a_node_that_cannot_be_reached_is_named_and_the_others_still_answer() {
         },
     )
     .await;
-    let (mut flows, mut lost) = (Vec::new(), Vec::new());
-    while let Some(message) = tokio::time::timeout(WAIT, stream.message())
-        .await
-        .expect("in time")
-        .expect("stream ok")
-    {
-        match message.event {
-            Some(Event::Flow(f)) => flows.push(f),
-            Some(Event::Lost(l)) => lost.push(l),
-            _ => {}
-        }
-    }
+    let (flows, lost) = to_end(&mut stream).await;
     assert_eq!(flows.len(), 3, "node-a's flows");
     assert_eq!(lost.len(), 1, "{lost:?}");
     assert_eq!(lost[0].reason, Reason::NodeUnreachable as i32);
@@ -563,16 +571,8 @@ async fn last_through_a_relay_is_the_newest_of_every_node() {
         },
     )
     .await;
-    let mut flows = Vec::new();
-    while let Some(message) = tokio::time::timeout(WAIT, stream.message())
-        .await
-        .expect("in time")
-        .expect("ok")
-    {
-        if let Some(Event::Flow(f)) = message.event {
-            flows.push(f);
-        }
-    }
+    let (flows, lost) = to_end(&mut stream).await;
+    assert!(lost.is_empty(), "{lost:?}");
     // The last round published node-a's 5, node-b's 5, then node-c's 5: the newest four
     // are node-c's last four.
     assert_eq!(flows.len(), 4, "{:?}", keys(&flows));

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use observer::api::server::{self, ApiConfig};
 use observer::hub::FlowHub;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use support::otlp_receiver::Receiver;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
@@ -221,16 +220,7 @@ async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_o
     }
     let deadline = Instant::now() + WAIT;
     loop {
-        let bodies: Vec<String> = receiver
-            .log_records()
-            .iter()
-            .filter_map(
-                |log| match log.body.as_ref().and_then(|b| b.value.as_ref()) {
-                    Some(Value::StringValue(body)) => Some(body.clone()),
-                    _ => None,
-                },
-            )
-            .collect();
+        let bodies: Vec<String> = receiver.bodies();
         let mut got: Vec<String> = bodies
             .iter()
             .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())

@@ -157,13 +157,7 @@ impl proto::observer_server::Observer for ObserverService {
         &self,
         request: Request<GetFlowsRequest>,
     ) -> Result<Response<FlowStream>, Status> {
-        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "{} flow streams are open, the most this observer serves at once \
-                 (--grpc-max-streams); try again when one ends",
-                self.max_streams
-            ))
-        })?;
+        let permit = stream_permit(&self.streams, self.max_streams, "observer")?;
         let request = request.into_inner();
         let window = (
             time(
@@ -284,13 +278,7 @@ impl proto::observer_server::Observer for ObserverService {
             )
         })?;
         // A watch counts as a stream, like a flow stream.
-        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "{} streams are open, the most this observer serves at once \
-                 (--grpc-max-streams); try again when one ends",
-                self.max_streams
-            ))
-        })?;
+        let permit = stream_permit(&self.streams, self.max_streams, "observer")?;
         Ok(Response::new(watch_suggestions(
             source,
             Arc::clone(&self.hub),
@@ -324,6 +312,21 @@ impl proto::observer_server::Observer for ObserverService {
         })?;
         get_learning(source).await.map(Response::new)
     }
+}
+
+/// A stream's slot among `max` (`--grpc-max-streams`), or RESOURCE_EXHAUSTED saying so;
+/// `who` is "observer" or "relay".
+pub fn stream_permit(
+    streams: &Arc<Semaphore>,
+    max: usize,
+    who: &str,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+    Arc::clone(streams).try_acquire_owned().map_err(|_| {
+        Status::resource_exhausted(format!(
+            "{max} streams are open, the most this {who} serves at once \
+             (--grpc-max-streams); try again when one ends"
+        ))
+    })
 }
 
 /// `progress_interval_ms`: none when 0; at least 10 ms.

@@ -76,17 +76,43 @@ pub(super) fn watch_suggestions(
     request: GetSuggestionsRequest,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> ReceiverStream<Result<GetSuggestionsResponse, Status>> {
-    let every = match request.check_interval_ms {
+    let every = check_interval(request.check_interval_ms);
+    watch_changes(every, permit, move || {
+        let (source, hub, request) = (source.clone(), Arc::clone(&hub), request.clone());
+        async move { make(&source, &hub, &request).await }
+    })
+}
+
+/// `check_interval_ms`: 10 s when 0, at least 500 ms.
+pub fn check_interval(ms: u32) -> Duration {
+    match ms {
         0 => Duration::from_secs(10),
         ms => Duration::from_millis(u64::from(ms).max(500)),
-    };
+    }
+}
+
+/// A watch's loop, for a node's suggestions and a relay's: every `every`, `make` the
+/// suggestions (each with a fingerprint of what it allows and its stability) and send
+/// those whose fingerprint changed, everything the first time, with the summary; until
+/// the client goes away. The stream holds `permit` while it lives.
+pub fn watch_changes<F, Fut>(
+    every: Duration,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    mut make: F,
+) -> ReceiverStream<Result<GetSuggestionsResponse, Status>>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<
+            Output = Result<(Vec<(WorkloadSuggestion, u64)>, SuggestionSummary), Status>,
+        > + Send,
+{
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let _permit = permit;
         let mut sent: HashMap<(String, String, String), u64> = HashMap::new();
         let mut first = true;
         loop {
-            let message = match make(&source, &hub, &request).await {
+            let message = match make().await {
                 Ok((suggestions, summary)) => {
                     let changed: Vec<WorkloadSuggestion> = suggestions
                         .into_iter()

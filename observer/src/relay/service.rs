@@ -13,7 +13,7 @@ use super::reader::{FirstStart, NodeRequest};
 use super::stream::{RelayPlan, relay_flows};
 use super::token::ClusterCursor;
 use crate::api::filter::Selection;
-use crate::api::server::{MAX_REQUEST_BYTES, STREAM_QUEUE, progress_interval};
+use crate::api::server::{MAX_REQUEST_BYTES, STREAM_QUEUE, progress_interval, stream_permit};
 use crate::api::start::time;
 use crate::wire::proto::{
     self, GetFlowsRequest, GetFlowsResponse, GetLearningRequest, GetSuggestionsRequest,
@@ -134,13 +134,7 @@ impl proto::observer_server::Observer for RelayService {
         &self,
         request: Request<GetFlowsRequest>,
     ) -> Result<Response<FlowStream>, Status> {
-        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "{} flow streams are open, the most this relay serves at once \
-                 (--grpc-max-streams); try again when one ends",
-                self.max_streams
-            ))
-        })?;
+        let permit = stream_permit(&self.streams, self.max_streams, "relay")?;
         let plan = plan(request.into_inner(), self.window)?;
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let peers = Arc::clone(&self.peers);
@@ -178,13 +172,7 @@ impl proto::observer_server::Observer for RelayService {
         request: Request<GetSuggestionsRequest>,
     ) -> Result<Response<Self::WatchSuggestionsStream>, Status> {
         // A watch counts as a stream, like a flow stream.
-        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "{} streams are open, the most this relay serves at once \
-                 (--grpc-max-streams); try again when one ends",
-                self.max_streams
-            ))
-        })?;
+        let permit = stream_permit(&self.streams, self.max_streams, "relay")?;
         Ok(Response::new(super::suggestions::watch(
             Arc::clone(&self.peers),
             request.into_inner(),

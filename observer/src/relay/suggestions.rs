@@ -2,19 +2,17 @@
 //! the suggestions from all of it and proving them against the flows it holds (the
 //! figures summed); watched by asking again every interval and sending what changed.
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
 
 use prost::Message;
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tonic::transport::Channel;
 
 use super::peers::PeerSet;
 use crate::api::server::MAX_REQUEST_BYTES;
+use crate::api::suggestions::{check_interval, watch_changes};
 use crate::wire::proto::{
     GetLearningRequest, GetSuggestionsRequest, GetSuggestionsResponse, WorkloadSuggestion,
     observer_client::ObserverClient,
@@ -112,45 +110,20 @@ pub fn watch(
     request: GetSuggestionsRequest,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> ReceiverStream<Result<GetSuggestionsResponse, Status>> {
-    let every = match request.check_interval_ms {
-        0 => Duration::from_secs(10),
-        ms => Duration::from_millis(u64::from(ms).max(500)),
-    };
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        let _permit = permit;
-        let mut sent: HashMap<(String, String, String), u64> = HashMap::new();
-        let mut first = true;
-        loop {
-            let message = match merged(&peers, request.clone()).await {
-                Ok(answer) => {
-                    let changed: Vec<WorkloadSuggestion> = answer
-                        .suggestions
-                        .into_iter()
-                        .filter(|s| {
-                            let key = (s.namespace.clone(), s.kind.clone(), s.name.clone());
-                            let print = fingerprint(s);
-                            sent.insert(key, print) != Some(print)
-                        })
-                        .collect();
-                    (first || !changed.is_empty()).then_some(Ok(GetSuggestionsResponse {
-                        suggestions: changed,
-                        summary: answer.summary,
-                    }))
-                }
-                Err(status) => Some(Err(status)),
-            };
-            first = false;
-            if let Some(message) = message
-                && tx.send(message).await.is_err()
-            {
-                return;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                () = tx.closed() => return,
-            }
+    let every = check_interval(request.check_interval_ms);
+    watch_changes(every, permit, move || {
+        let (peers, request) = (Arc::clone(&peers), request.clone());
+        async move {
+            let answer = merged(&peers, request).await?;
+            let suggestions = answer
+                .suggestions
+                .into_iter()
+                .map(|s| {
+                    let print = fingerprint(&s);
+                    (s, print)
+                })
+                .collect();
+            Ok((suggestions, answer.summary.unwrap_or_default()))
         }
-    });
-    ReceiverStream::new(rx)
+    })
 }

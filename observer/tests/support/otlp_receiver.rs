@@ -47,4 +47,18 @@ impl Receiver {
             .flat_map(|s| s.log_records.clone())
             .collect()
     }
+
+    /// The string bodies of every log record received so far (the records' JSON).
+    pub fn bodies(&self) -> Vec<String> {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        self.log_records()
+            .iter()
+            .filter_map(
+                |log| match log.body.as_ref().and_then(|b| b.value.as_ref()) {
+                    Some(Value::StringValue(body)) => Some(body.clone()),
+                    _ => None,
+                },
+            )
+            .collect()
+    }
 }

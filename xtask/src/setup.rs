@@ -17,6 +17,9 @@ const PACKAGES: &[&str] = &[
     "iptables",
     // promtool, which checks the metrics endpoint's output (observer/tests/metrics_endpoint.rs).
     "prometheus",
+    // A real browser for the console's tests and benchmark (observer/tests/console_*.rs).
+    "chromium",
+    "chromium-driver",
 ];
 /// The Python packages of the API test with a client that is not ours
 /// (`observer/tests/api_python.rs`), pinned.

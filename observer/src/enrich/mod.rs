@@ -26,7 +26,7 @@ use crate::flow::{
     EndpointIdentity, FlowRecord, FlowState, IpProtocol, ServiceBackend, ServiceInfo, WorkloadInfo,
 };
 use crate::policy::check::{AddressFlow, TieredJudge};
-use crate::policy::{Category, CniProfile, Endpoint, FlowQuery, Protocol, evaluate};
+use crate::policy::{Category, CniProfile, Endpoint, FlowQuery, Protocol, Verdict, evaluate};
 
 /// How many past views are kept for verdicts of flows that started under them.
 const KEPT_VIEWS: usize = 16;
@@ -209,55 +209,15 @@ impl Enricher {
             // Policy applies to the backend after DNAT, never to a ClusterIP.
             return;
         }
-        let protocol = Protocol::of_ip(record.protocol);
         let asked = AddressFlow {
             source: record.src.ip,
             destination: record.dst.ip,
             protocol: record.protocol.0,
             // An ICMP record's "port" is its identifier, not a port.
-            port: protocol.map(|_| record.dst.port),
+            port: Protocol::of_ip(record.protocol).map(|_| record.dst.port),
             icmp: record.icmp.as_ref().map(|i| (i.icmp_type, i.code)),
         };
-        let by_tiers = |record: &mut FlowRecord, tiered: &TieredView| {
-            record.policy = Some(tiered.judge(&asked));
-            record.staged = tiered.judge_staged(&asked);
-        };
-        // The tiered engine judges every flow when the cluster has Calico or admin
-        // policies; else, with NetworkPolicies, what they leave to the CNI (protocols they
-        // do not name, host-networked pods), as the CNI profile says.
-        let cni_dependent = view.cni_dependent.as_deref();
-        if let Some(all) = view.tiered.as_deref() {
-            return by_tiers(record, all);
-        }
-        let Some(protocol) = protocol else {
-            if let Some(tiered) = cni_dependent.filter(|_| self.profile.judges_other_protocols()) {
-                by_tiers(record, tiered);
-            }
-            return;
-        };
-        let (Some(src), Some(dst)) = (
-            endpoint(view, record.src.ip, src),
-            endpoint(view, record.dst.ip, dst),
-        ) else {
-            return;
-        };
-        let query = FlowQuery {
-            src,
-            dst,
-            port: record.dst.port,
-            protocol,
-        };
-        let verdict = evaluate(&view.policy, &query);
-        match cni_dependent {
-            // A host-networked pod, which this CNI sees as its node's address.
-            Some(tiered)
-                if verdict.category == Category::Undefined
-                    && self.profile.host_network_is_node() =>
-            {
-                by_tiers(record, tiered)
-            }
-            _ => record.policy = Some(verdict.owned()),
-        }
+        (record.policy, record.staged) = judge_addresses(view, self.profile, &asked, src, dst);
     }
 }
 
@@ -296,6 +256,56 @@ fn merge_into(back: &mut FlowRecord, front: &FlowRecord, service: ServiceInfo) {
     back.interfaces.sort();
     back.interfaces.dedup();
     back.service = Some(service);
+}
+
+/// The verdict on a flow between two addresses whose holders are `src` and `dst`, by
+/// every engine `view` has, as the CNI `profile` reads what the API leaves open: the
+/// enforced verdict and, when the cluster has staged policies, the staged one. None when
+/// no engine judges it (a protocol NetworkPolicy does not name, without a tiered engine).
+/// The console's policy viewer asks it of flows nobody sent.
+pub fn judge_addresses(
+    view: &ClusterView,
+    profile: CniProfile,
+    asked: &AddressFlow,
+    src: Option<&Holder>,
+    dst: Option<&Holder>,
+) -> (Option<Verdict>, Option<Verdict>) {
+    let by_tiers = |tiered: &TieredView| (Some(tiered.judge(asked)), tiered.judge_staged(asked));
+    // The tiered engine judges every flow when the cluster has Calico or admin
+    // policies; else, with NetworkPolicies, what they leave to the CNI (protocols they
+    // do not name, host-networked pods), as the CNI profile says.
+    let cni_dependent = view.cni_dependent.as_deref();
+    if let Some(all) = view.tiered.as_deref() {
+        return by_tiers(all);
+    }
+    let Some(protocol) = Protocol::of_ip(IpProtocol(asked.protocol)) else {
+        return match cni_dependent.filter(|_| profile.judges_other_protocols()) {
+            Some(tiered) => by_tiers(tiered),
+            None => (None, None),
+        };
+    };
+    let (Some(src), Some(dst)) = (
+        endpoint(view, asked.source, src),
+        endpoint(view, asked.destination, dst),
+    ) else {
+        return (None, None);
+    };
+    let query = FlowQuery {
+        src,
+        dst,
+        port: asked.port.unwrap_or(0),
+        protocol,
+    };
+    let verdict = evaluate(&view.policy, &query);
+    match cni_dependent {
+        // A host-networked pod, which this CNI sees as its node's address.
+        Some(tiered)
+            if verdict.category == Category::Undefined && profile.host_network_is_node() =>
+        {
+            by_tiers(tiered)
+        }
+        _ => (Some(verdict.owned()), None),
+    }
 }
 
 fn identity(holder: Option<&Holder>) -> EndpointIdentity {

@@ -1,9 +1,15 @@
-//! The web console's data (in progress: the page itself is not built yet): what the page
-//! draws, made from the records the hub holds.
+//! The web console (`observer run|relay --ui-listen`): the page, embedded, and the
+//! read-only JSON API it draws from, made from the records the hub holds and the cluster
+//! view.
 //!
 //! - `service_map`: records folded into a map of workloads (or namespaces), nodes and
 //!   outside prefixes, with directed edges by protocol and port, coloured by verdict (pure);
-//! - `http`: `GET /api/map` over HTTP (`observer run --ui-listen`).
+//! - `edge`: the flows behind one edge (pure); `explain`: a verdict in words (pure);
+//! - `http`: the routes and their parameters.
 
+pub mod edge;
+pub mod explain;
 pub mod http;
+pub mod policies;
+pub mod policy_view;
 pub mod service_map;

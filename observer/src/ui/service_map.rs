@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::flow::{FlowRecord, FlowState, IpProtocol, RecordEndpoint};
+use crate::flow::{FlowRecord, FlowState, IpProtocol, RecordEndpoint, Timestamp};
 use crate::policy::VerdictKind;
 use observer_api::verdict::DirectionDecision;
 
@@ -33,8 +33,15 @@ pub struct MapQuery {
     pub max_edges: usize,
     /// Only connections with a side in one of these namespaces (any when empty).
     pub namespaces: Vec<String>,
+    /// Only connections with a side in one of these workloads, by node id (any when
+    /// empty).
+    pub workloads: Vec<String>,
     /// Only edges whose verdict is one of these (any when empty).
     pub verdicts: Vec<EdgeVerdict>,
+    /// Only connections of these protocols (any when empty).
+    pub protocols: Vec<IpProtocol>,
+    /// Only connections whose latest packet is at or after this time.
+    pub since: Option<Timestamp>,
 }
 
 impl Default for MapQuery {
@@ -43,7 +50,10 @@ impl Default for MapQuery {
             level: Level::Workload,
             max_edges: 2_000,
             namespaces: Vec::new(),
+            workloads: Vec::new(),
             verdicts: Vec::new(),
+            protocols: Vec::new(),
+            since: None,
         }
     }
 }
@@ -96,6 +106,8 @@ pub enum EdgeVerdict {
 /// One directed edge: connections from `source` to `target` by protocol and port.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MapEdge {
+    /// Unique in the map: `source|target|protocol|port`.
+    pub id: String,
     /// The initiators' node.
     pub source: String,
     /// The responders' node.
@@ -125,10 +137,13 @@ pub struct ServiceMap {
     pub edges: Vec<MapEdge>,
     /// Edges left out by `max_edges`.
     pub edges_left_out: usize,
+    /// Workload nodes before `max_edges` cut the map: a page draws namespaces instead when
+    /// there are too many to read.
+    pub workloads: usize,
 }
 
 /// The node an endpoint belongs to at `level`.
-fn node_of(end: &RecordEndpoint, level: Level) -> MapNode {
+pub(super) fn node_of(end: &RecordEndpoint, level: Level) -> MapNode {
     let identity = &end.identity;
     if let Some(namespace) = &identity.namespace {
         if level == Level::Namespace {
@@ -183,7 +198,7 @@ fn node_of(end: &RecordEndpoint, level: Level) -> MapNode {
 }
 
 /// How a record was judged, for the map.
-fn verdict_of(record: &FlowRecord) -> EdgeVerdict {
+pub(super) fn verdict_of(record: &FlowRecord) -> EdgeVerdict {
     let Some(verdict) = &record.policy else {
         return EdgeVerdict::None;
     };
@@ -226,30 +241,14 @@ pub fn build<'a>(
         if record.state == FlowState::Started {
             continue;
         }
-        let in_namespaces = |end: &RecordEndpoint| {
-            end.identity
-                .namespace
-                .as_ref()
-                .is_some_and(|n| query.namespaces.contains(n))
-        };
-        if !query.namespaces.is_empty()
-            && !in_namespaces(&record.src)
-            && !in_namespaces(&record.dst)
-        {
+        if !selected(record, query) {
             continue;
         }
         let (source, target) = (
             node_of(&record.src, query.level),
             node_of(&record.dst, query.level),
         );
-        let port = if matches!(
-            record.protocol,
-            IpProtocol::TCP | IpProtocol::UDP | IpProtocol::SCTP
-        ) {
-            record.dst.port
-        } else {
-            0
-        };
+        let port = edge_port(record);
         let key: EdgeKey = (source.id.clone(), target.id.clone(), record.protocol, port);
         nodes.entry(source.id.clone()).or_insert(source);
         nodes.entry(target.id.clone()).or_insert(target);
@@ -281,6 +280,7 @@ pub fn build<'a>(
             seen.remove(&connection);
         }
         let edge = edges.entry(key.clone()).or_insert_with(|| MapEdge {
+            id: edge_id(&key.0, &key.1, key.2, key.3),
             source: key.0.clone(),
             target: key.1.clone(),
             protocol: key.2,
@@ -324,6 +324,10 @@ pub fn build<'a>(
                 .map(|step| format!("{:?} {}", step.policy.kind, step.policy));
         }
     }
+    let workloads = nodes
+        .values()
+        .filter(|n| n.kind == NodeKind::Workload)
+        .count();
     let mut edges: Vec<MapEdge> = edges
         .into_values()
         // An edge whose connections all moved to another is gone.
@@ -350,7 +354,47 @@ pub fn build<'a>(
         nodes: drawn,
         edges,
         edges_left_out,
+        workloads,
     }
+}
+
+/// An edge's id: `source|target|protocol|port`.
+pub fn edge_id(source: &str, target: &str, protocol: IpProtocol, port: u16) -> String {
+    format!("{source}|{target}|{protocol}|{port}")
+}
+
+/// The responder port an edge is drawn for: 0 for protocols without ports.
+pub(super) fn edge_port(record: &FlowRecord) -> u16 {
+    if matches!(
+        record.protocol,
+        IpProtocol::TCP | IpProtocol::UDP | IpProtocol::SCTP
+    ) {
+        record.dst.port
+    } else {
+        0
+    }
+}
+
+/// Whether the query's filters keep a record (its verdict is filtered per edge).
+pub(super) fn selected(record: &FlowRecord, query: &MapQuery) -> bool {
+    if query.since.is_some_and(|since| record.last_seen < since) {
+        return false;
+    }
+    if !query.protocols.is_empty() && !query.protocols.contains(&record.protocol) {
+        return false;
+    }
+    let in_namespaces = |end: &RecordEndpoint| {
+        end.identity
+            .namespace
+            .as_ref()
+            .is_some_and(|n| query.namespaces.contains(n))
+    };
+    if !query.namespaces.is_empty() && !in_namespaces(&record.src) && !in_namespaces(&record.dst) {
+        return false;
+    }
+    let in_workloads =
+        |end: &RecordEndpoint| query.workloads.contains(&node_of(end, Level::Workload).id);
+    query.workloads.is_empty() || in_workloads(&record.src) || in_workloads(&record.dst)
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 //! killed process are removed by [`Lab::remove_stale`].
 
 pub mod alloc;
+/// A small WebDriver client driving headless Chromium, for tests of the web console.
+pub mod browser;
 pub mod observer;
 pub mod synthetic;
 pub mod traffic;

@@ -53,7 +53,8 @@ pub fn listen_address(value: &str) -> Result<std::net::SocketAddr, String> {
     let port: u16 = port
         .parse()
         .map_err(|_| format!("{value:?}: {port:?} is not a port"))?;
-    if host == "localhost" {
+    // `:PORT` and `localhost:PORT` mean the loopback: nothing is exposed by accident.
+    if host == "localhost" || host.is_empty() {
         return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     }
     (host, port)

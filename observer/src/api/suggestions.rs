@@ -56,7 +56,7 @@ pub(super) async fn get_learning(source: &SuggestionSource) -> Result<Learning, 
 }
 
 /// Answers one request.
-pub(super) async fn get_suggestions(
+pub(crate) async fn get_suggestions(
     source: &SuggestionSource,
     hub: &FlowHub,
     request: GetSuggestionsRequest,

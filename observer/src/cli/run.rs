@@ -160,10 +160,19 @@ pub struct RunArgs {
     /// Address of the Prometheus metrics endpoint (`GET /metrics`), or `off`.
     #[arg(long, default_value = DEFAULT_METRICS_LISTEN, value_parser = parse_listen)]
     metrics_listen: Listen,
-    /// Address of the web console's data (`GET /api/map`: the service map of the flows
-    /// held, JSON; plaintext, read-only), or `off`. The page itself is not built yet.
+    /// Address of the web console (the page at `/`, its read-only JSON API under `/api/`),
+    /// or `off`. `:PORT` means the loopback. Plaintext unless --ui-tls-cert.
     #[arg(long, default_value = "off", value_parser = parse_listen)]
     ui_listen: Listen,
+    /// Serve the console over HTTPS with this certificate chain (PEM); needs --ui-tls-key.
+    #[arg(long, requires_all = ["ui_tls_key", "ui_listen"])]
+    ui_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --ui-tls-cert.
+    #[arg(long, requires = "ui_tls_cert")]
+    ui_tls_key: Option<PathBuf>,
+    /// Require browser (client) certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, requires = "ui_tls_cert")]
+    ui_tls_client_ca: Option<PathBuf>,
     /// This node's name, written into every record (`node_name`) so that records merged
     /// from many nodes say which observer saw them. Default: $NODE_NAME (the DaemonSet sets
     /// it from `spec.nodeName`), else the host name.
@@ -327,6 +336,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         },
         metrics_listen: args.metrics_listen.0,
         ui_listen: args.ui_listen.0,
+        ui_tls: match (args.ui_tls_cert, args.ui_tls_key) {
+            (Some(cert), Some(key)) => Some(crate::api::server::TlsFiles {
+                cert,
+                key,
+                client_ca: args.ui_tls_client_ca,
+            }),
+            _ => None,
+        },
         api_max_streams: args.grpc_max_streams,
         node_name: args.node_name.or_else(default_node_name),
     };

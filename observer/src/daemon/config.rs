@@ -78,8 +78,10 @@ pub struct RunConfig {
     pub api_max_streams: usize,
     /// Where Prometheus metrics are served (`None`: not served).
     pub metrics_listen: Option<SocketAddr>,
-    /// Where the console's data is served (`None`: not served).
+    /// Where the console is served (`None`: not served).
     pub ui_listen: Option<SocketAddr>,
+    /// The console's TLS (`None`: plaintext).
+    pub ui_tls: Option<api_server::TlsFiles>,
     /// This node's name, stamped on every record.
     pub node_name: Option<String>,
 }

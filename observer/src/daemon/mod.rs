@@ -251,14 +251,32 @@ pub async fn run(config: RunConfig) -> Result<()> {
     };
     let ui_task = match config.ui_listen {
         Some(address) => {
-            let listener = metrics_server::bind(address)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e:#} (--ui-listen)"))?;
+            let tls = match &config.ui_tls {
+                Some(files) => Some(
+                    crate::ui::server::tls_acceptor(files)
+                        .map_err(|e| anyhow::anyhow!("{e:#} (--ui-tls-cert, --ui-tls-key)"))?,
+                ),
+                None => None,
+            };
+            let listener = crate::ui::server::bind(address).await?;
             let bound = listener.local_addr().unwrap_or(address);
-            info!(address = %bound, "the console's data at /api/map");
-            Some(tokio::spawn(crate::ui::http::serve(
-                listener,
-                Arc::clone(&hub),
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            info!(url = %format!("{scheme}://{bound}/"), "web console");
+            let console = crate::ui::routes::Console {
+                hub: Arc::clone(&hub),
+                role: crate::ui::routes::Role::Node,
+                node: config.node_name.clone().unwrap_or_default(),
+                views: source_task.as_ref().map(|_| view_rx.clone()),
+                profile: config.cni_profile,
+                suggestions: suggestions.as_ref().map(|l| {
+                    Arc::new(crate::ui::suggestions::NodeSuggestions {
+                        source: l.source.clone(),
+                        hub: Arc::clone(&hub),
+                    }) as Arc<dyn crate::ui::suggestions::SuggestionProvider>
+                }),
+            };
+            Some(tokio::spawn(crate::ui::server::serve(
+                listener, tls, console,
             )))
         }
         None => None,

@@ -113,6 +113,9 @@ pub struct AllowedEdge {
     pub observed: bool,
 }
 
+/// A policy, as verdicts name it: kind, namespace, name.
+type PolicyKey = (PolicyKind, Option<String>, String);
+
 /// A rule, as verdicts name it: kind, namespace, name, direction, index.
 type RuleKey = (PolicyKind, Option<String>, String, &'static str, usize);
 
@@ -136,7 +139,7 @@ pub fn view<'a>(
         records.clone(),
         &MapQuery {
             workloads: vec![workload.to_owned()],
-            max_edges: super::http::MAX_EDGES,
+            max_edges: super::params::MAX_EDGES,
             ..MapQuery::default()
         },
     );
@@ -177,8 +180,7 @@ pub fn view<'a>(
         list.truncate(MAX_PORTS);
     }
 
-    let mut selecting: BTreeMap<(PolicyKind, Option<String>, String), (String, BTreeSet<&str>)> =
-        BTreeMap::new();
+    let mut selecting: BTreeMap<PolicyKey, (String, BTreeSet<&str>)> = BTreeMap::new();
     let mut allowed: BTreeMap<(String, String, IpProtocol, u16), AllowedEdge> = BTreeMap::new();
     let observed_ids: BTreeSet<&str> = observed.iter().map(|e| e.id.as_str()).collect();
     for (peer_id, peer) in &groups {

@@ -1,0 +1,388 @@
+//! The console's routes: the page's files, and the read-only JSON API it draws from
+//! (`/api/status`, `/api/map`, `/api/edge`, `/api/policy`, `/api/policy_view`,
+//! `/api/suggestions`, `/api/violations`). Bad parameters get 400 with what is wrong, an
+//! unknown path 404, another method 405. Folding thousands of records runs off the
+//! async workers.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, header};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, watch};
+
+use super::params::{Params, edge_query, map_query};
+use super::server::Body;
+use super::suggestions::{SuggestionProvider, to_json};
+use super::{assets, edge, policies, policy_view, service_map, violations};
+use crate::cluster::view::ClusterView;
+use crate::flow::Timestamp;
+use crate::hub::{FlowHub, Published, StartAt};
+use crate::policy::CniProfile;
+use crate::wire::proto::{GetSuggestionsRequest, SuggestionFormat};
+
+/// Which observer serves the console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A node's daemon: that node's flows, its cluster view.
+    Node,
+    /// A relay: every node's flows, merged; no cluster view of its own.
+    Relay,
+}
+
+/// What the console is made from.
+#[derive(Clone)]
+pub struct Console {
+    /// The flows held.
+    pub hub: Arc<FlowHub>,
+    /// Node or relay.
+    pub role: Role,
+    /// The node's name (empty for a relay).
+    pub node: String,
+    /// The cluster views (a node with cluster state).
+    pub views: Option<watch::Receiver<Option<Arc<ClusterView>>>>,
+    /// How the CNI reads what the API leaves open (the policy viewer's probes).
+    pub profile: CniProfile,
+    /// Suggestions, when learned (`--suggest`) or merged (relay).
+    pub suggestions: Option<Arc<dyn SuggestionProvider>>,
+}
+
+impl Console {
+    fn view(&self) -> Option<Arc<ClusterView>> {
+        self.views.as_ref().and_then(|v| v.borrow().clone())
+    }
+}
+
+/// An answer, and whether it is a live stream (which outlives the connection timeout).
+pub struct Answer {
+    /// The response.
+    pub response: Response<Body>,
+    /// A live stream.
+    pub streaming: bool,
+}
+
+impl From<Response<Body>> for Answer {
+    fn from(response: Response<Body>) -> Self {
+        Self {
+            response,
+            streaming: false,
+        }
+    }
+}
+
+/// Answers one request.
+pub async fn answer(
+    request: &Request<Incoming>,
+    console: &Console,
+    streams: &Arc<Semaphore>,
+) -> Answer {
+    let path = request.uri().path();
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET only: the console is read-only",
+        )
+        .into();
+    }
+    if let Some(asset) = assets::asset(path) {
+        let mut response = Response::new(Full::new(Bytes::from_static(asset.body)).boxed());
+        set(&mut response, header::CONTENT_TYPE, asset.content_type);
+        set(&mut response, header::CACHE_CONTROL, "no-cache");
+        return response.into();
+    }
+    let params = Params::parse(request.uri().query().unwrap_or_default());
+    let result = match path {
+        "/api/status" => params.finish().map(|()| json_response(&status(console))),
+        "/api/map" => map(console, params).await,
+        "/api/edge" => edge(console, params).await,
+        "/api/policy" => policy(console, params),
+        "/api/policy_view" => policy_view(console, params).await,
+        "/api/suggestions" => suggestions(console, params).await,
+        "/api/violations" => {
+            let last_event = request
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return match live(console, params, last_event, streams) {
+                Ok(response) => Answer {
+                    streaming: response.status() == StatusCode::OK,
+                    response,
+                },
+                Err(message) => text(StatusCode::BAD_REQUEST, &message).into(),
+            };
+        }
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: the console is at / and its data under /api/",
+            )
+            .into();
+        }
+    };
+    match result {
+        Ok(response) => response.into(),
+        Err(message) => text(StatusCode::BAD_REQUEST, &message).into(),
+    }
+}
+
+type Routed = Result<Response<Body>, String>;
+
+fn status(console: &Console) -> Value {
+    let hub = console.hub.status();
+    json!({
+        "role": console.role,
+        "node": console.node,
+        "flows_held": hub.newest_cursor.saturating_sub(hub.oldest_cursor) + u64::from(hub.newest_cursor > 0),
+        "violations_held": hub.violations_held,
+        "cluster_state": console.view().is_some(),
+        "suggestions": console.suggestions.is_some(),
+    })
+}
+
+async fn map(console: &Console, mut params: Params) -> Routed {
+    let query = map_query(&mut params, now())?;
+    params.finish()?;
+    let held = held_flows(&console.hub);
+    blocking(move || {
+        let map = service_map::build(held.iter().map(|p| &p.record), &query);
+        json_response(&map)
+    })
+    .await
+}
+
+async fn edge(console: &Console, mut params: Params) -> Routed {
+    let query = edge_query(&mut params, now())?;
+    params.finish()?;
+    let held = held_flows(&console.hub);
+    blocking(move || json_response(&edge::flows(held.iter().map(|p| &p.record), &query))).await
+}
+
+fn policy(console: &Console, mut params: Params) -> Routed {
+    let kind = params.required("kind")?;
+    let kind = policies::kind_named(&kind).ok_or_else(|| {
+        format!(
+            "kind {kind:?}: NetworkPolicy, projectcalico.org/NetworkPolicy, GlobalNetworkPolicy, \
+             AdminNetworkPolicy, BaselineAdminNetworkPolicy or ClusterNetworkPolicy"
+        )
+    })?;
+    let namespace = params.one("namespace")?.filter(|n| !n.is_empty());
+    let name = params.required("name")?;
+    params.finish()?;
+    let Some(view) = console.view() else {
+        return Ok(text(StatusCode::NOT_FOUND, no_state(console.role)));
+    };
+    match policies::find(&view.objects, kind, namespace.as_deref(), &name) {
+        Some(found) => Ok(json_response(&json!({
+            "kind": kind.name(),
+            "namespace": found.namespace,
+            "name": found.name,
+            "yaml": found.yaml(),
+        }))),
+        None => Ok(text(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no {} {}{name} in the cluster state",
+                kind.name(),
+                namespace.map(|n| format!("{n}/")).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+async fn policy_view(console: &Console, mut params: Params) -> Routed {
+    let workload = params.required("workload")?;
+    params.finish()?;
+    let Some(view) = console.view() else {
+        return Ok(json_response(&json!({
+            "workload": {"id": workload},
+            "policies": [],
+            "allowed": [],
+            "observed": [],
+            "note": no_state(console.role),
+        })));
+    };
+    let held = held_flows(&console.hub);
+    let profile = console.profile;
+    blocking(move || {
+        match policy_view::view(&view, profile, held.iter().map(|p| &p.record), &workload) {
+            Ok(viewed) => json_response(&viewed),
+            Err(message) if message.contains("no pod") => text(StatusCode::NOT_FOUND, &message),
+            Err(message) => text(StatusCode::BAD_REQUEST, &message),
+        }
+    })
+    .await
+}
+
+async fn suggestions(console: &Console, mut params: Params) -> Routed {
+    let namespaces = params.all("namespace");
+    let workload = params.one("workload")?;
+    let format = match params.one("format")?.as_deref() {
+        None | Some("kubernetes") => SuggestionFormat::Kubernetes,
+        Some("calico") => SuggestionFormat::Calico,
+        Some(other) => return Err(format!("format {other:?}: kubernetes or calico")),
+    };
+    params.finish()?;
+    let mut request = GetSuggestionsRequest {
+        namespace: namespaces,
+        format: format as i32,
+        ..GetSuggestionsRequest::default()
+    };
+    if let Some(id) = &workload {
+        let parts: Vec<&str> = id
+            .strip_prefix("wl:")
+            .unwrap_or_default()
+            .splitn(3, '/')
+            .collect();
+        let [ns, kind, name] = parts.as_slice() else {
+            return Err(format!(
+                "workload {id:?}: a workload node id, wl:NAMESPACE/Kind/name"
+            ));
+        };
+        request.namespace = vec![(*ns).to_owned()];
+        request.workload = vec![format!("{kind}/{name}")];
+    }
+    let Some(provider) = &console.suggestions else {
+        return Ok(json_response(&json!({
+            "available": false,
+            "note": "suggestions are off: start the observer with --suggest",
+            "suggestions": [],
+        })));
+    };
+    let response = match provider.suggestions(request).await {
+        Ok(response) => response,
+        Err(status) => {
+            return Ok(json_response(&json!({
+                "available": false,
+                "note": status.message(),
+                "suggestions": [],
+            })));
+        }
+    };
+    // The policies that select the workload today, for the page's diff.
+    let declared = match (&workload, console.view()) {
+        (Some(id), Some(view)) => {
+            let held = held_flows(&console.hub);
+            let (id, profile) = (id.clone(), console.profile);
+            tokio::task::spawn_blocking(move || {
+                policy_view::view(&view, profile, held.iter().map(|p| &p.record), &id)
+                    .map(|v| {
+                        v.policies
+                            .into_iter()
+                            .map(|p| json!({"kind": p.kind, "namespace": p.namespace, "name": p.name, "yaml": p.yaml}))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    Ok(json_response(&to_json(&response, &declared)))
+}
+
+fn live(
+    console: &Console,
+    mut params: Params,
+    last_event: Option<String>,
+    streams: &Arc<Semaphore>,
+) -> Routed {
+    let after = params.one("after")?.or(last_event);
+    let start = params.one("start")?;
+    params.finish()?;
+    let hub = &console.hub;
+    let after = match (after, start.as_deref()) {
+        (Some(cursor), _) => {
+            let cursor: u64 = cursor
+                .parse()
+                .map_err(|_| format!("after {cursor:?}: a cursor (a number)"))?;
+            hub.start(StartAt::After(cursor)).map_err(|next| {
+                format!(
+                    "after {cursor}: this observer has not written it (its next cursor is {next})"
+                )
+            })?;
+            cursor
+        }
+        (None, None | Some("oldest")) => hub.before_oldest_violation(),
+        (None, Some("now")) => hub.start(StartAt::Next).map_or(0, |span| span.after),
+        (None, Some(other)) => return Err(format!("start {other:?}: oldest or now")),
+    };
+    let Ok(permit) = Arc::clone(streams).try_acquire_owned() else {
+        return Ok(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live streams: close another console tab",
+        ));
+    };
+    let mut response = Response::new(violations::stream(Arc::clone(hub), after, permit));
+    set(&mut response, header::CONTENT_TYPE, "text/event-stream");
+    set(&mut response, header::CACHE_CONTROL, "no-cache");
+    Ok(response)
+}
+
+fn no_state(role: Role) -> &'static str {
+    match role {
+        Role::Node => "no cluster state yet (--manifests or --kubeconfig)",
+        Role::Relay => {
+            "a relay holds no cluster state: the policies are shown on a node's console \
+             (observer run --ui-listen)"
+        }
+    }
+}
+
+/// Every flow the hub holds now, oldest first (shared, not copied).
+fn held_flows(hub: &FlowHub) -> Vec<Arc<Published>> {
+    let mut held = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = hub.read_after(after, 4096);
+        let Some((last, _)) = batch.items.last() else {
+            return held;
+        };
+        after = *last;
+        held.extend(batch.items.into_iter().map(|(_, p)| p));
+    }
+}
+
+/// Runs `work` on the blocking pool: folding 100,000 records must not hold an async worker.
+async fn blocking(work: impl FnOnce() -> Response<Body> + Send + 'static) -> Routed {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("the answer failed: {e}"))
+}
+
+fn now() -> Timestamp {
+    Timestamp(crate::hub::now_ns())
+}
+
+fn json_response(value: &impl Serialize) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+            set(&mut response, header::CONTENT_TYPE, "application/json");
+            response
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{body}\n"))).boxed());
+    *response.status_mut() = status;
+    set(
+        &mut response,
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8",
+    );
+    response
+}
+
+fn set(response: &mut Response<Body>, name: header::HeaderName, value: &'static str) {
+    response
+        .headers_mut()
+        .insert(name, header::HeaderValue::from_static(value));
+}

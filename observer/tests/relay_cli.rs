@@ -1,8 +1,8 @@
 //! `observer relay`, the binary, with mutual TLS both ways: it dials two node observers
 //! (served in process, requiring a client certificate) with its own certificate, serves
 //! clients that present theirs (and refuses one that does not), answers `observer observe`
-//! and `observer status` as a node would, and exports every node's new flows to a real
-//! OTLP/gRPC receiver.
+//! and `observer status` as a node would, exports every node's new flows to a real
+//! OTLP/gRPC receiver, and serves the cluster's console over HTTPS.
 
 mod support;
 
@@ -101,6 +101,37 @@ fn cli(dir: &Path, port: u16, client: Option<&str>, args: &[&str]) -> std::proce
     command.output().expect("observer")
 }
 
+/// `GET path` from the console on the loopback over HTTPS (the CA of `dir`): its JSON.
+async fn https_get(dir: &Path, port: u16, path: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types::CertificateDer};
+    let mut roots = RootCertStore::empty();
+    let pem = std::fs::read(dir.join("ca.crt")).expect("CA");
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        let cert: CertificateDer<'static> = cert.expect("PEM");
+        roots.add(cert).expect("root");
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the console");
+    let name = "localhost".try_into().expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("TLS");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.expect("request");
+    let mut text = String::new();
+    // The server closes without close_notify at times; what was read is the answer.
+    let _ = tls.read_to_string(&mut text).await;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+}
+
 fn node_names(flows: &str) -> Vec<String> {
     let mut names: Vec<String> = flows
         .lines()
@@ -133,6 +164,7 @@ async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_o
     tokio::spawn(receiver.clone().serve(listener));
     let port = free_port();
     let metrics_port = free_port();
+    let ui_port = free_port();
     let path = |f: &str| dir.join(f).display().to_string();
     let relay = Relay(
         Command::new(env!("CARGO_BIN_EXE_observer"))
@@ -148,6 +180,9 @@ async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_o
             .args(["--grpc-tls-client-ca", &path("ca.crt")])
             .args(["--otlp-endpoint", &otlp])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--ui-listen", &format!(":{ui_port}")])
+            .args(["--ui-tls-cert", &path("relay.crt")])
+            .args(["--ui-tls-key", &path("relay.key")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("relay.log")).expect("log"))
@@ -203,6 +238,38 @@ async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_o
         .flat_map(|name| std::iter::repeat_n(name.to_string(), n))
         .collect();
     assert_eq!(node_names(&stdout), want, "{stdout}");
+    // The console (on the loopback, over HTTPS) draws both nodes' flows, merged.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let map = https_get(&dir, ui_port, "/api/map").await;
+        let denied = map["edges"].as_array().is_some_and(|edges| {
+            edges.iter().any(|e| {
+                e["verdict"] == "denied"
+                    && e["source"] == "wl:shop/Deployment/web"
+                    && e["target"] == "wl:db/StatefulSet/postgres"
+            })
+        });
+        if denied {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relay's console map: {map}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = https_get(&dir, ui_port, "/api/status").await;
+    assert_eq!(status["role"], "relay", "{status}");
+    assert_eq!(status["violations_held"], 2, "one per node: {status}");
+    let viewer = https_get(
+        &dir,
+        ui_port,
+        "/api/policy_view?workload=wl:shop/Deployment/web",
+    )
+    .await;
+    assert!(
+        viewer["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("relay holds no cluster state")),
+        "{viewer}"
+    );
     // A client without a certificate is refused.
     let out = cli(&dir, port, None, &["status", "-o", "json"]);
     assert!(
@@ -257,7 +324,7 @@ async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_o
         metrics.contains(&format!("observer_relay_flows_sent_total {}", want.len())),
         "{metrics}"
     );
-    for what in ["otlp_unsent", "relay_export", "relay_subscriber"] {
+    for what in ["otlp_unsent", "relay_export", "relay_subscriber", "relay_console"] {
         let line = format!("observer_lost_records_total{{what=\"{what}\"}} 0");
         assert!(metrics.contains(&line), "{line} in {metrics}");
     }

@@ -91,7 +91,28 @@ pub struct RelayArgs {
     /// The CA (PEM) the OTLP collector's certificate chains to.
     #[arg(long, requires = "otlp_endpoint")]
     otlp_tls_ca: Option<PathBuf>,
+    /// Address of the web console for the whole cluster (the page at `/`, its read-only
+    /// JSON API under `/api/`), or `off`. `:PORT` means the loopback. Plaintext unless
+    /// --ui-tls-cert.
+    #[arg(long, default_value = "off", value_parser = parse_listen)]
+    ui_listen: Listen,
+    /// Serve the console over HTTPS with this certificate chain (PEM); needs --ui-tls-key.
+    #[arg(long, requires = "ui_tls_key")]
+    ui_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --ui-tls-cert.
+    #[arg(long, requires = "ui_tls_cert")]
+    ui_tls_key: Option<PathBuf>,
+    /// Require browser (client) certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, requires = "ui_tls_cert")]
+    ui_tls_client_ca: Option<PathBuf>,
+    /// Flows the console holds, merged from every node (the oldest are dropped first).
+    #[arg(long, default_value_t = DEFAULT_UI_FLOWS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    ui_buffer_flows: usize,
 }
+
+/// Flows a relay's console holds by default (a record is about 1 KiB held).
+const DEFAULT_UI_FLOWS: usize = 65_536;
 
 /// The TLS the relay dials node observers with.
 fn peer_tls(args: &RelayArgs) -> Result<Option<ClientTlsConfig>> {
@@ -139,6 +160,20 @@ pub fn run(args: RelayArgs) -> Result<()> {
         }
         _ => None,
     };
+    let ui_tls = match (&args.ui_tls_cert, &args.ui_tls_key) {
+        (Some(cert), Some(key)) => Some(
+            crate::ui::server::tls_acceptor(&TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.ui_tls_client_ca.clone(),
+            })
+            .context("--ui-tls-cert and --ui-tls-key")?,
+        ),
+        _ => None,
+    };
+    if ui_tls.is_some() && args.ui_listen.0.is_none() {
+        bail!("--ui-tls-cert needs --ui-listen");
+    }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -180,12 +215,53 @@ pub fn run(args: RelayArgs) -> Result<()> {
                         args.merge_window,
                         Arc::clone(&hub),
                         Arc::clone(&stream),
+                        false,
                     )));
                     Some((hub, exporter, stream))
                 }
                 None => None,
             };
             let counters = Arc::new(crate::relay::RelayCounters::default());
+            let mut console_figures = None;
+            if let Some(address) = args.ui_listen.0 {
+                // The console's own merged stream, from the oldest flow each node holds:
+                // the map has the nodes' history at once.
+                let hub = crate::hub::FlowHub::with_violations(
+                    args.ui_buffer_flows,
+                    crate::hub::DEFAULT_VIOLATIONS,
+                );
+                let stream = Arc::new(crate::relay::RelayCounters::default());
+                tasks.push(tokio::spawn(crate::relay::export::feed(
+                    Arc::clone(&peers),
+                    args.merge_window,
+                    Arc::clone(&hub),
+                    Arc::clone(&stream),
+                    true,
+                )));
+                console_figures = Some(crate::metrics::relay::ConsoleFigures {
+                    stream,
+                    hub: Arc::clone(&hub),
+                });
+                let listener = crate::ui::server::bind(address).await?;
+                let bound = listener.local_addr().unwrap_or(address);
+                let scheme = if ui_tls.is_some() { "https" } else { "http" };
+                tracing::info!(url = %format!("{scheme}://{bound}/"), "web console");
+                let console = crate::ui::routes::Console {
+                    hub,
+                    role: crate::ui::routes::Role::Relay,
+                    node: String::new(),
+                    views: None,
+                    profile: crate::policy::CniProfile::default(),
+                    suggestions: Some(Arc::new(crate::ui::suggestions::RelaySuggestions(
+                        Arc::clone(&peers),
+                    ))),
+                };
+                tasks.push(tokio::spawn(crate::ui::server::serve(
+                    listener,
+                    ui_tls.clone(),
+                    console,
+                )));
+            }
             if let Some(address) = args.metrics_listen.0 {
                 let listener = crate::metrics::server::bind(address).await?;
                 let metrics = crate::metrics::relay::RelayMetrics::new(
@@ -198,7 +274,8 @@ pub fn run(args: RelayArgs) -> Result<()> {
                             otlp: Arc::clone(&e.counts),
                         }
                     }),
-                );
+                )
+                .with_console(console_figures);
                 tracing::info!(%address, "metrics listening");
                 tasks.push(tokio::spawn(crate::metrics::server::serve(
                     listener,

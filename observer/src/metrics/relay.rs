@@ -41,6 +41,16 @@ pub struct ExportFigures {
     pub otlp: Arc<OtlpCounts>,
 }
 
+/// What the relay's console counts: its own merged stream and the hub it publishes to
+/// (whose live-violation readers may fall behind).
+#[derive(Debug, Clone)]
+pub struct ConsoleFigures {
+    /// The console's stream through the relay (flows the nodes no longer held).
+    pub stream: Arc<RelayCounters>,
+    /// The hub the console reads.
+    pub hub: Arc<crate::hub::FlowHub>,
+}
+
 /// The relay's metrics.
 #[derive(Debug)]
 pub struct RelayMetrics {
@@ -56,6 +66,7 @@ pub struct RelayMetrics {
     peers: Arc<PeerSet>,
     counters: Arc<RelayCounters>,
     export: Option<ExportFigures>,
+    console: Option<ConsoleFigures>,
     /// One scrape at a time: counters are brought up to the totals, then encoded.
     scrape: Mutex<()>,
 }
@@ -83,7 +94,9 @@ impl RelayMetrics {
             "Records lost, by what: relay_subscriber (flows a node no longer held when a \
              client's stream through the relay read it, each told), relay_export (the same \
              for the OTLP export's stream, and what the exporter's full queue dropped), \
-             otlp_unsent (the OTLP collector refused them or stayed unreachable)",
+             relay_console (the same for the console's stream, and violations its live \
+             readers missed), otlp_unsent (the OTLP collector refused them or stayed \
+             unreachable)",
             lost.clone(),
         );
         let subscribers = Gauge::default();
@@ -130,8 +143,15 @@ impl RelayMetrics {
             peers,
             counters,
             export,
+            console: None,
             scrape: Mutex::new(()),
         }
+    }
+
+    /// Also reports the console's losses (`observer relay --ui-listen`).
+    pub fn with_console(mut self, console: Option<ConsoleFigures>) -> Self {
+        self.console = console;
+        self
     }
 
     /// Brings the metrics up to the relay's counters.
@@ -166,6 +186,15 @@ impl RelayMetrics {
                 }),
                 export.stream.flows_lost.load(Ordering::Relaxed)
                     + export.hub.sink_status().iter().map(|s| s.lost).sum::<u64>(),
+            );
+        }
+        if let Some(console) = &self.console {
+            up_to(
+                &self.lost.get_or_create(&LossLabels {
+                    what: "relay_console",
+                }),
+                console.stream.flows_lost.load(Ordering::Relaxed)
+                    + console.hub.status().flows_lost_to_subscribers,
             );
         }
         // Nodes that left the peer list leave the families.

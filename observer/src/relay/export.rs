@@ -1,6 +1,6 @@
-//! `observer relay --otlp-endpoint`: the relay reads every node's new flows itself (one
-//! stream, as a client would) and publishes them to a hub of its own, which the OTLP
-//! exporter subscribes to as it does in a node's daemon.
+//! `observer relay --otlp-endpoint` and `--ui-listen`: the relay reads every node's flows
+//! itself (one stream, as a client would) and publishes them to a hub of its own, which
+//! the OTLP exporter subscribes to as it does in a node's daemon, and the console reads.
 
 use std::sync::Arc;
 
@@ -12,18 +12,22 @@ use super::service::plan;
 use super::stream::relay_flows;
 use crate::flow::FlowRecord;
 use crate::hub::FlowHub;
+use crate::wire::proto::get_flows_request::Start;
 use crate::wire::proto::{GetFlowsRequest, get_flows_response::Event};
 
-/// Publishes every node's flows, merged, to `hub` until the peers are gone; what the
-/// export's own stream loses (a node no longer held the flows) is counted in `counters`.
+/// Publishes every node's flows, merged, to `hub` until the peers are gone, from the
+/// oldest each node holds or from the next; what the stream loses (a node no longer held
+/// the flows) is counted in `counters`.
 pub async fn feed(
     peers: Arc<PeerSet>,
     window: std::time::Duration,
     hub: Arc<FlowHub>,
     counters: Arc<RelayCounters>,
+    from_oldest: bool,
 ) {
     let request = GetFlowsRequest {
         follow: true,
+        start: from_oldest.then_some(Start::FromOldest(true)),
         ..GetFlowsRequest::default()
     };
     let Ok(plan) = plan(request, window) else {
@@ -41,7 +45,7 @@ pub async fn feed(
                         node = %flow.node_name,
                         cursor = event.cursor,
                         error = %e,
-                        "a node sent a flow this relay cannot read; not exported"
+                        "a node sent a flow this relay cannot read; left out"
                     ),
                 }
             }
@@ -49,7 +53,7 @@ pub async fn feed(
                 node = %lost.node,
                 first = lost.first_cursor,
                 last = lost.last_cursor,
-                "flows lost before export: the node no longer held them"
+                "flows lost before the relay read them: the node no longer held them"
             ),
             _ => {}
         }

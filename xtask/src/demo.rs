@@ -7,6 +7,10 @@
 //! policies allow it; then the violations a gRPC subscriber (`observer observe --follow
 //! --violations`, started before the traffic) received, its stream ended by the stop: each
 //! denied connection first at its first packet (`started`), then with its record.
+//!
+//! The observer serves the web console in the lab node, forwarded to the host's loopback;
+//! the demo prints its address and what its map shows. With `--ui` the lab stays up (a
+//! denied connection every few seconds, for the live violations) until Enter is pressed.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -19,8 +23,12 @@ use observer_lab::{Lab, OUTSIDE_IPV4, Pod};
 
 use crate::shell::{build_observer, is_root, target_dir};
 
-/// Runs the demo.
-pub fn run() -> Result<()> {
+/// The console's port inside the lab node, and the host port it is forwarded to (another
+/// when taken).
+const CONSOLE_PORT: u16 = 9090;
+
+/// Runs the demo; `keep` keeps the lab and its console up until Enter is pressed.
+pub fn run(keep: bool) -> Result<()> {
     crate::setup::run()?;
     if !is_root() {
         bail!("the demo loads eBPF programs and makes network namespaces: run it as root");
@@ -57,9 +65,21 @@ pub fn run() -> Result<()> {
         &lab,
         &binary,
         &dir,
-        &["--manifests", &manifests_arg, "--node-name", "lab-node"],
+        &[
+            "--manifests",
+            &manifests_arg,
+            "--node-name",
+            "lab-node",
+            "--ui-listen",
+            &format!("127.0.0.1:{CONSOLE_PORT}"),
+        ],
     )?;
     observer.wait_attached(&["vethweb", "vethapi", "vethdb"])?;
+    let console = crate::forward::forward(
+        SocketAddr::from(([127, 0, 0, 1], CONSOLE_PORT)),
+        lab.node_netns(),
+        SocketAddr::from(([127, 0, 0, 1], CONSOLE_PORT)),
+    )?;
     // A gRPC subscriber, as a consumer would run one: every violation, as it is written.
     let violations = Lab::command_in(lab.node_netns(), &binary.to_string_lossy())
         .args(["observe", "--follow", "--from-oldest", "--violations"])
@@ -79,6 +99,24 @@ pub fn run() -> Result<()> {
     ping(&web, IpAddr::V4(db.ipv4), 3)?;
     ping(&db, IpAddr::V4(OUTSIDE_IPV4), 2)?;
     std::thread::sleep(std::time::Duration::from_millis(500));
+    show_console(console)?;
+    if keep {
+        println!(
+            "\nthe lab stays up: open http://{console}/ (web -> db is denied again every 5 s); \
+             press Enter to stop"
+        );
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = std::io::stdin().read_line(&mut String::new());
+            let _ = done_tx.send(());
+        });
+        while done_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .is_err()
+        {
+            tcp_exchange(&web, &db, IpAddr::V4(db.ipv4), 200, 200)?;
+        }
+    }
     let stopped = observer.stop()?;
 
     // Names come from the records themselves: the observer's enrichment. The flow log is
@@ -178,6 +216,41 @@ violations streamed over gRPC (observer observe --follow --violations): {}",
         bail!("no violation arrived at a connection's first packet");
     }
     suggest(&binary, &dir, &manifests)
+}
+
+/// The console's address and what its map shows now (asked over HTTP, as the page does).
+fn show_console(console: SocketAddr) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut map = serde_json::Value::Null;
+    // Connections are written a moment after they close: wait for the map to have them.
+    for _ in 0..50 {
+        let mut stream = std::net::TcpStream::connect(console)
+            .with_context(|| format!("connecting to the console at {console}"))?;
+        write!(
+            stream,
+            "GET /api/map HTTP/1.1\r\nHost: {console}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        map = serde_json::from_str(body).with_context(|| format!("the console's map: {text}"))?;
+        if map["edges"].as_array().is_some_and(|e| e.len() >= 3) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let edges = map["edges"].as_array().cloned().unwrap_or_default();
+    let denied = edges.iter().filter(|e| e["verdict"] == "denied").count();
+    println!(
+        "\nweb console: http://{console}/ (the lab node's 127.0.0.1:{CONSOLE_PORT}, forwarded); \
+         its map now: {} nodes, {} edges, {denied} denied",
+        map["nodes"].as_array().map_or(0, Vec::len),
+        edges.len()
+    );
+    if edges.is_empty() {
+        bail!("the console's map has no edge: {map}");
+    }
+    Ok(())
 }
 
 /// The policies `observer suggest` learns from the demo's flow log, and their proof.

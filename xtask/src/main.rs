@@ -9,10 +9,12 @@
 
 mod bench;
 mod demo;
+mod forward;
 mod lab;
 mod setup;
 mod shell;
 mod test;
+mod ui_vendor;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -34,7 +36,13 @@ enum Command {
     /// rustfmt check, clippy -D warnings, unit tests, then the privileged integration tests.
     Test,
     /// Build a lab, run the observer on it, generate traffic and print the flow records.
-    Demo,
+    Demo {
+        /// Keep the lab and the web console up until Enter is pressed.
+        #[arg(long)]
+        ui: bool,
+    },
+    /// Refresh the console's vendored Cytoscape.js from npm, as package-lock.json pins it.
+    UiVendor,
     /// Run a benchmark and print its numbers.
     Bench {
         #[command(subcommand)]
@@ -54,7 +62,8 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Setup => setup::run(),
         Command::Test => test::run_all(),
-        Command::Demo => demo::run(),
+        Command::Demo { ui } => demo::run(ui),
+        Command::UiVendor => ui_vendor::run(),
         Command::Bench { which } => bench::run(which),
         Command::Lab { pods } => lab::run(pods),
         Command::Build => {

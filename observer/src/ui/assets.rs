@@ -21,6 +21,7 @@ pub fn asset(path: &str) -> Option<Asset> {
     let (content_type, body): (&str, &[u8]) = match path {
         "/" | "/index.html" => (HTML, include_bytes!("web/index.html")),
         "/app.js" => (JS, include_bytes!("web/app.js")),
+        "/views.js" => (JS, include_bytes!("web/views.js")),
         "/style.css" => (CSS, include_bytes!("web/style.css")),
         "/vendor/cytoscape.min.js" => (JS, include_bytes!("web/vendor/cytoscape.min.js")),
         _ => return None,

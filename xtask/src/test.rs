@@ -61,6 +61,8 @@ pub fn run_all() -> Result<()> {
         args.extend(["--test", suite.as_str()]);
     }
     cargo(&args)?;
+    // The lab crate's own: the WebDriver client against real headless Chromium.
+    cargo(&["test", "-p", "observer-lab", "--tests"])?;
     if !is_root() {
         bail!(
             "every unprivileged test passed; the privileged integration tests ({}) load real \

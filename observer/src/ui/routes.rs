@@ -92,6 +92,13 @@ pub async fn answer(
         let mut response = Response::new(Full::new(Bytes::from_static(asset.body)).boxed());
         set(&mut response, header::CONTENT_TYPE, asset.content_type);
         set(&mut response, header::CACHE_CONTROL, "no-cache");
+        // The page runs only its own files; no other site may frame it.
+        set(
+            &mut response,
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        );
+        set(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
         return response.into();
     }
     let params = Params::parse(request.uri().query().unwrap_or_default());
@@ -292,7 +299,9 @@ fn live(
     last_event: Option<String>,
     streams: &Arc<Semaphore>,
 ) -> Routed {
-    let after = params.one("after")?.or(last_event);
+    // The browser's own reconnection repeats the URL and says where it got to in the
+    // header: the header is the newer.
+    let after = last_event.or(params.one("after")?);
     let start = params.one("start")?;
     params.finish()?;
     let hub = &console.hub;

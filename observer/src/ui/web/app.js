@@ -12,8 +12,11 @@
   const TABS = ['map', 'violations', 'policies', 'suggestions'];
   const MAX_EDGES = 2000;          // the most the page ever asks to draw
   const AUTO_NAMESPACE_ABOVE = 300; // workloads above which "auto" draws namespaces
-  const COSE_MAX_NODES = 150;       // cose is O(n²) per iteration: above this, a grid
+  const COSE_MAX_NODES = 150;       // above this, blocks in rows (see blockPositions)
+  const COSE_MAX_BLOCKS = 40;       // cose is O(blocks²) per iteration: above this, rings
   const REFRESH_MS = 10000;
+  const LABELS_ALWAYS = 300;        // nodes or edges above which labels follow the zoom
+  const LABEL_ZOOM = 0.8;           // 9-10 px labels are legible from about here
 
   const $ = (id) => document.getElementById(id);
 
@@ -34,6 +37,11 @@
     return e;
   }
   const clear = (node) => { node.replaceChildren(); return node; };
+  // Element.append writes null as "null": this skips absent parts.
+  const put = (node, ...children) => {
+    node.append(...children.flat(Infinity).filter((c) => c != null && c !== false));
+    return node;
+  };
   const nextFrame = () => new Promise((resolve) => {
     // A background tab may never run the frame: the timeout keeps loads from hanging.
     let done = false;
@@ -43,7 +51,8 @@
   });
 
   // ---- formatting ----
-  const fmtNum = (n) => (typeof n === 'number' ? n.toLocaleString('en-US') : String(n ?? '–'));
+  const NUM = new Intl.NumberFormat('en-US');
+  const fmtNum = (n) => (typeof n === 'number' ? NUM.format(n) : String(n ?? '–'));
   function fmtBytes(n) {
     if (typeof n !== 'number') return '–';
     const units = ['B', 'kB', 'MB', 'GB', 'TB'];
@@ -67,10 +76,16 @@
   }
   const endpointText = (ep) => [endpointName(ep), fmtAddr(ep && ep.ip, ep && ep.port)].filter(Boolean).join(' ');
   const protoPort = (protocol, port) => (port ? `${protocol}/${port}` : String(protocol ?? ''));
-  const verdictBadge = (v) => el('span', { class: `verdict verdict-${v}`, text: String(v ?? 'none').replace('_', ' ') });
+  // Verdicts in words: "undefined" alone would read as a missing value.
+  const VERDICT_TEXT = { denied: 'denied', undefined: 'undefined (host network)', allowed: 'allowed',
+    not_isolated: 'not isolated', none: 'not judged' };
+  const verdictBadge = (v) => {
+    const known = Object.prototype.hasOwnProperty.call(VERDICT_TEXT, v) ? v : 'none';
+    return el('span', { class: `verdict verdict-${known}`, text: v == null ? VERDICT_TEXT.none : (VERDICT_TEXT[v] || String(v)) });
+  };
   function connectionsText(c) {
     if (typeof c === 'number') return `${fmtNum(c)} connections`;
-    return Object.entries(c || {}).map(([v, n]) => `${fmtNum(n)} ${v.replace('_', ' ')}`).join(', ');
+    return Object.entries(c || {}).map(([v, n]) => `${fmtNum(n)} ${VERDICT_TEXT[v] || v}`).join(', ');
   }
   const connectionsTotal = (c) => (typeof c === 'number' ? c : Object.values(c || {}).reduce((a, b) => a + (Number(b) || 0), 0));
   // ---- the API ----
@@ -121,16 +136,17 @@
     extra: {},            // parameters given to loadMap(params), kept for refreshes
     mapKey: null,         // level and namespace of the drawn elements: a change redraws
     drawn: null,          // {level, params} of the map on screen (for /api/edge)
-    autoNamespaces: false,// the last "auto" map was too big for workloads
+    autoNamespaces: false,// the "auto" map was too big for workloads
     selected: null,       // {id, kind, label, namespace} of the tapped node
+    labels: { nodes: true, edges: true }, // drawn with labels (see updateLabels)
     mapSide: null,        // the side panel the map tab shows
     overlay: null,        // the policy_view answer drawn over the map
     policyFor: null,
     suggestionsFor: null,
-    everFitted: false,
   };
   const hooks = {
     cy: null, ready: false, lastMapMs: null, firstRenderMs: null,
+    timings: {}, // the last map load's phases in ms: fetch, elements, add, layout, frame
     edgePosition, nodePosition, loadMap,
   };
   window.observerConsole = hooks;
@@ -138,10 +154,10 @@
   // ---- the map ----
   const STYLE = [
     { selector: 'node', style: {
-      label: 'data(label)', 'font-size': 10, color: '#222', 'text-valign': 'bottom', 'text-margin-y': 3,
-      'text-wrap': 'ellipsis', 'text-max-width': 110, 'min-zoomed-font-size': 7,
+      label: 'data(short)', 'font-size': 10, color: '#222', 'text-valign': 'bottom', 'text-margin-y': 3,
+      'min-zoomed-font-size': 7,
       width: 20, height: 20, 'background-color': '#4e79a7' } },
-    { selector: 'node[kind = "namespace"]', style: { shape: 'round-rectangle', width: 36, height: 36, 'background-color': '#6a9fd4', 'font-size': 12 } },
+    { selector: 'node[kind = "namespace"]', style: { shape: 'round-rectangle', width: 36, height: 36, 'background-color': '#6a9fd4', 'font-size': 16, 'min-zoomed-font-size': 4 } },
     { selector: 'node[kind = "node"]', style: { shape: 'hexagon', 'background-color': '#5f6b7a' } },
     { selector: 'node[kind = "external"]', style: { shape: 'diamond', 'background-color': '#b07aa1' } },
     { selector: 'node[kind = "unknown"]', style: { shape: 'diamond', 'background-color': '#9a9a9a' } },
@@ -158,6 +174,8 @@
       'overlay-padding': 6 } },
     ...VERDICTS.map((v) => ({ selector: `edge[verdict = "${v}"]`, style: { 'line-color': VERDICT_COLORS[v], 'target-arrow-color': VERDICT_COLORS[v] } })),
     { selector: 'edge:selected', style: { 'overlay-color': '#000', 'overlay-opacity': 0.18 } },
+    // Labels too small to read cost a text measurement each: a big map drops them (below).
+    { selector: '.nolabel', style: { label: '' } },
     // The policy overlay: what policy allows around one workload, against what was seen.
     { selector: '.faded', style: { opacity: 0.15 } },
     { selector: 'edge.policy-unused', style: { 'line-style': 'dashed', 'line-dash-pattern': [6, 4], 'line-color': '#2ca02c', 'target-arrow-color': '#2ca02c', width: 2, opacity: 1 } },
@@ -174,7 +192,9 @@
     });
     const cy = hooks.cy;
     cy.on('tap', 'edge', (ev) => views.showEdge(ev.target));
-    cy.on('tap', 'node', (ev) => { if (ev.target.data('kind') !== 'group') selectNode(ev.target); });
+    cy.on('tap', 'node', (ev) => { if (ev.target.data('kind') !== 'group') views.selectNode(ev.target); });
+    let zoomTimer = null;
+    cy.on('zoom', () => { clearTimeout(zoomTimer); zoomTimer = setTimeout(updateLabels, 150); });
     cy.on('dbltap', 'node[kind = "namespace"]', (ev) => openNamespace(ev.target.data('namespace') || ev.target.id().replace(/^ns:/, '')));
   }
 
@@ -196,7 +216,12 @@
   // One map load at a time: a load asked for during another runs after it.
   let mapChain = Promise.resolve();
   function loadMap(params) {
-    if (params !== undefined) state.extra = Object.assign({}, params || {});
+    if (params !== undefined) {
+      state.extra = Object.assign({}, params || {});
+      // Asking for a level or namespaces replaces the namespace opened by double-click.
+      if (state.extra.level || state.extra.namespace) state.drillNs = null;
+    }
+    hooks.ready = false; // at once: a caller polling `ready` must not see the last map's
     const run = mapChain.then(doLoadMap);
     mapChain = run.catch(() => {});
     return run;
@@ -212,24 +237,18 @@
       let level = base.level || (state.drillNs ? 'workload' : $('f-level').value);
       let map;
       if (level === 'auto') {
-        // `workloads` is counted at the workload level only (0 in a namespace map).
-        if (state.autoNamespaces) {
-          // Last time it was too big: a one-edge probe says whether it still is.
-          const probe = await api('map', Object.assign({}, base, { level: 'workload', max_edges: 1 }));
-          state.workloads = probe.workloads;
-          state.autoNamespaces = probe.workloads > AUTO_NAMESPACE_ABOVE;
-        }
-        if (!state.autoNamespaces) {
-          map = await api('map', Object.assign({}, base, { level: 'workload' }));
-          state.workloads = map.workloads;
-          state.autoNamespaces = map.workloads > AUTO_NAMESPACE_ABOVE;
-        }
+        // A one-edge probe counts the workloads (`workloads` is counted at the workload level
+        // only): a big cluster's workload map is not fetched just to be thrown away.
+        const probe = await api('map', Object.assign({}, base, { level: 'workload', max_edges: 1 }));
+        state.workloads = probe.workloads;
+        state.autoNamespaces = probe.workloads > AUTO_NAMESPACE_ABOVE;
         level = state.autoNamespaces ? 'namespace' : 'workload';
-        if (state.autoNamespaces) map = await api('map', Object.assign({}, base, { level }));
+        map = await api('map', Object.assign({}, base, { level }));
       } else {
         map = await api('map', Object.assign({}, base, { level }));
       }
       const params = Object.assign({}, base, { level });
+      hooks.timings = { fetch: performance.now() - t0 };
       await draw(map, level, params);
       hooks.lastMapMs = performance.now() - t0;
       if (hooks.firstRenderMs == null) {
@@ -254,6 +273,7 @@
     const ids = new Set();
     for (const n of map.nodes || []) {
       const d = { id: n.id, kind: n.kind, label: n.label || n.id, namespace: n.namespace ?? null };
+      d.short = d.label.length > 28 ? d.label.slice(0, 27) + '…' : d.label;
       if (n.kind === 'namespace' && !d.namespace) d.namespace = n.id.replace(/^ns:/, '');
       if (grouped && n.kind === 'workload' && n.namespace) {
         d.parent = 'group:' + n.namespace;
@@ -262,7 +282,7 @@
       ids.add(n.id);
       nodes.push({ group: 'nodes', data: d });
     }
-    const groupEls = [...groups].map(([id, ns]) => ({ group: 'nodes', data: { id, kind: 'group', label: ns, namespace: ns } }));
+    const groupEls = [...groups].map(([id, ns]) => ({ group: 'nodes', data: { id, kind: 'group', label: ns, short: ns, namespace: ns } }));
     const maxLog = Math.log1p((map.edges || []).reduce((m, e) => Math.max(m, e.bytes || 0), 1));
     const edges = [];
     let orphans = 0;
@@ -283,7 +303,11 @@
 
   async function draw(map, level, params) {
     const cy = hooks.cy;
+    const tm = hooks.timings;
+    let t = performance.now();
+    const lap = (name) => { const now = performance.now(); tm[name] = now - t; t = now; };
     const els = toElements(map, level === 'workload');
+    lap('elements');
     const key = level + '|' + (state.drillNs || '');
     const fresh = key !== state.mapKey || cy.elements().empty();
     state.mapKey = key;
@@ -293,13 +317,22 @@
     cy.batch(() => {
       if (fresh) {
         cy.elements().remove();
+        // Many nodes or edges start without labels: the fitted zoom is too small to read them.
+        state.bigNodes = els.nodes.length > LABELS_ALWAYS;
+        state.bigEdges = els.edges.length > LABELS_ALWAYS;
+        state.labels = { nodes: !state.bigNodes, edges: !state.bigEdges };
+        if (state.bigNodes) for (const x of els.nodes) x.classes = 'nolabel';
+        if (state.bigEdges) for (const x of els.edges) x.classes = 'nolabel';
         cy.add([...els.groups, ...els.nodes, ...els.edges]);
       } else {
         nodesChanged = patch(els);
       }
     });
+    lap('add');
     const count = els.nodes.length;
-    if (nodesChanged) await layout(count, fresh || count <= COSE_MAX_NODES);
+    if (nodesChanged) layout(count, fresh || count <= COSE_MAX_NODES);
+    updateLabels();
+    lap('layout');
     if (state.selected && cy.getElementById(state.selected.id).nonempty()) cy.getElementById(state.selected.id).select();
     if (state.overlay) views.drawOverlay(state.overlay);
     const nsList = $('namespace-list');
@@ -312,6 +345,22 @@
       ? ` · namespaces${state.autoNamespaces ? ` (${fmtNum(state.workloads)} workloads)` : ''}: double-click one to open it`
       : (state.drillNs ? ` · namespace ${state.drillNs}` : '');
     await nextFrame();
+    lap('frame');
+  }
+
+  // On a big map, labels exist only at a zoom where they are legible (Cytoscape would hide
+  // them below min-zoomed-font-size anyway, after measuring them).
+  function updateLabels() {
+    const cy = hooks.cy;
+    const zoomed = cy.zoom() >= LABEL_ZOOM;
+    cy.batch(() => {
+      for (const [which, big, eles] of [['nodes', state.bigNodes, () => cy.nodes('[kind != "group"]')], ['edges', state.bigEdges, () => cy.edges()]]) {
+        const on = !big || zoomed;
+        if (on === state.labels[which]) continue;
+        state.labels[which] = on;
+        eles().toggleClass('nolabel', !on);
+      }
+    });
   }
 
   // Refresh in place: keeps the elements (and positions) still there; true when the set
@@ -335,81 +384,144 @@
       }
     }
     if (add.length) {
-      const added = cy.add(add);
-      // Start new nodes next to a neighbour so cose (randomize off) has little to move.
-      added.nodes().forEach((n) => {
-        const nb = n.neighborhood('node').filter((m) => !added.contains(m));
-        if (nb.nonempty()) n.position({ x: nb[0].position('x') + 40, y: nb[0].position('y') + 40 });
-      });
+      for (const x of add) {
+        if (x.data.kind !== 'group' && !state.labels[x.group]) x.classes = 'nolabel';
+      }
+      cy.add(add);
     }
     return changed;
   }
 
-  // Deterministic grid: a block per namespace (then nodes, outside peers), blocks packed
-  // in rows. Linear time, so a big map lays out at once.
-  function gridPositions(nodes) {
+  // Layout in two steps, both deterministic: each namespace's workloads as a compact grid
+  // block (every other node a block of its own), then the blocks placed, by cose on the
+  // small graph of blocks when there are few nodes (cose on compound nodes strands a group's
+  // unconnected members), else packed in rows (linear time: a big map lays out at once).
+  const SX = 130, SY = 85;
+  function blockPositions(nodes, useCose) {
     const blocks = new Map();
+    const blockOf = new Map();
     nodes.forEach((n) => {
-      const kind = n.data('kind');
-      const key = kind === 'workload' && n.data('namespace') ? '0:' + n.data('namespace') : '1:' + kind;
+      const key = n.data('parent') ? 'g:' + n.data('parent') : (n.data('kind') === 'workload' ? 'w:' : 'x:') + n.id();
       if (!blocks.has(key)) blocks.set(key, []);
       blocks.get(key).push(n);
+      blockOf.set(n.id(), key);
     });
-    const SX = 120, SY = 70;
-    const dims = [...blocks.keys()].sort().map((k) => {
-      const list = blocks.get(k).sort((a, b) => (a.data('label') < b.data('label') ? -1 : 1));
+    const byLabel = (a, b) => (a.data('label') < b.data('label') ? -1 : a.data('label') > b.data('label') ? 1 : 0);
+    // The namespace opened from the namespace view comes first, the peers after it.
+    const first = 'g:group:' + state.drillNs;
+    const keys = [...blocks.keys()].sort((a, b) => (b === first) - (a === first) || (a < b ? -1 : a > b ? 1 : 0));
+    const dims = keys.map((key) => {
+      const list = blocks.get(key).sort(byLabel);
       const cols = Math.ceil(Math.sqrt(list.length * SY / SX * 1.5));
-      return { list, cols, rows: Math.ceil(list.length / cols) };
+      const rows = Math.ceil(list.length / cols);
+      return { key, list, cols, rows, w: cols * SX, h: rows * SY, x: 0, y: 0 };
     });
-    const area = dims.reduce((a, b) => a + (b.cols + 1) * SX * (b.rows + 1) * SY, 0);
-    const rowWidth = Math.max(4 * SX, Math.sqrt(area) * 1.5);
-    const pos = {};
+    // Start: blocks packed in rows of about the width that makes the whole square-ish.
+    const area = dims.reduce((a, b) => a + (b.w + SX) * (b.h + SY), 0);
+    const rowWidth = Math.max(4 * SX, Math.sqrt(area) * 1.3);
     let x = 0, y = 0, rowH = 0;
     for (const b of dims) {
-      const w = b.cols * SX, h = b.rows * SY;
-      if (x > 0 && x + w > rowWidth) { x = 0; y += rowH + SY; rowH = 0; }
-      b.list.forEach((n, i) => { pos[n.id()] = { x: x + (i % b.cols) * SX, y: y + Math.floor(i / b.cols) * SY }; });
-      x += w + SX;
-      rowH = Math.max(rowH, h);
+      if (x > 0 && x + b.w > rowWidth) { x = 0; y += rowH + SY; rowH = 0; }
+      b.x = x + b.w / 2; b.y = y + b.h / 2;
+      x += b.w + SX;
+      rowH = Math.max(rowH, b.h);
+    }
+    const links = new Set();
+    if (useCose && dims.length > 1) {
+      nodes.connectedEdges().forEach((e) => {
+        const s = blockOf.get(e.data('source')), t = blockOf.get(e.data('target'));
+        if (s && t && s !== t) links.add(s < t ? s + '\n' + t : t + '\n' + s);
+      });
+    }
+    if (links.size > 3 * dims.length || (links.size && dims.length > COSE_MAX_BLOCKS)) {
+      // Dense (every namespace talks to most others: forces only make a heap) or too many
+      // blocks for cose's time: rings by degree, the busiest in the middle.
+      const degree = new Map(dims.map((b) => [b.key, 0]));
+      for (const l of links) for (const k of l.split('\n')) degree.set(k, degree.get(k) + 1);
+      const order = [...dims].sort((a, b) => degree.get(b.key) - degree.get(a.key) || (a.key < b.key ? -1 : 1));
+      const cell = Math.max(...dims.map((b) => Math.max(b.w, b.h))) + SY;
+      let i = 0;
+      for (let ring = 0; i < order.length; ring++) {
+        const cap = ring === 0 ? 1 : Math.floor(2 * Math.PI * ring);
+        const n = Math.min(cap, order.length - i);
+        for (let j = 0; j < n; j++, i++) {
+          const a = (2 * Math.PI * j) / n + ring * 0.5;
+          order[i].x = ring * cell * Math.cos(a);
+          order[i].y = ring * cell * Math.sin(a);
+        }
+      }
+    } else if (links.size) {
+      const g = window.cytoscape({
+        headless: true, styleEnabled: true,
+        style: [{ selector: 'node', style: { width: 'data(w)', height: 'data(h)' } }],
+        elements: [
+          ...dims.map((b) => ({ data: { id: b.key, w: b.w, h: b.h }, position: { x: b.x, y: b.y } })),
+          ...[...links].map((l, i) => { const [s, t] = l.split('\n'); return { data: { id: 'l' + i, source: s, target: t } }; }),
+        ],
+      });
+      // Iterations scaled to the work per iteration (pairs of blocks, links), cooling to
+      // the end within them: a bounded time whatever the map.
+      const numIter = Math.round(Math.max(100, Math.min(500, 4e5 / (dims.length * dims.length + 4 * links.size))));
+      g.layout({ name: 'cose', animate: false, randomize: false, fit: false, idealEdgeLength: () => 90,
+        nodeRepulsion: () => 400000, nodeOverlap: 40, gravity: 0.6, componentSpacing: 120, numIter,
+        initialTemp: 1000, minTemp: 1, coolingFactor: Math.pow(1 / 1000, 1 / numIter) }).run();
+      for (const b of dims) { const p = g.getElementById(b.key).position(); b.x = p.x; b.y = p.y; }
+      g.destroy();
+    }
+    const pos = {};
+    for (const b of dims) {
+      const x0 = b.x - b.w / 2 + SX / 2, y0 = b.y - b.h / 2 + SY / 2;
+      b.list.forEach((n, i) => { pos[n.id()] = { x: x0 + (i % b.cols) * SX, y: y0 + Math.floor(i / b.cols) * SY }; });
     }
     return pos;
   }
 
-  async function layout(count, fit) {
+  function layout(count, fit) {
     const cy = hooks.cy;
     const nodes = cy.nodes('[kind != "group"]');
-    if (count <= COSE_MAX_NODES) {
-      // cose from a deterministic start (randomize off): the same map looks the same.
-      if (fit) {
-        const pos = gridPositions(nodes);
-        cy.batch(() => nodes.forEach((n) => { n.position(pos[n.id()]); }));
-      }
-      const lay = cy.layout({ name: 'cose', animate: false, randomize: false, fit: true, padding: 30,
-        nodeDimensionsIncludeLabels: true, nodeRepulsion: () => 8000, idealEdgeLength: () => 60,
-        componentSpacing: 60, numIter: 1000 });
-      const stopped = lay.promiseOn('layoutstop');
-      lay.run();
-      await stopped;
-    } else {
-      const pos = gridPositions(nodes);
-      cy.batch(() => nodes.forEach((n) => { n.position(pos[n.id()]); }));
-      if (fit) cy.fit(undefined, 30);
+    const pos = blockPositions(nodes, count <= COSE_MAX_NODES);
+    cy.batch(() => nodes.forEach((n) => { n.position(pos[n.id()]); }));
+    if (fit) fitPositions(Object.values(pos));
+  }
+
+  // cy.fit() measures every edge and label first (most of a big map's first render): the
+  // view is fitted to the node positions instead, with a margin for sizes and labels.
+  function fitPositions(points) {
+    const cy = hooks.cy;
+    if (!points.length || !cy.width()) return;
+    let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+    for (const p of points) {
+      x1 = Math.min(x1, p.x); y1 = Math.min(y1, p.y); x2 = Math.max(x2, p.x); y2 = Math.max(y2, p.y);
     }
-    state.everFitted = cy.width() > 0;
+    const margin = 60, pad = 20;
+    x1 -= margin; y1 -= margin; x2 += margin; y2 += margin;
+    const zoom = Math.max(cy.minZoom(), Math.min(1.5, (cy.width() - 2 * pad) / (x2 - x1), (cy.height() - 2 * pad) / (y2 - y1)));
+    cy.viewport({ zoom, pan: { x: cy.width() / 2 - zoom * (x1 + x2) / 2, y: cy.height() / 2 - zoom * (y1 + y2) / 2 } });
   }
 
   function openNamespace(ns) {
     state.drillNs = ns;
     state.extra = {};
+    state.mapSide = null;
+    $('map-back').hidden = false;
+    if (state.tab === 'map') showSide(null);
     loadMap();
   }
 
-  // Viewport coordinates of a model position, for a test's real pointer click.
+  // Viewport coordinates of a model position, for a test's real pointer click: whole
+  // pixels, as WebDriver's pointer actions take them (hits() checks the rounded point).
   function clientPoint(m) {
     const cy = hooks.cy;
     const r = cy.container().getBoundingClientRect();
     const z = cy.zoom(), p = cy.pan();
-    return { x: r.left + m.x * z + p.x, y: r.top + m.y * z + p.y };
+    return { x: Math.round(r.left + m.x * z + p.x), y: Math.round(r.top + m.y * z + p.y) };
+  }
+  // The model position a click at clientPoint(m) lands on.
+  function rounded(m) {
+    const cy = hooks.cy;
+    const r = cy.container().getBoundingClientRect();
+    const c = clientPoint(m), z = cy.zoom(), p = cy.pan();
+    return { x: (c.x - r.left - p.x) / z, y: (c.y - r.top - p.y) / z };
   }
   function inView(ele, m) {
     const cy = hooks.cy, z = cy.zoom(), p = cy.pan();
@@ -430,22 +542,36 @@
     return clientPoint(n.position());
   }
   // The midpoint, or when a node or another edge covers it, the nearest point along the
-  // edge (a quadratic curve through its endpoints and midpoint) that a click reaches.
+  // edge (a quadratic curve through its endpoints and midpoint) that a click reaches. On a
+  // dense map (a click's tolerance is in screen pixels) it zooms in on the edge first.
   function edgePosition(id) {
-    const e = hooks.cy.getElementById(id);
+    const cy = hooks.cy;
+    const e = cy.getElementById(id);
     if (e.empty() || !e.isEdge()) return null;
     inView(e, e.midpoint());
-    const s = e.sourceEndpoint(), t = e.targetEndpoint(), mid = e.midpoint();
-    const c = { x: 2 * mid.x - (s.x + t.x) / 2, y: 2 * mid.y - (s.y + t.y) / 2 };
-    const at = (u) => ({
-      x: (1 - u) * (1 - u) * s.x + 2 * u * (1 - u) * c.x + u * u * t.x,
-      y: (1 - u) * (1 - u) * s.y + 2 * u * (1 - u) * c.y + u * u * t.y,
-    });
-    for (const d of [0, 0.05, -0.05, 0.1, -0.1, 0.15, -0.15, 0.2, -0.2, 0.25, -0.25, 0.3, -0.3, 0.35, -0.35]) {
-      const m = at(0.5 + d);
-      if (hits(e, m)) return clientPoint(m);
+    for (const zoom of [null, 1, 2, 4]) {
+      const mid = e.midpoint();
+      if (zoom != null) {
+        if (zoom <= cy.zoom()) continue;
+        cy.viewport({ zoom, pan: { x: cy.width() / 2 - zoom * mid.x, y: cy.height() / 2 - zoom * mid.y } });
+      }
+      const s = e.sourceEndpoint(), t = e.targetEndpoint();
+      const c = { x: 2 * mid.x - (s.x + t.x) / 2, y: 2 * mid.y - (s.y + t.y) / 2 };
+      const at = (u) => ({
+        x: (1 - u) * (1 - u) * s.x + 2 * u * (1 - u) * c.x + u * u * t.x,
+        y: (1 - u) * (1 - u) * s.y + 2 * u * (1 - u) * c.y + u * u * t.y,
+      });
+      for (let k = 0; k <= 16; k++) {
+        const m = at(0.5 + (k % 2 ? 1 : -1) * Math.ceil(k / 2) * 0.025);
+        if (visible(m) && hits(e, rounded(m))) return clientPoint(m);
+      }
     }
-    return clientPoint(mid);
+    return clientPoint(e.midpoint());
+  }
+  function visible(m) {
+    const cy = hooks.cy, z = cy.zoom(), p = cy.pan();
+    const x = m.x * z + p.x, y = m.y * z + p.y;
+    return x > 2 && y > 2 && x < cy.width() - 2 && y < cy.height() - 2;
   }
 
   // ---- side panels ----
@@ -456,7 +582,6 @@
 
   function setTab(tab) {
     if (!TABS.includes(tab)) tab = 'map';
-    const wasHidden = state.tab === 'violations' || state.tab === 'suggestions';
     state.tab = tab;
     document.body.dataset.tab = tab;
     for (const t of TABS) {
@@ -473,50 +598,9 @@
       showSide(state.mapSide);
     }
     if (tab === 'suggestions' && state.suggestionsFor !== views.suggestionsKey()) views.loadSuggestions();
-    if (wasHidden && hooks.cy) hooks.cy.resize();
   }
 
-  function selectNode(n) {
-    const d = n.data();
-    state.selected = { id: d.id, kind: d.kind, label: d.label, namespace: d.namespace };
-    if (state.tab === 'policies' && d.kind === 'workload') { views.loadPolicyView(d.id); return; }
-    const panel = clear($('node-detail'));
-    const actions = el('div', { class: 'actions' });
-    if (d.kind === 'workload') {
-      actions.append(
-        el('button', { type: 'button', id: 'show-policies', text: 'Policies', onclick: () => setTab('policies') }),
-        el('button', { type: 'button', id: 'show-suggestions', text: 'Suggestions', onclick: () => setTab('suggestions') }),
-        el('button', { type: 'button', id: 'filter-workload', text: 'Only its connections',
-          onclick: () => { $('f-workload').value = d.id; loadMap(); } }));
-    } else if (d.kind === 'namespace') {
-      actions.append(el('button', { type: 'button', id: 'open-namespace', text: 'Show its workloads', onclick: () => openNamespace(d.namespace) }));
-    }
-    const deg = n.connectedEdges().length;
-    panel.append(
-      el('div', { class: 'panel-head' }, el('h2', { text: d.label }), closeButton(() => { state.mapSide = null; showSide(null); })),
-      el('dl', { class: 'kv' },
-        el('dt', { text: 'Kind' }), el('dd', { text: d.kind }),
-        el('dt', { text: 'Id' }), el('dd', { class: 'mono', text: d.id }),
-        d.namespace ? [el('dt', { text: 'Namespace' }), el('dd', { text: d.namespace })] : null,
-        el('dt', { text: 'Edges drawn' }), el('dd', { text: fmtNum(deg) })),
-      actions);
-    state.mapSide = 'node-detail';
-    if (state.tab !== 'map') setTab('map'); else showSide('node-detail');
-  }
   const closeButton = (onclick) => el('button', { type: 'button', class: 'close', 'aria-label': 'Close', text: '×', onclick });
-
-  // ---- header ----
-  async function refreshStatus() {
-    try {
-      const s = await api('status');
-      $('status-role').textContent = s.role || '?';
-      $('status-node').textContent = s.role === 'relay' ? 'cluster' : (s.node || '');
-      $('status-flows').textContent = `${fmtNum(s.flows_held)} flows held`;
-      $('status-violations').textContent = `${fmtNum(s.violations_held)} violations held`;
-      $('status-cluster').textContent = s.cluster_state ? '' : 'no cluster state';
-      state.status = s;
-    } catch (_) { /* shown in the error bar */ }
-  }
 
   // ---- start ----
   function readUrl() {
@@ -538,15 +622,20 @@
     $('toolbar').addEventListener('submit', (ev) => { ev.preventDefault(); state.extra = {}; loadMap(); });
     for (const id of ['f-level', 'f-window', ...VERDICTS.map((v) => 'f-verdict-' + v)]) {
       $(id).addEventListener('change', () => {
-        if (id === 'f-level') { state.drillNs = null; state.autoNamespaces = false; }
+        if (id === 'f-level') state.drillNs = null;
         state.extra = {};
         loadMap();
       });
     }
-    $('map-back').addEventListener('click', () => { state.drillNs = null; state.extra = {}; loadMap(); });
-    $('map-fit').addEventListener('click', () => hooks.cy.fit(undefined, 30));
+    $('map-back').addEventListener('click', () => {
+      state.drillNs = null;
+      state.extra = {};
+      $('map-back').hidden = true;
+      loadMap();
+    });
+    $('map-fit').addEventListener('click', () => fitPositions(hooks.cy.nodes('[kind != "group"]').map((n) => n.position())));
     $('refresh').addEventListener('click', () => {
-      refreshStatus();
+      views.refreshStatus();
       loadMap();
       if (state.tab === 'suggestions') views.loadSuggestions();
     });
@@ -555,11 +644,14 @@
     views.wireViews();
     setInterval(() => {
       if (!$('auto-refresh').checked || document.hidden) return;
-      refreshStatus();
+      views.refreshStatus();
       if (hooks.ready) loadMap();
     }, REFRESH_MS);
-    // A container shown after being hidden, or a resized window: Cytoscape caches its size.
-    window.addEventListener('resize', () => hooks.cy && hooks.cy.resize());
+    // Cytoscape caches the container's size and place (clicks are mapped through them):
+    // whatever moves or resizes it (the window, the error bar, a wrapping toolbar) tells it.
+    const resize = () => hooks.cy && hooks.cy.resize();
+    window.addEventListener('resize', resize);
+    if (window.ResizeObserver) new ResizeObserver(resize).observe($('cy'));
   }
 
   // What views.js (edge detail, violations, policy viewer, suggestions) uses from here.
@@ -570,7 +662,7 @@
       return;
     }
     views = window.observerViews({
-      $, el, clear, api, showError, splitList, state, hooks, setTab, showSide, loadMap,
+      $, el, clear, put, api, showError, splitList, state, hooks, setTab, showSide, loadMap, openNamespace,
       fmtNum, fmtBytes, fmtTime, endpointText, protoPort, verdictBadge, connectionsText, closeButton,
     });
     hooks.lineDiff = views.lineDiff;
@@ -580,11 +672,10 @@
     wire();
     views.renderPolicyHint();
     setTab(tab);
-    refreshStatus();
+    views.refreshStatus();
     loadMap();
     views.startViolations();
   }
-
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
   else start();

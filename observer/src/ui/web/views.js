@@ -4,7 +4,7 @@
 // what the panels share with the map (see `core` there). Text only ever goes in as text.
 'use strict';
 window.observerViews = function (core) {
-  const { $, el, clear, api, state, hooks, setTab, showSide, fmtNum, fmtBytes, fmtTime,
+  const { $, el, clear, put, api, state, hooks, setTab, showSide, loadMap, openNamespace, fmtNum, fmtBytes, fmtTime,
     endpointText, protoPort, verdictBadge, connectionsText, closeButton } = core;
   const MAX_VIOLATION_ROWS = 1000;
   const OVERLAY_CLASSES = 'policy-unused policy-used-allowed policy-used-denied policy-observed faded';
@@ -31,6 +31,47 @@ window.observerViews = function (core) {
     return [...seen.values()];
   }
 
+  // ---- the header ----
+  async function refreshStatus() {
+    try {
+      const s = await api('status');
+      $('status-role').textContent = s.role || '?';
+      $('status-node').textContent = s.role === 'relay' ? 'cluster' : (s.node || '');
+      $('status-flows').textContent = `${fmtNum(s.flows_held)} flows held`;
+      $('status-violations').textContent = `${fmtNum(s.violations_held)} violations held`;
+      $('status-cluster').textContent = s.cluster_state ? '' : 'no cluster state';
+      $('tab-suggestions').title = s.suggestions ? '' : 'Policy learning is off on this observer (observer run --suggest)';
+    } catch (_) { /* shown in the error bar */ }
+  }
+
+  // ---- a node's panel ----
+  function selectNode(n) {
+    const d = n.data();
+    state.selected = { id: d.id, kind: d.kind, label: d.label, namespace: d.namespace };
+    if (state.tab === 'policies' && d.kind === 'workload') { views.loadPolicyView(d.id); return; }
+    const panel = clear($('node-detail'));
+    const actions = el('div', { class: 'actions' });
+    if (d.kind === 'workload') {
+      actions.append(
+        el('button', { type: 'button', id: 'show-policies', text: 'Policies', onclick: () => setTab('policies') }),
+        el('button', { type: 'button', id: 'show-suggestions', text: 'Suggestions', onclick: () => setTab('suggestions') }),
+        el('button', { type: 'button', id: 'filter-workload', text: 'Only its connections',
+          onclick: () => { $('f-workload').value = d.id; loadMap(); } }));
+    } else if (d.kind === 'namespace') {
+      actions.append(el('button', { type: 'button', id: 'open-namespace', text: 'Show its workloads', onclick: () => openNamespace(d.namespace) }));
+    }
+    const deg = n.connectedEdges().length;
+    put(panel,
+      el('div', { class: 'panel-head' }, el('h2', { text: d.label }), closeButton(() => { state.mapSide = null; showSide(null); })),
+      el('dl', { class: 'kv' },
+        el('dt', { text: 'Kind' }), el('dd', { text: d.kind }),
+        el('dt', { text: 'Id' }), el('dd', { class: 'mono', text: d.id }),
+        d.namespace ? [el('dt', { text: 'Namespace' }), el('dd', { text: d.namespace })] : null,
+        el('dt', { text: 'Edges drawn' }), el('dd', { text: fmtNum(deg) })),
+      actions);
+    state.mapSide = 'node-detail';
+    if (state.tab !== 'map') setTab('map'); else showSide('node-detail');
+  }
   // ---- a policy's YAML ----
   let policyToken = 0;
   async function showPolicy(p) {
@@ -56,7 +97,7 @@ window.observerViews = function (core) {
     if (state.tab !== 'map') setTab('map'); else showSide('edge-detail');
     const name = (id) => hooks.cy.getElementById(id).data('label') || id;
     const body = el('div', { class: 'flows' }, el('p', { class: 'muted', text: 'Loading…' }));
-    panel.append(
+    put(panel,
       el('div', { class: 'panel-head' }, el('h2', { text: `${name(d.source)} → ${name(d.target)}` }),
         closeButton(() => { state.mapSide = null; showSide(null); })),
       el('p', {}, verdictBadge(d.verdict), ' ', el('b', { text: protoPort(d.protocol, d.port) }),
@@ -245,7 +286,7 @@ window.observerViews = function (core) {
     const policies = res.policies || [];
     const panel = clear($('policy-view'));
     const unused = (res.allowed || []).filter((a) => !a.observed).length;
-    panel.append(
+    put(panel,
       el('div', { class: 'panel-head' }, el('h2', { text: `${w.kind || ''} ${w.namespace || ''}/${w.name || w.id || ''}` })),
       el('p', { class: 'muted', text: `${fmtNum(w.pods)} pods · ${policies.length} policies select it · ${(res.observed || []).length} edges observed · ${unused} allowed edges never used` }),
       res.note ? el('p', { class: 'note', text: res.note }) : null,
@@ -285,12 +326,12 @@ window.observerViews = function (core) {
   }
   // A node the overlay needs that the map does not draw (another namespace's workload, or
   // the namespace view): its data from its id.
-  function nodeFromId(id, w) {
+  function nodeFromId(id) {
     const m = /^wl:([^/]+)\/[^/]+\/(.+)$/.exec(id);
-    if (m) return { id, kind: 'workload', namespace: m[1], label: m[2] };
+    if (m) return { id, kind: 'workload', namespace: m[1], label: m[2], short: m[2] };
     const [prefix, rest] = [id.slice(0, id.indexOf(':')), id.slice(id.indexOf(':') + 1)];
     const kind = { ns: 'namespace', node: 'node', ip: 'external' }[prefix] || 'unknown';
-    return { id, kind, namespace: kind === 'namespace' ? rest : null, label: w && w.id === id ? w.name : rest };
+    return { id, kind, namespace: kind === 'namespace' ? rest : null, label: rest, short: rest };
   }
   function drawOverlay(pv) {
     const cy = hooks.cy;
@@ -319,10 +360,10 @@ window.observerViews = function (core) {
       }
       const ring = missing.filter((id) => id !== center);
       const R = 160 + 12 * ring.length;
-      if (missing.includes(center)) cy.add({ group: 'nodes', data: nodeFromId(center, pv.workload), classes: 'overlay', position: { x: c.x, y: c.y } });
+      if (missing.includes(center)) cy.add({ group: 'nodes', data: nodeFromId(center), classes: 'overlay', position: { x: c.x, y: c.y } });
       ring.forEach((id, i) => {
         const t = (2 * Math.PI * i) / ring.length;
-        cy.add({ group: 'nodes', data: nodeFromId(id, pv.workload), classes: 'overlay', position: { x: c.x + R * Math.cos(t), y: c.y + R * Math.sin(t) } });
+        cy.add({ group: 'nodes', data: nodeFromId(id), classes: 'overlay', position: { x: c.x + R * Math.cos(t), y: c.y + R * Math.sin(t) } });
       });
       cy.elements().addClass('faded');
       let involved = cy.getElementById(center);
@@ -384,8 +425,8 @@ window.observerViews = function (core) {
     const holds = allowed + declared >= checked;
     $('suggestions-summary').append(
       el('h3', { text: 'Proof against the flows held' }),
-      el('dl', { class: 'figures' }, figs.map(([k, label]) => [el('dt', { text: label }),
-        el('dd', { dataset: { figure: k }, text: typeof s[k] === 'object' ? JSON.stringify(s[k]) : fmtNum(s[k] ?? 0) })])),
+      el('dl', { class: 'figures' }, figs.map(([k, label]) => el('div', { class: 'figure' }, el('dt', { text: label }),
+        el('dd', { dataset: { figure: k }, text: typeof s[k] === 'object' ? JSON.stringify(s[k]) : fmtNum(s[k] ?? 0) })))),
       el('p', { class: holds ? 'proof ok' : 'proof bad',
         text: holds ? 'Every flow held is allowed with the suggestions applied (or denied by a declared Deny rule today).'
           : `${fmtNum(checked - allowed - declared)} flows held would be denied: the suggestions are incomplete.` }));
@@ -521,7 +562,7 @@ window.observerViews = function (core) {
   }
 
   return {
-    showEdge, showPolicy, startViolations, loadPolicyView, renderPolicyHint, drawOverlay, removeOverlay,
+    refreshStatus, selectNode, showEdge, showPolicy, startViolations, loadPolicyView, renderPolicyHint, drawOverlay, removeOverlay,
     loadSuggestions, suggestionsKey, wireViews, lineDiff, violations: vio,
   };
 };

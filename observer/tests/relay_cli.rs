@@ -101,8 +101,23 @@ fn cli(dir: &Path, port: u16, client: Option<&str>, args: &[&str]) -> std::proce
     command.output().expect("observer")
 }
 
-/// `GET path` from the console on the loopback over HTTPS (the CA of `dir`): its JSON.
+/// `GET path` from the console on the loopback over HTTPS (the CA of `dir`), as the
+/// client `client`: its JSON.
 async fn https_get(dir: &Path, port: u16, path: &str) -> serde_json::Value {
+    let text = https_text(dir, port, path, Some("client"))
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+}
+
+/// The whole answer to `GET path` over HTTPS, presenting `client`'s certificate if any.
+async fn https_text(
+    dir: &Path,
+    port: u16,
+    path: &str,
+    client: Option<&str>,
+) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types::CertificateDer};
     let mut roots = RootCertStore::empty();
@@ -112,24 +127,40 @@ async fn https_get(dir: &Path, port: u16, path: &str) -> serde_json::Value {
         roots.add(cert).expect("root");
     }
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(name) => {
+            use rustls_pki_types::pem::PemObject;
+            let certs: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_file_iter(dir.join(format!("{name}.crt")))
+                    .expect("certificate")
+                    .collect::<Result<_, _>>()
+                    .expect("PEM");
+            let key =
+                rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key")))
+                    .expect("key");
+            builder.with_client_auth_cert(certs, key).expect("client")
+        }
+        None => builder.with_no_client_auth(),
+    };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to the console");
     let name = "localhost".try_into().expect("name");
-    let mut tls = connector.connect(name, tcp).await.expect("TLS");
+    let mut tls = connector.connect(name, tcp).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    tls.write_all(request.as_bytes()).await.expect("request");
+    tls.write_all(request.as_bytes()).await?;
     let mut text = String::new();
-    // The server closes without close_notify at times; what was read is the answer.
-    let _ = tls.read_to_string(&mut text).await;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+    // The server closes without close_notify at times: what was read is the answer, and
+    // nothing read is the error.
+    match tls.read_to_string(&mut text).await {
+        Err(e) if text.is_empty() => Err(e),
+        _ => Ok(text),
+    }
 }
 
 fn node_names(flows: &str) -> Vec<String> {
@@ -183,6 +214,7 @@ async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_o
             .args(["--ui-listen", &format!(":{ui_port}")])
             .args(["--ui-tls-cert", &path("relay.crt")])
             .args(["--ui-tls-key", &path("relay.key")])
+            .args(["--ui-tls-client-ca", &path("ca.crt")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("relay.log")).expect("log"))
@@ -324,7 +356,12 @@ async fn the_relay_binary_uses_mutual_tls_both_ways_serves_the_cli_and_exports_o
         metrics.contains(&format!("observer_relay_flows_sent_total {}", want.len())),
         "{metrics}"
     );
-    for what in ["otlp_unsent", "relay_export", "relay_subscriber", "relay_console"] {
+    for what in [
+        "otlp_unsent",
+        "relay_export",
+        "relay_subscriber",
+        "relay_console",
+    ] {
         let line = format!("observer_lost_records_total{{what=\"{what}\"}} 0");
         assert!(metrics.contains(&line), "{line} in {metrics}");
     }

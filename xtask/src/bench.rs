@@ -31,6 +31,11 @@ pub enum Which {
     /// (against one node's direct stream), write-to-receive latency, memory per node and
     /// per subscriber.
     Relay,
+    /// Web console with 2,000 workloads and 20,000 edges: the JSON API's map answers
+    /// (against the same bytes served static) and, in headless Chromium, the page's load
+    /// and first map render (against an empty map and a trivial page), by the browser's
+    /// performance API.
+    Console,
     /// Kernel memory of the BPF maps: the formula at 2, 64 and 128 possible CPUs, and
     /// measured against it here (root).
     Memory,
@@ -57,6 +62,7 @@ pub fn run(which: Which) -> Result<()> {
         Which::Suggest => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "suggest"]),
         Which::Api => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "api"]),
         Which::Relay => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "relay"]),
+        Which::Console => crate::shell::cargo(&["bench", "-p", "observer", "--bench", "console"]),
         Which::Memory => {
             crate::shell::cargo(&["bench", "-p", "observer", "--bench", "kernel_memory"])
         }

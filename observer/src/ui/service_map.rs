@@ -137,8 +137,8 @@ pub struct ServiceMap {
     pub edges: Vec<MapEdge>,
     /// Edges left out by `max_edges`.
     pub edges_left_out: usize,
-    /// Workload nodes before `max_edges` cut the map: a page draws namespaces instead when
-    /// there are too many to read.
+    /// Workloads the map's connections have (at either level), before `max_edges` cut it:
+    /// a page draws namespaces instead when there are too many to read.
     pub workloads: usize,
 }
 
@@ -237,6 +237,7 @@ pub fn build<'a>(
     let mut edges: HashMap<EdgeKey, MapEdge> = HashMap::new();
     // Per connection: its edge, verdict and the counts already added there.
     let mut seen: HashMap<ConnectionKey, (EdgeKey, EdgeVerdict, u64, u64)> = HashMap::new();
+    let mut folded: std::collections::HashSet<String> = std::collections::HashSet::new();
     for record in records {
         if record.state == FlowState::Started {
             continue;
@@ -248,6 +249,15 @@ pub fn build<'a>(
             node_of(&record.src, query.level),
             node_of(&record.dst, query.level),
         );
+        if query.level == Level::Namespace {
+            // Folded, the workloads are still counted: a page learns from one answer
+            // whether it may draw them.
+            for end in [&record.src, &record.dst] {
+                if end.identity.namespace.is_some() {
+                    folded.insert(node_of(end, Level::Workload).id);
+                }
+            }
+        }
         let port = edge_port(record);
         let key: EdgeKey = (source.id.clone(), target.id.clone(), record.protocol, port);
         nodes.entry(source.id.clone()).or_insert(source);
@@ -324,10 +334,13 @@ pub fn build<'a>(
                 .map(|step| format!("{:?} {}", step.policy.kind, step.policy));
         }
     }
-    let workloads = nodes
-        .values()
-        .filter(|n| n.kind == NodeKind::Workload)
-        .count();
+    let workloads = match query.level {
+        Level::Workload => nodes
+            .values()
+            .filter(|n| n.kind == NodeKind::Workload)
+            .count(),
+        Level::Namespace => folded.len(),
+    };
     let mut edges: Vec<MapEdge> = edges
         .into_values()
         // An edge whose connections all moved to another is gone.

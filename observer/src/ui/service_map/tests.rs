@@ -71,6 +71,9 @@ fn the_namespace_level_folds_workloads_and_keeps_the_worst_verdict_first() {
         ..MapQuery::default()
     };
     let map = build(&records, &query);
+    // Folded, the workloads are still counted, as the workload level counts them.
+    assert_eq!(map.workloads, build(&records, &MapQuery::default()).workloads);
+    assert!(map.workloads >= 3, "{}", map.workloads);
     assert!(
         map.nodes
             .iter()

@@ -237,13 +237,13 @@
       let level = base.level || (state.drillNs ? 'workload' : $('f-level').value);
       let map;
       if (level === 'auto') {
-        // A one-edge probe counts the workloads (`workloads` is counted at the workload level
-        // only): a big cluster's workload map is not fetched just to be thrown away.
-        const probe = await api('map', Object.assign({}, base, { level: 'workload', max_edges: 1 }));
-        state.workloads = probe.workloads;
-        state.autoNamespaces = probe.workloads > AUTO_NAMESPACE_ABOVE;
+        // The namespace-level answer counts the workloads too: a big cluster's workload map
+        // is never fetched just to be thrown away, and a small one costs a second, small call.
+        map = await api('map', Object.assign({}, base, { level: 'namespace' }));
+        state.workloads = map.workloads;
+        state.autoNamespaces = map.workloads > AUTO_NAMESPACE_ABOVE;
         level = state.autoNamespaces ? 'namespace' : 'workload';
-        map = await api('map', Object.assign({}, base, { level }));
+        if (level === 'workload') map = await api('map', Object.assign({}, base, { level }));
       } else {
         map = await api('map', Object.assign({}, base, { level }));
       }

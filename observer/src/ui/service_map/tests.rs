@@ -72,7 +72,10 @@ fn the_namespace_level_folds_workloads_and_keeps_the_worst_verdict_first() {
     };
     let map = build(&records, &query);
     // Folded, the workloads are still counted, as the workload level counts them.
-    assert_eq!(map.workloads, build(&records, &MapQuery::default()).workloads);
+    assert_eq!(
+        map.workloads,
+        build(&records, &MapQuery::default()).workloads
+    );
     assert!(map.workloads >= 3, "{}", map.workloads);
     assert!(
         map.nodes

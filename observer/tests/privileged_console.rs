@@ -498,6 +498,47 @@ impl Run<'_> {
         no_stray_values(browser, "#policy-view")?;
         no_error_bar(browser)?;
 
+        // The suggestions for the selected workload: the policy learned from its traffic,
+        // its evidence, the proof against the flows held, and the diff against the policy
+        // that selects it today.
+        browser.find("#tab-suggestions")?.click()?;
+        let suggested = wait_until(
+            browser,
+            "the suggestion for api with its proof and diff",
+            "const p = document.getElementById('suggestions');
+             const card = [...document.querySelectorAll('#suggestions article.suggestion')]
+                 .find((a) => a.dataset.name === 'api');
+             const fig = (k) => { const d = document.querySelector(`#suggestions-summary dd[data-figure=${k}]`);
+                                  return d ? d.textContent : null; };
+             const yaml = card ? (card.querySelector('pre.yaml') || {}).textContent || '' : '';
+             const diff = card ? (card.querySelector('pre.diff') || {}).textContent || '' : '';
+             const evidence = card ? card.querySelectorAll('table.evidence tbody tr').length : 0;
+             return { ok: !!p && !p.hidden && yaml.includes('kind: NetworkPolicy') && diff.length > 0
+                        && evidence > 0 && fig('flows_checked') !== null,
+                      yaml, diff, evidence, checked: fig('flows_checked'), allowed: fig('flows_allowed'),
+                      note: (document.getElementById('suggestions-note') || {}).textContent };",
+            &[],
+            Duration::from_secs(15),
+        )?;
+        let yaml = suggested["yaml"].as_str().unwrap_or_default();
+        ensure!(
+            yaml.contains(r#"matchLabels: {"app": "api"}"#) && yaml.contains("port: 8080"),
+            "api's suggested policy selects it and allows web on 8080: {suggested}"
+        );
+        ensure!(
+            suggested["diff"].as_str().is_some_and(|d| d
+                .contains("--- declared NetworkPolicy shop/api-ingress")
+                && d.contains("-    - port: 9090")),
+            "the diff is against the declared api-ingress: {suggested}"
+        );
+        ensure!(
+            suggested["checked"].as_str().is_some_and(|c| c != "0"),
+            "the proof checked the flows held: {suggested}"
+        );
+        self.shot("suggestions.png")?;
+        no_stray_values(browser, "#suggestions")?;
+        no_error_bar(browser)?;
+
         self.keep_log();
         let errors: Vec<&LogEntry> = self
             .log

@@ -107,7 +107,7 @@ async fn the_map_is_served_as_json_and_bad_parameters_are_refused() {
             200,
             "no cluster state",
         ),
-        ("/api/suggestions", 200, "--suggest"),
+        ("/api/suggestions", 200, "--suggest-max-edges 0"),
         ("/api/violations?after=x", 400, "after \"x\""),
         ("/api/violations?start=later", 400, "start \"later\""),
     ] {

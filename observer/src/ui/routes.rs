@@ -256,7 +256,7 @@ async fn suggestions(console: &Console, mut params: Params) -> Routed {
     let Some(provider) = &console.suggestions else {
         return Ok(json_response(&json!({
             "available": false,
-            "note": "suggestions are off: start the observer with --suggest",
+            "note": "suggestions are off on this observer (--suggest-max-edges 0)",
             "suggestions": [],
         })));
     };

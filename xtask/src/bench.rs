@@ -3,6 +3,7 @@
 
 pub(crate) mod datapath;
 mod enrich;
+mod profile;
 mod started;
 mod storm;
 

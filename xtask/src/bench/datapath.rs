@@ -37,6 +37,12 @@ pub struct Options {
     /// `--storm-daemon-arg=--max-connections=65536`: its defaults otherwise.
     #[arg(long, allow_hyphen_values = true)]
     pub storm_daemon_arg: Vec<String>,
+    /// Arguments for the daemon in the throughput runs (repeatable). Default: the daemon's
+    /// own poll interval, `--poll-interval 1s` (the lab's observer polls every 100 ms for
+    /// the tests, which walks the flow map ten times as often);
+    /// `--throughput-daemon-arg=--poll-interval --throughput-daemon-arg=100ms` measures that.
+    #[arg(long, allow_hyphen_values = true)]
+    throughput_daemon_arg: Vec<String>,
     /// Run only these parts (default: all but `compare`).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
@@ -56,6 +62,8 @@ pub enum Part {
     Storm,
     /// Per-run cost of this build against `--against`, both attached at once.
     Compare,
+    /// Per-packet cycles by program from perf samples (`bench/profile.rs`).
+    Profile,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -72,7 +80,8 @@ pub fn run(options: &Options) -> Result<()> {
     let _server = IperfServer::start(&b)?;
     let server_ip = IpAddr::V4(b.ipv4);
     let wanted = |part: Part| {
-        options.only.contains(&part) || (options.only.is_empty() && part != Part::Compare)
+        options.only.contains(&part)
+            || (options.only.is_empty() && part != Part::Compare && part != Part::Profile)
     };
 
     let stream = Stream {
@@ -95,6 +104,9 @@ pub fn run(options: &Options) -> Result<()> {
             .context("--only compare needs --against PATH (another observer binary)")?;
         compare(&stream, other, options)?;
     }
+    if wanted(Part::Profile) {
+        super::profile::profile(&stream, options.seconds, options.rounds)?;
+    }
     if wanted(Part::Storm) {
         println!(
             "\n## new-flow storm: {} new UDP flows/s for {} s",
@@ -106,31 +118,31 @@ pub fn run(options: &Options) -> Result<()> {
 }
 
 /// The lab, observer binary and iperf3 pair the cost and throughput measures share.
-struct Stream<'a> {
+pub(super) struct Stream<'a> {
     lab: &'a Lab,
     binary: &'a std::path::Path,
-    dir: &'a std::path::Path,
+    pub(super) dir: &'a std::path::Path,
     client: &'a Pod,
     server_ip: IpAddr,
 }
 
 impl Stream<'_> {
     /// Starts the observer with `extra` arguments and waits until both hooks are attached.
-    fn observer(&self, extra: &[&str]) -> Result<ObserverProcess> {
+    pub(super) fn observer(&self, extra: &[&str]) -> Result<ObserverProcess> {
         let mut observer = ObserverProcess::start(self.lab, self.binary, self.dir, extra)?;
         observer.wait_attached(&HOOKS)?;
         Ok(observer)
     }
 
     /// One iperf3 run; received bits per second.
-    fn iperf(&self, seconds: u32, traffic: Traffic) -> Result<f64> {
+    pub(super) fn iperf(&self, seconds: u32, traffic: Traffic) -> Result<f64> {
         iperf(self.client, self.server_ip, seconds, traffic)
     }
 }
 
 /// The streams the cost and throughput are measured with.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Traffic {
+pub(super) enum Traffic {
     /// One iperf3 TCP stream.
     Tcp,
     /// iperf3 UDP datagrams of 64 bytes, as fast as the sender can.
@@ -138,7 +150,7 @@ enum Traffic {
 }
 
 impl Traffic {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::Tcp => "TCP stream",
             Self::Udp64 => "64-byte UDP",
@@ -242,17 +254,27 @@ fn minus(after: &[(String, Cost)], before: &[(String, Cost)]) -> Vec<(String, Co
 }
 
 fn throughput(stream: &Stream, options: &Options) -> Result<()> {
+    let extra: Vec<&str> = if options.throughput_daemon_arg.is_empty() {
+        vec!["--poll-interval", "1s"]
+    } else {
+        options
+            .throughput_daemon_arg
+            .iter()
+            .map(String::as_str)
+            .collect()
+    };
     for (traffic, target) in [(Traffic::Tcp, 0.97), (Traffic::Udp64, 0.95)] {
         println!(
             "\n## iperf3 throughput, {}, {} alternating rounds of {} s (client and server \
-             pinned to CPUs 0 and 1)",
+             pinned to CPUs 0 and 1; daemon arguments {:?})",
             traffic.name(),
             options.rounds,
-            options.seconds
+            options.seconds,
+            extra
         );
         let (mut without, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         let with_observer = || -> Result<f64> {
-            let observer = stream.observer(&[])?;
+            let observer = stream.observer(&extra)?;
             let observed = stream.iperf(options.seconds, traffic)?;
             observer.stop()?;
             Ok(observed)
@@ -506,7 +528,7 @@ fn compare(stream: &Stream, other: &std::path::Path, options: &Options) -> Resul
     Ok(())
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(super) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }

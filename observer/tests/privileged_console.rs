@@ -9,8 +9,11 @@
 //! The map has exactly the three workloads (in their namespace groups) and the two edges,
 //! coloured by verdict; clicking the denied edge shows `db/default-deny` and its YAML; a
 //! violation made in the lab once the violations tab is open (api → postgres:5432) appears
-//! in the live table within seconds; the policy viewer of api marks rule 0 used and rule 1
-//! allowed but never used, and draws them over the map. Screenshots go to
+//! in the live table within seconds; paused, the table holds still while another happens,
+//! and resumed it gets it from its last cursor, none skipped, none twice; the policy
+//! viewer of api marks rule 0 used and rule 1 allowed but never used, and draws them over
+//! the map; the suggestions view shows api's learned policy, its evidence, its proof and
+//! the diff against `api-ingress`. Screenshots go to
 //! `target/test-artefacts/privileged_console/`; on failure `failure.png`, the browser's
 //! console, the observer's log and the API's map are printed. Needs root, chromium and
 //! chromedriver (`cargo xtask setup`): it fails without them, it does not skip.
@@ -408,6 +411,48 @@ impl Run<'_> {
         self.shot("violations.png")?;
         no_stray_values(browser, "#violations-table")?;
         no_error_bar(browser)?;
+
+        // Paused, the table holds still while violations happen; resumed, it gets them
+        // from where it stopped (its last cursor): none skipped, none twice.
+        let cursors = "return [...document.querySelectorAll('#violations-table tr.violation')]
+                           .map((r) => r.getAttribute('data-cursor'));";
+        // First the table settles: api -> postgres's record follows its first packet.
+        self.observer.wait_stat("records_written", 3)?;
+        let mut held = browser.execute(cursors, Vec::new())?;
+        let settling = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(1000));
+            let now = browser.execute(cursors, Vec::new())?;
+            if now == held || settling.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            held = now;
+        }
+        browser.find("#violations-pause")?.click()?;
+        connect(self.lab.pod("web")?, self.lab.pod("postgres")?, 5432)?;
+        std::thread::sleep(Duration::from_millis(1500));
+        let paused = browser.execute(cursors, Vec::new())?;
+        ensure!(
+            paused == held,
+            "the table moved while paused: {held} -> {paused}"
+        );
+        browser.find("#violations-pause")?.click()?;
+        let resumed = wait_until(
+            browser,
+            "the violation made while paused, after resuming",
+            "const cursors = [...document.querySelectorAll('#violations-table tr.violation')]
+                 .map((r) => r.getAttribute('data-cursor'));
+             const before = arguments[0];
+             const fresh = cursors.filter((c) => !before.includes(c));
+             return { ok: fresh.length > 0 && before.every((c) => cursors.includes(c)),
+                      unique: new Set(cursors).size === cursors.length, cursors, fresh };",
+            &[held.clone()],
+            Duration::from_secs(20),
+        )?;
+        ensure!(
+            resumed["unique"] == json!(true),
+            "a violation came twice after resuming: {resumed}"
+        );
 
         // The policy viewer of api: tap the node on the map, open the Policies tab.
         // The violation was published at its first packet; the map draws written records:

@@ -165,7 +165,7 @@ fn get(address: SocketAddr, path: &str) -> (Duration, Vec<u8>) {
         .expect("timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: observer\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )
     .expect("request");
     let mut response = Vec::new();

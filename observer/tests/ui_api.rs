@@ -15,13 +15,18 @@ use observer::ui::routes::{Console, Role};
 
 /// `method path` over a fresh connection: the status code and the body.
 fn call(address: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    call_as(address, "localhost", method, path)
+}
+
+/// The same, naming `host` as the Host.
+fn call_as(address: std::net::SocketAddr, host: &str, method: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: observer\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .expect("request");
     let mut text = String::new();
@@ -121,6 +126,19 @@ async fn the_map_is_served_as_json_and_bad_parameters_are_refused() {
         .await
         .expect("call");
     assert_eq!(status, 405);
+    // On the loopback without TLS, only the loopback's names are served: a page of another
+    // site reaching it through DNS rebinding gets nothing.
+    for (host, wanted) in [
+        ("evil.example:9090", 421),
+        ("127.0.0.1:9090", 200),
+        ("[::1]:9090", 200),
+    ] {
+        let (status, body) =
+            tokio::task::spawn_blocking(move || call_as(address, host, "GET", "/api/status"))
+                .await
+                .expect("call");
+        assert_eq!(status, wanted, "Host {host}: {body}");
+    }
 }
 
 /// A console of `hub` on a node without cluster state or suggestions.
@@ -228,7 +246,7 @@ fn open_stream(address: std::net::SocketAddr, path: &str, last_event: Option<u64
         .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: observer\r\nAccept: text/event-stream\r\n{resume}\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{resume}\r\n"
     )
     .expect("request");
     stream

@@ -34,19 +34,31 @@ pub async fn feed(
         return;
     };
     let (tx, mut rx) = mpsc::channel(crate::api::server::STREAM_QUEUE);
-    tokio::spawn(relay_flows(peers, plan, tx, counters));
+    tokio::spawn(relay_flows(peers, plan, tx, Arc::clone(&counters)));
+    let mut unreadable = 0u64;
     while let Some(message) = rx.recv().await {
         match message.ok().and_then(|m| m.event) {
             Some(Event::Flow(event)) => {
                 let Some(flow) = event.flow else { continue };
                 match FlowRecord::try_from(&flow) {
                     Ok(record) => hub.publish(vec![record]).await,
-                    Err(e) => tracing::warn!(
-                        node = %flow.node_name,
-                        cursor = event.cursor,
-                        error = %e,
-                        "a node sent a flow this relay cannot read; left out"
-                    ),
+                    Err(e) => {
+                        // Lost here: counted with the stream's losses, logged at the 1st,
+                        // 2nd, 4th, 8th... so that a node of another version cannot flood.
+                        unreadable += 1;
+                        counters
+                            .flows_lost
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if unreadable.is_power_of_two() {
+                            tracing::warn!(
+                                node = %flow.node_name,
+                                cursor = event.cursor,
+                                error = %e,
+                                unreadable,
+                                "a node sent a flow this relay cannot read; left out and counted lost"
+                            );
+                        }
+                    }
                 }
             }
             Some(Event::Lost(lost)) => tracing::warn!(

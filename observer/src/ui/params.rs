@@ -9,6 +9,8 @@ use crate::flow::{IpProtocol, Timestamp};
 pub const MAX_EDGES: usize = 20_000;
 /// Flows behind an edge answered at most.
 pub const MAX_EDGE_FLOWS: usize = 1_000;
+/// Values a repeatable filter takes at most (each is checked against every record).
+pub const MAX_VALUES: usize = 64;
 
 /// A query string's parameters, in order, percent-decoded.
 #[derive(Debug)]
@@ -36,6 +38,19 @@ impl Params {
             }
         });
         taken
+    }
+
+    /// Every distinct value of a repeatable filter `name`, taken out, empty ones left out;
+    /// more than [`MAX_VALUES`] are refused.
+    pub fn filter(&mut self, name: &str) -> Result<Vec<String>, String> {
+        let mut values = self.all(name);
+        values.retain(|v| !v.is_empty());
+        values.sort();
+        values.dedup();
+        if values.len() > MAX_VALUES {
+            return Err(format!("{name}: at most {MAX_VALUES} values"));
+        }
+        Ok(values)
     }
 
     /// The value of `name`, taken out; two values are refused.
@@ -80,14 +95,12 @@ pub fn map_query(params: &mut Params, now: Timestamp) -> Result<MapQuery, String
             .filter(|n| (1..=MAX_EDGES).contains(n))
             .ok_or_else(|| format!("max_edges {max:?}: a number from 1 to {MAX_EDGES}"))?;
     }
-    map.namespaces = params.all("namespace");
-    map.namespaces.retain(|n| !n.is_empty());
-    map.workloads = params.all("workload");
-    map.workloads.retain(|n| !n.is_empty());
-    for verdict in params.all("verdict") {
+    map.namespaces = params.filter("namespace")?;
+    map.workloads = params.filter("workload")?;
+    for verdict in params.filter("verdict")? {
         map.verdicts.push(verdict_named(&verdict)?);
     }
-    for protocol in params.all("protocol") {
+    for protocol in params.filter("protocol")? {
         map.protocols
             .push(IpProtocol::parse(&protocol).ok_or_else(|| {
                 format!("protocol {protocol:?}: TCP, UDP, SCTP, ICMP, ICMPv6 or a number 0-255")
@@ -174,6 +187,14 @@ mod tests {
             let error = map_query(&mut Params::parse(query), now).expect_err(query);
             assert!(error.contains(message), "{query}: {error}");
         }
+        let many: String = (0..=MAX_VALUES)
+            .map(|i| format!("namespace=n{i}&"))
+            .collect();
+        let error = map_query(&mut Params::parse(&many), now).expect_err("too many");
+        assert_eq!(error, format!("namespace: at most {MAX_VALUES} values"));
+        let same = "namespace=a&".repeat(1_000);
+        let map = map_query(&mut Params::parse(&same), now).expect("one value, repeated");
+        assert_eq!(map.namespaces, ["a"]);
         let mut extra = Params::parse("colour=red");
         map_query(&mut extra, now).expect("map");
         assert!(extra.finish().expect_err("unknown").contains("colour"));

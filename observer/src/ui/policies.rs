@@ -105,8 +105,10 @@ pub fn rule_text(rule: &Value) -> String {
     serde_json::to_string(rule).unwrap_or_default()
 }
 
-/// Port numbers a rule names anywhere (`port`, `ports`, `portNumber`, `endPort`, Calico's
-/// `"80:90"` ranges by their first port), for the viewer's probes.
+/// Port numbers a rule names anywhere under a key that says "port" (`port`, `ports`,
+/// `endPort`, Calico's `"80:90"` ranges by their first port, the admin kinds'
+/// `portNumber: {port}`, `portRange: {start, end}`, `destinationPort: {number}`), for the
+/// viewer's probes. Named ports are not resolved.
 pub fn rule_ports(rule: &Value, into: &mut Vec<u16>) {
     match rule {
         Value::Object(map) => {
@@ -136,8 +138,22 @@ fn numbers(value: &Value, into: &mut Vec<u16>) {
             }
         }
         Value::Array(items) => items.iter().for_each(|v| numbers(v, into)),
+        Value::Object(map) => map.values().for_each(|v| numbers(v, into)),
         _ => {}
     }
+}
+
+/// The protocols a rule names (any case): TCP always, UDP and SCTP when written.
+pub fn rule_protocols(rule: &Value) -> Vec<crate::flow::IpProtocol> {
+    use crate::flow::IpProtocol;
+    let text = rule_text(rule).to_ascii_uppercase();
+    let mut protocols = vec![IpProtocol::TCP];
+    for (name, protocol) in [("UDP", IpProtocol::UDP), ("SCTP", IpProtocol::SCTP)] {
+        if text.contains(name) {
+            protocols.push(protocol);
+        }
+    }
+    protocols
 }
 
 #[cfg(test)]
@@ -159,10 +175,13 @@ mod tests {
         let mut ports = Vec::new();
         rule_ports(&api.rules("ingress")[0], &mut ports);
         ports.sort_unstable();
+        ports.dedup();
         assert_eq!(ports, [8080, 9000, 9010]);
         let global = find(&objects, PolicyKind::GlobalNetworkPolicy, None, "no-db").expect("gnp");
         let mut ports = Vec::new();
         rule_ports(&global.rules("egress")[0], &mut ports);
+        ports.sort_unstable();
+        ports.dedup();
         assert_eq!(ports, [53, 6000]);
         assert!(find(&objects, PolicyKind::NetworkPolicy, Some("shop"), "nope").is_none());
         assert_eq!(

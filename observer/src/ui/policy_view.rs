@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::policies::{self, rule_ports, rule_text};
+use super::policies::{self, rule_ports, rule_protocols, rule_text};
 use super::service_map::{MapQuery, build, edge_id};
 use crate::cluster::view::{ClusterView, Holder};
 use crate::enrich::judge_addresses;
@@ -25,6 +25,8 @@ use crate::policy::{CniProfile, DirectionDecision, PolicyKind, RuleAction, Verdi
 
 /// Ports probed per direction at most: observed ones first, then the rules'.
 const MAX_PORTS: usize = 24;
+/// The port probed in every direction, whatever is observed or named.
+const PROBE_PORT: u16 = 1;
 
 /// The viewer's answer.
 #[derive(Clone, Debug, Serialize)]
@@ -164,15 +166,20 @@ pub fn view<'a>(
             for rule in declared.rules(direction) {
                 let mut numbers = Vec::new();
                 rule_ports(rule, &mut numbers);
-                let udp = rule_text(rule).contains("\"UDP\"");
+                let protocols = rule_protocols(rule);
                 for port in numbers {
-                    ports[side].push((IpProtocol::TCP, port));
-                    if udp {
-                        ports[side].push((IpProtocol::UDP, port));
+                    for protocol in &protocols {
+                        ports[side].push((*protocol, port));
                     }
                 }
             }
         }
+    }
+    // Every direction gets a probe on a port nothing names, so that a policy without
+    // rules (a default deny) or without ports is met too; an edge it allows is drawn on
+    // port 1 ("any port" for a rule without ports).
+    for list in &mut ports {
+        list.insert(0, (IpProtocol::TCP, PROBE_PORT));
     }
     for list in &mut ports {
         let mut seen = BTreeSet::new();
@@ -222,7 +229,9 @@ pub fn view<'a>(
                         .1
                         .insert(direction);
                 }
-                if decided.decision != DirectionDecision::Allowed {
+                // Drawn as allowed only when the flow would pass both ends: an edge this
+                // workload's rule allows but the peer's policies deny is not open.
+                if decided.decision != DirectionDecision::Allowed || !verdict.allowed {
                     continue;
                 }
                 let Some(step) = decided

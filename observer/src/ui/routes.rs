@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, SemaphorePermit, watch};
 
 use super::params::{Params, edge_query, map_query};
 use super::server::Body;
@@ -139,6 +139,39 @@ pub async fn answer(
 
 type Routed = Result<Response<Body>, String>;
 
+/// Whether the request's Host is the loopback's (`localhost`, `127.0.0.1`, `[::1]`, any
+/// port): what a browser sends to a console on the loopback, and what a page of another
+/// site reaching it through DNS rebinding cannot.
+pub fn names_loopback(request: &Request<Incoming>) -> bool {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().host())
+        .unwrap_or_default();
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "::1")
+}
+
+/// The answer to a request whose Host is not the loopback's.
+pub fn foreign_host(request: &Request<Incoming>) -> Response<Body> {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("(none)");
+    text(
+        StatusCode::MISDIRECTED_REQUEST,
+        &format!(
+            "Host {host:?} is not this console's: it serves the loopback, open it as \
+             http://localhost:PORT/ (or serve it with --ui-tls-cert)"
+        ),
+    )
+}
+
 fn status(console: &Console) -> Value {
     let hub = console.hub.status();
     json!({
@@ -154,8 +187,8 @@ fn status(console: &Console) -> Value {
 async fn map(console: &Console, mut params: Params) -> Routed {
     let query = map_query(&mut params, now())?;
     params.finish()?;
-    let held = held_flows(&console.hub);
-    blocking(move || {
+    let (permit, held) = held(&console.hub).await;
+    blocking(permit, move || {
         let map = service_map::build(held.iter().map(|p| &p.record), &query);
         json_response(&map)
     })
@@ -165,8 +198,11 @@ async fn map(console: &Console, mut params: Params) -> Routed {
 async fn edge(console: &Console, mut params: Params) -> Routed {
     let query = edge_query(&mut params, now())?;
     params.finish()?;
-    let held = held_flows(&console.hub);
-    blocking(move || json_response(&edge::flows(held.iter().map(|p| &p.record), &query))).await
+    let (permit, held) = held(&console.hub).await;
+    blocking(permit, move || {
+        json_response(&edge::flows(held.iter().map(|p| &p.record), &query))
+    })
+    .await
 }
 
 fn policy(console: &Console, mut params: Params) -> Routed {
@@ -178,6 +214,17 @@ fn policy(console: &Console, mut params: Params) -> Routed {
         )
     })?;
     let namespace = params.one("namespace")?.filter(|n| !n.is_empty());
+    let namespaced = matches!(
+        kind,
+        crate::policy::PolicyKind::NetworkPolicy | crate::policy::PolicyKind::CalicoNetworkPolicy
+    );
+    let namespace = match (namespaced, namespace) {
+        (true, None) => return Err(format!("namespace: required for a {}", kind.name())),
+        (false, Some(_)) => {
+            return Err(format!("namespace: a {} is cluster-scoped", kind.name()));
+        }
+        (_, namespace) => namespace,
+    };
     let name = params.required("name")?;
     params.finish()?;
     let Some(view) = console.view() else {
@@ -213,9 +260,9 @@ async fn policy_view(console: &Console, mut params: Params) -> Routed {
             "note": no_state(console.role),
         })));
     };
-    let held = held_flows(&console.hub);
+    let (permit, held) = held(&console.hub).await;
     let profile = console.profile;
-    blocking(move || {
+    blocking(permit, move || {
         match policy_view::view(&view, profile, held.iter().map(|p| &p.record), &workload) {
             Ok(viewed) => json_response(&viewed),
             Err(message) if message.contains("no pod") => text(StatusCode::NOT_FOUND, &message),
@@ -273,9 +320,10 @@ async fn suggestions(console: &Console, mut params: Params) -> Routed {
     // The policies that select the workload today, for the page's diff.
     let declared = match (&workload, console.view()) {
         (Some(id), Some(view)) => {
-            let held = held_flows(&console.hub);
+            let (permit, held) = held(&console.hub).await;
             let (id, profile) = (id.clone(), console.profile);
             tokio::task::spawn_blocking(move || {
+                let _permit = permit;
                 policy_view::view(&view, profile, held.iter().map(|p| &p.record), &id)
                     .map(|v| {
                         v.policies
@@ -301,18 +349,22 @@ fn live(
 ) -> Routed {
     // The browser's own reconnection repeats the URL and says where it got to in the
     // header: the header is the newer.
-    let after = last_event.or(params.one("after")?);
+    let after_param = params.one("after")?;
+    let after = match last_event {
+        Some(id) => Some((id, "Last-Event-ID")),
+        None => after_param.map(|a| (a, "after")),
+    };
     let start = params.one("start")?;
     params.finish()?;
     let hub = &console.hub;
     let after = match (after, start.as_deref()) {
-        (Some(cursor), _) => {
+        (Some((cursor, named)), _) => {
             let cursor: u64 = cursor
                 .parse()
-                .map_err(|_| format!("after {cursor:?}: a cursor (a number)"))?;
+                .map_err(|_| format!("{named} {cursor:?}: a cursor (a number)"))?;
             hub.start(StartAt::After(cursor)).map_err(|next| {
                 format!(
-                    "after {cursor}: this observer has not written it (its next cursor is {next})"
+                    "{named} {cursor}: this observer has not written it (its next cursor is {next})"
                 )
             })?;
             cursor
@@ -343,6 +395,19 @@ fn no_state(role: Role) -> &'static str {
     }
 }
 
+/// Folds of the held flows running at once, in the whole process: each holds a snapshot
+/// of the hub (the records stay alive while it runs), and a fold goes on after its client
+/// left, so more requests wait here, holding nothing, instead of piling up work.
+const MAX_FOLDS: usize = 2;
+static FOLDS: Semaphore = Semaphore::const_new(MAX_FOLDS);
+
+/// A fold's turn, then the flows held now.
+async fn held(hub: &FlowHub) -> (Option<SemaphorePermit<'static>>, Vec<Arc<Published>>) {
+    // The semaphore is never closed: a permit always comes.
+    let permit = FOLDS.acquire().await.ok();
+    (permit, held_flows(hub))
+}
+
 /// Every flow the hub holds now, oldest first (shared, not copied).
 fn held_flows(hub: &FlowHub) -> Vec<Arc<Published>> {
     let mut held = Vec::new();
@@ -357,11 +422,23 @@ fn held_flows(hub: &FlowHub) -> Vec<Arc<Published>> {
     }
 }
 
-/// Runs `work` on the blocking pool: folding 100,000 records must not hold an async worker.
-async fn blocking(work: impl FnOnce() -> Response<Body> + Send + 'static) -> Routed {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| format!("the answer failed: {e}"))
+/// Runs `work` on the blocking pool (folding 100,000 records must not hold an async
+/// worker), holding its fold's `permit` until it is done.
+async fn blocking(
+    permit: Option<SemaphorePermit<'static>>,
+    work: impl FnOnce() -> Response<Body> + Send + 'static,
+) -> Routed {
+    let done = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await;
+    Ok(done.unwrap_or_else(|e| {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the answer failed: {e}"),
+        )
+    }))
 }
 
 fn now() -> Timestamp {

@@ -99,6 +99,9 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 /// Serves the console until the task is aborted.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, console: Console) {
     let console = Arc::new(console);
+    // Plaintext on the loopback, a page of another site could reach it through a name
+    // that resolves to 127.0.0.1 (DNS rebinding): only the loopback's own names are served.
+    let loopback_only = tls.is_none() && listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let streams = Arc::new(Semaphore::new(MAX_STREAMS));
     let mut backoff = Duration::ZERO;
@@ -126,10 +129,10 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, console: Con
         let (console, streams, tls) = (Arc::clone(&console), Arc::clone(&streams), tls.clone());
         tokio::spawn(async move {
             match tls {
-                None => connection(stream, console, streams).await,
+                None => connection(stream, console, streams, loopback_only).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => connection(stream, console, streams).await,
+                        Ok(Ok(stream)) => connection(stream, console, streams, false).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "console: TLS handshake"),
                         Err(_) => tracing::debug!("console: TLS handshake too slow"),
                     }
@@ -140,9 +143,14 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, console: Con
     }
 }
 
-/// One connection: one request, answered.
-async fn connection<S>(stream: S, console: Arc<Console>, streams: Arc<Semaphore>)
-where
+/// One connection: one request, answered. `loopback_only`: only requests naming the
+/// loopback as their Host are answered.
+async fn connection<S>(
+    stream: S,
+    console: Arc<Console>,
+    streams: Arc<Semaphore>,
+    loopback_only: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let streaming = Arc::new(AtomicBool::new(false));
@@ -154,6 +162,9 @@ where
             Arc::clone(&flag),
         );
         async move {
+            if loopback_only && !routes::names_loopback(&request) {
+                return Ok::<Response<Body>, Infallible>(routes::foreign_host(&request));
+            }
             let answer = routes::answer(&request, &console, &streams).await;
             if answer.streaming {
                 flag.store(true, Ordering::Relaxed);

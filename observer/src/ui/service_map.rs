@@ -263,8 +263,8 @@ pub fn build<'a>(
         nodes.entry(source.id.clone()).or_insert(source);
         nodes.entry(target.id.clone()).or_insert(target);
         let verdict = verdict_of(record);
-        let packets = record.fwd.packets + record.rev.packets;
-        let bytes = record.fwd.bytes + record.rev.bytes;
+        let packets = record.fwd.packets.saturating_add(record.rev.packets);
+        let bytes = record.fwd.bytes.saturating_add(record.rev.bytes);
         let connection: ConnectionKey = (
             record.src.ip,
             record.src.port,
@@ -286,6 +286,13 @@ pub fn build<'a>(
                     *n = n.saturating_sub(1);
                 }
                 old.connections.retain(|_, n| *n > 0);
+                // Its colour is that of the connections it still has.
+                if let Some(worst) = old.connections.keys().next() {
+                    old.verdict = *worst;
+                }
+                if !old.connections.contains_key(&EdgeVerdict::Denied) {
+                    old.denied_by = None;
+                }
             }
             seen.remove(&connection);
         }
@@ -305,8 +312,13 @@ pub fn build<'a>(
             // A later record of a connection counted already: its counts replace the
             // earlier ones, its verdict too.
             Some((_, earlier, counted_packets, counted_bytes)) => {
-                edge.packets += packets.saturating_sub(*counted_packets);
-                edge.bytes += bytes.saturating_sub(*counted_bytes);
+                // Counts come from other observers through a relay: never overflow.
+                edge.packets = edge
+                    .packets
+                    .saturating_add(packets.saturating_sub(*counted_packets));
+                edge.bytes = edge
+                    .bytes
+                    .saturating_add(bytes.saturating_sub(*counted_bytes));
                 (*counted_packets, *counted_bytes) =
                     (packets.max(*counted_packets), bytes.max(*counted_bytes));
                 if *earlier != verdict {
@@ -318,8 +330,8 @@ pub fn build<'a>(
                 }
             }
             None => {
-                edge.packets += packets;
-                edge.bytes += bytes;
+                edge.packets = edge.packets.saturating_add(packets);
+                edge.bytes = edge.bytes.saturating_add(bytes);
                 *edge.connections.entry(verdict).or_default() += 1;
                 seen.insert(connection, (key.clone(), verdict, packets, bytes));
             }
@@ -331,7 +343,7 @@ pub fn build<'a>(
                 .policy
                 .as_ref()
                 .and_then(|v| v.deciding_step())
-                .map(|step| format!("{:?} {}", step.policy.kind, step.policy));
+                .map(|step| format!("{} {}", step.policy.kind.name(), step.policy));
         }
     }
     let workloads = match query.level {

@@ -2,8 +2,9 @@
 //! retention of violations (allowed flows never push them out), each under its cursor as
 //! the event id, so a browser that reconnects (or a page that paused) resumes exactly
 //! where it was. Violations no longer held are told as one `lost` event and counted as a
-//! subscriber's loss, like a gRPC stream's. A client that goes away ends the task at the
-//! next write or keep-alive.
+//! subscriber's loss, like a gRPC stream's. A client that goes away ends the task as soon
+//! as the server sees its connection close (or at the next write or keep-alive); one that
+//! stops reading, after [`WRITE_TIMEOUT`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,6 +27,9 @@ const READ_BATCH: usize = 256;
 const QUEUE: usize = 64;
 /// A comment this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A client that takes no event for this long (it stopped reading) loses its stream, and
+/// its slot goes to another.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The stream of violations after cursor `after`. `permit` is held while it lasts.
 pub fn stream(hub: Arc<FlowHub>, after: u64, permit: OwnedSemaphorePermit) -> Body {
@@ -41,9 +45,10 @@ pub fn stream(hub: Arc<FlowHub>, after: u64, permit: OwnedSemaphorePermit) -> Bo
 type Events = mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
 
 async fn send(tx: &Events, text: String) -> Result<(), ()> {
-    tx.send(Ok(Frame::data(Bytes::from(text))))
-        .await
-        .map_err(|_| ())
+    match tokio::time::timeout(WRITE_TIMEOUT, tx.send(Ok(Frame::data(Bytes::from(text))))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
 }
 
 async fn follow(hub: &FlowHub, mut after: u64, tx: &Events) {

@@ -17,7 +17,9 @@ status: {podIP: 10.0.0.3}\n---\n\
 apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: api-in, namespace: shop}\n\
 spec:\n  podSelector: {matchLabels: {app: api}}\n  ingress:\n  \
 - from: [{podSelector: {matchLabels: {app: web}}}]\n    ports: [{port: 8080}]\n  \
-- from: [{podSelector: {matchLabels: {app: db}}}]\n    ports: [{port: 9090}]\n";
+- from: [{podSelector: {matchLabels: {app: db}}}]\n    ports: [{port: 9090}]\n---\n\
+apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db-deny, namespace: shop}\n\
+spec:\n  podSelector: {matchLabels: {app: db}}\n  policyTypes: [Ingress]\n";
 
 fn state() -> Arc<ClusterView> {
     let loaded = manifests::parse("state.yaml", STATE);
@@ -94,6 +96,16 @@ fn the_viewer_lists_selecting_policies_rule_use_and_what_they_allow() {
         5432,
         super::super::service_map::EdgeVerdict::Denied
     )));
+
+    // A default deny (no rules, no ports to probe) selects db: it is listed, for ingress.
+    let db = view(&state, CniProfile::default(), &records, "wl:shop/Pod/db").expect("db");
+    let names: Vec<(&str, &[&str])> = db
+        .policies
+        .iter()
+        .map(|p| (p.name.as_str(), p.directions.as_slice()))
+        .collect();
+    assert_eq!(names, [("db-deny", &["ingress"][..])], "{:#?}", db.policies);
+    assert!(db.policies[0].rules.is_empty());
 
     // The web workload is selected by nothing: no policies, nothing allowed by rule.
     let web = view(&state, CniProfile::default(), &records, "wl:shop/Pod/web").expect("web");

@@ -192,7 +192,9 @@ window.observerViews = function (core) {
       let d;
       try { d = JSON.parse(ev.data); } catch (_) { return; }
       if (d.through != null) vio.cursor = d.through;
-      vio.lost += Number(d.violations ?? (d.through - d.after)) || 0;
+      // `violations` is null when they were an earlier run's (the observer restarted):
+      // how many is unknown, and cursors are not a count.
+      vio.lost += Number(d.violations) || 0;
       enqueue({ lost: true, d });
     });
     es.onerror = () => {
@@ -252,7 +254,9 @@ window.observerViews = function (core) {
   }
   function lostRow(d) {
     return el('tr', { class: 'lost' }, el('td', { colspan: 6,
-      text: `${fmtNum(d.violations ?? (d.through - d.after))} violations were lost (no longer held: after cursor ${d.after ?? '–'} through ${d.through ?? '–'})` }));
+      text: d.violations == null
+        ? `The observer restarted: the violations of its earlier run after cursor ${d.after ?? '–'} are no longer held (how many is unknown)`
+        : `${fmtNum(d.violations)} violations were lost (no longer held: after cursor ${d.after ?? '–'} through ${d.through ?? '–'})` }));
   }
 
   // ---- policy viewer and its overlay ----

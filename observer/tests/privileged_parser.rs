@@ -121,7 +121,7 @@ impl Runner {
     #[allow(clippy::type_complexity)]
     fn changes(&mut self) -> Result<(Vec<(FlowKey, FlowStats)>, BTreeMap<&'static str, u64>)> {
         let mut entries = Vec::new();
-        self.flows.read_all(&mut entries);
+        self.flows.read_all(&mut entries, true);
         let mut grown = Vec::new();
         for (key, stats) in entries {
             let before = self.flow_totals.insert(key, stats).unwrap_or_default();

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use observer_common::{FlowEvent, event_kind};
+use observer_common::{Counter, FlowEvent, event_kind};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
@@ -171,7 +171,10 @@ impl NodeState {
 
     pub(super) fn on_event(&mut self, event: &FlowEvent) {
         match event.kind {
-            event_kind::NEW_FLOW => self.table.record_new_flow(&event.key, &event.stats),
+            event_kind::NEW_FLOW => {
+                self.poller.announce(event.key);
+                self.table.record_new_flow(&event.key, &event.stats)
+            }
             event_kind::END => self.table.record_end(&event.key, &event.stats),
             event_kind::OVERFLOW => {
                 self.stats.overflow_events += 1;
@@ -201,6 +204,7 @@ impl NodeState {
         reader_stats: &EventReaderStats,
         interfaces: Vec<String>,
     ) {
+        let lost_announcements = self.stats.datapath.get(Counter::RingBufNewFlowFailed);
         self.stats.update(
             counters,
             reader_stats,
@@ -208,6 +212,11 @@ impl NodeState {
             &self.log_stats,
             &self.hub,
         );
+        // A NEW_FLOW event the ring buffer could not take announced a key the map may
+        // hold: the next poll walks the whole map to find it.
+        if self.stats.datapath.get(Counter::RingBufNewFlowFailed) != lost_announcements {
+            self.poller.walk_next();
+        }
         self.stats.interfaces = interfaces;
         if let Some(counts) = &self.otlp_counts {
             self.stats.otlp_sent = counts.sent.load(Ordering::Relaxed);

@@ -1,7 +1,7 @@
 //! Reading the kernel's flow counters, from the flow cache (summing CPUs) and the shared
 //! flow hash map, and letting go of keys once their connections are written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use aya::maps::{HashMap as KernelHashMap, Map, MapData};
@@ -11,9 +11,17 @@ use super::flow_cache::FlowCache;
 use super::flow_sum::add;
 
 /// Owns the flow hash map and the flow cache.
+///
+/// The map is read by its keys, not walked: every key the programs insert is announced by
+/// a NEW_FLOW event, so a read looks up the keys it was told of (one system call each),
+/// where a walk would visit every bucket of the map (65,536 by default) however few flows
+/// it holds, at every poll, on CPUs the traffic needs. An announcement can be lost (the
+/// ring buffer was full, counted): then, and every so often anyway, the map is walked.
 pub struct FlowMapReader {
     map: KernelHashMap<MapData, FlowKey, FlowStats>,
     cache: Option<FlowCache>,
+    /// Keys that may be in the map: announced, and not yet found gone.
+    known: HashSet<FlowKey>,
 }
 
 impl FlowMapReader {
@@ -21,21 +29,49 @@ impl FlowMapReader {
         Ok(Self {
             map: KernelHashMap::try_from(map)?,
             cache,
+            known: HashSet::new(),
         })
     }
 
+    /// Keys the programs announced (NEW_FLOW events) since the last read.
+    pub fn announce(&mut self, keys: impl IntoIterator<Item = FlowKey>) {
+        self.known.extend(keys);
+    }
+
     /// Every key with its counters summed over CPUs and over the cache and the hash map (a
-    /// key moves between them when cache slots are released and reclaimed). Keys deleted
-    /// while we iterate are skipped; errors reading one key do not stop the walk (they are
-    /// counted).
-    pub fn read_all(&mut self, out: &mut Vec<(FlowKey, FlowStats)>) -> usize {
+    /// key moves between them when cache slots are released and reclaimed): the map's
+    /// announced keys, or, with `walk`, every key it holds (which then become the known
+    /// ones). Keys deleted meanwhile are skipped; errors reading one key do not stop the
+    /// read (they are counted).
+    pub fn read_all(&mut self, out: &mut Vec<(FlowKey, FlowStats)>, walk: bool) -> usize {
         let mut errors = 0;
         let mut totals: HashMap<FlowKey, FlowStats> = HashMap::new();
-        for item in self.map.iter() {
-            match item {
-                Ok((key, value)) => add(totals.entry(key).or_default(), &value),
-                Err(_) => errors += 1,
+        if walk {
+            self.known.clear();
+            for item in self.map.iter() {
+                match item {
+                    Ok((key, value)) => {
+                        self.known.insert(key);
+                        add(totals.entry(key).or_default(), &value)
+                    }
+                    Err(_) => errors += 1,
+                }
             }
+        } else {
+            let map = &self.map;
+            self.known.retain(|key| match map.get(key, 0) {
+                Ok(value) => {
+                    add(totals.entry(*key).or_default(), &value);
+                    true
+                }
+                // Only this process deletes keys (or it was a cache slot's, never in the
+                // map): a key not found is gone until announced again.
+                Err(aya::maps::MapError::KeyNotFound) => false,
+                Err(_) => {
+                    errors += 1;
+                    true
+                }
+            });
         }
         if let Some(cache) = &mut self.cache {
             cache.scan(|key, stats| add(totals.entry(key).or_default(), &stats));
@@ -59,6 +95,7 @@ impl FlowMapReader {
                 add(&mut last, &value);
             }
             let _ = self.map.remove(key);
+            self.known.remove(key);
             if let Some(cache) = &self.cache {
                 add(&mut last, &cache.release(key));
             }

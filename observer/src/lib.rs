@@ -18,6 +18,7 @@
 //! - [`memory`]: returning freed memory to the OS after large rebuilds.
 //! - [`cli`]: one file per subcommand, argument parsing and wiring only.
 
+pub mod accept;
 pub mod api;
 pub mod cli;
 pub mod cluster;

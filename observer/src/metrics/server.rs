@@ -17,7 +17,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::Metrics;
 
@@ -27,8 +26,6 @@ pub const MAX_CONNECTIONS: usize = 16;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a connection may stay open in all (a scrape takes milliseconds).
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest pause after failed accepts.
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// OpenMetrics, for scrapers that ask for it (`Accept: application/openmetrics-text`).
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -68,40 +65,16 @@ pub async fn serve<M: Exposition>(listener: TcpListener, metrics: Arc<M>) {
     .await;
 }
 
-/// A bounded HTTP/1.1 server for small read-only answers (the metrics, the console's
-/// data): `answer` makes each response; connections as [`MAX_CONNECTIONS`],
+/// A bounded HTTP/1.1 server for small read-only answers (the metrics): `answer` makes
+/// each response; connections as [`MAX_CONNECTIONS`],
 /// [`HEADER_TIMEOUT`] and [`CONNECTION_TIMEOUT`] say. `what` names it in the log.
 pub async fn serve_requests<F>(listener: TcpListener, what: &'static str, answer: F)
 where
     F: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
 {
     let answer = Arc::new(answer);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut backoff = Duration::ZERO;
-    loop {
-        // A free slot first: beyond the cap, connections wait in the accept queue.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                if !backoff.is_zero() {
-                    tracing::info!(what, "accepting connections again");
-                    backoff = Duration::ZERO;
-                }
-                stream
-            }
-            Err(e) => {
-                // Out of file descriptors, say: retrying at once would spin and flood the
-                // log. Warn when it starts, then wait longer each time, up to a second.
-                if backoff.is_zero() {
-                    tracing::warn!(what, error = %e, "accepting a connection failed; backing off");
-                }
-                backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
+    let mut acceptor = crate::accept::BoundedAcceptor::new(listener, MAX_CONNECTIONS, what);
+    while let Some((stream, slot)) = acceptor.next().await {
         let answer = Arc::clone(&answer);
         tokio::spawn(async move {
             let service = service_fn(move |request| {

@@ -36,8 +36,6 @@ pub const MAX_STREAMS: usize = 16;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a connection may stay open in all, unless it carries a live stream.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest pause after failed accepts.
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// An answer's body: whole, or a live stream.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -102,30 +100,9 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, console: Con
     // Plaintext on the loopback, a page of another site could reach it through a name
     // that resolves to 127.0.0.1 (DNS rebinding): only the loopback's own names are served.
     let loopback_only = tls.is_none() && listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let streams = Arc::new(Semaphore::new(MAX_STREAMS));
-    let mut backoff = Duration::ZERO;
-    loop {
-        // A free slot first: beyond the cap, connections wait in the accept queue.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                backoff = Duration::ZERO;
-                stream
-            }
-            Err(e) => {
-                // Out of file descriptors, say: retrying at once would spin and flood the
-                // log. Warn when it starts, then wait longer each time, up to a second.
-                if backoff.is_zero() {
-                    tracing::warn!(error = %e, "console: accepting a connection failed; backing off");
-                }
-                backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
+    let mut acceptor = crate::accept::BoundedAcceptor::new(listener, MAX_CONNECTIONS, "console");
+    while let Some((stream, slot)) = acceptor.next().await {
         let (console, streams, tls) = (Arc::clone(&console), Arc::clone(&streams), tls.clone());
         tokio::spawn(async move {
             match tls {

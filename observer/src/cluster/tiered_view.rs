@@ -132,6 +132,31 @@ impl TieredView {
 impl TieredView {
     /// The engine's flow: a pod's address is that pod, a node's that node, any other
     /// outside the cluster.
+    /// The enforced policies that apply to the pod holding `ip`, for ingress and for
+    /// egress, with their tiers: the policy viewer lists them whether or not they decide a
+    /// flow. Empty when `ip` is not a pod's.
+    pub fn applying(&self, ip: IpAddr) -> [Vec<(crate::policy::PolicyRef, String)>; 2] {
+        let Some(End::Pod(pod)) = self.by_ip.get(&ip.to_canonical()).copied() else {
+            return [Vec::new(), Vec::new()];
+        };
+        [true, false].map(|ingress| {
+            self.engine
+                .policies_applying(&self.world, pod, ingress)
+                .into_iter()
+                .map(|p| {
+                    (
+                        crate::policy::PolicyRef {
+                            kind: p.kind.policy_kind(),
+                            namespace: p.namespace.clone(),
+                            name: p.name.clone(),
+                        },
+                        p.tier.clone(),
+                    )
+                })
+                .collect()
+        })
+    }
+
     fn flow(&self, asked: &AddressFlow) -> Flow {
         let end = |ip: IpAddr| {
             self.by_ip

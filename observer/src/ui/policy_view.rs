@@ -21,7 +21,7 @@ use crate::cluster::view::{ClusterView, Holder};
 use crate::enrich::judge_addresses;
 use crate::flow::{FlowRecord, FlowState, IpProtocol};
 use crate::policy::check::AddressFlow;
-use crate::policy::{CniProfile, DirectionDecision, PolicyKind, RuleAction, Verdict};
+use crate::policy::{CniProfile, DirectionDecision, PolicyKind, PolicyRef, RuleAction, Verdict};
 
 /// Ports probed per direction at most: observed ones first, then the rules'.
 const MAX_PORTS: usize = 24;
@@ -257,6 +257,16 @@ pub fn view<'a>(
             }
         }
     }
+    // Every policy that applies to the workload's pods, whether or not it decided a probe
+    // (a NetworkPolicy behind an admin policy's Allow, a tiered one passed over), asked of
+    // the engine that judges its flows.
+    for (policy, tier, direction) in applying(view, own.ip) {
+        selecting
+            .entry((policy.kind, policy.namespace, policy.name))
+            .or_insert_with(|| (tier, BTreeSet::new()))
+            .1
+            .insert(direction);
+    }
     // Policies that decided held connections but no probe met (a peer no longer held).
     for (kind, ns, name, direction, _) in used.keys() {
         selecting
@@ -363,6 +373,48 @@ fn workloads(view: &ClusterView) -> BTreeMap<String, Group> {
             )
         })
         .collect()
+}
+
+/// The enforced policies that apply to the pod holding `ip`, with their tier and the
+/// direction they govern: the tiered engine's own list when it judges the cluster's flows,
+/// else the NetworkPolicies of the pod's namespace whose selector selects it.
+fn applying(view: &ClusterView, ip: IpAddr) -> Vec<(PolicyRef, String, &'static str)> {
+    let mut found = Vec::new();
+    if let Some(tiered) = view.tiered.as_deref() {
+        let [ingress, egress] = tiered.applying(ip);
+        for (direction, list) in [("ingress", ingress), ("egress", egress)] {
+            found.extend(list.into_iter().map(|(p, tier)| (p, tier, direction)));
+        }
+        return found;
+    }
+    let Some(Holder::Pod(pod)) = view.holder(ip) else {
+        return found;
+    };
+    for declared in &view.objects.policies {
+        if declared.metadata.namespace.as_deref() != Some(pod.info.namespace.as_str()) {
+            continue;
+        }
+        let Ok(compiled) = crate::policy::compile(declared) else {
+            continue;
+        };
+        if !compiled.selects(&pod.info.labels) {
+            continue;
+        }
+        for (direction, governs) in [
+            ("ingress", compiled.affects_ingress()),
+            ("egress", compiled.affects_egress()),
+        ] {
+            if governs {
+                let policy = PolicyRef {
+                    kind: PolicyKind::NetworkPolicy,
+                    namespace: Some(compiled.namespace().to_owned()),
+                    name: compiled.name().to_owned(),
+                };
+                found.push((policy, "networkpolicy".to_owned(), direction));
+            }
+        }
+    }
+    found
 }
 
 /// The declared policies that could select pods of `namespace`: its own and the

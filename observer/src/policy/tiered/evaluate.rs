@@ -146,6 +146,16 @@ impl TieredEngine {
         [egress, ingress]
     }
 
+    /// The enforced policies that apply to pod `pod` (an index in `world`) and govern
+    /// `ingress` (else egress), in walk order: what isolates it, whether or not a rule of
+    /// theirs ever decides a flow.
+    pub fn policies_applying(&self, world: &World, pod: usize, ingress: bool) -> Vec<&Policy> {
+        self.applying(world, pod, ingress, false)
+            .into_iter()
+            .filter_map(|(_, index)| self.policies.get(index as usize))
+            .collect()
+    }
+
     /// Whether any policy is staged (its verdict is then worth computing beside the
     /// enforced one).
     pub fn has_staged(&self) -> bool {

@@ -121,3 +121,49 @@ fn the_viewer_lists_selecting_policies_rule_use_and_what_they_allow() {
             .contains("no pod")
     );
 }
+
+#[test]
+fn a_policy_behind_an_admin_allow_is_listed_though_it_decides_nothing() {
+    // An AdminNetworkPolicy allows every pod into api: the NetworkPolicy that also selects
+    // api never decides a flow (the admin tier comes first), yet it applies.
+    let text = format!(
+        "{STATE}---\napiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n\
+         metadata: {{name: all-to-api}}\nspec:\n  priority: 10\n  subject:\n    pods:\n      \
+         namespaceSelector: {{}}\n      podSelector: {{matchLabels: {{app: api}}}}\n  ingress:\n  \
+         - name: all\n    action: Allow\n    from: [{{namespaces: {{}}}}]\n"
+    );
+    let loaded = manifests::parse("state.yaml", &text);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let state = Arc::new(ClusterView::build(&loaded.into_objects()).0);
+    assert!(state.tiered.is_some());
+    let records = vec![connection(&state, "10.0.0.1", "10.0.0.2", 8080)];
+    let viewed = view(&state, CniProfile::default(), &records, "wl:shop/Pod/api").expect("view");
+    let mut names: Vec<(&str, &str)> = viewed
+        .policies
+        .iter()
+        .map(|p| (p.kind, p.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            ("AdminNetworkPolicy", "all-to-api"),
+            ("NetworkPolicy", "api-in")
+        ],
+        "{:#?}",
+        viewed.policies
+    );
+    let admin = viewed
+        .policies
+        .iter()
+        .find(|p| p.name == "all-to-api")
+        .expect("admin");
+    assert_eq!(admin.rules.len(), 1);
+    assert!(admin.rules[0].used, "{:#?}", admin.rules);
+    let np = viewed
+        .policies
+        .iter()
+        .find(|p| p.name == "api-in")
+        .expect("np");
+    assert!(np.rules.iter().all(|r| !r.used), "{:#?}", np.rules);
+}

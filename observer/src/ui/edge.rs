@@ -1,14 +1,13 @@
 //! The flows behind one edge of the service map: the latest record of each of its
 //! connections, newest first, each with its verdict explained. Pure.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-
 use serde::Serialize;
 
 use super::explain::{Explanation, explain};
-use super::service_map::{EdgeVerdict, MapQuery, edge_port, node_of, selected, verdict_of};
-use crate::flow::{FlowRecord, FlowState, IpProtocol};
+use super::service_map::{
+    EdgeVerdict, MapQuery, edge_port, latest_per_connection, node_of, selected, verdict_of,
+};
+use crate::flow::{FlowRecord, IpProtocol};
 
 /// Which edge: as the map drew it.
 #[derive(Clone, Debug)]
@@ -47,36 +46,18 @@ pub struct EdgeFlows<'a> {
     pub total: usize,
 }
 
-/// A connection: its 5-tuple and first packet.
-type Connection = (IpAddr, u16, IpAddr, u16, IpProtocol, i64);
-
 /// The flows of `records` (oldest first) behind the edge `query` names.
 pub fn flows<'a>(
     records: impl IntoIterator<Item = &'a FlowRecord>,
     query: &EdgeQuery,
 ) -> EdgeFlows<'a> {
-    let mut latest: HashMap<Connection, &'a FlowRecord> = HashMap::new();
-    for record in records {
-        if record.state == FlowState::Started
-            || record.protocol != query.protocol
-            || edge_port(record) != query.port
-            || !selected(record, &query.map)
-        {
-            continue;
-        }
-        let connection = (
-            record.src.ip,
-            record.src.port,
-            record.dst.ip,
-            record.dst.port,
-            record.protocol,
-            record.first_seen.0,
-        );
-        // Records are cumulative and come oldest first: the last one of a connection holds
-        // its counts and names. It may name the ends differently from an earlier one (they
-        // were named later), so the edge is checked on the latest only.
-        latest.insert(connection, record);
-    }
+    // The latest record of a connection may name its ends differently from an earlier one
+    // (they were named later), so the edge is checked on the latest only.
+    let latest = latest_per_connection(records, |record| {
+        record.protocol == query.protocol
+            && edge_port(record) == query.port
+            && selected(record, &query.map)
+    });
     let mut behind: Vec<&FlowRecord> = latest
         .into_values()
         .filter(|r| {
@@ -108,6 +89,7 @@ pub fn flows<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::FlowState;
     use crate::ui::service_map::Level;
 
     fn fixtures() -> Vec<FlowRecord> {

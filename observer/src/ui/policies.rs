@@ -95,6 +95,72 @@ fn tiered<M: PolicyKindInfo>(
         })
 }
 
+/// The declared policies that could select pods of `namespace`: its own and the
+/// cluster-scoped ones.
+pub fn candidates(objects: &ClusterObjects, namespace: &str) -> Vec<Declared> {
+    let mut names: Vec<(PolicyKind, Option<String>, String)> = Vec::new();
+    let mut add = |kind, ns: Option<&String>, name: Option<&String>| {
+        if let Some(name) = name
+            && ns.is_none_or(|ns| ns == namespace)
+        {
+            names.push((kind, ns.cloned(), name.clone()));
+        }
+    };
+    for p in &objects.policies {
+        add(
+            PolicyKind::NetworkPolicy,
+            p.metadata.namespace.as_ref(),
+            p.metadata.name.as_ref(),
+        );
+    }
+    for p in &objects.calico_policies {
+        let kind = PolicyKind::CalicoNetworkPolicy;
+        add(
+            kind,
+            p.metadata.namespace.as_ref(),
+            p.metadata.name.as_ref(),
+        );
+    }
+    for (kind, metas) in [
+        (
+            PolicyKind::GlobalNetworkPolicy,
+            objects
+                .calico_global_policies
+                .iter()
+                .map(|p| &p.metadata)
+                .collect::<Vec<_>>(),
+        ),
+        (
+            PolicyKind::AdminNetworkPolicy,
+            objects.admin_policies.iter().map(|p| &p.metadata).collect(),
+        ),
+        (
+            PolicyKind::BaselineAdminNetworkPolicy,
+            objects
+                .baseline_admin_policies
+                .iter()
+                .map(|p| &p.metadata)
+                .collect(),
+        ),
+        (
+            PolicyKind::ClusterNetworkPolicy,
+            objects
+                .cluster_network_policies
+                .iter()
+                .map(|p| &p.metadata)
+                .collect(),
+        ),
+    ] {
+        for meta in metas {
+            add(kind, None, meta.name.as_ref());
+        }
+    }
+    names
+        .into_iter()
+        .filter_map(|(kind, ns, name)| find(objects, kind, ns.as_deref(), &name))
+        .collect()
+}
+
 /// A kind as verdicts name it (`PolicyKind::name`), read back.
 pub fn kind_named(name: &str) -> Option<PolicyKind> {
     PolicyKind::ALL.into_iter().find(|k| k.name() == name)

@@ -19,7 +19,7 @@ use super::policies::{self, rule_ports, rule_protocols, rule_text};
 use super::service_map::{MapQuery, build, edge_id};
 use crate::cluster::view::{ClusterView, Holder};
 use crate::enrich::judge_addresses;
-use crate::flow::{FlowRecord, FlowState, IpProtocol};
+use crate::flow::{FlowRecord, IpProtocol};
 use crate::policy::check::AddressFlow;
 use crate::policy::{CniProfile, DirectionDecision, PolicyKind, PolicyRef, RuleAction, Verdict};
 
@@ -162,7 +162,7 @@ pub fn view<'a>(
         ports[side].push((edge.protocol, edge.port));
     }
     for (direction, side) in [("ingress", 0), ("egress", 1)] {
-        for declared in candidates(view, &namespace) {
+        for declared in policies::candidates(&view.objects, &namespace) {
             for rule in declared.rules(direction) {
                 let mut numbers = Vec::new();
                 rule_ports(rule, &mut numbers);
@@ -175,9 +175,8 @@ pub fn view<'a>(
             }
         }
     }
-    // Every direction gets a probe on a port nothing names, so that a policy without
-    // rules (a default deny) or without ports is met too; an edge it allows is drawn on
-    // port 1 ("any port" for a rule without ports).
+    // Every direction gets a probe on a port nothing names: a rule without ports allows
+    // every port, and the edge it allows is drawn on port 1 ("any port").
     for list in &mut ports {
         list.insert(0, (IpProtocol::TCP, PROBE_PORT));
     }
@@ -417,73 +416,6 @@ fn applying(view: &ClusterView, ip: IpAddr) -> Vec<(PolicyRef, String, &'static 
     found
 }
 
-/// The declared policies that could select pods of `namespace`: its own and the
-/// cluster-scoped ones.
-fn candidates(view: &ClusterView, namespace: &str) -> Vec<policies::Declared> {
-    let objects = &view.objects;
-    let mut names: Vec<(PolicyKind, Option<String>, String)> = Vec::new();
-    let mut add = |kind, ns: Option<&String>, name: Option<&String>| {
-        if let Some(name) = name
-            && ns.is_none_or(|ns| ns == namespace)
-        {
-            names.push((kind, ns.cloned(), name.clone()));
-        }
-    };
-    for p in &objects.policies {
-        add(
-            PolicyKind::NetworkPolicy,
-            p.metadata.namespace.as_ref(),
-            p.metadata.name.as_ref(),
-        );
-    }
-    for p in &objects.calico_policies {
-        let kind = PolicyKind::CalicoNetworkPolicy;
-        add(
-            kind,
-            p.metadata.namespace.as_ref(),
-            p.metadata.name.as_ref(),
-        );
-    }
-    for (kind, metas) in [
-        (
-            PolicyKind::GlobalNetworkPolicy,
-            objects
-                .calico_global_policies
-                .iter()
-                .map(|p| &p.metadata)
-                .collect::<Vec<_>>(),
-        ),
-        (
-            PolicyKind::AdminNetworkPolicy,
-            objects.admin_policies.iter().map(|p| &p.metadata).collect(),
-        ),
-        (
-            PolicyKind::BaselineAdminNetworkPolicy,
-            objects
-                .baseline_admin_policies
-                .iter()
-                .map(|p| &p.metadata)
-                .collect(),
-        ),
-        (
-            PolicyKind::ClusterNetworkPolicy,
-            objects
-                .cluster_network_policies
-                .iter()
-                .map(|p| &p.metadata)
-                .collect(),
-        ),
-    ] {
-        for meta in metas {
-            add(kind, None, meta.name.as_ref());
-        }
-    }
-    names
-        .into_iter()
-        .filter_map(|(kind, ns, name)| policies::find(objects, kind, ns.as_deref(), &name))
-        .collect()
-}
-
 fn side_of<'v>(verdict: &'v Verdict, direction: &str) -> &'v crate::policy::DirectionVerdict {
     if direction == "ingress" {
         &verdict.ingress
@@ -500,22 +432,7 @@ fn rule_use<'a>(
     workload: &str,
 ) -> HashMap<RuleKey, u64> {
     let node = |end| super::service_map::node_of(end, super::service_map::Level::Workload).id;
-    let mut latest: HashMap<(IpAddr, u16, IpAddr, u16, IpProtocol, i64), &FlowRecord> =
-        HashMap::new();
-    for record in records {
-        if record.state == FlowState::Started || record.policy.is_none() {
-            continue;
-        }
-        let key = (
-            record.src.ip,
-            record.src.port,
-            record.dst.ip,
-            record.dst.port,
-            record.protocol,
-            record.first_seen.0,
-        );
-        latest.insert(key, record);
-    }
+    let latest = super::service_map::latest_per_connection(records, |r| r.policy.is_some());
     let mut used = HashMap::new();
     for record in latest.into_values() {
         let Some(verdict) = &record.policy else {

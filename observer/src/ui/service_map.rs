@@ -224,7 +224,35 @@ pub(super) fn verdict_of(record: &FlowRecord) -> EdgeVerdict {
 }
 
 /// A connection: its 5-tuple and first packet.
-type ConnectionKey = (IpAddr, u16, IpAddr, u16, IpProtocol, i64);
+pub(super) type ConnectionKey = (IpAddr, u16, IpAddr, u16, IpProtocol, i64);
+
+/// The connection a record reports on.
+pub(super) fn connection_of(record: &FlowRecord) -> ConnectionKey {
+    (
+        record.src.ip,
+        record.src.port,
+        record.dst.ip,
+        record.dst.port,
+        record.protocol,
+        record.first_seen.0,
+    )
+}
+
+/// The latest record of each connection among `records` (oldest first) that `keep`
+/// accepts, started items left out: records are cumulative, so the latest holds a
+/// connection's counts, names and verdict.
+pub(super) fn latest_per_connection<'a>(
+    records: impl IntoIterator<Item = &'a FlowRecord>,
+    keep: impl Fn(&FlowRecord) -> bool,
+) -> HashMap<ConnectionKey, &'a FlowRecord> {
+    let mut latest = HashMap::new();
+    for record in records {
+        if record.state != FlowState::Started && keep(record) {
+            latest.insert(connection_of(record), record);
+        }
+    }
+    latest
+}
 /// An edge: source, target, protocol, port.
 type EdgeKey = (String, String, IpProtocol, u16);
 
@@ -265,14 +293,7 @@ pub fn build<'a>(
         let verdict = verdict_of(record);
         let packets = record.fwd.packets.saturating_add(record.rev.packets);
         let bytes = record.fwd.bytes.saturating_add(record.rev.bytes);
-        let connection: ConnectionKey = (
-            record.src.ip,
-            record.src.port,
-            record.dst.ip,
-            record.dst.port,
-            record.protocol,
-            record.first_seen.0,
-        );
+        let connection = connection_of(record);
         // A later record of a connection counted on another edge (its ends were named
         // since): it leaves that edge and counts whole on this one.
         if let Some((earlier_key, earlier, counted_packets, counted_bytes)) =

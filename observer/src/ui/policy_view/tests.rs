@@ -3,7 +3,7 @@ use std::sync::Arc;
 use super::*;
 use crate::cluster::manifests;
 use crate::enrich::Enricher;
-use crate::flow::RecordEndpoint;
+use crate::flow::{FlowState, RecordEndpoint};
 
 /// shop: web, api, db (bare pods); `api-in` lets web reach api on 8080 (rule 0) and db on
 /// 9090 (rule 1).

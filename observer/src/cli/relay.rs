@@ -209,14 +209,9 @@ pub fn run(args: RelayArgs) -> Result<()> {
                             node_name: None,
                         },
                     )?;
-                    let stream = Arc::new(crate::relay::RelayCounters::default());
-                    tasks.push(tokio::spawn(crate::relay::export::feed(
-                        Arc::clone(&peers),
-                        args.merge_window,
-                        Arc::clone(&hub),
-                        Arc::clone(&stream),
-                        false,
-                    )));
+                    let (task, stream) =
+                        crate::relay::export::start(&peers, args.merge_window, &hub, false);
+                    tasks.push(task);
                     Some((hub, exporter, stream))
                 }
                 None => None,
@@ -230,14 +225,9 @@ pub fn run(args: RelayArgs) -> Result<()> {
                     args.ui_buffer_flows,
                     crate::hub::DEFAULT_VIOLATIONS,
                 );
-                let stream = Arc::new(crate::relay::RelayCounters::default());
-                tasks.push(tokio::spawn(crate::relay::export::feed(
-                    Arc::clone(&peers),
-                    args.merge_window,
-                    Arc::clone(&hub),
-                    Arc::clone(&stream),
-                    true,
-                )));
+                let (task, stream) =
+                    crate::relay::export::start(&peers, args.merge_window, &hub, true);
+                tasks.push(task);
                 console_figures = Some(crate::metrics::relay::ConsoleFigures {
                     stream,
                     hub: Arc::clone(&hub),

@@ -15,10 +15,28 @@ use crate::hub::FlowHub;
 use crate::wire::proto::get_flows_request::Start;
 use crate::wire::proto::{GetFlowsRequest, get_flows_response::Event};
 
+/// Starts [`feed`] into `hub` with counters of its own: its task, and what it counts.
+pub fn start(
+    peers: &Arc<PeerSet>,
+    window: std::time::Duration,
+    hub: &Arc<FlowHub>,
+    from_oldest: bool,
+) -> (tokio::task::JoinHandle<()>, Arc<RelayCounters>) {
+    let counters = Arc::new(RelayCounters::default());
+    let task = tokio::spawn(feed(
+        Arc::clone(peers),
+        window,
+        Arc::clone(hub),
+        Arc::clone(&counters),
+        from_oldest,
+    ));
+    (task, counters)
+}
+
 /// Publishes every node's flows, merged, to `hub` until the peers are gone, from the
 /// oldest each node holds or from the next; what the stream loses (a node no longer held
 /// the flows) is counted in `counters`.
-pub async fn feed(
+async fn feed(
     peers: Arc<PeerSet>,
     window: std::time::Duration,
     hub: Arc<FlowHub>,

@@ -14,6 +14,8 @@
 pub mod alloc;
 /// A small WebDriver client driving headless Chromium, for tests of the web console.
 pub mod browser;
+pub mod forward;
+pub mod http;
 pub mod observer;
 pub mod synthetic;
 pub mod traffic;

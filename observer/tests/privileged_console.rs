@@ -19,20 +19,19 @@
 //! chromedriver (`cargo xtask setup`): it fails without them, it does not skip.
 //!
 //! The observer listens on the loopback of the lab's node namespace; the browser runs in
-//! the test's own namespace. A small relay in the test carries each browser connection
-//! into the node namespace.
+//! the test's own namespace. A forwarded port (`observer_lab::forward`, as the demo's)
+//! carries each browser connection into the node namespace.
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use observer_lab::browser::{Browser, LogEntry, artefact_dir};
 use observer_lab::traffic::tcp_exchange_via;
-use observer_lab::{Lab, Pod, in_netns};
+use observer_lab::{Lab, Pod};
 use serde_json::{Value, json};
 use support::{Observer, require_root, scratch_dir};
 
@@ -85,61 +84,10 @@ fn connect(client: &Pod, server: &Pod, port: u16) -> Result<()> {
     Ok(())
 }
 
-/// Relays connections to a loopback port of this namespace (where the browser runs) to
-/// `target` inside namespace `netns`; returns the local address. Runs until the test ends.
-fn relay_into(netns: &str, target: SocketAddr) -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let address = listener.local_addr()?;
-    let netns = netns.to_string();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { continue };
-            match in_netns(&netns, || TcpStream::connect(target)) {
-                Ok(Ok(upstream)) => {
-                    let _ = pipe(client, upstream);
-                }
-                // Refused (not listening yet) or the lab is gone: the client sees a close.
-                _ => drop(client),
-            }
-        }
-    });
-    Ok(address)
-}
-
-fn pipe(a: TcpStream, b: TcpStream) -> std::io::Result<()> {
-    let (mut a_read, mut b_write) = (a.try_clone()?, b.try_clone()?);
-    let (mut b_read, mut a_write) = (b, a);
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut a_read, &mut b_write);
-        let _ = b_write.shutdown(Shutdown::Write);
-    });
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut b_read, &mut a_write);
-        let _ = a_write.shutdown(Shutdown::Write);
-    });
-    Ok(())
-}
-
-/// `GET path` from the console through the relay: status and body.
+/// `GET path` from the console through the forwarded port: status and body.
 fn http_get(console: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&console, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {console}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response).to_string();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("no response to GET {path}: {text:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line: {head}"))?;
-    Ok((status, body.to_string()))
+    let answer = observer_lab::http::get(console, path)?;
+    Ok((answer.status, answer.text()))
 }
 
 /// Waits until the console answers `/api/status` with the cluster state loaded.
@@ -671,7 +619,8 @@ fn the_console_shows_the_lab_its_denials_live_violations_and_unused_rules() -> R
     )?;
     observer.wait_attached(&["vethweb", "vethapi", "vethadmin", "vethpostgres"])?;
     observer.wait_stat("cluster_views", 1)?;
-    let console = relay_into(
+    let console = observer_lab::forward::forward(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
         lab.node_netns(),
         SocketAddr::from(([127, 0, 0, 1], CONSOLE_PORT)),
     )?;

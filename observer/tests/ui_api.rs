@@ -20,24 +20,8 @@ fn call(address: std::net::SocketAddr, method: &str, path: &str) -> (u16, String
 
 /// The same, naming `host` as the Host.
 fn call_as(address: std::net::SocketAddr, host: &str, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("response");
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
+    let answer = observer_lab::http::request(address, host, method, path).expect("HTTP");
+    (answer.status, answer.text())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,7 +75,7 @@ pub fn run(keep: bool) -> Result<()> {
         ],
     )?;
     observer.wait_attached(&["vethweb", "vethapi", "vethdb"])?;
-    let console = crate::forward::forward(
+    let console = observer_lab::forward::forward(
         SocketAddr::from(([127, 0, 0, 1], CONSOLE_PORT)),
         lab.node_netns(),
         SocketAddr::from(([127, 0, 0, 1], CONSOLE_PORT)),
@@ -220,20 +220,13 @@ violations streamed over gRPC (observer observe --follow --violations): {}",
 
 /// The console's address and what its map shows now (asked over HTTP, as the page does).
 fn show_console(console: SocketAddr) -> Result<()> {
-    use std::io::{Read, Write};
     let mut map = serde_json::Value::Null;
     // Connections are written a moment after they close: wait for the map to have them.
     for _ in 0..50 {
-        let mut stream = std::net::TcpStream::connect(console)
-            .with_context(|| format!("connecting to the console at {console}"))?;
-        write!(
-            stream,
-            "GET /api/map HTTP/1.1\r\nHost: {console}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text)?;
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        map = serde_json::from_str(body).with_context(|| format!("the console's map: {text}"))?;
+        let answer = observer_lab::http::get(console, "/api/map")
+            .with_context(|| format!("asking the console at {console}"))?;
+        map = serde_json::from_slice(&answer.body)
+            .with_context(|| format!("the console's map: {}", answer.text()))?;
         if map["edges"].as_array().is_some_and(|e| e.len() >= 3) {
             break;
         }

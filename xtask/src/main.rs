@@ -9,7 +9,6 @@
 
 mod bench;
 mod demo;
-mod forward;
 mod lab;
 mod setup;
 mod shell;

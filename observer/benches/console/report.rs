@@ -2,8 +2,7 @@
 //! ms, sizes, and the page's samples by name.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -12,31 +11,18 @@ use serde_json::Value;
 /// body.
 pub(crate) fn get(address: SocketAddr, path: &str) -> (Duration, Vec<u8>) {
     let start = Instant::now();
-    let mut stream = TcpStream::connect(address).expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("response");
+    let answer = observer_lab::http::get(address, path).expect("GET");
     let took = start.elapsed();
-    let end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("headers")
-        + 4;
-    let head = String::from_utf8_lossy(&response[..end]);
-    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    assert_eq!(answer.status, 200, "{path}: {}", answer.head);
     assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding"),
-        "{path}: a chunked answer: {head}"
+        !answer
+            .head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding"),
+        "{path}: a chunked answer: {}",
+        answer.head
     );
-    (took, response[end..].to_vec())
+    (took, answer.body)
 }
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {

@@ -1,11 +1,12 @@
-//! A TCP port on the host's loopback forwarded to an address inside a lab namespace: the
-//! demo's console listens inside the lab node, where a browser on the host cannot reach.
+//! A TCP port on the host's loopback forwarded to an address inside a lab namespace: an
+//! observer's console listens inside the lab node, where a browser on the host (the demo's
+//! user, a test's headless Chromium) cannot reach.
 
 use std::io::ErrorKind;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 
+use crate::in_netns;
 use anyhow::{Context, Result};
-use observer_lab::in_netns;
 
 /// Forwards connections to `listen` (on the host; port 0 picks one) to `target` in
 /// `netns`, in the background for as long as the process lives. Answers the host address.

@@ -189,16 +189,7 @@ async fn make(
         Err(_) => return Err(Status::invalid_argument("format: unknown value")),
     };
     // The proof's flows: every record the hub holds.
-    let status = hub.status();
-    let held = hub.read_after(
-        status.oldest_cursor.saturating_sub(1),
-        status.capacity as usize,
-    );
-    let records: Vec<FlowRecord> = held
-        .items
-        .iter()
-        .map(|(_, entry)| entry.record.clone())
-        .collect();
+    let records: Vec<FlowRecord> = hub.held().iter().map(|p| p.record.clone()).collect();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);

@@ -288,6 +288,13 @@ impl FlowHub {
         self.sinks().iter().map(|sink| sink.status()).collect()
     }
 
+    /// Every flow held now, oldest first, read under one lock (shared, not copied): what
+    /// the suggestions' proof and the console fold.
+    pub fn held(&self) -> Vec<Arc<Published>> {
+        let batch = self.read_after(0, usize::MAX);
+        batch.items.into_iter().map(|(_, p)| p).collect()
+    }
+
     /// Up to `max` flows after cursor `after`, and what the reader lost before them.
     pub fn read_after(&self, after: u64, max: usize) -> Batch<Arc<Published>> {
         self.ring().read_after(after, max)

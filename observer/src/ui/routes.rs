@@ -405,21 +405,7 @@ static FOLDS: Semaphore = Semaphore::const_new(MAX_FOLDS);
 async fn held(hub: &FlowHub) -> (Option<SemaphorePermit<'static>>, Vec<Arc<Published>>) {
     // The semaphore is never closed: a permit always comes.
     let permit = FOLDS.acquire().await.ok();
-    (permit, held_flows(hub))
-}
-
-/// Every flow the hub holds now, oldest first (shared, not copied).
-fn held_flows(hub: &FlowHub) -> Vec<Arc<Published>> {
-    let mut held = Vec::new();
-    let mut after = 0;
-    loop {
-        let batch = hub.read_after(after, 4096);
-        let Some((last, _)) = batch.items.last() else {
-            return held;
-        };
-        after = *last;
-        held.extend(batch.items.into_iter().map(|(_, p)| p));
-    }
+    (permit, hub.held())
 }
 
 /// Runs `work` on the blocking pool (folding 100,000 records must not hold an async

@@ -97,6 +97,11 @@ async fn the_map_is_served_as_json_and_bad_parameters_are_refused() {
             "no cluster state",
         ),
         ("/api/suggestions", 200, "--suggest-max-edges 0"),
+        (
+            "/api/suggestions?workload=wl:a//",
+            400,
+            "wl:NAMESPACE/Kind/name",
+        ),
         ("/api/violations?after=x", 400, "after \"x\""),
         ("/api/violations?start=later", 400, "start \"later\""),
     ] {

@@ -324,7 +324,7 @@ pub fn view<'a>(
 }
 
 /// `wl:NS/Kind/name` split.
-fn parse_id(id: &str) -> Result<(String, String, String), String> {
+pub(super) fn parse_id(id: &str) -> Result<(String, String, String), String> {
     let parts: Vec<&str> = id
         .strip_prefix("wl:")
         .map(|rest| rest.splitn(3, '/').collect())

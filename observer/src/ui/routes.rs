@@ -287,17 +287,8 @@ async fn suggestions(console: &Console, mut params: Params) -> Routed {
         ..GetSuggestionsRequest::default()
     };
     if let Some(id) = &workload {
-        let parts: Vec<&str> = id
-            .strip_prefix("wl:")
-            .unwrap_or_default()
-            .splitn(3, '/')
-            .collect();
-        let [ns, kind, name] = parts.as_slice() else {
-            return Err(format!(
-                "workload {id:?}: a workload node id, wl:NAMESPACE/Kind/name"
-            ));
-        };
-        request.namespace = vec![(*ns).to_owned()];
+        let (ns, kind, name) = policy_view::parse_id(id)?;
+        request.namespace = vec![ns];
         request.workload = vec![format!("{kind}/{name}")];
     }
     let Some(provider) = &console.suggestions else {

@@ -38,6 +38,14 @@ pub const EMPTY_PROGRAM: &str = "empty_tc";
 /// Name of a classifier that only parses the headers into a flow key (no map): the floor
 /// of any flow observer, which benchmarks compare against too.
 pub const PARSE_ONLY_PROGRAM: &str = "parse_only_tc";
+/// Name of a classifier that parses and adds one to a per-CPU counter: the benchmarks'
+/// rung for "one map operation per packet".
+pub const COUNT_ONE_PROGRAM: &str = "count_one_tc";
+/// Name of a classifier that parses and adds one to the flow's own word, found as the flow
+/// cache finds a slot: the benchmarks' rung for "the least a per-flow counter does".
+pub const COUNT_SLOT_PROGRAM: &str = "count_slot_tc";
+/// Name of the array `count_slot_tc` adds to (one entry unless the references are loaded).
+pub const LOWER_BOUND_SLOTS_MAP: &str = "LOWER_BOUND_SLOTS";
 
 /// Default capacity of the flow map (entries; one value each, shared by the CPUs).
 pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;

@@ -74,6 +74,15 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 #[map]
 static ATTACHED: HashMap<u32, u8> = HashMap::with_max_entries(MAX_ATTACHED_INTERFACES, 0);
 
+/// Benchmarks only: the counter `count_one_tc` adds to (one per CPU).
+#[map]
+static LOWER_BOUND_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Benchmarks only: the words `count_slot_tc` adds to, one per flow cache slot. Userspace
+/// sizes it like the flow cache when it loads the reference programs, else to one entry.
+#[map]
+static LOWER_BOUND_SLOTS: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Attached at TC ingress of a host-side pod interface: packets leaving the pod.
 #[classifier]
 pub fn flow_ingress(ctx: TcContext) -> i32 {
@@ -99,12 +108,8 @@ pub fn empty_tc(_ctx: TcContext) -> i32 {
 /// flow programs as the second reference.
 #[classifier]
 pub fn parse_only_tc(ctx: TcContext) -> i32 {
-    let mut key = core::mem::MaybeUninit::<FlowKey>::uninit();
-    // SAFETY: zeroes all 48 bytes, after which any bit pattern is a valid FlowKey.
-    let key = unsafe {
-        write_words(key.as_mut_ptr(), &[0; 6]);
-        key.assume_init_mut()
-    };
+    let mut key = core::mem::MaybeUninit::uninit();
+    let key = zeroed_key(&mut key);
     if parse::parse(&ctx, key).is_ok() {
         let words = key.as_u64_words();
         let mut touched = 0u64;
@@ -115,6 +120,51 @@ pub fn parse_only_tc(ctx: TcContext) -> i32 {
         core::hint::black_box(touched);
     }
     TC_ACT_UNSPEC
+}
+
+/// Parses, then adds one to a per-CPU counter at a fixed index: the one map operation per
+/// packet a counting observer cannot do without, with no flow told apart. A rung of the
+/// benchmarks' ladder between the parse-only reference and the flow programs.
+#[classifier]
+pub fn count_one_tc(ctx: TcContext) -> i32 {
+    let mut key = core::mem::MaybeUninit::uninit();
+    let key = zeroed_key(&mut key);
+    if parse::parse(&ctx, key).is_ok()
+        && let Some(count) = LOWER_BOUND_COUNT.get_ptr_mut(0)
+    {
+        // SAFETY: this CPU's value.
+        unsafe { *count += 1 }
+    }
+    TC_ACT_UNSPEC
+}
+
+/// Parses, then adds one to the flow's own word on this CPU, found as the flow cache finds
+/// a slot: the least a per-flow counter does (no key compare, no bytes, times or flags).
+/// The ladder's last rung below the flow programs.
+#[classifier]
+pub fn count_slot_tc(ctx: TcContext) -> i32 {
+    let mut key = core::mem::MaybeUninit::uninit();
+    let key = zeroed_key(&mut key);
+    if parse::parse(&ctx, key).is_ok() {
+        let slots = FLOW_CACHE_SLOTS.load();
+        // SAFETY: helper without preconditions.
+        let cpu = unsafe { bpf_get_smp_processor_id() };
+        if let Some(count) = LOWER_BOUND_SLOTS.get_ptr_mut(flow_cache_index(key, cpu, slots)) {
+            // SAFETY: a word only this CPU's programs write.
+            unsafe { *count += 1 }
+        }
+    }
+    TC_ACT_UNSPEC
+}
+
+/// A flow key of zeroes, in `key`'s stack slot.
+#[inline(always)]
+fn zeroed_key(key: &mut core::mem::MaybeUninit<FlowKey>) -> &mut FlowKey {
+    // SAFETY: zeroes all 48 bytes, after which any bit pattern is a valid FlowKey.
+    unsafe {
+        write_words(key.as_mut_ptr(), &[0; 6]);
+        key.assume_init_mut()
+    }
 }
 
 /// Never attached: userspace runs it (BPF_PROG_TEST_RUN) to read the clocks the
@@ -170,12 +220,8 @@ fn bump_loss(dir: u8, entered_through: u32, counter: Counter) {
 
 #[inline(always)]
 fn observe(ctx: &TcContext, dir: u8) {
-    let mut key = core::mem::MaybeUninit::<FlowKey>::uninit();
-    // SAFETY: zeroes all 48 bytes, after which any bit pattern is a valid FlowKey.
-    let key = unsafe {
-        write_words(key.as_mut_ptr(), &[0; 6]);
-        key.assume_init_mut()
-    };
+    let mut key = core::mem::MaybeUninit::uninit();
+    let key = zeroed_key(&mut key);
     match parse::parse(ctx, key) {
         Ok(Parsed::Flow(packet)) => account(ctx, dir, key, packet),
         Ok(Parsed::NonIp) => {

@@ -63,6 +63,7 @@ fn main() {
         flow_map_entries: DEFAULT_FLOW_MAP_ENTRIES,
         flow_cache_slots: None,
         ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+        reference_programs: false,
     }) {
         Ok(datapath) => datapath,
         Err(e) => {

@@ -79,6 +79,7 @@ impl Runner {
             flow_map_entries: 65_536,
             flow_cache_slots: Some(64),
             ring_buffer_bytes: 4096,
+            reference_programs: false,
         })?;
         let (programs, maps) = datapath.start(false)?;
         let mut runner = Self {

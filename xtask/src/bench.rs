@@ -1,11 +1,13 @@
 //! `cargo xtask bench ...`: benchmarks that print their numbers (docs/benchmarks.md keeps
 //! the results and how they were measured).
 
+mod cost;
 pub(crate) mod datapath;
 mod enrich;
 mod profile;
 mod started;
 mod storm;
+mod throughput;
 
 use anyhow::Result;
 use clap::Subcommand;

@@ -185,6 +185,30 @@ pub struct RunArgs {
     /// Benchmarking aid: attach the reference classifiers before the flow programs.
     #[arg(long, hide = true, requires = "attach_empty_program")]
     attach_references_first: bool,
+    /// Benchmarking aid: attach only these reference classifiers at each hook, in this
+    /// order, instead of the flow programs: what the hook and programs of that cost take
+    /// from throughput, or a rung of the cost ladder measured first at the hook.
+    #[arg(
+        long,
+        hide = true,
+        value_enum,
+        value_delimiter = ',',
+        conflicts_with = "attach_empty_program"
+    )]
+    attach_only: Vec<ReferenceProgram>,
+}
+
+/// The reference classifiers `--attach-only` can attach.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ReferenceProgram {
+    /// The empty classifier.
+    Empty,
+    /// The parse-only classifier.
+    ParseOnly,
+    /// Parse, and one per-CPU counter.
+    CountOne,
+    /// Parse, and one add to the flow's own word.
+    CountSlot,
 }
 
 /// Default of `--grpc-listen`: the node only, since plaintext is unauthenticated (with
@@ -281,6 +305,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             flow_map_entries: args.flow_map_entries,
             flow_cache_slots: args.flow_cache_slots,
             ring_buffer_bytes: args.ringbuf_bytes,
+            reference_programs: args.attach_empty_program || !args.attach_only.is_empty(),
         },
         table: TableConfig {
             idle_timeout_ns: args.idle_timeout.as_nanos() as u64,
@@ -291,6 +316,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         poll_interval: args.poll_interval.max(Duration::from_millis(10)),
         attach_empty_program: args.attach_empty_program,
         attach_references_first: args.attach_references_first,
+        attach_only: args
+            .attach_only
+            .iter()
+            .map(|program| match program {
+                ReferenceProgram::Empty => observer_common::EMPTY_PROGRAM,
+                ReferenceProgram::ParseOnly => observer_common::PARSE_ONLY_PROGRAM,
+                ReferenceProgram::CountOne => observer_common::COUNT_ONE_PROGRAM,
+                ReferenceProgram::CountSlot => observer_common::COUNT_SLOT_PROGRAM,
+            })
+            .collect(),
         cluster: if !args.manifests.is_empty() {
             ClusterConfig::Manifests {
                 paths: args.manifests,

@@ -49,6 +49,9 @@ pub struct RunConfig {
     /// Benchmarking aid: attach the reference classifiers before the flow programs (a
     /// program runs on warmer caches when another ran before it at the hook).
     pub attach_references_first: bool,
+    /// Benchmarking aid: attach only these reference classifiers (by program name, in
+    /// this order) instead of the flow programs; empty: the flow programs.
+    pub attach_only: Vec<&'static str>,
     /// Where the cluster state comes from.
     pub cluster: ClusterConfig,
     /// How long ended IP holdings are kept for late records.

@@ -13,8 +13,19 @@ use aya::{
     util::KernelVersion,
 };
 use observer_common::{
-    ATTACHED_MAP, EGRESS_PROGRAM, EMPTY_PROGRAM, INGRESS_PROGRAM, PARSE_ONLY_PROGRAM,
+    ATTACHED_MAP, COUNT_ONE_PROGRAM, COUNT_SLOT_PROGRAM, EGRESS_PROGRAM, EMPTY_PROGRAM,
+    INGRESS_PROGRAM, PARSE_ONLY_PROGRAM,
 };
+
+/// The benchmarks' reference programs, attached beside the flow programs with
+/// `--attach-empty-program`: the ladder from the empty classifier up to the least a
+/// per-flow counter does (`xtask/src/bench/cost.rs`).
+const REFERENCE_PROGRAMS: [&str; 4] = [
+    EMPTY_PROGRAM,
+    PARSE_ONLY_PROGRAM,
+    COUNT_ONE_PROGRAM,
+    COUNT_SLOT_PROGRAM,
+];
 
 /// One attached program: which, where.
 struct Link {
@@ -30,6 +41,9 @@ pub struct Attachments {
     with_empty_program: bool,
     /// The reference programs go before the flow programs at each hook.
     references_first: bool,
+    /// Only these reference programs are attached, in this order (benchmarks); empty: the
+    /// flow programs.
+    only: Vec<&'static str>,
     attached: HashMap<u32, (String, Vec<Link>)>,
     /// The kernel's copy of the attached interface indexes: its programs count a loss at
     /// an egress hook only for packets that did not enter through one of them.
@@ -40,8 +54,7 @@ impl Attachments {
     pub(super) fn new(mut ebpf: Ebpf, with_empty_program: bool) -> Result<Self> {
         let mut names = vec![INGRESS_PROGRAM, EGRESS_PROGRAM];
         if with_empty_program {
-            names.push(EMPTY_PROGRAM);
-            names.push(PARSE_ONLY_PROGRAM);
+            names.extend(REFERENCE_PROGRAMS);
         }
         for name in names {
             program(&mut ebpf, name)?
@@ -57,6 +70,7 @@ impl Attachments {
             legacy_tc,
             with_empty_program,
             references_first: false,
+            only: Vec::new(),
             attached: HashMap::new(),
             attached_map: BpfHashMap::try_from(attached_map)?,
         })
@@ -66,6 +80,13 @@ impl Attachments {
     /// on (at a hook, a program runs on warmer caches when another ran before it).
     pub fn references_first(&mut self, first: bool) {
         self.references_first = first;
+    }
+
+    /// Benchmarking aid: attach only `programs` (references, loaded when the
+    /// attachments were made with them), in this order at both hooks, from now on instead
+    /// of the flow programs.
+    pub fn attach_only(&mut self, programs: Vec<&'static str>) {
+        self.only = programs;
     }
 
     /// Names of the interfaces currently attached, sorted.
@@ -95,13 +116,16 @@ impl Attachments {
             (INGRESS_PROGRAM, TcAttachType::Ingress),
             (EGRESS_PROGRAM, TcAttachType::Egress),
         ];
-        if self.with_empty_program {
-            let references = [
-                (EMPTY_PROGRAM, TcAttachType::Ingress),
-                (EMPTY_PROGRAM, TcAttachType::Egress),
-                (PARSE_ONLY_PROGRAM, TcAttachType::Ingress),
-                (PARSE_ONLY_PROGRAM, TcAttachType::Egress),
-            ];
+        if !self.only.is_empty() {
+            plan = self
+                .only
+                .iter()
+                .flat_map(|&p| [(p, TcAttachType::Ingress), (p, TcAttachType::Egress)])
+                .collect();
+        } else if self.with_empty_program {
+            let references = REFERENCE_PROGRAMS
+                .into_iter()
+                .flat_map(|p| [(p, TcAttachType::Ingress), (p, TcAttachType::Egress)]);
             if self.references_first {
                 plan.splice(0..0, references);
             } else {
@@ -167,12 +191,10 @@ impl Attachments {
             return Vec::new();
         }
         let mut ours = Vec::new();
-        for program_name in [
-            INGRESS_PROGRAM,
-            EGRESS_PROGRAM,
-            EMPTY_PROGRAM,
-            PARSE_ONLY_PROGRAM,
-        ] {
+        for program_name in [INGRESS_PROGRAM, EGRESS_PROGRAM]
+            .into_iter()
+            .chain(REFERENCE_PROGRAMS)
+        {
             if let Ok(info) = program(&mut self.ebpf, program_name).and_then(|p| Ok(p.info()?)) {
                 ours.push((info.id(), info.name_as_str().map(str::to_owned)));
             }

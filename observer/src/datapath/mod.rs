@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 use aya::{Ebpf, EbpfLoader};
 use observer_common::{
     COUNTERS_MAP, FLOW_CACHE_MAP, FLOW_CACHE_SLOTS_GLOBAL, FLOW_EVENTS_MAP, FLOWS_MAP,
+    LOWER_BOUND_SLOTS_MAP,
 };
 
 pub use attach::Attachments;
@@ -42,6 +43,9 @@ pub struct DatapathConfig {
     pub flow_cache_slots: Option<u32>,
     /// Size of the event ring buffer in bytes (power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
+    /// Benchmarking aid: the reference programs will be loaded, so their per-flow words
+    /// are sized like the flow cache (else one entry).
+    pub reference_programs: bool,
 }
 
 /// The loaded programs and the maps userspace reads.
@@ -95,6 +99,14 @@ impl Datapath {
             // An array cannot be empty: without a cache, one unused slot.
             .map_max_entries(FLOW_CACHE_MAP, cache_entries.max(1))
             .map_max_entries(FLOWS_MAP, config.flow_map_entries)
+            .map_max_entries(
+                LOWER_BOUND_SLOTS_MAP,
+                if config.reference_programs {
+                    cache_entries.max(1)
+                } else {
+                    1
+                },
+            )
             .map_max_entries(FLOW_EVENTS_MAP, config.ring_buffer_bytes)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object (are we root, with CAP_BPF and CAP_NET_ADMIN?)")?;

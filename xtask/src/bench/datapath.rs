@@ -12,7 +12,8 @@ use anyhow::{Context, Result, bail};
 use observer_lab::observer::ObserverProcess;
 use observer_lab::{Lab, Pod};
 
-use crate::shell::{build_observer, is_root, output, target_dir};
+use super::cost::{BpfStats, Cost, program_runs};
+use crate::shell::{build_observer, is_root, target_dir};
 
 /// The lab's two host-side interfaces.
 const HOOKS: [&str; 2] = ["vetha", "vethb"];
@@ -22,11 +23,11 @@ const HOOKS: [&str; 2] = ["vetha", "vethb"];
 pub struct Options {
     /// Seconds of each iperf3 run.
     #[arg(long, default_value_t = 5)]
-    seconds: u32,
+    pub(super) seconds: u32,
     /// Rounds of each measure: cost streams, and alternating throughput runs without / with
     /// the observer. Medians are reported.
     #[arg(long, default_value_t = 5)]
-    rounds: u32,
+    pub(super) rounds: u32,
     /// New UDP flows per second in the storm.
     #[arg(long, default_value_t = 50_000)]
     pub storm_rate: u32,
@@ -42,7 +43,7 @@ pub struct Options {
     /// the tests, which walks the flow map ten times as often);
     /// `--throughput-daemon-arg=--poll-interval --throughput-daemon-arg=100ms` measures that.
     #[arg(long, allow_hyphen_values = true)]
-    throughput_daemon_arg: Vec<String>,
+    pub(super) throughput_daemon_arg: Vec<String>,
     /// Run only these parts (default: all but `compare`).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
@@ -54,10 +55,16 @@ pub struct Options {
 /// The benchmark's parts.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Part {
-    /// ns per program run vs the empty classifier.
+    /// ns per program run vs the references (`bench/cost.rs`).
     Cost,
+    /// The cost ladder's rungs, each alone first at the hooks (`bench/cost.rs`).
+    Ladder,
     /// iperf3 throughput ratio.
     Throughput,
+    /// The throughput ratio, and beside it the ratios with only the empty classifier and
+    /// only the parse-only one attached (what the hook, and the least any flow observer
+    /// does, take from it).
+    Floor,
     /// New-flow storm.
     Storm,
     /// Per-run cost of this build against `--against`, both attached at once.
@@ -81,7 +88,11 @@ pub fn run(options: &Options) -> Result<()> {
     let server_ip = IpAddr::V4(b.ipv4);
     let wanted = |part: Part| {
         options.only.contains(&part)
-            || (options.only.is_empty() && part != Part::Compare && part != Part::Profile)
+            || (options.only.is_empty()
+                && !matches!(
+                    part,
+                    Part::Compare | Part::Profile | Part::Floor | Part::Ladder
+                ))
     };
 
     let stream = Stream {
@@ -92,10 +103,13 @@ pub fn run(options: &Options) -> Result<()> {
         server_ip,
     };
     if wanted(Part::Cost) {
-        cost(&stream, options)?;
+        super::cost::cost(&stream, options)?;
     }
-    if wanted(Part::Throughput) {
-        throughput(&stream, options)?;
+    if wanted(Part::Ladder) {
+        super::cost::ladder(&stream, options)?;
+    }
+    if wanted(Part::Throughput) || wanted(Part::Floor) {
+        super::throughput::throughput(&stream, options, wanted(Part::Floor))?;
     }
     if wanted(Part::Compare) {
         let other = options
@@ -158,163 +172,6 @@ impl Traffic {
     }
 }
 
-/// Per traffic, per round: flow / parse-only, flow / empty, and flow − empty in ns.
-type Ratios = (Traffic, Vec<f64>, Vec<f64>, Vec<f64>);
-
-fn cost(stream: &Stream, options: &Options) -> Result<()> {
-    println!(
-        "## per-packet cost (kernel BPF stats), {} alternating rounds of {} s iperf3 runs, \
-         TCP stream and 64-byte UDP; references attached at the same hooks: the empty \
-         classifier and a parse-only one",
-        options.rounds, options.seconds
-    );
-    let mut ratios: Vec<Ratios> = [Traffic::Tcp, Traffic::Udp64]
-        .into_iter()
-        .map(|t| (t, Vec::new(), Vec::new(), Vec::new()))
-        .collect();
-    {
-        let _stats = BpfStats::enable()?;
-        for round in 1..=options.rounds.max(1) {
-            // At a hook, a program runs on warmer caches when another ran before it: the
-            // references go after the flow programs in odd rounds, before them in even
-            // ones. The traffic's order alternates too, so a drift favours neither.
-            let mut args = vec!["--attach-empty-program"];
-            let order = if round % 2 == 0 {
-                args.push("--attach-references-first");
-                [Traffic::Udp64, Traffic::Tcp]
-            } else {
-                [Traffic::Tcp, Traffic::Udp64]
-            };
-            let observer = stream.observer(&args)?;
-            for traffic in order {
-                let before = program_costs()?;
-                stream.iperf(options.seconds, traffic)?;
-                let costs = minus(&program_costs()?, &before);
-                let cost_of = |names: &[&str]| {
-                    costs
-                        .iter()
-                        .filter(|(n, _)| names.contains(&n.as_str()))
-                        .fold(Cost::default(), |acc, (_, c)| acc.plus(c))
-                };
-                let flow = cost_of(&["flow_ingress", "flow_egress"]).mean_ns();
-                let empty = cost_of(&["empty_tc"]);
-                let parse = cost_of(&["parse_only_tc"]);
-                if empty.runs == 0 || parse.runs == 0 {
-                    bail!("a reference program did not run");
-                }
-                let (empty, parse) = (empty.mean_ns(), parse.mean_ns());
-                println!(
-                    "  round {round} (references {}), {}: flow programs {flow:.1}, parse-only \
-                     {parse:.1}, empty {empty:.1} ns/run: {:.2}× the parse-only, {:.2}× the \
-                     empty",
-                    if round % 2 == 0 { "first" } else { "after" },
-                    traffic.name(),
-                    flow / parse,
-                    flow / empty
-                );
-                if let Some((_, p, e, a)) = ratios.iter_mut().find(|(t, ..)| *t == traffic) {
-                    p.push(flow / parse);
-                    e.push(flow / empty);
-                    a.push(flow - empty);
-                }
-            }
-            observer.stop()?;
-        }
-    }
-    for (traffic, parse, empty, above) in &mut ratios {
-        let (targets_parse, targets_empty) = match traffic {
-            Traffic::Tcp => (1.5, 2.0),
-            Traffic::Udp64 => (1.3, 1.7),
-        };
-        println!(
-            "  {}: median {:.2}× the parse-only (target ≤ {targets_parse}), {:.2}× the empty \
-             (target ≤ {targets_empty}), {:.1} ns/run above the empty",
-            traffic.name(),
-            median(parse),
-            median(empty),
-            median(above)
-        );
-    }
-    Ok(())
-}
-
-/// Per-program differences of two `program_costs` readings.
-fn minus(after: &[(String, Cost)], before: &[(String, Cost)]) -> Vec<(String, Cost)> {
-    after
-        .iter()
-        .map(|(name, a)| {
-            let b = before
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, c)| *c)
-                .unwrap_or_default();
-            (name.clone(), a.since(&b))
-        })
-        .collect()
-}
-
-fn throughput(stream: &Stream, options: &Options) -> Result<()> {
-    let extra: Vec<&str> = if options.throughput_daemon_arg.is_empty() {
-        vec!["--poll-interval", "1s"]
-    } else {
-        options
-            .throughput_daemon_arg
-            .iter()
-            .map(String::as_str)
-            .collect()
-    };
-    for (traffic, target) in [(Traffic::Tcp, 0.97), (Traffic::Udp64, 0.95)] {
-        println!(
-            "\n## iperf3 throughput, {}, {} alternating rounds of {} s (client and server \
-             pinned to CPUs 0 and 1; daemon arguments {:?})",
-            traffic.name(),
-            options.rounds,
-            options.seconds,
-            extra
-        );
-        let (mut without, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        let with_observer = || -> Result<f64> {
-            let observer = stream.observer(&extra)?;
-            let observed = stream.iperf(options.seconds, traffic)?;
-            observer.stop()?;
-            Ok(observed)
-        };
-        for round in 1..=options.rounds {
-            // Alternate which run comes first, so a drift within the round favours neither.
-            let with_first = round % 2 == 0;
-            let (base, observed) = if with_first {
-                let observed = with_observer()?;
-                (stream.iperf(options.seconds, traffic)?, observed)
-            } else {
-                let base = stream.iperf(options.seconds, traffic)?;
-                (base, with_observer()?)
-            };
-            println!(
-                "  round {round} ({} first): without {:.3} Gbit/s, with {:.3} Gbit/s, ratio {:.3}",
-                if with_first { "with" } else { "without" },
-                base / 1e9,
-                observed / 1e9,
-                observed / base
-            );
-            without.push(base);
-            with.push(observed);
-            ratios.push(observed / base);
-        }
-        let (m_without, m_with) = (median(&mut without), median(&mut with));
-        // This machine's throughput drifts by ±10 % over tens of seconds; a round's two
-        // runs are adjacent in time, so the median of per-round ratios cancels most of it.
-        println!(
-            "  medians: without {:.3} Gbit/s, with {:.3} Gbit/s (ratio of medians {:.3}); \
-             median of the rounds' ratios {:.3} (target ≥ {target})",
-            m_without / 1e9,
-            m_with / 1e9,
-            m_with / m_without,
-            median(&mut ratios)
-        );
-    }
-    Ok(())
-}
-
 /// iperf3 server in a pod, stopped on drop.
 struct IperfServer(Child);
 
@@ -371,93 +228,6 @@ fn iperf(client: &Pod, server: IpAddr, seconds: u32, traffic: Traffic) -> Result
     }
 }
 
-/// Turns `kernel.bpf_stats_enabled` on, and back off when dropped.
-struct BpfStats;
-
-impl BpfStats {
-    fn enable() -> Result<Self> {
-        observer_lab::run(std::process::Command::new("sysctl").args([
-            "-q",
-            "-w",
-            "kernel.bpf_stats_enabled=1",
-        ]))?;
-        Ok(Self)
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("sysctl")
-            .args(["-q", "-w", "kernel.bpf_stats_enabled=0"])
-            .status();
-    }
-}
-
-#[derive(Clone, Copy, Default)]
-struct Cost {
-    runs: u64,
-    ns: u64,
-}
-
-impl Cost {
-    fn mean_ns(&self) -> f64 {
-        if self.runs == 0 {
-            0.0
-        } else {
-            self.ns as f64 / self.runs as f64
-        }
-    }
-
-    /// What ran between an `earlier` reading and this one.
-    fn since(self, earlier: &Cost) -> Cost {
-        Cost {
-            runs: self.runs.saturating_sub(earlier.runs),
-            ns: self.ns.saturating_sub(earlier.ns),
-        }
-    }
-
-    fn plus(self, other: &Cost) -> Cost {
-        Cost {
-            runs: self.runs + other.runs,
-            ns: self.ns + other.ns,
-        }
-    }
-}
-
-/// run_cnt and run_time_ns of every loaded copy of our programs, by program id, from
-/// `bpftool prog show -j`.
-fn program_runs() -> Result<Vec<(u64, String, Cost)>> {
-    let json = output("bpftool", &["prog", "show", "-j"]).context("bpftool prog show -j")?;
-    let programs: Vec<serde_json::Value> = serde_json::from_str(&json)?;
-    Ok(programs
-        .iter()
-        .filter_map(|p| {
-            let name = p["name"].as_str()?;
-            ["flow_ingress", "flow_egress", "empty_tc", "parse_only_tc"]
-                .contains(&name)
-                .then(|| {
-                    let cost = Cost {
-                        runs: p["run_cnt"].as_u64().unwrap_or(0),
-                        ns: p["run_time_ns"].as_u64().unwrap_or(0),
-                    };
-                    (p["id"].as_u64().unwrap_or(0), name.to_string(), cost)
-                })
-        })
-        .collect())
-}
-
-/// run_cnt and run_time_ns of our programs, summed by name.
-fn program_costs() -> Result<Vec<(String, Cost)>> {
-    let mut costs: Vec<(String, Cost)> = Vec::new();
-    for (_, name, cost) in program_runs()? {
-        match costs.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, c)) => *c = c.plus(&cost),
-            None => costs.push((name, cost)),
-        }
-    }
-    Ok(costs)
-}
-
 /// Per-run cost of two observer builds attached to the same hooks at once, so both see the
 /// same packets in the same machine state. The one attached second runs on warmer caches,
 /// so rounds alternate the order and the mean over rounds is reported for each.
@@ -471,7 +241,7 @@ fn compare(stream: &Stream, other: &std::path::Path, options: &Options) -> Resul
     let flow_ids = || -> Result<Vec<u64>> {
         Ok(program_runs()?
             .into_iter()
-            .filter(|(_, name, _)| name != "empty_tc" && name != "parse_only_tc")
+            .filter(|(_, name, _)| name.starts_with("flow_"))
             .map(|(id, _, _)| id)
             .collect())
     };
@@ -488,7 +258,14 @@ fn compare(stream: &Stream, other: &std::path::Path, options: &Options) -> Resul
             let before = flow_ids()?;
             let dir = stream.dir.join(format!("compare-{label}"));
             std::fs::create_dir_all(&dir)?;
-            let mut observer = ObserverProcess::start(stream.lab, binary, &dir, &[])?;
+            // Both run at once in the lab's node: each needs ports of its own.
+            let (grpc, metrics) = if label == "A" {
+                ("127.0.0.1:4251", "127.0.0.1:9471")
+            } else {
+                ("127.0.0.1:4252", "127.0.0.1:9472")
+            };
+            let ports = ["--grpc-listen", grpc, "--metrics-listen", metrics];
+            let mut observer = ObserverProcess::start(stream.lab, binary, &dir, &ports)?;
             observer.wait_attached(&HOOKS)?;
             let ids: Vec<u64> = flow_ids()?
                 .into_iter()

@@ -4,7 +4,7 @@
 //! machine's possible CPUs, the memlock the kernel charges for each map this process holds
 //! (`/proc/self/fdinfo`). Needs root. Prints its numbers (docs/benchmarks.md).
 
-use observer::datapath::{Datapath, DatapathConfig};
+use observer::datapath::{Datapath, DatapathConfig, HookPlan};
 use observer::memory::budget::{
     BudgetInputs, KERNEL_MAPS_TARGET, default_flow_cache_slots, kernel_maps,
 };
@@ -63,7 +63,7 @@ fn main() {
         flow_map_entries: DEFAULT_FLOW_MAP_ENTRIES,
         flow_cache_slots: None,
         ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
-        reference_programs: false,
+        hooks: HookPlan::FlowPrograms,
     }) {
         Ok(datapath) => datapath,
         Err(e) => {

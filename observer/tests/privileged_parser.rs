@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Result, bail};
-use observer::datapath::{Attachments, CounterReader, Datapath, DatapathConfig, FlowMapReader};
+use observer::datapath::{
+    Attachments, CounterReader, Datapath, DatapathConfig, FlowMapReader, HookPlan,
+};
 use observer_common::{
     EGRESS_PROGRAM, FlowKey, FlowStats, INGRESS_PROGRAM, direction, family, ip_proto, key_flags,
     stats_flags, tcp_flags,
@@ -79,9 +81,9 @@ impl Runner {
             flow_map_entries: 65_536,
             flow_cache_slots: Some(64),
             ring_buffer_bytes: 4096,
-            reference_programs: false,
+            hooks: HookPlan::FlowPrograms,
         })?;
-        let (programs, maps) = datapath.start(false)?;
+        let (programs, maps) = datapath.start()?;
         let mut runner = Self {
             programs,
             flows: maps.flows,

@@ -12,7 +12,7 @@ use crate::api::listen::ApiAddress;
 use crate::api::server::TlsFiles;
 use crate::cluster::kubernetes::{ApiLimits, KubernetesSourceConfig};
 use crate::daemon::{self, ClusterConfig, RunConfig};
-use crate::datapath::{DEFAULT_INTERFACE_PATTERN, DatapathConfig, InterfacePattern};
+use crate::datapath::{DEFAULT_INTERFACE_PATTERN, DatapathConfig, HookPlan, InterfacePattern};
 use crate::export::{FlowLogTarget, Rotation};
 use crate::flow::{DEFAULT_MAX_CONNECTIONS, TableConfig};
 
@@ -211,6 +211,29 @@ enum ReferenceProgram {
     CountSlot,
 }
 
+/// What the hidden benchmarking flags put at the hooks.
+fn hook_plan(args: &RunArgs) -> HookPlan {
+    if args.attach_empty_program {
+        return HookPlan::WithReferences {
+            references_first: args.attach_references_first,
+        };
+    }
+    if args.attach_only.is_empty() {
+        return HookPlan::FlowPrograms;
+    }
+    HookPlan::ReferencesOnly(
+        args.attach_only
+            .iter()
+            .map(|program| match program {
+                ReferenceProgram::Empty => observer_common::EMPTY_PROGRAM,
+                ReferenceProgram::ParseOnly => observer_common::PARSE_ONLY_PROGRAM,
+                ReferenceProgram::CountOne => observer_common::COUNT_ONE_PROGRAM,
+                ReferenceProgram::CountSlot => observer_common::COUNT_SLOT_PROGRAM,
+            })
+            .collect(),
+    )
+}
+
 /// Default of `--grpc-listen`: the node only, since plaintext is unauthenticated (with
 /// `--grpc-tls-*` it may listen wider).
 pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4245";
@@ -283,6 +306,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             .write(path)
             .with_context(|| format!("--stats-file {}", path.display()))?;
     }
+    let hooks = hook_plan(&args);
     let grpc_listen = api_listeners(args.grpc_listen)?;
     if args.grpc_tls_cert.is_some()
         && !grpc_listen.is_empty()
@@ -305,7 +329,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             flow_map_entries: args.flow_map_entries,
             flow_cache_slots: args.flow_cache_slots,
             ring_buffer_bytes: args.ringbuf_bytes,
-            reference_programs: args.attach_empty_program || !args.attach_only.is_empty(),
+            hooks,
         },
         table: TableConfig {
             idle_timeout_ns: args.idle_timeout.as_nanos() as u64,
@@ -314,18 +338,6 @@ pub fn run(args: RunArgs) -> Result<()> {
             max_connections: args.max_connections,
         },
         poll_interval: args.poll_interval.max(Duration::from_millis(10)),
-        attach_empty_program: args.attach_empty_program,
-        attach_references_first: args.attach_references_first,
-        attach_only: args
-            .attach_only
-            .iter()
-            .map(|program| match program {
-                ReferenceProgram::Empty => observer_common::EMPTY_PROGRAM,
-                ReferenceProgram::ParseOnly => observer_common::PARSE_ONLY_PROGRAM,
-                ReferenceProgram::CountOne => observer_common::COUNT_ONE_PROGRAM,
-                ReferenceProgram::CountSlot => observer_common::COUNT_SLOT_PROGRAM,
-            })
-            .collect(),
         cluster: if !args.manifests.is_empty() {
             ClusterConfig::Manifests {
                 paths: args.manifests,

@@ -38,20 +38,12 @@ pub struct RunConfig {
     pub flow_log_rotation: Option<Rotation>,
     /// Where the stats JSON is written (each poll and at exit).
     pub stats_file: Option<PathBuf>,
-    /// Map sizes.
+    /// Map sizes, and what goes at the hooks.
     pub datapath: DatapathConfig,
     /// Expiry and reporting.
     pub table: TableConfig,
     /// How often the flow map is read.
     pub poll_interval: Duration,
-    /// Also attach the empty classifier (the benchmark's cost floor).
-    pub attach_empty_program: bool,
-    /// Benchmarking aid: attach the reference classifiers before the flow programs (a
-    /// program runs on warmer caches when another ran before it at the hook).
-    pub attach_references_first: bool,
-    /// Benchmarking aid: attach only these reference classifiers (by program name, in
-    /// this order) instead of the flow programs; empty: the flow programs.
-    pub attach_only: Vec<&'static str>,
     /// Where the cluster state comes from.
     pub cluster: ClusterConfig,
     /// How long ended IP holdings are kept for late records.

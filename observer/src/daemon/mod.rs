@@ -81,13 +81,10 @@ pub async fn run(config: RunConfig) -> Result<()> {
         }
         None => None,
     };
-    let datapath = Datapath::load(config.datapath)?;
+    let datapath = Datapath::load(config.datapath.clone())?;
     let kernel_map_bytes =
         check_memory_budget(&config, datapath.cpus(), datapath.flow_cache_slots());
-    let with_references = config.attach_empty_program || !config.attach_only.is_empty();
-    let (mut attachments, maps) = datapath.start(with_references)?;
-    attachments.references_first(config.attach_references_first);
-    attachments.attach_only(config.attach_only.clone());
+    let (attachments, maps) = datapath.start()?;
     let DatapathMaps {
         flows,
         events,

@@ -27,6 +27,31 @@ const REFERENCE_PROGRAMS: [&str; 4] = [
     COUNT_SLOT_PROGRAM,
 ];
 
+/// What goes at each hook of an attached interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HookPlan {
+    /// The flow programs: the daemon's own.
+    #[default]
+    FlowPrograms,
+    /// Benchmarking aid (`--attach-empty-program`): the flow programs and every reference
+    /// program, the references after them, or before them with `references_first` (a
+    /// program runs on warmer caches when another ran before it at the hook).
+    WithReferences {
+        /// The references go first.
+        references_first: bool,
+    },
+    /// Benchmarking aid (`--attach-only`): only these reference programs, in this order,
+    /// instead of the flow programs.
+    ReferencesOnly(Vec<&'static str>),
+}
+
+impl HookPlan {
+    /// True when the reference programs are loaded (and their maps sized for use).
+    pub fn loads_references(&self) -> bool {
+        *self != Self::FlowPrograms
+    }
+}
+
 /// One attached program: which, where.
 struct Link {
     program: &'static str,
@@ -38,12 +63,7 @@ pub struct Attachments {
     ebpf: Ebpf,
     /// Kernels before 6.6 have no TCX: programs go through a clsact qdisc and netlink.
     legacy_tc: bool,
-    with_empty_program: bool,
-    /// The reference programs go before the flow programs at each hook.
-    references_first: bool,
-    /// Only these reference programs are attached, in this order (benchmarks); empty: the
-    /// flow programs.
-    only: Vec<&'static str>,
+    plan: HookPlan,
     attached: HashMap<u32, (String, Vec<Link>)>,
     /// The kernel's copy of the attached interface indexes: its programs count a loss at
     /// an egress hook only for packets that did not enter through one of them.
@@ -51,9 +71,9 @@ pub struct Attachments {
 }
 
 impl Attachments {
-    pub(super) fn new(mut ebpf: Ebpf, with_empty_program: bool) -> Result<Self> {
+    pub(super) fn new(mut ebpf: Ebpf, plan: HookPlan) -> Result<Self> {
         let mut names = vec![INGRESS_PROGRAM, EGRESS_PROGRAM];
-        if with_empty_program {
+        if plan.loads_references() {
             names.extend(REFERENCE_PROGRAMS);
         }
         for name in names {
@@ -68,25 +88,10 @@ impl Attachments {
         Ok(Self {
             ebpf,
             legacy_tc,
-            with_empty_program,
-            references_first: false,
-            only: Vec::new(),
+            plan,
             attached: HashMap::new(),
             attached_map: BpfHashMap::try_from(attached_map)?,
         })
-    }
-
-    /// Benchmarking aid: attach the reference programs before the flow programs from now
-    /// on (at a hook, a program runs on warmer caches when another ran before it).
-    pub fn references_first(&mut self, first: bool) {
-        self.references_first = first;
-    }
-
-    /// Benchmarking aid: attach only `programs` (references, loaded when the
-    /// attachments were made with them), in this order at both hooks, from now on instead
-    /// of the flow programs.
-    pub fn attach_only(&mut self, programs: Vec<&'static str>) {
-        self.only = programs;
     }
 
     /// Names of the interfaces currently attached, sorted.
@@ -112,26 +117,28 @@ impl Attachments {
             // Already present is fine; any other failure shows up in attach below.
             let _ = tc::qdisc_add_clsact(name);
         }
-        let mut plan = vec![
+        let at_both = |programs: &[&'static str]| -> Vec<(&'static str, TcAttachType)> {
+            programs
+                .iter()
+                .flat_map(|&p| [(p, TcAttachType::Ingress), (p, TcAttachType::Egress)])
+                .collect()
+        };
+        let flow = vec![
             (INGRESS_PROGRAM, TcAttachType::Ingress),
             (EGRESS_PROGRAM, TcAttachType::Egress),
         ];
-        if !self.only.is_empty() {
-            plan = self
-                .only
-                .iter()
-                .flat_map(|&p| [(p, TcAttachType::Ingress), (p, TcAttachType::Egress)])
-                .collect();
-        } else if self.with_empty_program {
-            let references = REFERENCE_PROGRAMS
-                .into_iter()
-                .flat_map(|p| [(p, TcAttachType::Ingress), (p, TcAttachType::Egress)]);
-            if self.references_first {
-                plan.splice(0..0, references);
-            } else {
-                plan.extend(references);
+        let plan = match &self.plan {
+            HookPlan::FlowPrograms => flow,
+            HookPlan::WithReferences { references_first } => {
+                let references = at_both(&REFERENCE_PROGRAMS);
+                if *references_first {
+                    [references, flow].concat()
+                } else {
+                    [flow, references].concat()
+                }
             }
-        }
+            HookPlan::ReferencesOnly(programs) => at_both(programs),
+        };
         let mut links = Vec::new();
         for (program_name, hook) in plan {
             let attached = program(&mut self.ebpf, program_name)

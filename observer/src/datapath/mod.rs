@@ -22,7 +22,7 @@ use observer_common::{
     LOWER_BOUND_SLOTS_MAP,
 };
 
-pub use attach::Attachments;
+pub use attach::{Attachments, HookPlan};
 pub use counters::{CounterReader, DatapathCounters};
 pub use events::{EventReader, EventReaderStats};
 use flow_cache::FlowCache;
@@ -33,8 +33,8 @@ pub use links::{LinkEvent, watch_links};
 /// The compiled kernel programs, embedded at build time by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
 
-/// Sizes chosen at load time.
-#[derive(Clone, Copy, Debug)]
+/// Sizes chosen at load time, and what goes at the hooks.
+#[derive(Clone, Debug)]
 pub struct DatapathConfig {
     /// Capacity of the flow map in keys.
     pub flow_map_entries: u32,
@@ -43,9 +43,9 @@ pub struct DatapathConfig {
     pub flow_cache_slots: Option<u32>,
     /// Size of the event ring buffer in bytes (power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
-    /// Benchmarking aid: the reference programs will be loaded, so their per-flow words
-    /// are sized like the flow cache (else one entry).
-    pub reference_programs: bool,
+    /// What the attachments put at each hook; when it includes the reference programs,
+    /// their per-flow words are sized like the flow cache (else one entry).
+    pub hooks: HookPlan,
 }
 
 /// The loaded programs and the maps userspace reads.
@@ -54,6 +54,7 @@ pub struct Datapath {
     /// Possible CPUs: the flow cache holds this many CPUs' slots.
     cpus: u32,
     flow_cache_slots: u32,
+    hooks: HookPlan,
 }
 
 /// The maps, taken out of the loaded object so separate tasks can own them.
@@ -101,7 +102,7 @@ impl Datapath {
             .map_max_entries(FLOWS_MAP, config.flow_map_entries)
             .map_max_entries(
                 LOWER_BOUND_SLOTS_MAP,
-                if config.reference_programs {
+                if config.hooks.loads_references() {
                     cache_entries.max(1)
                 } else {
                     1
@@ -120,6 +121,7 @@ impl Datapath {
             ebpf,
             cpus,
             flow_cache_slots: slots,
+            hooks: config.hooks,
         })
     }
 
@@ -134,7 +136,7 @@ impl Datapath {
     }
 
     /// Loads every program and returns the attachment manager plus the maps.
-    pub fn start(mut self, with_empty_program: bool) -> Result<(Attachments, DatapathMaps)> {
+    pub fn start(mut self) -> Result<(Attachments, DatapathMaps)> {
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name)
                 .with_context(|| format!("map {name} missing from the eBPF object"))
@@ -153,7 +155,7 @@ impl Datapath {
         let flows = FlowMapReader::new(take(&mut self.ebpf, FLOWS_MAP)?, cache)?;
         let events = EventReader::new(take(&mut self.ebpf, FLOW_EVENTS_MAP)?)?;
         let counters = CounterReader::new(take(&mut self.ebpf, COUNTERS_MAP)?, cache_runs)?;
-        let attachments = Attachments::new(self.ebpf, with_empty_program)?;
+        let attachments = Attachments::new(self.ebpf, self.hooks)?;
         Ok((
             attachments,
             DatapathMaps {

@@ -13,16 +13,6 @@ use anyhow::{Context, Result, bail};
 use super::datapath::{Options, Stream, Traffic, median};
 use crate::shell::output;
 
-/// Every program of ours the statistics are read for.
-const OUR_PROGRAMS: [&str; 6] = [
-    "flow_ingress",
-    "flow_egress",
-    "count_slot_tc",
-    "count_one_tc",
-    "parse_only_tc",
-    "empty_tc",
-];
-
 /// The rungs, top first, each with the programs whose runs it sums.
 const LADDER: [(&str, &[&str]); 5] = [
     ("flow programs", &["flow_ingress", "flow_egress"]),
@@ -33,6 +23,11 @@ const LADDER: [(&str, &[&str]); 5] = [
 ];
 const PARSE_ONLY: usize = 3;
 const EMPTY: usize = 4;
+
+/// Every program of ours the statistics are read for: the ladder's.
+fn is_ours(name: &str) -> bool {
+    LADDER.iter().any(|(_, programs)| programs.contains(&name))
+}
 
 /// Each rung's rounds, for one traffic.
 struct Series {
@@ -136,23 +131,24 @@ pub(super) fn cost(stream: &Stream, options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The rungs measured alone: each first at the hook with only the empty classifier after
-/// it, as the flow programs are in the cost part's odd rounds.
-const ALONE: [(&str, &[&str]); 4] = [
-    ("flow programs", &["--attach-empty-program"]),
-    ("per-flow word", &["--attach-only", "count-slot,empty"]),
-    ("one counter", &["--attach-only", "count-one,empty"]),
-    ("parse-only", &["--attach-only", "parse-only,empty"]),
+/// The observer's arguments that put each rung of [`LADDER`] above the empty one first at
+/// the hooks with the empty classifier right after it: a reference rung alone, or the flow
+/// programs as in the cost part's odd rounds (the other references follow the empty one).
+const ALONE: [&[&str]; EMPTY] = [
+    &["--attach-empty-program"],
+    &["--attach-only", "count-slot,empty"],
+    &["--attach-only", "count-one,empty"],
+    &["--attach-only", "parse-only,empty"],
 ];
 
-/// Runs the ladder part: each rung alone at the hooks (first, the empty classifier after
-/// it), in rounds that rotate the rungs' order, for both traffics. In the cost part all
+/// Runs the ladder part: each rung first at the hooks, the empty classifier right after
+/// it, in rounds that rotate the rungs' order, for both traffics. In the cost part all
 /// the rungs share the hook, and a program that runs after another finds the packet's
 /// lines in the cache: measured that way, the rungs below the flow programs look cheaper
 /// than they can be first at a hook, which is where the flow programs run.
 pub(super) fn ladder(stream: &Stream, options: &Options) -> Result<()> {
     println!(
-        "\n## the cost ladder, each rung alone first at the hooks with the empty classifier \
+        "\n## the cost ladder, each rung first at the hooks with the empty classifier right \
          after it, {} rounds of {} s per traffic",
         options.rounds, options.seconds
     );
@@ -165,8 +161,8 @@ pub(super) fn ladder(stream: &Stream, options: &Options) -> Result<()> {
         let mut line = Vec::new();
         for step in 0..rungs {
             let rung = (step + round as usize) % rungs;
-            let (label, args) = ALONE[rung];
-            let observer = stream.observer(args)?;
+            let (label, programs) = LADDER[rung];
+            let observer = stream.observer(ALONE[rung])?;
             for (t, traffic) in traffics.into_iter().enumerate() {
                 let before = program_costs()?;
                 stream.iperf(options.seconds, traffic)?;
@@ -175,7 +171,7 @@ pub(super) fn ladder(stream: &Stream, options: &Options) -> Result<()> {
                 for (name, cost) in &costs {
                     if name == "empty_tc" {
                         empty = empty.plus(cost);
-                    } else if ALONE_PROGRAMS[rung].contains(&name.as_str()) {
+                    } else if programs.contains(&name.as_str()) {
                         ours = ours.plus(cost);
                     }
                 }
@@ -203,8 +199,8 @@ pub(super) fn ladder(stream: &Stream, options: &Options) -> Result<()> {
         println!("  {}, medians over the rounds:", traffic.name());
         // A rung against the parse-only one: their ratios to the empty classifier of the
         // same round, divided (each run has its own floor).
-        let parse: Vec<f64> = to_empty[t][rungs - 1].clone();
-        for (rung, (label, _)) in ALONE.iter().enumerate() {
+        let parse: Vec<f64> = to_empty[t][PARSE_ONLY].clone();
+        for (rung, (label, _)) in LADDER.iter().take(rungs).enumerate() {
             let mut against_parse: Vec<f64> = to_empty[t][rung]
                 .iter()
                 .zip(&parse)
@@ -220,20 +216,12 @@ pub(super) fn ladder(stream: &Stream, options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The programs whose runs each rung of [`ALONE`] sums.
-const ALONE_PROGRAMS: [&[&str]; 4] = [
-    &["flow_ingress", "flow_egress"],
-    &["count_slot_tc"],
-    &["count_one_tc"],
-    &["parse_only_tc"],
-];
-
 /// The translated (post-verifier) size of each attached program, in instructions.
 fn print_translated_sizes() -> Result<()> {
     let json = output("bpftool", &["prog", "show", "-j"]).context("bpftool prog show -j")?;
     let programs: Vec<serde_json::Value> = serde_json::from_str(&json)?;
     let mut sizes = Vec::new();
-    for name in OUR_PROGRAMS {
+    for name in LADDER.iter().flat_map(|(_, names)| names.iter()) {
         if let Some(p) = programs.iter().find(|p| p["name"].as_str() == Some(name)) {
             let bytes = p["bytes_xlated"].as_u64().unwrap_or(0);
             sizes.push(format!("{name} {}", bytes / 8));
@@ -323,7 +311,7 @@ pub(super) fn program_runs() -> Result<Vec<(u64, String, Cost)>> {
         .iter()
         .filter_map(|p| {
             let name = p["name"].as_str()?;
-            OUR_PROGRAMS.contains(&name).then(|| {
+            is_ours(name).then(|| {
                 let cost = Cost {
                     runs: p["run_cnt"].as_u64().unwrap_or(0),
                     ns: p["run_time_ns"].as_u64().unwrap_or(0),
